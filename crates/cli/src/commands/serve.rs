@@ -1,0 +1,52 @@
+//! `shanhai serve`: run the gateway.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use anyhow::Context;
+use shanhai_gateway::{Config, Gateway};
+
+/// Serve every module of the modules folder over HTTP.
+///
+/// Without a config file the embedded defaults apply: listen on
+/// 127.0.0.1:8080, modules from ./modules, compiled code cached in
+/// ./.shanhai/cache. Each NAME.wasm is served at /NAME and /NAME/*, and its
+/// functions at POST /api/exec/NAME/FN.
+#[derive(clap::Args)]
+pub(crate) struct Args {
+    /// TOML config file.
+    #[arg(long, short)]
+    config: Option<PathBuf>,
+    /// Modules folder (overrides the config).
+    #[arg(long)]
+    modules: Option<PathBuf>,
+    /// Listen address (overrides the config); port 0 picks a free port.
+    #[arg(long)]
+    listen: Option<SocketAddr>,
+    /// Compile-cache folder (overrides the config); "" disables the cache.
+    #[arg(long)]
+    cache_dir: Option<PathBuf>,
+}
+
+pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
+    let mut config = match &args.config {
+        Some(path) => Config::load(path)?,
+        None => Config::default(),
+    };
+    if let Some(modules) = args.modules {
+        config.server.modules_dir = modules;
+    }
+    if let Some(listen) = args.listen {
+        config.server.listen = listen;
+    }
+    if let Some(cache_dir) = args.cache_dir {
+        config.server.cache_dir = cache_dir;
+    }
+    let gateway = Gateway::start(config).await.context("starting the gateway")?;
+    // Scripts and tests read the address from this line.
+    println!("listening on http://{}", gateway.addr());
+    tokio::signal::ctrl_c().await.context("waiting for Ctrl-C")?;
+    tracing::info!("shutting down");
+    gateway.stop().await;
+    Ok(())
+}

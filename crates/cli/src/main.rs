@@ -1,0 +1,81 @@
+//! `shanhai`: run WebAssembly edge functions on HTTP requests.
+//!
+//! Each subcommand lives in its own file under `commands/`; this file only
+//! parses the command line and sets up logging.
+
+mod commands;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+/// Shanhai: an edge-function gateway running sandboxed WebAssembly modules.
+#[derive(Parser)]
+#[command(name = "shanhai", version, propagate_version = true)]
+struct Cli {
+    /// Log format on stderr.
+    #[arg(long, global = true, value_enum, default_value = "text", env = "SHANHAI_LOG_FORMAT")]
+    log_format: LogFormat,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    Serve(commands::serve::Args),
+    Run(commands::run::Args),
+    New(commands::new::Args),
+    Compile(commands::compile::Args),
+    /// Print version information.
+    Version,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging(cli.log_format, matches!(cli.command, Command::Serve(_)));
+    let result = match cli.command {
+        Command::Serve(args) => runtime().block_on(commands::serve::run(args)),
+        Command::Run(args) => runtime().block_on(commands::run::run(args)),
+        Command::New(args) => commands::new::run(args),
+        Command::Compile(args) => runtime().block_on(commands::compile::run(args)),
+        Command::Version => {
+            println!("shanhai {} (wasmtime 48, guest ABI v{})", env!("CARGO_PKG_VERSION"), 1);
+            Ok(())
+        }
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("error: {err:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("building the async runtime")
+}
+
+fn init_logging(format: LogFormat, serving: bool) {
+    use tracing_subscriber::EnvFilter;
+    // `serve` reports module loads at info; one-shot commands stay quiet
+    // unless asked, so their stdout/stderr is the module's.
+    let default = if serving { "info" } else { "warn,shanhai::guest=info" };
+    let filter = EnvFilter::try_from_env("SHANHAI_LOG").unwrap_or_else(|_| EnvFilter::new(default));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().flatten_event(true).init(),
+    }
+}

@@ -1,0 +1,304 @@
+//! The gateway's TOML configuration. Only the gateway and the CLI know this
+//! format; the runtime receives plain [`ModuleSettings`].
+//!
+//! ```toml
+//! [server]
+//! listen = "127.0.0.1:8080"
+//! modules_dir = "./modules"
+//!
+//! [defaults]           # limits for every module
+//! deadline_ms = 5000
+//!
+//! [modules.hello]
+//! file = "hello.wasm"  # relative to modules_dir; default NAME.wasm
+//! routes = ["/greet", "/greet/*"]
+//! max_instances = 4
+//! [modules.hello.vars]
+//! greeting = "Nǐ hǎo"
+//! ```
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+use shanhai_runtime::{ModuleLimits, ModuleSettings, RuntimeConfig};
+
+/// Why a configuration could not be used.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("reading {path}: {source}")]
+    Read {
+        /// The config file.
+        path: PathBuf,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// The file is not valid TOML for this schema (the message names the key).
+    #[error("{path}: {message}")]
+    Parse {
+        /// The config file.
+        path: PathBuf,
+        /// The parser's message, with line, column and key.
+        message: String,
+    },
+    /// A value is out of range or inconsistent.
+    #[error("invalid configuration: {0}")]
+    Invalid(String),
+}
+
+/// The whole configuration file.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// Listener and folders.
+    #[serde(default)]
+    pub server: ServerConfig,
+    /// Engine-wide runtime settings.
+    #[serde(default)]
+    pub runtime: RuntimeSection,
+    /// Limits applied to every module unless it overrides them.
+    #[serde(default)]
+    pub defaults: LimitsConfig,
+    /// Per-module settings, by module name.
+    #[serde(default)]
+    pub modules: BTreeMap<String, ModuleConfig>,
+}
+
+/// `[server]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServerConfig {
+    /// Address of the HTTP listener.
+    pub listen: SocketAddr,
+    /// Folder whose `NAME.wasm` files are served at `/NAME`.
+    pub modules_dir: PathBuf,
+    /// Folder of the compiled-code cache; empty disables it.
+    pub cache_dir: PathBuf,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            modules_dir: PathBuf::from("modules"),
+            cache_dir: PathBuf::from(".shanhai/cache"),
+        }
+    }
+}
+
+/// `[runtime]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RuntimeSection {
+    /// Meter fuel so that per-module `fuel` limits apply (slower).
+    pub fuel: bool,
+    /// Instance slots shared by all modules.
+    pub total_instances: u32,
+    /// Epoch tick in milliseconds: deadline granularity.
+    pub epoch_tick_ms: u64,
+}
+
+impl Default for RuntimeSection {
+    fn default() -> Self {
+        let defaults = RuntimeConfig::default();
+        Self {
+            fuel: defaults.consume_fuel,
+            total_instances: defaults.total_instances,
+            epoch_tick_ms: defaults.epoch_tick.as_millis() as u64,
+        }
+    }
+}
+
+/// Limits; every field is optional and falls back to the level above.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LimitsConfig {
+    /// Wall-clock deadline per event, in milliseconds.
+    pub deadline_ms: Option<u64>,
+    /// Linear-memory cap in MiB.
+    pub max_memory_mb: Option<usize>,
+    /// Fuel per event (needs `runtime.fuel = true`).
+    pub fuel: Option<u64>,
+    /// Largest accepted request body in bytes.
+    pub max_request_bytes: Option<usize>,
+    /// Largest response in bytes.
+    pub max_response_bytes: Option<usize>,
+    /// Most live instances.
+    pub max_instances: Option<usize>,
+    /// Most events waiting for an instance.
+    pub max_queue: Option<usize>,
+    /// Longest wait for an instance, in milliseconds.
+    pub queue_timeout_ms: Option<u64>,
+}
+
+/// `[modules.NAME]`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ModuleConfig {
+    /// The module file, relative to `modules_dir`; default `NAME.wasm`.
+    pub file: Option<PathBuf>,
+    /// Extra routes: exact paths, or prefixes ending in `/*`.
+    #[serde(default)]
+    pub routes: Vec<String>,
+    /// Config variables readable by the guest.
+    #[serde(default)]
+    pub vars: BTreeMap<String, String>,
+    /// Limits overriding `[defaults]`.
+    #[serde(flatten)]
+    pub limits: LimitsConfig,
+}
+
+impl Config {
+    /// Reads and validates a config file.
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        Self::parse(&text).map_err(|err| match err {
+            ConfigError::Parse { message, .. } => ConfigError::Parse {
+                path: path.to_path_buf(),
+                message,
+            },
+            other => other,
+        })
+    }
+
+    /// Parses and validates config text.
+    pub fn parse(text: &str) -> Result<Self, ConfigError> {
+        let config: Self = toml::from_str(text).map_err(|err| ConfigError::Parse {
+            path: PathBuf::from("<config>"),
+            message: err.to_string(),
+        })?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        for (name, module) in &self.modules {
+            if !is_module_name(name) {
+                return Err(ConfigError::Invalid(format!(
+                    "modules.{name}: a module name may contain only letters, digits, '-' and '_'"
+                )));
+            }
+            for route in &module.routes {
+                if !route.starts_with('/') || route.contains("/api/exec") {
+                    return Err(ConfigError::Invalid(format!(
+                        "modules.{name}.routes: `{route}` must start with '/' and must not shadow /api/exec"
+                    )));
+                }
+            }
+            self.settings_for(name)?;
+        }
+        if self.runtime.total_instances == 0 || self.runtime.epoch_tick_ms == 0 {
+            return Err(ConfigError::Invalid(
+                "runtime.total_instances and runtime.epoch_tick_ms must be positive".into(),
+            ));
+        }
+        Ok(())
+    }
+
+    /// The runtime settings.
+    pub fn runtime_config(&self) -> RuntimeConfig {
+        RuntimeConfig {
+            cache_dir: (!self.server.cache_dir.as_os_str().is_empty())
+                .then(|| self.server.cache_dir.clone()),
+            consume_fuel: self.runtime.fuel,
+            total_instances: self.runtime.total_instances,
+            epoch_tick: Duration::from_millis(self.runtime.epoch_tick_ms),
+            ..RuntimeConfig::default()
+        }
+    }
+
+    /// The settings of module `name`: its section over `[defaults]` over the
+    /// built-in defaults.
+    pub fn settings_for(&self, name: &str) -> Result<ModuleSettings, ConfigError> {
+        let module = self.modules.get(name);
+        let own = module.map(|m| &m.limits);
+        let pick = |f: fn(&LimitsConfig) -> Option<u64>| own.and_then(f).or_else(|| f(&self.defaults));
+        let pick_size = |f: fn(&LimitsConfig) -> Option<usize>| own.and_then(f).or_else(|| f(&self.defaults));
+        let base = ModuleLimits::default();
+        let limits = ModuleLimits {
+            deadline: pick(|l| l.deadline_ms).map_or(base.deadline, Duration::from_millis),
+            max_memory_bytes: pick_size(|l| l.max_memory_mb).map_or(base.max_memory_bytes, |mb| mb << 20),
+            fuel: pick(|l| l.fuel).or(base.fuel),
+            max_request_bytes: pick_size(|l| l.max_request_bytes).unwrap_or(base.max_request_bytes),
+            max_response_bytes: pick_size(|l| l.max_response_bytes).unwrap_or(base.max_response_bytes),
+            max_instances: pick_size(|l| l.max_instances).unwrap_or(base.max_instances),
+            max_queue: pick_size(|l| l.max_queue).unwrap_or(base.max_queue),
+            queue_timeout: pick(|l| l.queue_timeout_ms).map_or(base.queue_timeout, Duration::from_millis),
+        };
+        let section = if module.is_some() { format!("modules.{name}") } else { "defaults".into() };
+        if limits.deadline.is_zero() || limits.max_instances == 0 || limits.max_memory_bytes == 0 {
+            return Err(ConfigError::Invalid(format!(
+                "{section}: deadline_ms, max_instances and max_memory_mb must be positive"
+            )));
+        }
+        if limits.max_memory_bytes > 4 << 30 {
+            return Err(ConfigError::Invalid(format!(
+                "{section}.max_memory_mb: a 32-bit WebAssembly memory cannot exceed 4096 MiB"
+            )));
+        }
+        Ok(ModuleSettings {
+            limits,
+            vars: module.map(|m| m.vars.clone()).unwrap_or_default(),
+        })
+    }
+
+    /// Where module `name`'s file is.
+    pub fn module_path(&self, name: &str) -> PathBuf {
+        let file = self.modules.get(name).and_then(|m| m.file.clone());
+        let file = file.unwrap_or_else(|| PathBuf::from(format!("{name}.wasm")));
+        self.server.modules_dir.join(file)
+    }
+}
+
+/// Whether `name` can be a module name (and so a URL segment).
+pub fn is_module_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 64
+        && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn empty_config_gives_defaults() {
+        let config = Config::parse("").unwrap();
+        assert_eq!(config.server.listen.to_string(), "127.0.0.1:8080");
+        assert_eq!(config.settings_for("x").unwrap().limits, ModuleLimits::default());
+    }
+
+    #[test]
+    fn module_overrides_defaults() {
+        let config = Config::parse(
+            "[defaults]\ndeadline_ms = 100\nmax_instances = 3\n[modules.a]\ndeadline_ms = 7\n[modules.a.vars]\nk = \"v\"\n",
+        )
+        .unwrap();
+        let a = config.settings_for("a").unwrap();
+        assert_eq!(a.limits.deadline, Duration::from_millis(7));
+        assert_eq!(a.limits.max_instances, 3);
+        assert_eq!(a.vars["k"], "v");
+        assert_eq!(config.settings_for("b").unwrap().limits.deadline, Duration::from_millis(100));
+    }
+
+    #[test]
+    fn unknown_keys_are_named() {
+        let err = Config::parse("[modules.a]\ndeadline = 5\n").unwrap_err().to_string();
+        assert!(err.contains("deadline"), "{err}");
+        let err = Config::parse("[server]\nlisten = \"nope\"\n").unwrap_err().to_string();
+        assert!(err.contains("listen"), "{err}");
+    }
+
+    #[test]
+    fn invalid_values_are_refused() {
+        assert!(Config::parse("[modules.a]\nmax_instances = 0\n").is_err());
+        assert!(Config::parse("[modules.\"a b\"]\n").is_err());
+        assert!(Config::parse("[modules.a]\nroutes = [\"nope\"]\n").is_err());
+    }
+}

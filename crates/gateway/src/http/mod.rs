@@ -1,0 +1,319 @@
+//! The HTTP trigger: routes requests to modules and turns their results
+//! into responses.
+//!
+//! - `/NAME` and `/NAME/*` (and configured routes) go to the module's HTTP
+//!   handler: an SDK reactor gets an [`HttpRequest`] envelope, a command
+//!   module runs CGI-style.
+//! - `POST /api/exec/NAME/FN` calls a numeric export with a JSON array of
+//!   numbers, or an SDK byte function with the raw body.
+//! - `/healthz` and `/readyz` report liveness and readiness.
+
+mod cgi;
+mod error;
+mod exec;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use bytes::Bytes;
+use http::{HeaderName, HeaderValue, Method, Request, Response, StatusCode, header};
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::body::Body;
+use shanhai_abi::EventKind;
+use shanhai_abi::wire::{Call, Header, HttpRequest, HttpResponse};
+use shanhai_runtime::{InvokeError, LoadedModule, ModuleKind};
+
+use crate::registry::{ModuleRegistry, RouteMatch};
+use error::ApiError;
+
+const EXEC_PREFIX: &str = "/api/exec/";
+static X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+
+/// Everything a request handler needs, shared by all connections.
+pub struct HttpTrigger {
+    registry: Arc<ModuleRegistry>,
+    ids: RequestIds,
+}
+
+impl HttpTrigger {
+    /// A trigger serving the modules of `registry`.
+    pub fn new(registry: Arc<ModuleRegistry>) -> Self {
+        Self {
+            registry,
+            ids: RequestIds::new(),
+        }
+    }
+
+    /// Handles one request. Never fails: every error is a JSON response,
+    /// and every response carries `x-request-id`.
+    pub async fn handle<B: RequestBody>(&self, request: Request<B>, remote: SocketAddr) -> Response<Full<Bytes>> {
+        let request_id = self.ids.for_request(request.headers());
+        let mut response = match self.dispatch(request, remote, &request_id).await {
+            Ok(response) => response,
+            Err(err) => {
+                if err.status.is_server_error() {
+                    tracing::warn!(module = err.module.as_deref().unwrap_or("-"), request_id = &*request_id, kind = err.kind, status = err.status.as_u16(), "{}", err.message);
+                } else {
+                    tracing::debug!(module = err.module.as_deref().unwrap_or("-"), request_id = &*request_id, kind = err.kind, status = err.status.as_u16(), "{}", err.message);
+                }
+                err.into_response(&request_id)
+            }
+        };
+        if let Ok(value) = HeaderValue::from_str(&request_id) {
+            response.headers_mut().insert(X_REQUEST_ID.clone(), value);
+        }
+        response
+    }
+
+    async fn dispatch(
+        &self,
+        request: Request<impl RequestBody>,
+        remote: SocketAddr,
+        request_id: &Arc<str>,
+    ) -> Result<Response<Full<Bytes>>, ApiError> {
+        let path = request.uri().path();
+        if let Some(rest) = path.strip_prefix(EXEC_PREFIX) {
+            let rest = rest.to_owned();
+            return self.exec(request, &rest, request_id).await;
+        }
+        match path {
+            "/healthz" => return Ok(text(StatusCode::OK, "ok\n")),
+            "/readyz" => return Ok(self.readiness()),
+            _ => {}
+        }
+        let Some((route, module)) = self.registry.route(path) else {
+            return Err(ApiError::new(StatusCode::NOT_FOUND, "not_found", format!("no module serves {path}")));
+        };
+        match module.kind() {
+            ModuleKind::Reactor => self.reactor(request, remote, request_id, &module).await,
+            ModuleKind::Command => self.command(request, remote, request_id, &route, &module).await,
+            ModuleKind::Exports => Err(ApiError::new(
+                StatusCode::NOT_FOUND,
+                "no_handler",
+                format!("module has no HTTP handler; call its exports at {EXEC_PREFIX}{}/FN", module.name()),
+            )
+            .module(module.name())),
+        }
+    }
+
+    fn readiness(&self) -> Response<Full<Bytes>> {
+        let failures = self.registry.failures();
+        let body = serde_json::json!({
+            "ready": true,
+            "modules": self.registry.modules().iter().map(|m| m.name().to_owned()).collect::<Vec<_>>(),
+            "failed": failures,
+        });
+        json(StatusCode::OK, &body)
+    }
+
+    async fn reactor(
+        &self,
+        request: Request<impl RequestBody>,
+        remote: SocketAddr,
+        request_id: &Arc<str>,
+        module: &LoadedModule,
+    ) -> Result<Response<Full<Bytes>>, ApiError> {
+        let (parts, body) = request.into_parts();
+        let body = read_body(body, &parts.headers, module).await?;
+        let uri = parts.uri.path_and_query().map_or("/", |pq| pq.as_str());
+        let remote = remote.to_string();
+        let envelope = HttpRequest {
+            method: parts.method.as_str(),
+            uri,
+            request_id,
+            remote_addr: &remote,
+            headers: parts
+                .headers
+                .iter()
+                .map(|(name, value)| Header {
+                    name: name.as_str().as_bytes(),
+                    value: value.as_bytes(),
+                })
+                .collect(),
+            body: &body,
+        }
+        .encode();
+        let output = module
+            .invoke_event(EventKind::Http, &envelope, request_id.clone())
+            .await
+            .map_err(|err| invoke_error(&err, module))?;
+        let decoded = HttpResponse::decode(&output).map_err(|err| {
+            ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "bad_output", format!("guest returned a malformed response: {err}")).module(module.name())
+        })?;
+        let mut response = Response::new(Full::new(Bytes::copy_from_slice(decoded.body)));
+        *response.status_mut() = StatusCode::from_u16(decoded.status).map_err(|_| {
+            ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "bad_output", format!("guest returned status {}", decoded.status)).module(module.name())
+        })?;
+        let headers = response.headers_mut();
+        for h in decoded.headers {
+            let (Ok(name), Ok(value)) = (HeaderName::from_bytes(h.name), HeaderValue::from_bytes(h.value)) else {
+                tracing::warn!(module = module.name(), request_id = &**request_id, "dropping invalid response header from guest");
+                continue;
+            };
+            // The gateway frames the body itself.
+            if name == header::CONTENT_LENGTH || name == header::TRANSFER_ENCODING {
+                continue;
+            }
+            headers.append(name, value);
+        }
+        Ok(response)
+    }
+
+    async fn command(
+        &self,
+        request: Request<impl RequestBody>,
+        remote: SocketAddr,
+        request_id: &Arc<str>,
+        route: &RouteMatch,
+        module: &LoadedModule,
+    ) -> Result<Response<Full<Bytes>>, ApiError> {
+        let (parts, body) = request.into_parts();
+        let body = read_body(body, &parts.headers, module).await?;
+        let remote = remote.to_string();
+        let env = cgi::CgiRequest {
+            method: parts.method.as_str(),
+            path: parts.uri.path(),
+            query: parts.uri.query().unwrap_or(""),
+            uri: parts.uri.path_and_query().map_or("/", |pq| pq.as_str()),
+            mount: &route.mount,
+            remote_addr: &remote,
+            request_id,
+            body_len: body.len(),
+            headers: &parts.headers,
+        }
+        .env();
+        let output = module
+            .run_command(body.to_vec(), &env, request_id.clone())
+            .await
+            .map_err(|err| invoke_error(&err, module))?;
+        let parsed = cgi::parse_stdout(output.stdout);
+        let mut response = Response::new(Full::new(Bytes::from(parsed.body)));
+        *response.status_mut() = parsed.status;
+        for (name, value) in parsed.headers {
+            response.headers_mut().append(name, value);
+        }
+        Ok(response)
+    }
+
+    async fn exec(
+        &self,
+        request: Request<impl RequestBody>,
+        rest: &str,
+        request_id: &Arc<str>,
+    ) -> Result<Response<Full<Bytes>>, ApiError> {
+        let Some((name, function)) = rest.split_once('/').filter(|(n, f)| !n.is_empty() && !f.is_empty() && !f.contains('/')) else {
+            return Err(ApiError::new(StatusCode::NOT_FOUND, "not_found", format!("expected {EXEC_PREFIX}MODULE/FUNCTION")));
+        };
+        if request.method() != Method::POST {
+            return Err(ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed", format!("{EXEC_PREFIX}{name}/{function} takes POST")).module(name));
+        }
+        let module = self
+            .registry
+            .get(name)
+            .ok_or_else(|| ApiError::new(StatusCode::NOT_FOUND, "unknown_module", format!("no module named `{name}` is loaded")).module(name))?;
+        let (parts, body) = request.into_parts();
+        let body = read_body(body, &parts.headers, &module).await?;
+        if let Some(signature) = module.numeric_export(function) {
+            let args = exec::parse_args(&body, function, signature).map_err(|e| e.module(name))?;
+            let results = module
+                .call_numeric(function, &args, request_id.clone())
+                .await
+                .map_err(|err| invoke_error(&err, &module))?;
+            return Ok(json(StatusCode::OK, &exec::render_results(&results)));
+        }
+        if module.kind() != ModuleKind::Reactor {
+            return Err(ApiError::new(StatusCode::NOT_FOUND, "unknown_function", format!("module `{name}` has no numeric export `{function}`")).module(name));
+        }
+        let envelope = Call { function, input: &body }.encode();
+        let output = module
+            .invoke_event(EventKind::Call, &envelope, request_id.clone())
+            .await
+            .map_err(|err| invoke_error(&err, &module))?;
+        let mut response = Response::new(Full::new(Bytes::from(output)));
+        response
+            .headers_mut()
+            .insert(header::CONTENT_TYPE, HeaderValue::from_static("application/octet-stream"));
+        Ok(response)
+    }
+}
+
+/// Request bodies the trigger accepts: hyper's, or an in-memory one for
+/// `shanhai run`.
+pub trait RequestBody: Body<Data = Bytes, Error: std::error::Error + Send + Sync + 'static> + Send {}
+
+impl<B: Body<Data = Bytes, Error: std::error::Error + Send + Sync + 'static> + Send> RequestBody for B {}
+
+fn invoke_error(err: &InvokeError, module: &LoadedModule) -> ApiError {
+    ApiError::from_invoke(err, module.name())
+}
+
+/// Reads the body up to the module's request limit: 413 beyond it.
+async fn read_body(body: impl RequestBody, headers: &http::HeaderMap, module: &LoadedModule) -> Result<Bytes, ApiError> {
+    let limit = module.limits().max_request_bytes;
+    let too_large = || {
+        ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "body_too_large", format!("request body exceeds the module's {limit}-byte limit")).module(module.name())
+    };
+    let declared = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|len| len > limit as u64) {
+        return Err(too_large());
+    }
+    match Limited::new(body, limit).collect().await {
+        Ok(collected) => Ok(collected.to_bytes()),
+        Err(err) if err.downcast_ref::<http_body_util::LengthLimitError>().is_some() => Err(too_large()),
+        Err(err) => Err(ApiError::new(StatusCode::BAD_REQUEST, "bad_request", format!("reading the request body: {err}")).module(module.name())),
+    }
+}
+
+fn text(status: StatusCode, body: &'static str) -> Response<Full<Bytes>> {
+    let mut response = Response::new(Full::new(Bytes::from_static(body.as_bytes())));
+    *response.status_mut() = status;
+    response
+        .headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; charset=utf-8"));
+    response
+}
+
+fn json(status: StatusCode, value: &serde_json::Value) -> Response<Full<Bytes>> {
+    let mut response = Response::new(Full::new(Bytes::from(value.to_string())));
+    *response.status_mut() = status;
+    response
+        .headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    response
+}
+
+/// Request ids: the client's `x-request-id` when it is short and printable,
+/// otherwise a new one unique within this process and unlikely to repeat
+/// across restarts.
+struct RequestIds {
+    prefix: u32,
+    next: AtomicU64,
+}
+
+impl RequestIds {
+    fn new() -> Self {
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos());
+        Self {
+            prefix: (nanos as u32) ^ std::process::id().rotate_left(16),
+            next: AtomicU64::new(1),
+        }
+    }
+
+    fn for_request(&self, headers: &http::HeaderMap) -> Arc<str> {
+        if let Some(given) = headers.get(&X_REQUEST_ID).and_then(|v| v.to_str().ok())
+            && !given.is_empty()
+            && given.len() <= 64
+            && given.bytes().all(|b| b.is_ascii_graphic())
+        {
+            return Arc::from(given);
+        }
+        let n = self.next.fetch_add(1, Ordering::Relaxed);
+        Arc::from(format!("{:08x}-{n:x}", self.prefix))
+    }
+}

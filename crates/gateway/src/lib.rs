@@ -1,0 +1,16 @@
+//! Shanhai's gateway: the configuration, the module registry and the HTTP
+//! trigger around the [`shanhai_runtime`].
+//!
+//! [`Gateway::start`] builds the runtime from a [`Config`], loads every
+//! module of the modules folder and the config, and serves them over HTTP.
+//! Only this crate and the CLI know the config format.
+
+pub mod config;
+mod http;
+mod registry;
+mod server;
+
+pub use config::{Config, ConfigError};
+pub use http::{HttpTrigger, RequestBody};
+pub use registry::{ModuleRegistry, RouteMatch};
+pub use server::Gateway;

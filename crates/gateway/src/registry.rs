@@ -1,0 +1,208 @@
+//! The set of loaded modules and the routes that lead to them.
+//!
+//! Readers take a cheap snapshot (an `Arc`) of the current table; loading a
+//! module builds its replacement off to the side and swaps it in, so a
+//! request always sees one complete, consistent version.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::Path;
+use std::sync::{Arc, RwLock};
+
+use shanhai_runtime::{LoadError, LoadedModule, Runtime};
+
+use crate::config::{Config, is_module_name};
+
+/// A route's target: the module and the path prefix it is mounted at.
+#[derive(Debug, Clone)]
+pub struct RouteMatch {
+    /// Module name.
+    pub module: Arc<str>,
+    /// The mount point (`/hello` for `/hello/*`); the rest is `PATH_INFO`.
+    pub mount: Arc<str>,
+}
+
+#[derive(Default)]
+struct RouteTable {
+    exact: HashMap<String, RouteMatch>,
+    /// `(prefix, target)`, longest prefix first.
+    prefixes: Vec<(String, RouteMatch)>,
+}
+
+impl RouteTable {
+    fn add(&mut self, route: &str, module: &Arc<str>) {
+        if let Some(prefix) = route.strip_suffix("/*") {
+            let target = RouteMatch {
+                module: module.clone(),
+                mount: Arc::from(prefix),
+            };
+            self.prefixes.push((format!("{prefix}/"), target));
+        } else {
+            let target = RouteMatch {
+                module: module.clone(),
+                mount: Arc::from(route),
+            };
+            self.exact.insert(route.to_owned(), target);
+        }
+    }
+
+    fn finish(&mut self) {
+        self.prefixes.sort_by(|a, b| b.0.len().cmp(&a.0.len()));
+    }
+
+    fn lookup(&self, path: &str) -> Option<&RouteMatch> {
+        self.exact.get(path).or_else(|| {
+            self.prefixes
+                .iter()
+                .find(|(prefix, _)| path.starts_with(prefix.as_str()))
+                .map(|(_, target)| target)
+        })
+    }
+}
+
+#[derive(Default)]
+struct Snapshot {
+    modules: BTreeMap<Arc<str>, Arc<LoadedModule>>,
+    routes: RouteTable,
+}
+
+/// Loaded modules by name, with their routes.
+pub struct ModuleRegistry {
+    current: RwLock<Arc<Snapshot>>,
+    failures: RwLock<BTreeMap<String, String>>,
+}
+
+impl Default for ModuleRegistry {
+    fn default() -> Self {
+        Self {
+            current: RwLock::new(Arc::new(Snapshot::default())),
+            failures: RwLock::new(BTreeMap::new()),
+        }
+    }
+}
+
+impl ModuleRegistry {
+    /// The module named `name`.
+    pub fn get(&self, name: &str) -> Option<Arc<LoadedModule>> {
+        self.current.read().unwrap().modules.get(name).cloned()
+    }
+
+    /// The module serving `path`, and where it is mounted.
+    pub fn route(&self, path: &str) -> Option<(RouteMatch, Arc<LoadedModule>)> {
+        let snapshot = self.current.read().unwrap().clone();
+        let target = snapshot.routes.lookup(path)?.clone();
+        let module = snapshot.modules.get(&target.module)?.clone();
+        Some((target, module))
+    }
+
+    /// Every loaded module, by name.
+    pub fn modules(&self) -> Vec<Arc<LoadedModule>> {
+        self.current.read().unwrap().modules.values().cloned().collect()
+    }
+
+    /// Modules that failed to load, with the reason.
+    pub fn failures(&self) -> BTreeMap<String, String> {
+        self.failures.read().unwrap().clone()
+    }
+
+    /// Loads every module of the config and of its modules folder. A module
+    /// that fails is logged and recorded; the others still load.
+    pub async fn load_all(&self, runtime: &Runtime, config: &Config) -> usize {
+        let mut names: Vec<String> = config.modules.keys().cloned().collect();
+        names.extend(discover(&config.server.modules_dir));
+        names.sort();
+        names.dedup();
+        self.load_names(runtime, config, &names).await
+    }
+
+    /// Loads the named modules (files found through the config), replacing
+    /// whatever was loaded before. Returns how many loaded.
+    pub async fn load_names(&self, runtime: &Runtime, config: &Config, names: &[String]) -> usize {
+        let mut loaded = Vec::new();
+        for name in names {
+            match load_one(runtime, config, name).await {
+                Ok(module) => loaded.push(module),
+                Err(err) => {
+                    tracing::error!(module = %name, path = %config.module_path(name).display(), error = %err, "module refused");
+                    self.failures.write().unwrap().insert(name.clone(), err.to_string());
+                }
+            }
+        }
+        let count = loaded.len();
+        self.install(config, loaded);
+        count
+    }
+
+    fn install(&self, config: &Config, loaded: Vec<Arc<LoadedModule>>) {
+        let mut snapshot = Snapshot::default();
+        for module in loaded {
+            let name: Arc<str> = Arc::from(module.name());
+            snapshot.routes.add(&format!("/{name}"), &name);
+            snapshot.routes.add(&format!("/{name}/*"), &name);
+            if let Some(section) = config.modules.get(&*name) {
+                for route in &section.routes {
+                    snapshot.routes.add(route, &name);
+                }
+            }
+            snapshot.modules.insert(name, module);
+        }
+        snapshot.routes.finish();
+        *self.current.write().unwrap() = Arc::new(snapshot);
+    }
+}
+
+async fn load_one(runtime: &Runtime, config: &Config, name: &str) -> Result<Arc<LoadedModule>, LoadError> {
+    let settings = config
+        .settings_for(name)
+        .map_err(|err| LoadError::Abi(err.to_string()))?;
+    let path = config.module_path(name);
+    let wasm = tokio::fs::read(&path).await.map_err(|err| {
+        LoadError::Io(std::io::Error::new(err.kind(), format!("reading {}: {err}", path.display())))
+    })?;
+    runtime.load(name, wasm, settings).await
+}
+
+/// Module names from the `*.wasm` files of a folder.
+fn discover(dir: &Path) -> Vec<String> {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        tracing::warn!(dir = %dir.display(), "modules folder not found; serving configured modules only");
+        return Vec::new();
+    };
+    entries
+        .filter_map(|entry| {
+            let path = entry.ok()?.path();
+            if path.extension()? != "wasm" {
+                return None;
+            }
+            let name = path.file_stem()?.to_str()?.to_owned();
+            if is_module_name(&name) {
+                Some(name)
+            } else {
+                tracing::warn!(file = %path.display(), "skipping file: module names may contain only letters, digits, '-' and '_'");
+                None
+            }
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn longest_prefix_wins_and_exact_beats_prefix() {
+        let mut table = RouteTable::default();
+        let a: Arc<str> = Arc::from("a");
+        let b: Arc<str> = Arc::from("b");
+        table.add("/a", &a);
+        table.add("/a/*", &a);
+        table.add("/a/b/*", &b);
+        table.add("/a/b", &b);
+        table.finish();
+        assert_eq!(&*table.lookup("/a").unwrap().module, "a");
+        assert_eq!(&*table.lookup("/a/x").unwrap().module, "a");
+        assert_eq!(&*table.lookup("/a/b/c").unwrap().module, "b");
+        assert_eq!(&*table.lookup("/a/b/c").unwrap().mount, "/a/b");
+        assert!(table.lookup("/ab").is_none());
+        assert!(table.lookup("/").is_none());
+    }
+}

@@ -1,0 +1,201 @@
+//! The process-wide wasmtime engine: configuration, the epoch ticker that
+//! drives deadlines, the linker with every host function, and the compile
+//! cache.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use sha2::{Digest, Sha256};
+use wasmtime::{Config, Enabled, Engine, InstanceAllocationStrategy, Linker, Module, PoolingAllocationConfig};
+
+use crate::cache::CompileCache;
+use crate::error::LoadError;
+use crate::host::{self, HostState};
+use crate::limits::ModuleSettings;
+use crate::module::LoadedModule;
+
+/// Engine-wide settings, fixed for the life of the process.
+#[derive(Debug, Clone)]
+pub struct RuntimeConfig {
+    /// Where compiled code is cached; `None` disables the cache.
+    pub cache_dir: Option<PathBuf>,
+    /// Meter fuel (enables the per-module `fuel` limit; costs some speed).
+    pub consume_fuel: bool,
+    /// Instance slots in the pooling allocator, shared by all modules.
+    pub total_instances: u32,
+    /// Interval of the epoch ticker: the granularity of deadlines and how
+    /// often a long-running guest yields to other tasks.
+    pub epoch_tick: Duration,
+    /// Bytes of each linear memory kept resident (and zeroed with `memset`
+    /// rather than `madvise`) when a pool slot is reused.
+    pub memory_keep_resident: usize,
+}
+
+impl Default for RuntimeConfig {
+    fn default() -> Self {
+        Self {
+            cache_dir: None,
+            consume_fuel: false,
+            total_instances: 1000,
+            epoch_tick: Duration::from_millis(5),
+            memory_keep_resident: 1 << 20,
+        }
+    }
+}
+
+/// The module runtime: one per process, shared by every trigger.
+#[derive(Clone)]
+pub struct Runtime {
+    inner: Arc<RuntimeInner>,
+}
+
+pub(crate) struct RuntimeInner {
+    pub(crate) engine: Engine,
+    pub(crate) linker: Linker<HostState>,
+    pub(crate) cache: Option<CompileCache>,
+    pub(crate) config: RuntimeConfig,
+    ticker_stop: Arc<AtomicBool>,
+}
+
+impl Drop for RuntimeInner {
+    fn drop(&mut self) {
+        self.ticker_stop.store(true, Ordering::Relaxed);
+    }
+}
+
+impl Runtime {
+    /// Builds the engine and starts the epoch ticker.
+    pub fn new(config: RuntimeConfig) -> anyhow::Result<Self> {
+        let engine = Engine::new(&engine_config(&config))?;
+        let mut linker = Linker::new(&engine);
+        wasmtime_wasi::p1::add_to_linker_async(&mut linker, |state: &mut HostState| &mut state.wasi)?;
+        host::add_to_linker(&mut linker)?;
+        let cache = match &config.cache_dir {
+            Some(dir) => Some(CompileCache::open(dir, &engine)?),
+            None => None,
+        };
+        let ticker_stop = Arc::new(AtomicBool::new(false));
+        spawn_epoch_ticker(engine.weak(), config.epoch_tick, ticker_stop.clone());
+        Ok(Self {
+            inner: Arc::new(RuntimeInner {
+                engine,
+                linker,
+                cache,
+                config,
+                ticker_stop,
+            }),
+        })
+    }
+
+    /// The engine settings this runtime was built with.
+    pub fn config(&self) -> &RuntimeConfig {
+        &self.inner.config
+    }
+
+    /// Compiles (or loads from the cache), validates and initialises a
+    /// module, ready to serve. `name` is how logs and errors refer to it.
+    pub async fn load(
+        &self,
+        name: &str,
+        wasm: Vec<u8>,
+        settings: ModuleSettings,
+    ) -> Result<Arc<LoadedModule>, LoadError> {
+        let started = Instant::now();
+        let sha256 = hex(&Sha256::digest(&wasm));
+        let (module, from_cache) = self.compile(name, wasm, &sha256).await?;
+        let loaded = LoadedModule::new(self.inner.clone(), name, &sha256, module, settings).await?;
+        tracing::info!(
+            module = name,
+            version = loaded.version(),
+            kind = loaded.kind().as_str(),
+            from_cache,
+            elapsed_ms = started.elapsed().as_secs_f64() * 1e3,
+            "module loaded"
+        );
+        Ok(loaded)
+    }
+
+    /// Compiles a module into the cache without loading it (used to warm
+    /// the cache ahead of a deploy). Returns whether it was already cached.
+    pub async fn precompile(&self, name: &str, wasm: Vec<u8>) -> Result<bool, LoadError> {
+        let sha256 = hex(&Sha256::digest(&wasm));
+        Ok(self.compile(name, wasm, &sha256).await?.1)
+    }
+
+    async fn compile(&self, name: &str, wasm: Vec<u8>, sha256: &str) -> Result<(Module, bool), LoadError> {
+        let inner = self.inner.clone();
+        let name = name.to_owned();
+        let sha256 = sha256.to_owned();
+        // Cranelift compilation takes seconds for a Go module: keep it off
+        // the async workers that serve requests.
+        tokio::task::spawn_blocking(move || {
+            if let Some(module) = inner.cache.as_ref().and_then(|c| c.load(&inner.engine, &sha256)) {
+                return Ok((module, true));
+            }
+            let started = Instant::now();
+            tracing::info!(module = %name, bytes = wasm.len(), "compiling module");
+            let module = Module::new(&inner.engine, &wasm).map_err(|err| LoadError::Compile(format!("{err:#}")))?;
+            tracing::info!(
+                module = %name,
+                elapsed_ms = started.elapsed().as_secs_f64() * 1e3,
+                "module compiled"
+            );
+            if let Some(cache) = &inner.cache {
+                cache.store(&module, &sha256);
+            }
+            Ok((module, false))
+        })
+        .await
+        .map_err(|err| LoadError::Compile(format!("compiler task failed: {err}")))?
+    }
+}
+
+fn engine_config(config: &RuntimeConfig) -> Config {
+    let mut pool = PoolingAllocationConfig::default();
+    pool.total_core_instances(config.total_instances)
+        .total_memories(config.total_instances)
+        .total_tables(config.total_instances)
+        .total_stacks(config.total_instances)
+        .max_memories_per_module(1)
+        .max_tables_per_module(4)
+        .linear_memory_keep_resident(config.memory_keep_resident)
+        .table_keep_resident(64 << 10)
+        // Resetting a reused slot by scanning which pages were touched
+        // (Linux 6.7+) keeps reuse cheap when several threads instantiate;
+        // without it, parallel instantiation serialises on madvise.
+        .pagemap_scan(Enabled::Auto);
+    let mut wasm = Config::new();
+    wasm.epoch_interruption(true)
+        .consume_fuel(config.consume_fuel)
+        .memory_init_cow(true)
+        .allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
+    wasm
+}
+
+/// Advances the engine's epoch every `tick` until the engine is dropped.
+/// A plain thread: it must keep ticking even when every async worker is
+/// busy running guests.
+fn spawn_epoch_ticker(engine: wasmtime::EngineWeak, tick: Duration, stop: Arc<AtomicBool>) {
+    std::thread::Builder::new()
+        .name("shanhai-epoch".into())
+        .spawn(move || {
+            while !stop.load(Ordering::Relaxed) {
+                std::thread::sleep(tick);
+                match engine.upgrade() {
+                    Some(engine) => engine.increment_epoch(),
+                    None => return,
+                }
+            }
+        })
+        .expect("spawning the epoch ticker thread");
+}
+
+pub(crate) fn hex(bytes: &[u8]) -> String {
+    use std::fmt::Write;
+    bytes.iter().fold(String::with_capacity(bytes.len() * 2), |mut s, b| {
+        let _ = write!(s, "{b:02x}");
+        s
+    })
+}

@@ -1,0 +1,180 @@
+//! Host functions in the `shanhai` import namespace, and the per-store state
+//! they work on.
+//!
+//! Each capability lives in its own file with an `add_to_linker`. Host
+//! functions know nothing about triggers: they see the module's context and
+//! the current event's [`EventState`]. They never call back into the guest
+//! (standard Go cannot take re-entrant calls): variable-length results are
+//! staged in [`EventState::staged`] and copied by `staged_read`.
+
+pub(crate) mod config;
+pub(crate) mod log;
+pub(crate) mod output;
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Instant;
+
+use shanhai_abi::HostStatus;
+use wasmtime::{Caller, Linker, Memory, ResourceLimiter};
+use wasmtime_wasi::p1::WasiP1Ctx;
+
+/// What host functions know about the module an instance belongs to.
+#[derive(Debug)]
+pub(crate) struct ModuleContext {
+    pub(crate) name: Arc<str>,
+    pub(crate) version: Arc<str>,
+    pub(crate) vars: BTreeMap<String, String>,
+}
+
+/// State of the event an instance is handling right now; reset before each.
+#[derive(Debug)]
+pub(crate) struct EventState {
+    pub(crate) request_id: Arc<str>,
+    pub(crate) output: Vec<u8>,
+    pub(crate) output_limit: usize,
+    pub(crate) output_overflow: bool,
+    pub(crate) staged: Option<Vec<u8>>,
+    pub(crate) deadline: Instant,
+    pub(crate) timed_out: bool,
+}
+
+impl EventState {
+    fn idle() -> Self {
+        Self {
+            request_id: Arc::from(""),
+            output: Vec::new(),
+            output_limit: 0,
+            output_overflow: false,
+            staged: None,
+            deadline: Instant::now(),
+            timed_out: false,
+        }
+    }
+}
+
+/// The data of every store: WASI, the memory cap, the module and the event.
+pub(crate) struct HostState {
+    pub(crate) wasi: WasiP1Ctx,
+    pub(crate) limiter: MemoryLimiter,
+    pub(crate) module: Arc<ModuleContext>,
+    /// The guest's exported memory, cached after instantiation so host
+    /// functions need not look it up on every call.
+    pub(crate) memory: Option<Memory>,
+    pub(crate) event: EventState,
+}
+
+impl HostState {
+    pub(crate) fn new(wasi: WasiP1Ctx, module: Arc<ModuleContext>, max_memory: usize) -> Self {
+        Self {
+            wasi,
+            limiter: MemoryLimiter::new(max_memory),
+            module,
+            memory: None,
+            event: EventState::idle(),
+        }
+    }
+
+    /// Prepares for a new event.
+    pub(crate) fn begin_event(&mut self, request_id: Arc<str>, output_limit: usize, deadline: Instant) {
+        self.event = EventState {
+            request_id,
+            output: Vec::new(),
+            output_limit,
+            output_overflow: false,
+            staged: None,
+            deadline,
+            timed_out: false,
+        };
+    }
+}
+
+/// Enforces the module's memory cap. Growing past it traps at once, and the
+/// flag lets the invoker report `memory_limit` rather than a generic trap
+/// (a Go guest would otherwise turn the failed grow into its own crash).
+#[derive(Debug)]
+pub(crate) struct MemoryLimiter {
+    pub(crate) max_bytes: usize,
+    pub(crate) hit: bool,
+}
+
+impl MemoryLimiter {
+    fn new(max_bytes: usize) -> Self {
+        Self {
+            max_bytes,
+            hit: false,
+        }
+    }
+}
+
+/// The error a store raises when the memory cap is hit.
+#[derive(Debug, thiserror::Error)]
+#[error("memory cap of {max} bytes exceeded (wanted {desired})")]
+pub(crate) struct MemoryCapExceeded {
+    pub(crate) desired: usize,
+    pub(crate) max: usize,
+}
+
+impl ResourceLimiter for MemoryLimiter {
+    fn memory_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        if desired > self.max_bytes {
+            self.hit = true;
+            return Err(MemoryCapExceeded {
+                desired,
+                max: self.max_bytes,
+            }
+            .into());
+        }
+        Ok(true)
+    }
+
+    fn table_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        // Tables hold function references; a million is far beyond any real
+        // guest and keeps a hostile one from exhausting host memory.
+        Ok(desired <= 1_000_000)
+    }
+}
+
+/// Registers every `shanhai` host function.
+pub(crate) fn add_to_linker(linker: &mut Linker<HostState>) -> wasmtime::Result<()> {
+    log::add_to_linker(linker)?;
+    output::add_to_linker(linker)?;
+    config::add_to_linker(linker)?;
+    Ok(())
+}
+
+/// Borrows `len` bytes at `ptr` of the guest's memory together with the
+/// host state, or `InvalidArgument` when the range is outside memory.
+pub(crate) fn guest_bytes<'a>(
+    caller: &'a mut Caller<'_, HostState>,
+    ptr: i32,
+    len: i32,
+) -> Result<(&'a mut [u8], &'a mut HostState), HostStatus> {
+    let memory = caller.data().memory.ok_or(HostStatus::Internal)?;
+    let (data, state) = memory.data_and_store_mut(caller);
+    let start = usize::try_from(ptr as u32).map_err(|_| HostStatus::InvalidArgument)?;
+    let len = usize::try_from(len).map_err(|_| HostStatus::InvalidArgument)?;
+    let end = start.checked_add(len).ok_or(HostStatus::InvalidArgument)?;
+    let bytes = data.get_mut(start..end).ok_or(HostStatus::InvalidArgument)?;
+    Ok((bytes, state))
+}
+
+/// Stages a value for `staged_read` and returns its length as the ABI's
+/// non-negative result.
+pub(crate) fn stage(state: &mut HostState, value: Vec<u8>) -> i32 {
+    let Ok(len) = i32::try_from(value.len()) else {
+        return HostStatus::TooLarge as i32;
+    };
+    state.event.staged = Some(value);
+    len
+}

@@ -1,0 +1,28 @@
+//! Shanhai's module runtime.
+//!
+//! One [`Runtime`] per process owns the wasmtime engine (Cranelift, epoch
+//! interruption, the pooling allocator), the linker with every host function
+//! and the on-disk compile cache. [`Runtime::load`] turns module bytes into
+//! a [`LoadedModule`]: compiled (or loaded from the cache), validated, its
+//! kind detected and one instance initialised. A loaded module keeps a pool
+//! of initialised instances and runs events on them within its
+//! [`ModuleLimits`]; an instance that traps or hits a limit is discarded.
+//!
+//! The runtime knows nothing about triggers: the gateway turns requests into
+//! ABI envelopes ([`shanhai_abi::wire`]) and calls
+//! [`LoadedModule::invoke_event`], [`LoadedModule::call_numeric`] or
+//! [`LoadedModule::run_command`].
+
+mod cache;
+mod engine;
+mod error;
+mod host;
+mod limits;
+mod module;
+mod stdio;
+
+pub use cache::CompileCache;
+pub use engine::{Runtime, RuntimeConfig};
+pub use error::{InvokeError, LoadError};
+pub use limits::{ModuleLimits, ModuleSettings};
+pub use module::{CommandOutput, LoadedModule, ModuleKind, NumType, NumValue, NumericSignature};

@@ -1,0 +1,53 @@
+//! Per-module limits and settings, with the defaults the gateway applies
+//! when the config says nothing.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+/// Resource limits for one module. Every field has a default sized for an
+/// edge box running standard-Go modules.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ModuleLimits {
+    /// Wall-clock budget of one event, enforced by epoch interruption.
+    pub deadline: Duration,
+    /// Cap on an instance's linear memory. Go 1.26 `c-shared` modules start
+    /// at about 34 MiB (a large BSS), so the default leaves room to grow.
+    pub max_memory_bytes: usize,
+    /// Fuel per event when the runtime was built with fuel metering.
+    pub fuel: Option<u64>,
+    /// Largest request body the triggers accept for this module.
+    pub max_request_bytes: usize,
+    /// Largest output an event may produce.
+    pub max_response_bytes: usize,
+    /// Most instances of this module alive at once.
+    pub max_instances: usize,
+    /// Most events waiting for an instance; beyond this they are refused.
+    pub max_queue: usize,
+    /// Longest an event waits for an instance before it is refused.
+    pub queue_timeout: Duration,
+}
+
+impl Default for ModuleLimits {
+    fn default() -> Self {
+        Self {
+            deadline: Duration::from_secs(5),
+            max_memory_bytes: 256 << 20,
+            fuel: None,
+            max_request_bytes: 4 << 20,
+            max_response_bytes: 8 << 20,
+            max_instances: 16,
+            max_queue: 1024,
+            queue_timeout: Duration::from_secs(5),
+        }
+    }
+}
+
+/// What the runtime needs to know about a module besides its bytes.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ModuleSettings {
+    /// Resource limits.
+    pub limits: ModuleLimits,
+    /// Config variables readable by the guest (`config_get`; environment
+    /// variables for command modules).
+    pub vars: BTreeMap<String, String>,
+}

@@ -1,0 +1,635 @@
+//! A loaded module: its compiled code, kind, numeric exports and the pool of
+//! instances that serve it.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Instant;
+
+use shanhai_abi::{
+    ABI_VERSION, EXPORT_ABI_VERSION, EXPORT_ALLOC, EXPORT_EVENT, EXPORT_INITIALIZE, EXPORT_START,
+    EventKind, EventStatus, IMPORT_MODULE,
+};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use wasmtime::{
+    ExternType, Instance, InstancePre, Module, Store, Trap, TypedFunc, UpdateDeadline, Val, ValType,
+};
+use wasmtime_wasi::I32Exit;
+use wasmtime_wasi::p2::pipe::{MemoryInputPipe, MemoryOutputPipe};
+
+use crate::engine::RuntimeInner;
+use crate::error::{InvokeError, LoadError};
+use crate::host::{HostState, ModuleContext};
+use crate::limits::{ModuleLimits, ModuleSettings};
+use crate::stdio::LogStream;
+
+/// How a module runs, detected from its exports.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ModuleKind {
+    /// Exports `shanhai_event`: pooled instances handling SDK events.
+    Reactor,
+    /// Neither `shanhai_event` nor `_start`: pooled instances whose numeric
+    /// exports are called directly.
+    Exports,
+    /// Exports `_start`: a fresh instance per request, CGI-style.
+    Command,
+}
+
+impl ModuleKind {
+    /// The name used in logs and the admin API.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Reactor => "reactor",
+            Self::Exports => "exports",
+            Self::Command => "command",
+        }
+    }
+}
+
+/// Value types of numeric exports.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NumType {
+    /// 32-bit integer.
+    I32,
+    /// 64-bit integer.
+    I64,
+    /// 32-bit float.
+    F32,
+    /// 64-bit float.
+    F64,
+}
+
+/// A value passed to or returned from a numeric export.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum NumValue {
+    /// 32-bit integer.
+    I32(i32),
+    /// 64-bit integer.
+    I64(i64),
+    /// 32-bit float.
+    F32(f32),
+    /// 64-bit float.
+    F64(f64),
+}
+
+/// The signature of an export whose parameters and results are all numbers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NumericSignature {
+    /// Parameter types.
+    pub params: Vec<NumType>,
+    /// Result types.
+    pub results: Vec<NumType>,
+}
+
+/// What a command module printed and how it ended.
+#[derive(Debug)]
+pub struct CommandOutput {
+    /// Everything written to stdout.
+    pub stdout: Vec<u8>,
+}
+
+/// A compiled, validated module with its instance pool.
+pub struct LoadedModule {
+    runtime: Arc<RuntimeInner>,
+    context: Arc<ModuleContext>,
+    kind: ModuleKind,
+    pre: InstancePre<HostState>,
+    numeric: BTreeMap<String, NumericSignature>,
+    limits: ModuleLimits,
+    idle: Mutex<Vec<PooledInstance>>,
+    permits: Arc<Semaphore>,
+    waiting: AtomicUsize,
+}
+
+struct PooledInstance {
+    store: Store<HostState>,
+    instance: Instance,
+    entry: Option<EventEntry>,
+}
+
+#[derive(Clone)]
+struct EventEntry {
+    alloc: TypedFunc<i32, i32>,
+    event: TypedFunc<(i32, i32, i32), i32>,
+}
+
+impl LoadedModule {
+    pub(crate) async fn new(
+        runtime: Arc<RuntimeInner>,
+        name: &str,
+        sha256: &str,
+        module: Module,
+        settings: ModuleSettings,
+    ) -> Result<Arc<Self>, LoadError> {
+        check_imports(&module)?;
+        let kind = detect_kind(&module)?;
+        let numeric = numeric_exports(&module);
+        let pre = runtime
+            .linker
+            .instantiate_pre(&module)
+            .map_err(|err| LoadError::Abi(format!("{err:#}")))?;
+        let limits = settings.limits;
+        let loaded = Arc::new(Self {
+            context: Arc::new(ModuleContext {
+                name: Arc::from(name),
+                version: Arc::from(&sha256[..12]),
+                vars: settings.vars,
+            }),
+            runtime,
+            kind,
+            pre,
+            numeric,
+            permits: Arc::new(Semaphore::new(limits.max_instances.max(1))),
+            limits,
+            idle: Mutex::new(Vec::new()),
+            waiting: AtomicUsize::new(0),
+        });
+        // Instantiate and initialise one instance now: a module whose
+        // `_initialize` traps, or whose memory does not fit its cap, is
+        // refused at load time instead of failing its first request.
+        if kind != ModuleKind::Command {
+            let instance = loaded.instantiate().await.map_err(LoadError::Init)?;
+            loaded.idle.lock().unwrap().push(instance);
+        }
+        Ok(loaded)
+    }
+
+    /// The name the module was loaded under.
+    pub fn name(&self) -> &str {
+        &self.context.name
+    }
+
+    /// A short content hash identifying this version.
+    pub fn version(&self) -> &str {
+        &self.context.version
+    }
+
+    /// How the module runs.
+    pub fn kind(&self) -> ModuleKind {
+        self.kind
+    }
+
+    /// The module's limits.
+    pub fn limits(&self) -> &ModuleLimits {
+        &self.limits
+    }
+
+    /// The signature of a numeric export, if `name` is one.
+    pub fn numeric_export(&self, name: &str) -> Option<&NumericSignature> {
+        self.numeric.get(name)
+    }
+
+    /// Names of all numeric exports.
+    pub fn numeric_exports(&self) -> impl Iterator<Item = &str> {
+        self.numeric.keys().map(String::as_str)
+    }
+
+    /// Instances currently idle in the pool.
+    pub fn idle_instances(&self) -> usize {
+        self.idle.lock().unwrap().len()
+    }
+
+    /// Delivers one event to an SDK reactor and returns its output.
+    pub async fn invoke_event(
+        &self,
+        kind: EventKind,
+        envelope: &[u8],
+        request_id: Arc<str>,
+    ) -> Result<Vec<u8>, InvokeError> {
+        if self.kind != ModuleKind::Reactor {
+            return Err(InvokeError::NoHandler(match kind {
+                EventKind::Http => "HTTP",
+                EventKind::Call => "byte-function",
+            }));
+        }
+        let _permit = self.acquire().await?;
+        let mut instance = self.checkout().await?;
+        let entry = instance.entry.clone().expect("reactor instances have an event entry");
+        let result = self
+            .with_deadline(&mut instance, request_id, |store| {
+                Box::pin(async move {
+                    let len = i32::try_from(envelope.len()).map_err(|_| InvokeError::BadArguments("event too large".into()))?;
+                    let ptr = entry.alloc.call_async(&mut *store, len).await.map_err(Fault::Wasm)?;
+                    let memory = store.data().memory.expect("reactor instances export memory");
+                    if ptr == 0 || memory.write(&mut *store, ptr as u32 as usize, envelope).is_err() {
+                        return Err(InvokeError::BadOutput(format!("{EXPORT_ALLOC}({len}) returned an unusable pointer {ptr}")).into());
+                    }
+                    let status = entry.event.call_async(&mut *store, (kind as i32, ptr, len)).await.map_err(Fault::Wasm)?;
+                    Ok(status)
+                })
+            })
+            .await;
+        let status = match result {
+            Ok(status) => status,
+            Err(err) => return Err(self.fail(instance, err)),
+        };
+        let output = std::mem::take(&mut instance.store.data_mut().event.output);
+        if instance.store.data().event.output_overflow {
+            return Err(self.fail(instance, InvokeError::OutputTooLarge(self.limits.max_response_bytes).into()));
+        }
+        self.checkin(instance);
+        let message = || String::from_utf8_lossy(&output).into_owned();
+        match EventStatus::from_raw(status) {
+            Some(EventStatus::Ok) => Ok(output),
+            Some(EventStatus::Error) => Err(InvokeError::Guest(message())),
+            Some(EventStatus::NotFound) => Err(InvokeError::NotFound(message())),
+            Some(EventStatus::Unsupported) => Err(InvokeError::NoHandler(match kind {
+                EventKind::Http => "HTTP",
+                EventKind::Call => "byte-function",
+            })),
+            None => Err(InvokeError::BadOutput(format!("{EXPORT_EVENT} returned unknown status {status}"))),
+        }
+    }
+
+    /// Calls a numeric export with already-typed arguments.
+    pub async fn call_numeric(
+        &self,
+        function: &str,
+        args: &[NumValue],
+        request_id: Arc<str>,
+    ) -> Result<Vec<NumValue>, InvokeError> {
+        let signature = self
+            .numeric
+            .get(function)
+            .ok_or_else(|| InvokeError::NotFound(format!("module has no numeric export `{function}`")))?;
+        if args.len() != signature.params.len() {
+            return Err(InvokeError::BadArguments(format!(
+                "`{function}` takes {} arguments, got {}",
+                signature.params.len(),
+                args.len()
+            )));
+        }
+        if self.kind == ModuleKind::Command {
+            return Err(InvokeError::NoHandler("numeric-export"));
+        }
+        let params: Vec<Val> = args.iter().map(|a| to_val(*a)).collect();
+        let mut results: Vec<Val> = signature.results.iter().map(|_| Val::I32(0)).collect();
+        let _permit = self.acquire().await?;
+        let mut instance = self.checkout().await?;
+        let func = instance
+            .instance
+            .get_func(&mut instance.store, function)
+            .expect("numeric exports were listed from this module");
+        let result = self
+            .with_deadline(&mut instance, request_id, |store| {
+                let results = &mut results;
+                let params = &params;
+                Box::pin(async move {
+                    func.call_async(&mut *store, params, results).await.map_err(Fault::Wasm)?;
+                    Ok(())
+                })
+            })
+            .await;
+        if let Err(err) = result {
+            return Err(self.fail(instance, err));
+        }
+        self.checkin(instance);
+        Ok(results.iter().filter_map(from_val).collect())
+    }
+
+    /// Runs a command module once in a fresh instance, CGI-style: `stdin`
+    /// as its standard input, `env` as its environment (after the module's
+    /// config variables).
+    pub async fn run_command(
+        &self,
+        stdin: Vec<u8>,
+        env: &[(String, String)],
+        request_id: Arc<str>,
+    ) -> Result<CommandOutput, InvokeError> {
+        if self.kind != ModuleKind::Command {
+            return Err(InvokeError::NoHandler("command"));
+        }
+        let _permit = self.acquire().await?;
+        let stdout = MemoryOutputPipe::new(self.limits.max_response_bytes.saturating_add(1));
+        let stderr = MemoryOutputPipe::new(16 * 1024);
+        let mut wasi = wasmtime_wasi::WasiCtxBuilder::new();
+        wasi.stdin(MemoryInputPipe::new(stdin))
+            .stdout(stdout.clone())
+            .stderr(stderr.clone())
+            .args(&[self.name()]);
+        for (key, value) in &self.context.vars {
+            wasi.env(key, value);
+        }
+        for (key, value) in env {
+            wasi.env(key, value);
+        }
+        let mut store = self.new_store(wasi.build_p1());
+        let instance = self
+            .pre
+            .instantiate_async(&mut store)
+            .await
+            .map_err(|err| InvokeError::Unavailable(format!("{err:#}")))?;
+        store.data_mut().memory = instance.get_memory(&mut store, "memory");
+        let start = instance
+            .get_typed_func::<(), ()>(&mut store, EXPORT_START)
+            .map_err(|err| InvokeError::BadOutput(format!("{err:#}")))?;
+        let mut pooled = PooledInstance {
+            store,
+            instance,
+            entry: None,
+        };
+        let result = self
+            .with_deadline(&mut pooled, request_id, |store| {
+                Box::pin(async move {
+                    start.call_async(&mut *store, ()).await.map_err(Fault::Wasm)?;
+                    Ok(())
+                })
+            })
+            .await;
+        let exit_code = match result {
+            Ok(()) => 0,
+            Err(Fault::Wasm(err)) if err.downcast_ref::<I32Exit>().is_some() => {
+                err.downcast_ref::<I32Exit>().map_or(0, |e| e.0)
+            }
+            Err(fault) => {
+                let err = self.classify(&mut pooled.store, fault);
+                return Err(if stdout.contents().len() > self.limits.max_response_bytes {
+                    InvokeError::OutputTooLarge(self.limits.max_response_bytes)
+                } else {
+                    err
+                });
+            }
+        };
+        let stdout = stdout.contents();
+        if stdout.len() > self.limits.max_response_bytes {
+            return Err(InvokeError::OutputTooLarge(self.limits.max_response_bytes));
+        }
+        let stderr = stderr.contents();
+        let stderr = String::from_utf8_lossy(&stderr);
+        let stderr = stderr.trim();
+        if !stderr.is_empty() {
+            tracing::warn!(target: "shanhai::guest", module = self.name(), request_id = &*pooled.store.data().event.request_id, stream = "stderr", "{stderr}");
+        }
+        if exit_code != 0 {
+            return Err(InvokeError::Exit {
+                code: exit_code,
+                stderr: if stderr.is_empty() { String::new() } else { format!(": {stderr}") },
+            });
+        }
+        Ok(CommandOutput { stdout: stdout.to_vec() })
+    }
+
+    /// Waits for a free instance slot, or refuses when the queue is full.
+    async fn acquire(&self) -> Result<OwnedSemaphorePermit, InvokeError> {
+        if let Ok(permit) = self.permits.clone().try_acquire_owned() {
+            return Ok(permit);
+        }
+        if self.waiting.fetch_add(1, Ordering::AcqRel) >= self.limits.max_queue {
+            self.waiting.fetch_sub(1, Ordering::AcqRel);
+            return Err(InvokeError::QueueFull(self.limits.max_instances));
+        }
+        let permit = tokio::time::timeout(self.limits.queue_timeout, self.permits.clone().acquire_owned()).await;
+        self.waiting.fetch_sub(1, Ordering::AcqRel);
+        match permit {
+            Ok(Ok(permit)) => Ok(permit),
+            Ok(Err(_closed)) => Err(InvokeError::Unavailable("module is unloading".into())),
+            Err(_elapsed) => Err(InvokeError::QueueTimeout(self.limits.queue_timeout)),
+        }
+    }
+
+    /// An idle instance, or a new one. The caller holds a permit.
+    async fn checkout(&self) -> Result<PooledInstance, InvokeError> {
+        let idle = self.idle.lock().unwrap().pop();
+        match idle {
+            Some(instance) => Ok(instance),
+            None => self.instantiate().await.map_err(InvokeError::Unavailable),
+        }
+    }
+
+    fn checkin(&self, instance: PooledInstance) {
+        self.idle.lock().unwrap().push(instance);
+    }
+
+    /// Classifies a failure and drops the instance when it must not be reused.
+    fn fail(&self, mut instance: PooledInstance, fault: Fault) -> InvokeError {
+        let err = self.classify(&mut instance.store, fault);
+        if !err.discards_instance() {
+            self.checkin(instance);
+        } else {
+            tracing::debug!(module = self.name(), kind = err.kind(), "discarding instance");
+        }
+        err
+    }
+
+    fn classify(&self, store: &mut Store<HostState>, fault: Fault) -> InvokeError {
+        let err = match fault {
+            Fault::Invoke(err) => return err,
+            Fault::Wasm(err) => err,
+        };
+        let state = store.data();
+        if state.event.timed_out {
+            return InvokeError::Timeout(self.limits.deadline);
+        }
+        if state.limiter.hit {
+            return InvokeError::MemoryLimit(self.limits.max_memory_bytes);
+        }
+        if let Some(exit) = err.downcast_ref::<I32Exit>() {
+            return InvokeError::Exit { code: exit.0, stderr: String::new() };
+        }
+        match err.downcast_ref::<Trap>() {
+            Some(Trap::StackOverflow) => InvokeError::StackOverflow,
+            Some(Trap::OutOfFuel) => InvokeError::FuelExhausted,
+            Some(trap) => {
+                tracing::debug!(module = self.name(), error = format!("{err:?}"), "guest trapped");
+                InvokeError::Trap(format!("wasm trap: {trap}"))
+            }
+            None => InvokeError::Trap(format!("{err:#}")),
+        }
+    }
+
+    fn new_store(&self, wasi: wasmtime_wasi::p1::WasiP1Ctx) -> Store<HostState> {
+        let mut store = Store::new(
+            &self.runtime.engine,
+            HostState::new(wasi, self.context.clone(), self.limits.max_memory_bytes),
+        );
+        store.limiter(|state| &mut state.limiter);
+        store.epoch_deadline_callback(|mut context| {
+            let event = &mut context.data_mut().event;
+            if Instant::now() >= event.deadline {
+                event.timed_out = true;
+                return Err(wasmtime::Error::msg("deadline exceeded"));
+            }
+            // Still within the deadline: let other tasks on this worker run,
+            // then check again at the next tick.
+            Ok(UpdateDeadline::Yield(1))
+        });
+        store
+    }
+
+    /// Creates and initialises a pooled (reactor or exports) instance.
+    async fn instantiate(&self) -> Result<PooledInstance, String> {
+        let wasi = wasmtime_wasi::WasiCtxBuilder::new()
+            .stdout(LogStream { module: self.context.name.clone(), stream: "stdout" })
+            .stderr(LogStream { module: self.context.name.clone(), stream: "stderr" })
+            .args(&[self.name()])
+            .build_p1();
+        let mut store = self.new_store(wasi);
+        store.data_mut().begin_event(Arc::from("init"), 0, Instant::now() + self.limits.deadline);
+        store.set_epoch_deadline(1);
+        if self.runtime.config.consume_fuel {
+            store.set_fuel(self.limits.fuel.unwrap_or(u64::MAX)).map_err(|e| e.to_string())?;
+        }
+        let describe = |store: &mut Store<HostState>, err: wasmtime::Error| {
+            let state = store.data();
+            if state.limiter.hit {
+                format!("memory cap of {} bytes exceeded", self.limits.max_memory_bytes)
+            } else if state.event.timed_out {
+                format!("initialisation exceeded the {:?} deadline", self.limits.deadline)
+            } else {
+                format!("{err:#}")
+            }
+        };
+        let instance = match self.pre.instantiate_async(&mut store).await {
+            Ok(instance) => instance,
+            Err(err) => return Err(describe(&mut store, err)),
+        };
+        store.data_mut().memory = instance.get_memory(&mut store, "memory");
+        if let Ok(init) = instance.get_typed_func::<(), ()>(&mut store, EXPORT_INITIALIZE) {
+            if let Err(err) = init.call_async(&mut store, ()).await {
+                return Err(format!("{EXPORT_INITIALIZE} failed: {}", describe(&mut store, err)));
+            }
+        }
+        let entry = if self.kind == ModuleKind::Reactor {
+            let version = instance
+                .get_typed_func::<(), i32>(&mut store, EXPORT_ABI_VERSION)
+                .map_err(|_| format!("missing export `{EXPORT_ABI_VERSION}: () -> i32`"))?;
+            let reported = version.call_async(&mut store, ()).await.map_err(|e| describe(&mut store, e))?;
+            if reported != ABI_VERSION {
+                return Err(format!("guest speaks ABI version {reported}; this host supports version {ABI_VERSION}"));
+            }
+            if store.data().memory.is_none() {
+                return Err("reactor module does not export `memory`".into());
+            }
+            Some(EventEntry {
+                alloc: instance
+                    .get_typed_func(&mut store, EXPORT_ALLOC)
+                    .map_err(|_| format!("missing export `{EXPORT_ALLOC}: (i32) -> i32`"))?,
+                event: instance
+                    .get_typed_func(&mut store, EXPORT_EVENT)
+                    .map_err(|_| format!("export `{EXPORT_EVENT}` must be (i32, i32, i32) -> i32"))?,
+            })
+        } else {
+            None
+        };
+        Ok(PooledInstance { store, instance, entry })
+    }
+
+    /// Runs `call` on the instance's store within the module's deadline and
+    /// fuel budget.
+    async fn with_deadline<'a, R>(
+        &self,
+        instance: &'a mut PooledInstance,
+        request_id: Arc<str>,
+        call: impl FnOnce(&'a mut Store<HostState>) -> std::pin::Pin<Box<dyn Future<Output = Result<R, Fault>> + Send + 'a>>,
+    ) -> Result<R, Fault> {
+        let store = &mut instance.store;
+        store
+            .data_mut()
+            .begin_event(request_id, self.limits.max_response_bytes, Instant::now() + self.limits.deadline);
+        store.set_epoch_deadline(1);
+        if self.runtime.config.consume_fuel {
+            store
+                .set_fuel(self.limits.fuel.unwrap_or(u64::MAX))
+                .map_err(|e| Fault::Invoke(InvokeError::Unavailable(e.to_string())))?;
+        }
+        call(store).await
+    }
+}
+
+/// A failure inside an invocation, classified once the store is reachable.
+pub(crate) enum Fault {
+    /// Already classified.
+    Invoke(InvokeError),
+    /// An error from wasmtime: a trap, a limit, an exit.
+    Wasm(wasmtime::Error),
+}
+
+impl From<InvokeError> for Fault {
+    fn from(err: InvokeError) -> Self {
+        Self::Invoke(err)
+    }
+}
+
+fn check_imports(module: &Module) -> Result<(), LoadError> {
+    for import in module.imports() {
+        let known = match import.module() {
+            IMPORT_MODULE => shanhai_abi::import::ALL.contains(&import.name()),
+            // The linker validates WASI names; `instantiate_pre` names any
+            // function WASI preview 1 does not have.
+            "wasi_snapshot_preview1" => true,
+            _ => false,
+        };
+        if !known {
+            return Err(LoadError::UnknownImport {
+                module: import.module().to_owned(),
+                name: import.name().to_owned(),
+                hint: if import.module() == IMPORT_MODULE {
+                    "this Shanhai version does not have that host function; see docs/abi.md"
+                } else {
+                    "modules may import only `shanhai` and `wasi_snapshot_preview1` functions"
+                },
+            });
+        }
+    }
+    Ok(())
+}
+
+fn detect_kind(module: &Module) -> Result<ModuleKind, LoadError> {
+    let has = |name: &str| module.get_export(name).is_some();
+    match (has(EXPORT_EVENT), has(EXPORT_START)) {
+        (true, true) => Err(LoadError::Abi(format!(
+            "module exports both `{EXPORT_EVENT}` (reactor) and `{EXPORT_START}` (command); build a reactor with -buildmode=c-shared"
+        ))),
+        (true, false) => Ok(ModuleKind::Reactor),
+        (false, true) => Ok(ModuleKind::Command),
+        (false, false) => Ok(ModuleKind::Exports),
+    }
+}
+
+/// Exports whose parameters and results are all numbers, minus the ABI's
+/// own entry points.
+fn numeric_exports(module: &Module) -> BTreeMap<String, NumericSignature> {
+    let num = |t: &ValType| match t {
+        ValType::I32 => Some(NumType::I32),
+        ValType::I64 => Some(NumType::I64),
+        ValType::F32 => Some(NumType::F32),
+        ValType::F64 => Some(NumType::F64),
+        _ => None,
+    };
+    module
+        .exports()
+        .filter(|e| {
+            !matches!(
+                e.name(),
+                EXPORT_ABI_VERSION | EXPORT_ALLOC | EXPORT_EVENT | EXPORT_INITIALIZE | EXPORT_START
+            )
+        })
+        .filter_map(|export| {
+            let ExternType::Func(func) = export.ty() else {
+                return None;
+            };
+            let params = func.params().map(|t| num(&t)).collect::<Option<Vec<_>>>()?;
+            let results = func.results().map(|t| num(&t)).collect::<Option<Vec<_>>>()?;
+            Some((export.name().to_owned(), NumericSignature { params, results }))
+        })
+        .collect()
+}
+
+fn to_val(value: NumValue) -> Val {
+    match value {
+        NumValue::I32(v) => Val::I32(v),
+        NumValue::I64(v) => Val::I64(v),
+        NumValue::F32(v) => Val::F32(v.to_bits()),
+        NumValue::F64(v) => Val::F64(v.to_bits()),
+    }
+}
+
+fn from_val(value: &Val) -> Option<NumValue> {
+    match value {
+        Val::I32(v) => Some(NumValue::I32(*v)),
+        Val::I64(v) => Some(NumValue::I64(*v)),
+        Val::F32(v) => Some(NumValue::F32(f32::from_bits(*v))),
+        Val::F64(v) => Some(NumValue::F64(f64::from_bits(*v))),
+        _ => None,
+    }
+}

@@ -1,0 +1,3 @@
+module github.com/shanhai-edge/shanhai/examples/add
+
+go 1.24

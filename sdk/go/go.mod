@@ -1,0 +1,3 @@
+module github.com/shanhai-edge/shanhai/sdk/go
+
+go 1.24

@@ -1,0 +1,57 @@
+//go:build !wasm
+
+package shanhai_test
+
+import (
+	"os"
+	"os/exec"
+	"path/filepath"
+	"testing"
+
+	"github.com/shanhai-edge/shanhai/sdk/go/internal/wasmfile"
+)
+
+// TestReactorModuleShape builds a reactor with the real toolchain and
+// checks what the host will check at load time: the exports and their
+// types, and imports only from shanhai and WASI. It is what proves that
+// //go:wasmexport works from this (non-main) package.
+func TestReactorModuleShape(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds a wasm module")
+	}
+	goTool, err := exec.LookPath("go")
+	if err != nil {
+		t.Skip("no go command:", err)
+	}
+	out := filepath.Join(t.TempDir(), "guest.wasm")
+	cmd := exec.Command(goTool, "build", "-buildmode=c-shared", "-o", out, "./testdata/guest")
+	cmd.Env = append(os.Environ(), "GOOS=wasip1", "GOARCH=wasm")
+	if b, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("wasip1 build failed: %v\n%s", err, b)
+	}
+	b, err := os.ReadFile(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, err := wasmfile.Parse(b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := m.Check("reactor"); err != nil {
+		t.Fatal(err)
+	}
+	for _, imp := range m.Imports {
+		if imp.Module == "shanhai" {
+			want := map[string]string{
+				"log":          "(i32, i32, i32) -> ()",
+				"output_write": "(i32, i32) -> (i32)",
+				"config_get":   "(i32, i32) -> (i32)",
+				"staged_read":  "(i32, i32) -> (i32)",
+			}[imp.Name]
+			if got := imp.Type.String(); got != want {
+				t.Errorf("import shanhai.%s has type %s, want %s", imp.Name, got, want)
+			}
+		}
+	}
+	t.Logf("%d bytes, initial memory %d pages", len(b), m.MemoryMinPages)
+}

@@ -1,0 +1,200 @@
+//! Event dispatch: decodes an envelope, runs the registered handler and
+//! writes its result with `output_write`. Shared by the wasm exports and
+//! the native mock host, so the mock exercises exactly this code.
+
+use http::header::{HeaderName, HeaderValue};
+use http::{Method, Request, Response, Uri};
+use shanhai_abi::wire::{Call, Header, HttpRequest, HttpResponse};
+use shanhai_abi::{EventKind, EventStatus};
+
+use crate::handlers::{Handlers, RemoteAddr, RequestId};
+use crate::host;
+
+/// Handles one event of raw `kind` whose envelope is `envelope`.
+pub(crate) fn dispatch(handlers: &Handlers, kind: i32, envelope: &[u8]) -> EventStatus {
+    match EventKind::from_raw(kind) {
+        Some(EventKind::Http) => http_event(handlers, envelope),
+        Some(EventKind::Call) => call_event(handlers, envelope),
+        None => EventStatus::Unsupported,
+    }
+}
+
+fn http_event(handlers: &Handlers, envelope: &[u8]) -> EventStatus {
+    let Some(handler) = handlers.http_handler() else {
+        return EventStatus::Unsupported;
+    };
+    let request = match decode_request(envelope) {
+        Ok(request) => request,
+        Err(message) => return fail(&message),
+    };
+    match handler(request) {
+        Ok(response) => write_result(&encode_response(&response)),
+        Err(message) => fail(&message),
+    }
+}
+
+fn call_event(handlers: &Handlers, envelope: &[u8]) -> EventStatus {
+    let call = match Call::decode(envelope) {
+        Ok(call) => call,
+        Err(error) => return fail(&format!("malformed call envelope: {error}")),
+    };
+    let Some(function) = handlers.byte_function(call.function) else {
+        // The message is optional for not_found; it helps whoever reads the
+        // host's logs.
+        let _ =
+            host::output_write(format!("no byte function named `{}`", call.function).as_bytes());
+        return EventStatus::NotFound;
+    };
+    match function(call.input) {
+        Ok(output) => write_result(&output),
+        Err(message) => fail(&message),
+    }
+}
+
+fn write_result(output: &[u8]) -> EventStatus {
+    match host::output_write(output) {
+        Ok(()) => EventStatus::Ok,
+        // Nothing was appended, so the error message is the whole output.
+        Err(error) => fail(&format!(
+            "cannot write the {}-byte result: {error}",
+            output.len()
+        )),
+    }
+}
+
+fn fail(message: &str) -> EventStatus {
+    // If even the message does not fit, the host still sees the status.
+    let _ = host::output_write(message.as_bytes());
+    EventStatus::Error
+}
+
+/// Builds an [`http::Request`] from an HttpRequest envelope.
+pub(crate) fn decode_request(envelope: &[u8]) -> Result<Request<Vec<u8>>, String> {
+    let wire = HttpRequest::decode(envelope)
+        .map_err(|e| format!("malformed HTTP request envelope: {e}"))?;
+    let mut request = Request::new(wire.body.to_vec());
+    *request.method_mut() = Method::from_bytes(wire.method.as_bytes())
+        .map_err(|_| format!("invalid HTTP method {:?}", wire.method))?;
+    *request.uri_mut() =
+        Uri::try_from(wire.uri).map_err(|e| format!("invalid request URI {:?}: {e}", wire.uri))?;
+    let headers = request.headers_mut();
+    headers.reserve(wire.headers.len());
+    for header in &wire.headers {
+        let name = HeaderName::from_bytes(header.name).map_err(|_| {
+            format!(
+                "invalid header name {:?}",
+                String::from_utf8_lossy(header.name)
+            )
+        })?;
+        let value = HeaderValue::from_bytes(header.value)
+            .map_err(|_| format!("invalid value for header {name}"))?;
+        headers.append(name, value);
+    }
+    let extensions = request.extensions_mut();
+    extensions.insert(RequestId(wire.request_id.to_owned()));
+    extensions.insert(RemoteAddr(wire.remote_addr.to_owned()));
+    Ok(request)
+}
+
+/// Encodes an [`http::Response`] as an HttpResponse envelope.
+pub(crate) fn encode_response(response: &Response<Vec<u8>>) -> Vec<u8> {
+    HttpResponse {
+        status: response.status().as_u16(),
+        headers: response
+            .headers()
+            .iter()
+            .map(|(name, value)| Header {
+                name: name.as_str().as_bytes(),
+                value: value.as_bytes(),
+            })
+            .collect(),
+        body: response.body(),
+    }
+    .encode()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn request_envelopes_become_http_requests() {
+        let envelope = HttpRequest {
+            method: "PUT",
+            uri: "/a/b?c=d",
+            request_id: "r-9",
+            remote_addr: "10.0.0.1:1234",
+            headers: vec![
+                Header {
+                    name: b"x-multi",
+                    value: b"1",
+                },
+                Header {
+                    name: b"x-multi",
+                    value: b"2",
+                },
+            ],
+            body: b"payload",
+        }
+        .encode();
+        let request = decode_request(&envelope).unwrap();
+        assert_eq!(request.method(), Method::PUT);
+        assert_eq!(request.uri().path(), "/a/b");
+        assert_eq!(request.uri().query(), Some("c=d"));
+        assert_eq!(
+            request
+                .headers()
+                .get_all("x-multi")
+                .iter()
+                .collect::<Vec<_>>(),
+            ["1", "2"]
+        );
+        assert_eq!(request.body(), b"payload");
+        assert_eq!(
+            request.extensions().get::<RequestId>().unwrap().as_str(),
+            "r-9"
+        );
+        assert_eq!(
+            request.extensions().get::<RemoteAddr>().unwrap().as_str(),
+            "10.0.0.1:1234"
+        );
+    }
+
+    #[test]
+    fn bad_request_envelopes_are_described() {
+        assert!(
+            decode_request(b"\x01")
+                .unwrap_err()
+                .starts_with("malformed HTTP request envelope")
+        );
+        let bad_method = HttpRequest {
+            method: "G T",
+            uri: "/",
+            request_id: "",
+            remote_addr: "",
+            headers: vec![],
+            body: b"",
+        }
+        .encode();
+        assert_eq!(
+            decode_request(&bad_method).unwrap_err(),
+            r#"invalid HTTP method "G T""#
+        );
+    }
+
+    #[test]
+    fn responses_keep_repeated_headers() {
+        let response = Response::builder()
+            .status(418)
+            .header("set-cookie", "a=1")
+            .header("set-cookie", "b=2")
+            .body(b"tea".to_vec())
+            .unwrap();
+        let bytes = encode_response(&response);
+        let wire = HttpResponse::decode(&bytes).unwrap();
+        assert_eq!(wire.status, 418);
+        assert_eq!(wire.headers.len(), 2);
+        assert_eq!(wire.headers[1].value, b"b=2");
+        assert_eq!(wire.body, b"tea");
+    }
+}

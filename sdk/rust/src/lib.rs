@@ -1,0 +1,149 @@
+//! Write [Shanhai](https://github.com/shanhai-edge/shanhai) edge functions
+//! in Rust: register an HTTP handler and named byte functions, build a
+//! `wasm32-wasip1` cdylib, and the gateway runs it.
+//!
+//! A complete module (`src/lib.rs` of a crate with
+//! `crate-type = ["cdylib"]`):
+//!
+//! ```
+//! use shanhai_sdk::http::{Request, Response};
+//! use shanhai_sdk::{Handlers, HostError};
+//!
+//! /// Everything this module handles; the SDK builds it once per instance.
+//! fn handlers() -> Handlers {
+//!     Handlers::new()
+//!         .http(hello)
+//!         .function("upper", |input: &[u8]| input.to_ascii_uppercase())
+//! }
+//!
+//! // Defines the module's exports around `handlers` (once per module).
+//! shanhai_sdk::export!(handlers);
+//!
+//! fn hello(request: Request<Vec<u8>>) -> Result<Response<String>, HostError> {
+//!     let greeting = shanhai_sdk::config("greeting")?.unwrap_or_else(|| "Hello".to_owned());
+//!     shanhai_sdk::info!("{} {}", request.method(), request.uri());
+//!     Ok(Response::new(format!("{greeting} from Rust\n")))
+//! }
+//! #
+//! # let mut host = shanhai_sdk::mock::MockHost::new(handlers());
+//! # let response = host.http(Request::get("/").body("").unwrap()).unwrap();
+//! # assert_eq!(response.body(), b"Hello from Rust\n");
+//! # assert_eq!(host.call("upper", b"abc").unwrap(), b"ABC");
+//! ```
+//!
+//! Build it with `cargo build --release --target wasm32-wasip1`; the
+//! `.wasm` lands in `target/wasm32-wasip1/release/`.
+//!
+//! # How it maps onto the ABI
+//!
+//! `docs/abi.md` is the specification; [`shanhai_abi`] holds its names,
+//! codes and envelopes, which this crate reuses.
+//!
+//! - The SDK defines the guest exports `shanhai_abi_version`,
+//!   `shanhai_alloc` and `shanhai_event` (on wasm32 only). [`export!`]
+//!   connects them to your [`Handlers`]; the table is built on the first
+//!   call into the instance (the host's ABI version check), before any
+//!   event.
+//! - An HTTP event becomes an [`http::Request`] with the full path the
+//!   gateway received (mount point included) and the [`RequestId`] and
+//!   [`RemoteAddr`] in its extensions; your [`http::Response`] is encoded
+//!   and written with one `output_write`. Handlers may return a `Result`
+//!   ([`IntoHttpResponse`]); an `Err` answers
+//!   [`EventStatus::Error`] with the error's text, which the gateway turns
+//!   into a 500.
+//! - A byte-function call runs the function registered under its name
+//!   ([`IntoCallOutput`]); an unknown name answers
+//!   [`EventStatus::NotFound`], an `Err` [`EventStatus::Error`].
+//! - An event kind the module has no handler for answers
+//!   [`EventStatus::Unsupported`].
+//! - Host functions return [`HostError`] instead of trapping: see
+//!   [`config`] and the [`log`] module.
+//!
+//! Rust's `wasm32-wasip1` cdylibs export no `_initialize` (the host treats
+//! it as optional); besides the exports above, a module built with this
+//! SDK exports `memory` and the SDK's internal hook
+//! `__shanhai_sdk_register_v1` (`() -> ()`, harmless to call). It imports
+//! only from `shanhai` and `wasi_snapshot_preview1`. If the host refuses a
+//! module for importing `env.__shanhai_sdk_register_v1`, the module forgot
+//! [`export!`].
+//!
+//! # Panics and state
+//!
+//! On wasm32 a panic aborts: the SDK logs the panic message at error level,
+//! then the instance traps, the host discards it and answers 500. Prefer
+//! returning `Err`.
+//!
+//! An instance is single-threaded and handles one event at a time; the host
+//! reuses it for many events, so statics persist between them, but it runs
+//! several instances side by side and may discard any of them at any time.
+//! Keep shared or durable state in the host's stores, not in statics.
+//!
+//! # Testing
+//!
+//! Natively (`cargo test`), the host functions are served by
+//! [`mock::MockHost`], which drives your [`Handlers`] through the same
+//! envelopes and dispatch code as the real exports.
+
+mod config;
+mod dispatch;
+mod error;
+mod handlers;
+mod host;
+#[cfg(any(target_arch = "wasm32", test))]
+mod input;
+#[cfg(any(target_arch = "wasm32", test))]
+mod registry;
+
+#[cfg(target_arch = "wasm32")]
+mod ffi;
+
+pub mod log;
+#[cfg(not(target_arch = "wasm32"))]
+pub mod mock;
+
+pub use http;
+pub use shanhai_abi::{EventKind, EventStatus, HostStatus, LogLevel};
+
+pub use crate::config::config;
+pub use crate::error::HostError;
+pub use crate::handlers::{Handlers, IntoCallOutput, IntoHttpResponse, RemoteAddr, RequestId};
+
+/// Makes this module's [`Handlers`] the ones the host's events reach.
+///
+/// Give it the path of a `fn() -> Handlers`; invoke it exactly once per
+/// module, at any item position (the crate root is customary). On wasm32
+/// it defines the symbol through which the SDK's exports find the table
+/// (a second invocation is a duplicate-symbol link error); elsewhere it
+/// only checks the function's type, and tests pass the table to
+/// [`mock::MockHost`] themselves.
+///
+/// ```
+/// fn handlers() -> shanhai_sdk::Handlers {
+///     shanhai_sdk::Handlers::new().function("ping", |_: &[u8]| b"pong".to_vec())
+/// }
+/// shanhai_sdk::export!(handlers);
+/// ```
+#[macro_export]
+macro_rules! export {
+    ($handlers:path $(,)?) => {
+        const _: fn() -> $crate::Handlers = $handlers;
+
+        #[cfg(target_arch = "wasm32")]
+        const _: () = {
+            #[unsafe(no_mangle)]
+            extern "Rust" fn __shanhai_sdk_register_v1() {
+                $crate::__private::install($handlers);
+            }
+        };
+    };
+}
+
+/// Support for [`export!`]; not public API.
+#[doc(hidden)]
+pub mod __private {
+    /// Installs the table `build` returns, once per instance.
+    #[cfg(target_arch = "wasm32")]
+    pub fn install(build: fn() -> crate::Handlers) {
+        crate::registry::install(build);
+    }
+}
