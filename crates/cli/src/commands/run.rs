@@ -44,9 +44,12 @@ pub(crate) struct Args {
     /// Config variables for the module, `KEY=VALUE`.
     #[arg(long = "var")]
     vars: Vec<String>,
-    /// Compile-cache folder; "" disables the cache.
+    /// Compile-cache folder.
     #[arg(long, default_value = ".shanhai/cache")]
     cache_dir: PathBuf,
+    /// Compile without reading or writing the compile cache.
+    #[arg(long)]
+    no_cache: bool,
 }
 
 pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
@@ -58,7 +61,7 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
         .context("the file name must be NAME.wasm with letters, digits, '-' or '_' in NAME")?
         .to_owned();
     let mut config = Config::default();
-    config.server.cache_dir = args.cache_dir.clone();
+    config.server.cache_dir = if args.no_cache { PathBuf::new() } else { args.cache_dir.clone() };
     config.server.modules_dir = args.file.parent().map(PathBuf::from).unwrap_or_default();
     let section = config.modules.entry(name.clone()).or_default();
     section.file = Some(PathBuf::from(args.file.file_name().context("no file name")?));

@@ -23,9 +23,12 @@ pub(crate) struct Args {
     /// Listen address (overrides the config); port 0 picks a free port.
     #[arg(long)]
     listen: Option<SocketAddr>,
-    /// Compile-cache folder (overrides the config); "" disables the cache.
+    /// Compile-cache folder (overrides the config).
     #[arg(long)]
     cache_dir: Option<PathBuf>,
+    /// Compile without reading or writing the compile cache.
+    #[arg(long, conflicts_with = "cache_dir")]
+    no_cache: bool,
 }
 
 pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
@@ -41,6 +44,9 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
     }
     if let Some(cache_dir) = args.cache_dir {
         config.server.cache_dir = cache_dir;
+    }
+    if args.no_cache {
+        config.server.cache_dir = PathBuf::new();
     }
     let gateway = Gateway::start(config).await.context("starting the gateway")?;
     // Scripts and tests read the address from this line.

@@ -1,0 +1,10 @@
+//! Integration tests: real guests built with the Go toolchain and the Rust
+//! wasm target, a real `shanhai` process on 127.0.0.1, a real HTTP client.
+//! One test binary, as in wasmtime's `tests/all`.
+
+#![allow(unreachable_pub, missing_docs)]
+
+mod cli;
+mod examples;
+mod hostile;
+mod util;

@@ -1,0 +1,221 @@
+//! Helpers that keep the integration tests short: building the example
+//! modules once, starting a real `shanhai serve` process on a free port, and
+//! a real HTTP client.
+
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::TokioExecutor;
+
+pub fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..").canonicalize().unwrap()
+}
+
+pub fn shanhai_bin() -> &'static str {
+    env!("CARGO_BIN_EXE_shanhai")
+}
+
+/// The example modules, built once per test run with the real Go toolchain
+/// and the Rust wasm target, and compiled once into the shared cache.
+pub fn examples() -> &'static Path {
+    static DIR: OnceLock<PathBuf> = OnceLock::new();
+    DIR.get_or_init(|| {
+        let out = repo_root().join("target/test-modules");
+        let status = Command::new("bash")
+            .arg(repo_root().join("scripts/build-examples.sh"))
+            .arg(&out)
+            .status()
+            .expect("running scripts/build-examples.sh");
+        assert!(status.success(), "building the example modules failed");
+        let files: Vec<PathBuf> = std::fs::read_dir(&out)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .filter(|p| p.extension().is_some_and(|e| e == "wasm"))
+            .collect();
+        let status = Command::new(shanhai_bin())
+            .arg("compile")
+            .arg("--cache-dir")
+            .arg(cache_dir())
+            .args(&files)
+            .stdout(Stdio::null())
+            .status()
+            .unwrap();
+        assert!(status.success(), "warming the compile cache failed");
+        out
+    })
+}
+
+/// The compile cache shared by every gateway the tests start.
+pub fn cache_dir() -> PathBuf {
+    repo_root().join("target/test-cache")
+}
+
+/// A folder holding copies of the named example modules, plus any extra
+/// files the test writes into it.
+pub fn modules_with(names: &[&str]) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    for name in names {
+        std::fs::copy(examples().join(format!("{name}.wasm")), dir.path().join(format!("{name}.wasm"))).unwrap();
+    }
+    dir
+}
+
+/// Writes a WAT module, assembled to binary, as `dir/NAME.wasm`.
+pub fn write_wat(dir: &Path, name: &str, wat: &str) {
+    let wasm = wat::parse_str(wat).unwrap_or_else(|e| panic!("{name}: {e}"));
+    std::fs::write(dir.join(format!("{name}.wasm")), wasm).unwrap();
+}
+
+/// A `shanhai serve` process, killed on drop.
+pub struct Gateway {
+    child: Child,
+    pub addr: SocketAddr,
+    stderr: PathBuf,
+    _stderr_dir: tempfile::TempDir,
+}
+
+impl Gateway {
+    /// Starts a gateway on `modules`, with an optional config file text.
+    pub fn start(modules: &Path, config: Option<&str>) -> Self {
+        Self::start_with(modules, config, &cache_dir())
+    }
+
+    pub fn start_with(modules: &Path, config: Option<&str>, cache: &Path) -> Self {
+        let log_dir = tempfile::tempdir().unwrap();
+        let stderr = log_dir.path().join("stderr.log");
+        let mut cmd = Command::new(shanhai_bin());
+        cmd.args(["--log-format", "json", "serve", "--listen", "127.0.0.1:0", "--modules"])
+            .arg(modules)
+            .arg("--cache-dir")
+            .arg(cache)
+            .env("SHANHAI_LOG", "info")
+            .stdout(Stdio::piped())
+            .stderr(std::fs::File::create(&stderr).unwrap());
+        if let Some(text) = config {
+            let path = log_dir.path().join("shanhai.toml");
+            std::fs::write(&path, text).unwrap();
+            cmd.arg("--config").arg(path);
+        }
+        let mut child = cmd.spawn().expect("starting shanhai serve");
+        let stdout = child.stdout.take().unwrap();
+        let mut line = String::new();
+        BufReader::new(stdout).read_line(&mut line).unwrap();
+        let Some(addr) = line.trim().strip_prefix("listening on http://") else {
+            let _ = child.kill();
+            panic!(
+                "gateway did not start; stdout {line:?}; stderr:\n{}",
+                std::fs::read_to_string(&stderr).unwrap_or_default()
+            );
+        };
+        Self {
+            addr: addr.parse().unwrap(),
+            child,
+            stderr,
+            _stderr_dir: log_dir,
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+
+    /// Everything the gateway logged so far.
+    pub fn logs(&self) -> String {
+        std::fs::read_to_string(&self.stderr).unwrap_or_default()
+    }
+
+    /// Whether the process is still running.
+    pub fn is_alive(&mut self) -> bool {
+        self.child.try_wait().unwrap().is_none()
+    }
+}
+
+impl Drop for Gateway {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A response as the tests look at it.
+#[derive(Debug)]
+pub struct Reply {
+    pub status: u16,
+    pub headers: http::HeaderMap,
+    pub body: Bytes,
+}
+
+impl Reply {
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_slice(&self.body).unwrap_or_else(|e| panic!("not JSON ({e}): {}", self.text()))
+    }
+
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).and_then(|v| v.to_str().ok())
+    }
+
+    /// Asserts the gateway's error shape and returns the `error` kind.
+    pub fn error_kind(&self) -> String {
+        let json = self.json();
+        assert!(json["message"].is_string(), "no message: {json}");
+        assert_eq!(json["request_id"].as_str(), self.header("x-request-id"), "{json}");
+        json["error"].as_str().unwrap_or_else(|| panic!("no error kind: {json}")).to_owned()
+    }
+}
+
+/// A real HTTP/1.1 client over 127.0.0.1.
+#[derive(Clone)]
+pub struct Http(Client<hyper_util::client::legacy::connect::HttpConnector, Full<Bytes>>);
+
+impl Http {
+    pub fn new() -> Self {
+        Self(Client::builder(TokioExecutor::new()).build_http())
+    }
+
+    pub async fn get(&self, url: &str) -> Reply {
+        self.send("GET", url, &[], Vec::new()).await
+    }
+
+    pub async fn post(&self, url: &str, body: impl Into<Vec<u8>>) -> Reply {
+        self.send("POST", url, &[], body.into()).await
+    }
+
+    pub async fn send(&self, method: &str, url: &str, headers: &[(&str, &str)], body: Vec<u8>) -> Reply {
+        let mut request = http::Request::builder().method(method).uri(url);
+        for (name, value) in headers {
+            request = request.header(*name, *value);
+        }
+        let request = request.body(Full::new(Bytes::from(body))).unwrap();
+        let response = tokio::time::timeout(Duration::from_secs(60), self.0.request(request))
+            .await
+            .unwrap_or_else(|_| panic!("{method} {url} timed out"))
+            .unwrap_or_else(|e| panic!("{method} {url}: {e}"));
+        let (parts, body) = response.into_parts();
+        Reply {
+            status: parts.status.as_u16(),
+            headers: parts.headers,
+            body: body.collect().await.unwrap().to_bytes(),
+        }
+    }
+}
+
+/// Runs `shanhai` with arguments and returns (success, stdout, stderr).
+pub fn shanhai(args: &[&str], dir: &Path) -> (bool, String, String) {
+    let output = Command::new(shanhai_bin()).args(args).current_dir(dir).output().unwrap();
+    (
+        output.status.success(),
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}

@@ -1,0 +1,317 @@
+#!/usr/bin/env bash
+# End-to-end benchmarks: the gateway under wrk, beside native references.
+# The figures in docs/benchmarks.md come from this script.
+#
+#   scripts/bench.sh
+#
+# Measures, each BENCH_RUNS times (median reported), alternating the gateway
+# with its reference so that machine noise hits both:
+#   a. POST /api/exec/add/add  gateway (Go add.wasm)  vs bench-reference (bare hyper)
+#   b. GET /json2k             gateway (Go json2k.wasm) vs the native Go server
+#   c. GET /hello-rs, GET /hello   (Rust and Go guests, for context)
+#   d. POST /cgi-echo          CGI: a fresh instance per request (at -c64 and -c1)
+#   e. process start -> first 200 from GET /json2k, warm and cold compile cache
+#   f. the gateway's VmRSS / VmHWM before and after the load
+#
+# Environment (defaults in brackets):
+#   BENCH_DURATION [10s]  wrk duration per run      BENCH_RUNS [3]     runs per measurement
+#   BENCH_THREADS [2]     wrk threads               BENCH_CONNECTIONS [64]
+#   BENCH_WARMUP [2s]     untimed wrk run before each target's first run
+#   BENCH_STARTS [5]      timed starts, warm cache  BENCH_COLD_STARTS [BENCH_STARTS] with an empty cache
+#   BENCH_SERVER_CPUS, BENCH_WRK_CPUS  taskset -c lists; empty (no pinning) by default
+#   BENCH_RESULTS [target/bench]  where the wrk logs and results.md are written
+set -euo pipefail
+
+root="$(cd "$(dirname "$0")/.." && pwd)"
+duration="${BENCH_DURATION:-10s}"
+runs="${BENCH_RUNS:-3}"
+threads="${BENCH_THREADS:-2}"
+connections="${BENCH_CONNECTIONS:-64}"
+warmup="${BENCH_WARMUP:-2s}"
+starts="${BENCH_STARTS:-5}"
+cold_starts="${BENCH_COLD_STARTS:-$starts}"
+server_cpus="${BENCH_SERVER_CPUS:-}"
+wrk_cpus="${BENCH_WRK_CPUS:-}"
+results="${BENCH_RESULTS:-$root/target/bench}"
+
+for tool in wrk curl go python3 cargo; do
+  command -v "$tool" >/dev/null || { echo "bench.sh: $tool is not installed (apt-get install -y wrk)" >&2; exit 1; }
+done
+
+work="$(mktemp -d "${TMPDIR:-/tmp}/shanhai-bench.XXXXXX")"
+pids=()
+cleanup() {
+  local pid
+  for pid in "${pids[@]}"; do
+    kill "$pid" 2>/dev/null || true
+  done
+  for pid in "${pids[@]}"; do
+    wait "$pid" 2>/dev/null || true
+  done
+  rm -rf "$work"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+rm -rf "$results"
+mkdir -p "$results/wrk"
+
+# Command prefixes: empty, or taskset (which execs, so $! stays the server's pid).
+server_pin=()
+wrk_pin=()
+[[ -n "$server_cpus" ]] && server_pin=(taskset -c "$server_cpus")
+[[ -n "$wrk_cpus" ]] && wrk_pin=(taskset -c "$wrk_cpus")
+
+# --- build --------------------------------------------------------------
+echo "== building" >&2
+cargo build --release --quiet --manifest-path "$root/Cargo.toml" -p shanhai-cli -p shanhai-bench-reference
+shanhai="$root/target/release/shanhai"
+reference="$root/target/release/bench-reference"
+"$root/scripts/build-examples.sh" "$work/modules" 2>/dev/null
+(cd "$root/examples/json2k" && go build -o "$work/json2k-native" ./native)
+
+cat >"$work/add.lua" <<'EOF'
+wrk.method = "POST"
+wrk.body = "[2.5,3.7]"
+wrk.headers["Content-Type"] = "application/json"
+EOF
+cat >"$work/cgi.lua" <<'EOF'
+wrk.method = "POST"
+wrk.body = "hello from wrk"
+wrk.headers["Content-Type"] = "text/plain"
+EOF
+
+# --- servers ------------------------------------------------------------
+# start_listening NAME CMD...: starts a server that prints `listening on
+# http://ADDR` on stdout and sets $addr to ADDR.
+start_listening() {
+  local name="$1"
+  shift
+  "${server_pin[@]}" "$@" >"$work/$name.out" 2>"$work/$name.err" &
+  local pid=$!
+  pids+=("$pid")
+  for _ in $(seq 1 3000); do
+    addr="$(sed -n 's|^listening on http://||p' "$work/$name.out")"
+    [[ -n "$addr" ]] && { server_pid=$pid; return; }
+    kill -0 "$pid" 2>/dev/null || break
+    sleep 0.01
+  done
+  echo "bench.sh: $name did not start:" >&2
+  cat "$work/$name.err" >&2
+  exit 1
+}
+
+free_port() {
+  python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
+}
+
+# --- e. start-up: process start -> first 200 from GET /json2k --------------
+# Run before the load so the machine is quiet. Each start is a fresh process;
+# the poller connects in a tight loop (1 ms back-off on refusal).
+cat >"$work/startup.py" <<'EOF'
+import os, shutil, signal, socket, statistics, subprocess, sys, time
+
+shanhai, modules, cache, mode, count = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4], int(sys.argv[5])
+env = dict(os.environ, SHANHAI_LOG="warn")
+request = b"GET /json2k HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+def first_response(port, proc):
+    while True:
+        if proc.poll() is not None:
+            sys.exit(f"gateway exited with {proc.returncode}: {proc.stderr.read().decode()}")
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=120) as s:
+                s.sendall(request)
+                data = b""
+                while chunk := s.recv(65536):
+                    data += chunk
+            if data.startswith(b"HTTP/1.1 200"):
+                return
+        except (ConnectionRefusedError, ConnectionResetError):
+            pass
+        time.sleep(0.001)
+
+def start(port):
+    t0 = time.monotonic()
+    proc = subprocess.Popen([shanhai, "serve", "--modules", modules, "--listen", f"127.0.0.1:{port}", "--cache-dir", cache],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env)
+    try:
+        first_response(port, proc)
+        return (time.monotonic() - t0) * 1000
+    finally:
+        proc.send_signal(signal.SIGINT)
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+if mode == "warm":
+    start(free_port())  # fills the cache
+times = []
+for _ in range(count):
+    if mode == "cold":
+        shutil.rmtree(cache, ignore_errors=True)
+    times.append(start(free_port()))
+print(" ".join(f"{t:.1f}" for t in times))
+print(f"{statistics.median(times):.1f}")
+EOF
+
+echo "== start-up (warm cache x$starts, cold cache x$cold_starts)" >&2
+python3 "$work/startup.py" "$shanhai" "$work/modules" "$work/cache-warm" warm "$starts" >"$work/startup-warm"
+python3 "$work/startup.py" "$shanhai" "$work/modules" "$work/cache-cold" cold "$cold_starts" >"$work/startup-cold"
+cp "$work/startup-warm" "$results/startup-warm.txt"
+cp "$work/startup-cold" "$results/startup-cold.txt"
+echo "warm cache: $(head -1 "$work/startup-warm") ms -> median $(tail -1 "$work/startup-warm") ms" >&2
+echo "cold cache: $(head -1 "$work/startup-cold") ms -> median $(tail -1 "$work/startup-cold") ms" >&2
+
+# --- the servers under load ------------------------------------------------
+SHANHAI_LOG=warn start_listening gateway "$shanhai" serve --modules "$work/modules" --listen 127.0.0.1:0 --cache-dir "$work/cache-warm"
+gateway="http://$addr"
+gateway_pid=$server_pid
+start_listening reference "$reference" --listen 127.0.0.1:0
+reference_url="http://$addr"
+reference_pid=$server_pid
+native_port="$(free_port)"
+"${server_pin[@]}" "$work/json2k-native" -listen "127.0.0.1:$native_port" >"$work/native.out" 2>"$work/native.err" &
+native_pid=$!
+pids+=("$native_pid")
+native="http://127.0.0.1:$native_port"
+for _ in $(seq 1 500); do
+  curl -sf -o /dev/null "$native/json2k" && break
+  kill -0 "$native_pid" 2>/dev/null || { cat "$work/native.err" >&2; exit 1; }
+  sleep 0.01
+done
+
+# Each endpoint answers once before any load, so a broken build fails here.
+curl -sf -X POST -d '[2.5,3.7]' "$gateway/api/exec/add/add" | grep -qx '6.2'
+curl -sf -X POST -d '[2.5,3.7]' "$reference_url/api/exec/add/add" | grep -qx '6.2'
+for path in json2k hello hello-rs; do curl -sf -o /dev/null "$gateway/$path"; done
+curl -sf -o /dev/null "$native/json2k"
+curl -sf -X POST -d 'x' -o /dev/null "$gateway/cgi-echo"
+
+rss() { awk -v k="$2:" '$1 == k { print $2 }' "/proc/$1/status"; }
+gateway_rss_idle="$(rss "$gateway_pid" VmRSS)"
+
+# measure LABEL URL [CONNECTIONS [LUA]]: one wrk run, appended to LABEL's runs.
+measure() {
+  local label="$1" url="$2" conns="${3:-$connections}" lua="${4:-}" n=1 log
+  [[ -e "$work/$label.runs" ]] && n=$(($(wc -l <"$work/$label.runs") + 1))
+  log="$results/wrk/$label.$n.txt"
+  local script=()
+  [[ -n "$lua" ]] && script=(-s "$work/$lua")
+  local args=(-t"$threads" -c"$conns" -d"$duration" --latency "${script[@]}")
+  if ((n == 1)); then
+    "${wrk_pin[@]}" wrk -t"$threads" -c"$conns" -d"$warmup" "${script[@]}" "$url" >/dev/null
+  fi
+  echo "\$ wrk ${args[*]} $url" >"$log"
+  "${wrk_pin[@]}" wrk "${args[@]}" "$url" >>"$log" 2>&1
+  # rps p50 p99 (ms) and the error count: non-2xx responses plus socket errors.
+  awk '
+    function ms(v) { if (v ~ /us$/) return v / 1000; if (v ~ /ms$/) return v + 0; if (v ~ /s$/) return v * 1000; return v }
+    /^Requests\/sec:/ { rps = $2 }
+    $1 == "50%" { p50 = ms($2) }
+    $1 == "99%" { p99 = ms($2) }
+    /Non-2xx or 3xx responses:/ { errors += $NF }
+    /Socket errors:/ { gsub(",", ""); errors += $4 + $6 + $8 + $10 }
+    END { printf "%.0f %.3f %.3f %d\n", rps, p50, p99, errors }
+  ' "$log" >>"$work/$label.runs"
+  read -r rps p50 p99 errors < <(tail -1 "$work/$label.runs")
+  printf '  %-14s run %d: %8s req/s  p50 %7s ms  p99 %7s ms' "$label" "$n" "$rps" "$p50" "$p99" >&2
+  if ((errors > 0)); then
+    printf '  ERRORS: %s' "$(grep -E 'Non-2xx|Socket errors' "$log" | tr -s ' ' | tr '\n' ';')" >&2
+  fi
+  echo >&2
+}
+
+# median LABEL COLUMN: the median of one column over LABEL's runs.
+median() {
+  awk -v c="$2" '{ print $c }' "$work/$1.runs" | sort -g |
+    awk '{ v[NR] = $1 } END { if (NR % 2) print v[(NR + 1) / 2]; else print (v[NR / 2] + v[NR / 2 + 1]) / 2 }'
+}
+errors_total() { awk '{ s += $4 } END { print s + 0 }' "$work/$1.runs"; }
+
+echo "== load: wrk -t$threads -c$connections -d$duration --latency, $runs runs each, $(nproc) cores," \
+  "server pinned to '${server_cpus:-none}', wrk to '${wrk_cpus:-none}'" >&2
+for ((i = 1; i <= runs; i++)); do
+  # Alternate which side goes first, so a trend in the noise hits both.
+  if ((i % 2)); then
+    measure gw-add "$gateway/api/exec/add/add" "" add.lua
+    measure ref-add "$reference_url/api/exec/add/add" "" add.lua
+    measure gw-json2k "$gateway/json2k"
+    measure native-json2k "$native/json2k"
+  else
+    measure ref-add "$reference_url/api/exec/add/add" "" add.lua
+    measure gw-add "$gateway/api/exec/add/add" "" add.lua
+    measure native-json2k "$native/json2k"
+    measure gw-json2k "$gateway/json2k"
+  fi
+  measure gw-hello-rs "$gateway/hello-rs"
+  measure gw-hello "$gateway/hello"
+  measure gw-cgi "$gateway/cgi-echo" "" cgi.lua
+  measure gw-cgi-c1 "$gateway/cgi-echo" 1 cgi.lua
+done
+
+gateway_rss_after="$(rss "$gateway_pid" VmRSS)"
+gateway_hwm="$(rss "$gateway_pid" VmHWM)"
+reference_rss="$(rss "$reference_pid" VmRSS)"
+native_rss="$(rss "$native_pid" VmRSS)"
+
+# --- report -------------------------------------------------------------
+mb() { awk -v k="$1" 'BEGIN { printf "%.1f", k / 1024 }'; }
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.2f×", a / b; else print "-" }'; }
+row() { # row NAME LABEL [REF_NAME REF_LABEL]
+  local name="$1" label="$2" ref_name="${3:-}" ref_label="${4:-}"
+  local rps p50 p99 err
+  rps="$(median "$label" 1)" p50="$(median "$label" 2)" p99="$(median "$label" 3)" err="$(errors_total "$label")"
+  if [[ -n "$ref_label" ]]; then
+    local rrps rp50 rp99 rerr
+    rrps="$(median "$ref_label" 1)" rp50="$(median "$ref_label" 2)" rp99="$(median "$ref_label" 3)" rerr="$(errors_total "$ref_label")"
+    printf '| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |\n' \
+      "$name" "$rps" "$p50" "$p99" "$ref_name" "$rrps" "$rp50" "$rp99" "$(ratio "$rps" "$rrps")" "$err / $rerr"
+  else
+    printf '| %s | %s | %s | %s | — | | | | | %s |\n' "$name" "$rps" "$p50" "$p99" "$err"
+  fi
+}
+cgi_rps="$(median gw-cgi 1)"
+cgi_c1_rps="$(median gw-cgi-c1 1)"
+{
+  echo "Command: \`scripts/bench.sh\` (wrk -t$threads -c$connections -d$duration --latency; median of $runs runs;" \
+    "$(nproc) cores shared by wrk and the servers, CPU pinning: server '${server_cpus:-none}', wrk '${wrk_cpus:-none}')"
+  echo
+  echo "| benchmark | Shanhai req/s | p50 ms | p99 ms | reference | ref req/s | ref p50 ms | ref p99 ms | ratio | errors (gw / ref) |"
+  echo "| --- | ---: | ---: | ---: | --- | ---: | ---: | ---: | ---: | ---: |"
+  row 'POST /api/exec/add/add (Go add.wasm)' gw-add 'bare hyper (`bench-reference`)' ref-add
+  row 'GET /json2k (Go json2k.wasm, 2,105 B)' gw-json2k 'native Go net/http' native-json2k
+  row 'GET /hello-rs (Rust guest)' gw-hello-rs
+  row 'GET /hello (Go guest)' gw-hello
+  row 'POST /cgi-echo (CGI, -c64)' gw-cgi
+  row 'POST /cgi-echo (CGI, -c1)' gw-cgi-c1
+  echo
+  echo "CGI per-request cost: $(awk -v r="$cgi_rps" 'BEGIN { printf "%.2f", 1000 / r }') ms of wall time per request at -c$connections" \
+    "(1 / req/s, all cores), $(median gw-cgi-c1 2) ms p50 latency with one connection" \
+    "($(awk -v r="$cgi_c1_rps" 'BEGIN { printf "%.2f", 1000 / r }') ms per request serially)."
+  echo
+  echo "| start-up: process start → first 200 from GET /json2k | median ms | runs (ms) |"
+  echo "| --- | ---: | --- |"
+  echo "| warm compile cache ($starts starts) | $(tail -1 "$work/startup-warm") | $(head -1 "$work/startup-warm") |"
+  echo "| cold, empty cache ($cold_starts starts) | $(tail -1 "$work/startup-cold") | $(head -1 "$work/startup-cold") |"
+  echo
+  echo "| memory | MB |"
+  echo "| --- | ---: |"
+  echo "| gateway VmRSS, idle after start (warm cache, 5 modules) | $(mb "$gateway_rss_idle") |"
+  echo "| gateway VmRSS after the load | $(mb "$gateway_rss_after") |"
+  echo "| gateway VmHWM (peak RSS) | $(mb "$gateway_hwm") |"
+  echo "| bench-reference VmRSS after the load | $(mb "$reference_rss") |"
+  echo "| native Go json2k VmRSS after the load | $(mb "$native_rss") |"
+} >"$results/results.md"
+
+echo >&2
+cat "$results/results.md"
+echo >&2
+echo "wrk logs and results.md in $results" >&2
