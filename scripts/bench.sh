@@ -205,9 +205,10 @@ measure() {
   log="$results/wrk/$label.$n.txt"
   local script=()
   [[ -n "$lua" ]] && script=(-s "$work/$lua")
-  local args=(-t"$threads" -c"$conns" -d"$duration" --latency "${script[@]}")
+  local t=$((threads < conns ? threads : conns)) # wrk wants -c >= -t
+  local args=(-t"$t" -c"$conns" -d"$duration" --latency "${script[@]}")
   if ((n == 1)); then
-    "${wrk_pin[@]}" wrk -t"$threads" -c"$conns" -d"$warmup" "${script[@]}" "$url" >/dev/null
+    "${wrk_pin[@]}" wrk -t"$t" -c"$conns" -d"$warmup" "${script[@]}" "$url" >/dev/null
   fi
   echo "\$ wrk ${args[*]} $url" >"$log"
   "${wrk_pin[@]}" wrk "${args[@]}" "$url" >>"$log" 2>&1

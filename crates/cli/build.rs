@@ -9,7 +9,9 @@ fn main() {
     let mut out = String::new();
     embed(&mut out, "GO_SDK", &root.join("sdk/go"), &|p| {
         let name = p.file_name().unwrap().to_string_lossy();
-        (name.ends_with(".go") && !name.ends_with("_test.go")) || name == "go.mod" || name == "README.md"
+        (name.ends_with(".go") && !name.ends_with("_test.go"))
+            || name == "go.mod"
+            || name == "README.md"
     });
     embed(&mut out, "RUST_SDK", &root.join("sdk/rust/src"), &|p| {
         p.extension().is_some_and(|e| e == "rs")
@@ -29,13 +31,20 @@ fn embed(out: &mut String, name: &str, dir: &Path, keep: &dyn Fn(&Path) -> bool)
     writeln!(out, "pub(crate) static {name}: &[(&str, &[u8])] = &[").unwrap();
     for (relative, absolute) in files {
         println!("cargo:rerun-if-changed={}", absolute.display());
-        writeln!(out, "    ({relative:?}, include_bytes!({:?})),", absolute.display().to_string()).unwrap();
+        writeln!(
+            out,
+            "    ({relative:?}, include_bytes!({:?})),",
+            absolute.display().to_string()
+        )
+        .unwrap();
     }
     writeln!(out, "];").unwrap();
 }
 
 fn walk(root: &Path, dir: &Path, keep: &dyn Fn(&Path) -> bool, files: &mut Vec<(String, PathBuf)>) {
-    let Ok(entries) = std::fs::read_dir(dir) else { return };
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
     for entry in entries.flatten() {
         let path = entry.path();
         if path.is_dir() {
@@ -46,7 +55,11 @@ fn walk(root: &Path, dir: &Path, keep: &dyn Fn(&Path) -> bool, files: &mut Vec<(
                 walk(root, &path, keep, files);
             }
         } else if keep(&path) {
-            let relative = path.strip_prefix(root).unwrap().to_string_lossy().into_owned();
+            let relative = path
+                .strip_prefix(root)
+                .unwrap()
+                .to_string_lossy()
+                .into_owned();
             files.push((relative, path.canonicalize().unwrap()));
         }
     }

@@ -342,7 +342,8 @@ mod tests {
                 headers: headers.iter().map(|(n, v)| Header { name: n, value: v }).collect(),
                 body: &body,
             };
-            prop_assert_eq!(HttpRequest::decode(&request.encode()).unwrap(), request);
+            let encoded = request.encode();
+            prop_assert_eq!(HttpRequest::decode(&encoded).unwrap(), request);
         }
 
         #[test]

@@ -14,7 +14,13 @@ use clap::{Parser, Subcommand};
 #[command(name = "shanhai", version, propagate_version = true)]
 struct Cli {
     /// Log format on stderr.
-    #[arg(long, global = true, value_enum, default_value = "text", env = "SHANHAI_LOG_FORMAT")]
+    #[arg(
+        long,
+        global = true,
+        value_enum,
+        default_value = "text",
+        env = "SHANHAI_LOG_FORMAT"
+    )]
     log_format: LogFormat,
     #[command(subcommand)]
     command: Command,
@@ -47,7 +53,11 @@ fn main() -> ExitCode {
         Command::New(args) => commands::new::run(args),
         Command::Compile(args) => runtime().block_on(commands::compile::run(args)),
         Command::Version => {
-            println!("shanhai {} (wasmtime 48, guest ABI v{})", env!("CARGO_PKG_VERSION"), 1);
+            println!(
+                "shanhai {} (wasmtime 48, guest ABI v{})",
+                env!("CARGO_PKG_VERSION"),
+                1
+            );
             Ok(())
         }
     };
@@ -71,9 +81,15 @@ fn init_logging(format: LogFormat, serving: bool) {
     use tracing_subscriber::EnvFilter;
     // `serve` reports module loads at info; one-shot commands stay quiet
     // unless asked, so their stdout/stderr is the module's.
-    let default = if serving { "info" } else { "warn,shanhai::guest=info" };
+    let default = if serving {
+        "info"
+    } else {
+        "warn,shanhai::guest=info"
+    };
     let filter = EnvFilter::try_from_env("SHANHAI_LOG").unwrap_or_else(|_| EnvFilter::new(default));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
     match format {
         LogFormat::Text => builder.init(),
         LogFormat::Json => builder.json().flatten_event(true).init(),

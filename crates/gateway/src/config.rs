@@ -218,20 +218,29 @@ impl Config {
     pub fn settings_for(&self, name: &str) -> Result<ModuleSettings, ConfigError> {
         let module = self.modules.get(name);
         let own = module.map(|m| &m.limits);
-        let pick = |f: fn(&LimitsConfig) -> Option<u64>| own.and_then(f).or_else(|| f(&self.defaults));
-        let pick_size = |f: fn(&LimitsConfig) -> Option<usize>| own.and_then(f).or_else(|| f(&self.defaults));
+        let pick =
+            |f: fn(&LimitsConfig) -> Option<u64>| own.and_then(f).or_else(|| f(&self.defaults));
+        let pick_size =
+            |f: fn(&LimitsConfig) -> Option<usize>| own.and_then(f).or_else(|| f(&self.defaults));
         let base = ModuleLimits::default();
         let limits = ModuleLimits {
             deadline: pick(|l| l.deadline_ms).map_or(base.deadline, Duration::from_millis),
-            max_memory_bytes: pick_size(|l| l.max_memory_mb).map_or(base.max_memory_bytes, |mb| mb << 20),
+            max_memory_bytes: pick_size(|l| l.max_memory_mb)
+                .map_or(base.max_memory_bytes, |mb| mb << 20),
             fuel: pick(|l| l.fuel).or(base.fuel),
             max_request_bytes: pick_size(|l| l.max_request_bytes).unwrap_or(base.max_request_bytes),
-            max_response_bytes: pick_size(|l| l.max_response_bytes).unwrap_or(base.max_response_bytes),
+            max_response_bytes: pick_size(|l| l.max_response_bytes)
+                .unwrap_or(base.max_response_bytes),
             max_instances: pick_size(|l| l.max_instances).unwrap_or(base.max_instances),
             max_queue: pick_size(|l| l.max_queue).unwrap_or(base.max_queue),
-            queue_timeout: pick(|l| l.queue_timeout_ms).map_or(base.queue_timeout, Duration::from_millis),
+            queue_timeout: pick(|l| l.queue_timeout_ms)
+                .map_or(base.queue_timeout, Duration::from_millis),
         };
-        let section = if module.is_some() { format!("modules.{name}") } else { "defaults".into() };
+        let section = if module.is_some() {
+            format!("modules.{name}")
+        } else {
+            "defaults".into()
+        };
         if limits.deadline.is_zero() || limits.max_instances == 0 || limits.max_memory_bytes == 0 {
             return Err(ConfigError::Invalid(format!(
                 "{section}: deadline_ms, max_instances and max_memory_mb must be positive"
@@ -260,7 +269,9 @@ impl Config {
 pub fn is_module_name(name: &str) -> bool {
     !name.is_empty()
         && name.len() <= 64
-        && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
 }
 
 #[cfg(test)]
@@ -271,7 +282,10 @@ mod tests {
     fn empty_config_gives_defaults() {
         let config = Config::parse("").unwrap();
         assert_eq!(config.server.listen.to_string(), "127.0.0.1:8080");
-        assert_eq!(config.settings_for("x").unwrap().limits, ModuleLimits::default());
+        assert_eq!(
+            config.settings_for("x").unwrap().limits,
+            ModuleLimits::default()
+        );
     }
 
     #[test]
@@ -284,14 +298,21 @@ mod tests {
         assert_eq!(a.limits.deadline, Duration::from_millis(7));
         assert_eq!(a.limits.max_instances, 3);
         assert_eq!(a.vars["k"], "v");
-        assert_eq!(config.settings_for("b").unwrap().limits.deadline, Duration::from_millis(100));
+        assert_eq!(
+            config.settings_for("b").unwrap().limits.deadline,
+            Duration::from_millis(100)
+        );
     }
 
     #[test]
     fn unknown_keys_are_named() {
-        let err = Config::parse("[modules.a]\ndeadline = 5\n").unwrap_err().to_string();
+        let err = Config::parse("[modules.a]\ndeadline = 5\n")
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("deadline"), "{err}");
-        let err = Config::parse("[server]\nlisten = \"nope\"\n").unwrap_err().to_string();
+        let err = Config::parse("[server]\nlisten = \"nope\"\n")
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("listen"), "{err}");
     }
 

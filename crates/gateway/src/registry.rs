@@ -46,7 +46,7 @@ impl RouteTable {
     }
 
     fn finish(&mut self) {
-        self.prefixes.sort_by(|a, b| b.0.len().cmp(&a.0.len()));
+        self.prefixes.sort_by_key(|(prefix, _)| std::cmp::Reverse(prefix.len()));
     }
 
     fn lookup(&self, path: &str) -> Option<&RouteMatch> {
@@ -96,7 +96,13 @@ impl ModuleRegistry {
 
     /// Every loaded module, by name.
     pub fn modules(&self) -> Vec<Arc<LoadedModule>> {
-        self.current.read().unwrap().modules.values().cloned().collect()
+        self.current
+            .read()
+            .unwrap()
+            .modules
+            .values()
+            .cloned()
+            .collect()
     }
 
     /// Modules that failed to load, with the reason.
@@ -123,7 +129,10 @@ impl ModuleRegistry {
                 Ok(module) => loaded.push(module),
                 Err(err) => {
                     tracing::error!(module = %name, path = %config.module_path(name).display(), error = %err, "module refused");
-                    self.failures.write().unwrap().insert(name.clone(), err.to_string());
+                    self.failures
+                        .write()
+                        .unwrap()
+                        .insert(name.clone(), err.to_string());
                 }
             }
         }
@@ -150,13 +159,20 @@ impl ModuleRegistry {
     }
 }
 
-async fn load_one(runtime: &Runtime, config: &Config, name: &str) -> Result<Arc<LoadedModule>, LoadError> {
+async fn load_one(
+    runtime: &Runtime,
+    config: &Config,
+    name: &str,
+) -> Result<Arc<LoadedModule>, LoadError> {
     let settings = config
         .settings_for(name)
         .map_err(|err| LoadError::Abi(err.to_string()))?;
     let path = config.module_path(name);
     let wasm = tokio::fs::read(&path).await.map_err(|err| {
-        LoadError::Io(std::io::Error::new(err.kind(), format!("reading {}: {err}", path.display())))
+        LoadError::Io(std::io::Error::new(
+            err.kind(),
+            format!("reading {}: {err}", path.display()),
+        ))
     })?;
     runtime.load(name, wasm, settings).await
 }

@@ -63,7 +63,11 @@ impl Gateway {
     }
 }
 
-async fn accept_loop(listener: TcpListener, trigger: Arc<HttpTrigger>, mut stop: watch::Receiver<bool>) {
+async fn accept_loop(
+    listener: TcpListener,
+    trigger: Arc<HttpTrigger>,
+    mut stop: watch::Receiver<bool>,
+) {
     let builder = auto::Builder::new(TokioExecutor::new());
     loop {
         let (stream, remote) = tokio::select! {
@@ -86,7 +90,10 @@ async fn accept_loop(listener: TcpListener, trigger: Arc<HttpTrigger>, mut stop:
                 let trigger = trigger.clone();
                 async move { Ok::<_, std::convert::Infallible>(trigger.handle(request, remote).await) }
             });
-            if let Err(err) = builder.serve_connection(TokioIo::new(stream), service).await {
+            if let Err(err) = builder
+                .serve_connection(TokioIo::new(stream), service)
+                .await
+            {
                 tracing::debug!(%remote, error = %err, "connection ended with an error");
             }
         });

@@ -68,12 +68,15 @@ impl CompileCache {
 
     /// Stores a compiled module; failures are logged, never fatal.
     pub(crate) fn store(&self, module: &Module, module_sha256: &str) {
-        let result = module.serialize().map_err(io::Error::other).and_then(|bytes| {
-            let path = self.entry_path(module_sha256);
-            let tmp = path.with_extension(format!("tmp{}", std::process::id()));
-            std::fs::write(&tmp, bytes)?;
-            std::fs::rename(&tmp, &path)
-        });
+        let result = module
+            .serialize()
+            .map_err(io::Error::other)
+            .and_then(|bytes| {
+                let path = self.entry_path(module_sha256);
+                let tmp = path.with_extension(format!("tmp{}", std::process::id()));
+                std::fs::write(&tmp, bytes)?;
+                std::fs::rename(&tmp, &path)
+            });
         if let Err(err) = result {
             tracing::warn!(dir = %self.dir.display(), error = %err, "could not write compile-cache entry");
         }

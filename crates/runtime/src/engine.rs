@@ -8,7 +8,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use sha2::{Digest, Sha256};
-use wasmtime::{Config, Enabled, Engine, InstanceAllocationStrategy, Linker, Module, PoolingAllocationConfig};
+use wasmtime::{
+    Config, Enabled, Engine, InstanceAllocationStrategy, Linker, Module, PoolingAllocationConfig,
+};
 
 use crate::cache::CompileCache;
 use crate::error::LoadError;
@@ -70,7 +72,9 @@ impl Runtime {
     pub fn new(config: RuntimeConfig) -> anyhow::Result<Self> {
         let engine = Engine::new(&engine_config(&config))?;
         let mut linker = Linker::new(&engine);
-        wasmtime_wasi::p1::add_to_linker_async(&mut linker, |state: &mut HostState| &mut state.wasi)?;
+        wasmtime_wasi::p1::add_to_linker_async(&mut linker, |state: &mut HostState| {
+            &mut state.wasi
+        })?;
         host::add_to_linker(&mut linker)?;
         let cache = match &config.cache_dir {
             Some(dir) => Some(CompileCache::open(dir, &engine)?),
@@ -124,19 +128,29 @@ impl Runtime {
         Ok(self.compile(name, wasm, &sha256).await?.1)
     }
 
-    async fn compile(&self, name: &str, wasm: Vec<u8>, sha256: &str) -> Result<(Module, bool), LoadError> {
+    async fn compile(
+        &self,
+        name: &str,
+        wasm: Vec<u8>,
+        sha256: &str,
+    ) -> Result<(Module, bool), LoadError> {
         let inner = self.inner.clone();
         let name = name.to_owned();
         let sha256 = sha256.to_owned();
         // Cranelift compilation takes seconds for a Go module: keep it off
         // the async workers that serve requests.
         tokio::task::spawn_blocking(move || {
-            if let Some(module) = inner.cache.as_ref().and_then(|c| c.load(&inner.engine, &sha256)) {
+            if let Some(module) = inner
+                .cache
+                .as_ref()
+                .and_then(|c| c.load(&inner.engine, &sha256))
+            {
                 return Ok((module, true));
             }
             let started = Instant::now();
             tracing::info!(module = %name, bytes = wasm.len(), "compiling module");
-            let module = Module::new(&inner.engine, &wasm).map_err(|err| LoadError::Compile(format!("{err:#}")))?;
+            let module = Module::new(&inner.engine, &wasm)
+                .map_err(|err| LoadError::Compile(format!("{err:#}")))?;
             tracing::info!(
                 module = %name,
                 elapsed_ms = started.elapsed().as_secs_f64() * 1e3,
@@ -194,8 +208,10 @@ fn spawn_epoch_ticker(engine: wasmtime::EngineWeak, tick: Duration, stop: Arc<At
 
 pub(crate) fn hex(bytes: &[u8]) -> String {
     use std::fmt::Write;
-    bytes.iter().fold(String::with_capacity(bytes.len() * 2), |mut s, b| {
-        let _ = write!(s, "{b:02x}");
-        s
-    })
+    bytes
+        .iter()
+        .fold(String::with_capacity(bytes.len() * 2), |mut s, b| {
+            let _ = write!(s, "{b:02x}");
+            s
+        })
 }

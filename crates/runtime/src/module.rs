@@ -2,8 +2,8 @@
 //! instances that serve it.
 
 use std::collections::BTreeMap;
-use std::sync::{Arc, Mutex};
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use shanhai_abi::{
@@ -204,17 +204,39 @@ impl LoadedModule {
         }
         let _permit = self.acquire().await?;
         let mut instance = self.checkout().await?;
-        let entry = instance.entry.clone().expect("reactor instances have an event entry");
+        let entry = instance
+            .entry
+            .clone()
+            .expect("reactor instances have an event entry");
         let result = self
             .with_deadline(&mut instance, request_id, |store| {
                 Box::pin(async move {
-                    let len = i32::try_from(envelope.len()).map_err(|_| InvokeError::BadArguments("event too large".into()))?;
-                    let ptr = entry.alloc.call_async(&mut *store, len).await.map_err(Fault::Wasm)?;
-                    let memory = store.data().memory.expect("reactor instances export memory");
-                    if ptr == 0 || memory.write(&mut *store, ptr as u32 as usize, envelope).is_err() {
-                        return Err(InvokeError::BadOutput(format!("{EXPORT_ALLOC}({len}) returned an unusable pointer {ptr}")).into());
+                    let len = i32::try_from(envelope.len())
+                        .map_err(|_| InvokeError::BadArguments("event too large".into()))?;
+                    let ptr = entry
+                        .alloc
+                        .call_async(&mut *store, len)
+                        .await
+                        .map_err(Fault::Wasm)?;
+                    let memory = store
+                        .data()
+                        .memory
+                        .expect("reactor instances export memory");
+                    if ptr == 0
+                        || memory
+                            .write(&mut *store, ptr as u32 as usize, envelope)
+                            .is_err()
+                    {
+                        return Err(InvokeError::BadOutput(format!(
+                            "{EXPORT_ALLOC}({len}) returned an unusable pointer {ptr}"
+                        ))
+                        .into());
                     }
-                    let status = entry.event.call_async(&mut *store, (kind as i32, ptr, len)).await.map_err(Fault::Wasm)?;
+                    let status = entry
+                        .event
+                        .call_async(&mut *store, (kind as i32, ptr, len))
+                        .await
+                        .map_err(Fault::Wasm)?;
                     Ok(status)
                 })
             })
@@ -225,7 +247,10 @@ impl LoadedModule {
         };
         let output = std::mem::take(&mut instance.store.data_mut().event.output);
         if instance.store.data().event.output_overflow {
-            return Err(self.fail(instance, InvokeError::OutputTooLarge(self.limits.max_response_bytes).into()));
+            return Err(self.fail(
+                instance,
+                InvokeError::OutputTooLarge(self.limits.max_response_bytes).into(),
+            ));
         }
         self.checkin(instance);
         let message = || String::from_utf8_lossy(&output).into_owned();
@@ -237,7 +262,9 @@ impl LoadedModule {
                 EventKind::Http => "HTTP",
                 EventKind::Call => "byte-function",
             })),
-            None => Err(InvokeError::BadOutput(format!("{EXPORT_EVENT} returned unknown status {status}"))),
+            None => Err(InvokeError::BadOutput(format!(
+                "{EXPORT_EVENT} returned unknown status {status}"
+            ))),
         }
     }
 
@@ -248,10 +275,9 @@ impl LoadedModule {
         args: &[NumValue],
         request_id: Arc<str>,
     ) -> Result<Vec<NumValue>, InvokeError> {
-        let signature = self
-            .numeric
-            .get(function)
-            .ok_or_else(|| InvokeError::NotFound(format!("module has no numeric export `{function}`")))?;
+        let signature = self.numeric.get(function).ok_or_else(|| {
+            InvokeError::NotFound(format!("module has no numeric export `{function}`"))
+        })?;
         if args.len() != signature.params.len() {
             return Err(InvokeError::BadArguments(format!(
                 "`{function}` takes {} arguments, got {}",
@@ -275,7 +301,9 @@ impl LoadedModule {
                 let results = &mut results;
                 let params = &params;
                 Box::pin(async move {
-                    func.call_async(&mut *store, params, results).await.map_err(Fault::Wasm)?;
+                    func.call_async(&mut *store, params, results)
+                        .await
+                        .map_err(Fault::Wasm)?;
                     Ok(())
                 })
             })
@@ -331,7 +359,10 @@ impl LoadedModule {
         let result = self
             .with_deadline(&mut pooled, request_id, |store| {
                 Box::pin(async move {
-                    start.call_async(&mut *store, ()).await.map_err(Fault::Wasm)?;
+                    start
+                        .call_async(&mut *store, ())
+                        .await
+                        .map_err(Fault::Wasm)?;
                     Ok(())
                 })
             })
@@ -343,11 +374,13 @@ impl LoadedModule {
             }
             Err(fault) => {
                 let err = self.classify(&mut pooled.store, fault);
-                return Err(if stdout.contents().len() > self.limits.max_response_bytes {
-                    InvokeError::OutputTooLarge(self.limits.max_response_bytes)
-                } else {
-                    err
-                });
+                return Err(
+                    if stdout.contents().len() > self.limits.max_response_bytes {
+                        InvokeError::OutputTooLarge(self.limits.max_response_bytes)
+                    } else {
+                        err
+                    },
+                );
             }
         };
         let stdout = stdout.contents();
@@ -363,10 +396,16 @@ impl LoadedModule {
         if exit_code != 0 {
             return Err(InvokeError::Exit {
                 code: exit_code,
-                stderr: if stderr.is_empty() { String::new() } else { format!(": {stderr}") },
+                stderr: if stderr.is_empty() {
+                    String::new()
+                } else {
+                    format!(": {stderr}")
+                },
             });
         }
-        Ok(CommandOutput { stdout: stdout.to_vec() })
+        Ok(CommandOutput {
+            stdout: stdout.to_vec(),
+        })
     }
 
     /// Waits for a free instance slot, or refuses when the queue is full.
@@ -378,7 +417,11 @@ impl LoadedModule {
             self.waiting.fetch_sub(1, Ordering::AcqRel);
             return Err(InvokeError::QueueFull(self.limits.max_instances));
         }
-        let permit = tokio::time::timeout(self.limits.queue_timeout, self.permits.clone().acquire_owned()).await;
+        let permit = tokio::time::timeout(
+            self.limits.queue_timeout,
+            self.permits.clone().acquire_owned(),
+        )
+        .await;
         self.waiting.fetch_sub(1, Ordering::AcqRel);
         match permit {
             Ok(Ok(permit)) => Ok(permit),
@@ -406,7 +449,11 @@ impl LoadedModule {
         if !err.discards_instance() {
             self.checkin(instance);
         } else {
-            tracing::debug!(module = self.name(), kind = err.kind(), "discarding instance");
+            tracing::debug!(
+                module = self.name(),
+                kind = err.kind(),
+                "discarding instance"
+            );
         }
         err
     }
@@ -424,13 +471,20 @@ impl LoadedModule {
             return InvokeError::MemoryLimit(self.limits.max_memory_bytes);
         }
         if let Some(exit) = err.downcast_ref::<I32Exit>() {
-            return InvokeError::Exit { code: exit.0, stderr: String::new() };
+            return InvokeError::Exit {
+                code: exit.0,
+                stderr: String::new(),
+            };
         }
         match err.downcast_ref::<Trap>() {
             Some(Trap::StackOverflow) => InvokeError::StackOverflow,
             Some(Trap::OutOfFuel) => InvokeError::FuelExhausted,
             Some(trap) => {
-                tracing::debug!(module = self.name(), error = format!("{err:?}"), "guest trapped");
+                tracing::debug!(
+                    module = self.name(),
+                    error = format!("{err:?}"),
+                    "guest trapped"
+                );
                 InvokeError::Trap(format!("wasm trap: {trap}"))
             }
             None => InvokeError::Trap(format!("{err:#}")),
@@ -459,22 +513,38 @@ impl LoadedModule {
     /// Creates and initialises a pooled (reactor or exports) instance.
     async fn instantiate(&self) -> Result<PooledInstance, String> {
         let wasi = wasmtime_wasi::WasiCtxBuilder::new()
-            .stdout(LogStream { module: self.context.name.clone(), stream: "stdout" })
-            .stderr(LogStream { module: self.context.name.clone(), stream: "stderr" })
+            .stdout(LogStream {
+                module: self.context.name.clone(),
+                stream: "stdout",
+            })
+            .stderr(LogStream {
+                module: self.context.name.clone(),
+                stream: "stderr",
+            })
             .args(&[self.name()])
             .build_p1();
         let mut store = self.new_store(wasi);
-        store.data_mut().begin_event(Arc::from("init"), 0, Instant::now() + self.limits.deadline);
+        store
+            .data_mut()
+            .begin_event(Arc::from("init"), 0, Instant::now() + self.limits.deadline);
         store.set_epoch_deadline(1);
         if self.runtime.config.consume_fuel {
-            store.set_fuel(self.limits.fuel.unwrap_or(u64::MAX)).map_err(|e| e.to_string())?;
+            store
+                .set_fuel(self.limits.fuel.unwrap_or(u64::MAX))
+                .map_err(|e| e.to_string())?;
         }
         let describe = |store: &mut Store<HostState>, err: wasmtime::Error| {
             let state = store.data();
             if state.limiter.hit {
-                format!("memory cap of {} bytes exceeded", self.limits.max_memory_bytes)
+                format!(
+                    "memory cap of {} bytes exceeded",
+                    self.limits.max_memory_bytes
+                )
             } else if state.event.timed_out {
-                format!("initialisation exceeded the {:?} deadline", self.limits.deadline)
+                format!(
+                    "initialisation exceeded the {:?} deadline",
+                    self.limits.deadline
+                )
             } else {
                 format!("{err:#}")
             }
@@ -484,18 +554,26 @@ impl LoadedModule {
             Err(err) => return Err(describe(&mut store, err)),
         };
         store.data_mut().memory = instance.get_memory(&mut store, "memory");
-        if let Ok(init) = instance.get_typed_func::<(), ()>(&mut store, EXPORT_INITIALIZE) {
-            if let Err(err) = init.call_async(&mut store, ()).await {
-                return Err(format!("{EXPORT_INITIALIZE} failed: {}", describe(&mut store, err)));
-            }
+        if let Ok(init) = instance.get_typed_func::<(), ()>(&mut store, EXPORT_INITIALIZE)
+            && let Err(err) = init.call_async(&mut store, ()).await
+        {
+            return Err(format!(
+                "{EXPORT_INITIALIZE} failed: {}",
+                describe(&mut store, err)
+            ));
         }
         let entry = if self.kind == ModuleKind::Reactor {
             let version = instance
                 .get_typed_func::<(), i32>(&mut store, EXPORT_ABI_VERSION)
                 .map_err(|_| format!("missing export `{EXPORT_ABI_VERSION}: () -> i32`"))?;
-            let reported = version.call_async(&mut store, ()).await.map_err(|e| describe(&mut store, e))?;
+            let reported = version
+                .call_async(&mut store, ())
+                .await
+                .map_err(|e| describe(&mut store, e))?;
             if reported != ABI_VERSION {
-                return Err(format!("guest speaks ABI version {reported}; this host supports version {ABI_VERSION}"));
+                return Err(format!(
+                    "guest speaks ABI version {reported}; this host supports version {ABI_VERSION}"
+                ));
             }
             if store.data().memory.is_none() {
                 return Err("reactor module does not export `memory`".into());
@@ -506,12 +584,18 @@ impl LoadedModule {
                     .map_err(|_| format!("missing export `{EXPORT_ALLOC}: (i32) -> i32`"))?,
                 event: instance
                     .get_typed_func(&mut store, EXPORT_EVENT)
-                    .map_err(|_| format!("export `{EXPORT_EVENT}` must be (i32, i32, i32) -> i32"))?,
+                    .map_err(|_| {
+                        format!("export `{EXPORT_EVENT}` must be (i32, i32, i32) -> i32")
+                    })?,
             })
         } else {
             None
         };
-        Ok(PooledInstance { store, instance, entry })
+        Ok(PooledInstance {
+            store,
+            instance,
+            entry,
+        })
     }
 
     /// Runs `call` on the instance's store within the module's deadline and
@@ -520,12 +604,17 @@ impl LoadedModule {
         &self,
         instance: &'a mut PooledInstance,
         request_id: Arc<str>,
-        call: impl FnOnce(&'a mut Store<HostState>) -> std::pin::Pin<Box<dyn Future<Output = Result<R, Fault>> + Send + 'a>>,
+        call: impl FnOnce(
+            &'a mut Store<HostState>,
+        )
+            -> std::pin::Pin<Box<dyn Future<Output = Result<R, Fault>> + Send + 'a>>,
     ) -> Result<R, Fault> {
         let store = &mut instance.store;
-        store
-            .data_mut()
-            .begin_event(request_id, self.limits.max_response_bytes, Instant::now() + self.limits.deadline);
+        store.data_mut().begin_event(
+            request_id,
+            self.limits.max_response_bytes,
+            Instant::now() + self.limits.deadline,
+        );
         store.set_epoch_deadline(1);
         if self.runtime.config.consume_fuel {
             store
@@ -609,8 +698,14 @@ fn numeric_exports(module: &Module) -> BTreeMap<String, NumericSignature> {
                 return None;
             };
             let params = func.params().map(|t| num(&t)).collect::<Option<Vec<_>>>()?;
-            let results = func.results().map(|t| num(&t)).collect::<Option<Vec<_>>>()?;
-            Some((export.name().to_owned(), NumericSignature { params, results }))
+            let results = func
+                .results()
+                .map(|t| num(&t))
+                .collect::<Option<Vec<_>>>()?;
+            Some((
+                export.name().to_owned(),
+                NumericSignature { params, results },
+            ))
         })
         .collect()
 }

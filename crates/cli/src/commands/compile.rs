@@ -25,7 +25,9 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
     for file in &args.files {
         let wasm = std::fs::read(file).with_context(|| format!("reading {}", file.display()))?;
         let started = std::time::Instant::now();
-        let name = file.file_stem().map_or_else(|| "module".into(), |s| s.to_string_lossy());
+        let name = file
+            .file_stem()
+            .map_or_else(|| "module".into(), |s| s.to_string_lossy());
         let cached = runtime
             .precompile(&name, wasm)
             .await

@@ -35,7 +35,10 @@ const GO_SDK_PATH: &str = "github.com/shanhai-edge/shanhai/sdk/go";
 
 pub(crate) fn run(args: Args) -> anyhow::Result<()> {
     if !shanhai_gateway::config::is_module_name(&args.name) {
-        bail!("`{}` is not a module name: use letters, digits, '-' and '_'", args.name);
+        bail!(
+            "`{}` is not a module name: use letters, digits, '-' and '_'",
+            args.name
+        );
     }
     let root = args.dir.join(&args.name);
     if root.exists() {
@@ -45,35 +48,63 @@ pub(crate) fn run(args: Args) -> anyhow::Result<()> {
     let build = match args.lang {
         Lang::Go => {
             write_tree(&root.join("third_party/shanhai-sdk-go"), embedded::GO_SDK)?;
-            write(&root.join("go.mod"), &format!(
-                "module {name}\n\ngo 1.24\n\nrequire {GO_SDK_PATH} v0.0.0\n\nreplace {GO_SDK_PATH} => ./third_party/shanhai-sdk-go\n"
-            ))?;
+            write(
+                &root.join("go.mod"),
+                &format!(
+                    "module {name}\n\ngo 1.24\n\nrequire {GO_SDK_PATH} v0.0.0\n\nreplace {GO_SDK_PATH} => ./third_party/shanhai-sdk-go\n"
+                ),
+            )?;
             write(&root.join("main.go"), &GO_MAIN.replace("NAME", name))?;
             write(&root.join("main_test.go"), &GO_TEST.replace("NAME", name))?;
             format!("GOOS=wasip1 GOARCH=wasm go build -buildmode=c-shared -o {name}.wasm .")
         }
         Lang::Rust => {
             let crate_name = name.replace('-', "_");
-            write_tree(&root.join("third_party/shanhai-abi/src"), embedded::RUST_ABI)?;
-            write(&root.join("third_party/shanhai-abi/Cargo.toml"), RUST_ABI_MANIFEST)?;
-            write_tree(&root.join("third_party/shanhai-sdk/src"), embedded::RUST_SDK)?;
-            write(&root.join("third_party/shanhai-sdk/Cargo.toml"), RUST_SDK_MANIFEST)?;
-            write(&root.join("Cargo.toml"), &RUST_MANIFEST.replace("NAME", name))?;
+            write_tree(
+                &root.join("third_party/shanhai-abi/src"),
+                embedded::RUST_ABI,
+            )?;
+            write(
+                &root.join("third_party/shanhai-abi/Cargo.toml"),
+                RUST_ABI_MANIFEST,
+            )?;
+            write_tree(
+                &root.join("third_party/shanhai-sdk/src"),
+                embedded::RUST_SDK,
+            )?;
+            write(
+                &root.join("third_party/shanhai-sdk/Cargo.toml"),
+                RUST_SDK_MANIFEST,
+            )?;
+            write(
+                &root.join("Cargo.toml"),
+                &RUST_MANIFEST.replace("NAME", name),
+            )?;
             write(&root.join("src/lib.rs"), &RUST_LIB.replace("NAME", name))?;
             write(&root.join(".gitignore"), "/target\n")?;
-            format!("cargo build --release --target wasm32-wasip1 && cp target/wasm32-wasip1/release/{crate_name}.wasm {name}.wasm")
+            format!(
+                "cargo build --release --target wasm32-wasip1 && cp target/wasm32-wasip1/release/{crate_name}.wasm {name}.wasm"
+            )
         }
     };
-    write(&root.join("README.md"), &format!(
-        "# {name}\n\nA Shanhai module.\n\nBuild:\n\n    {build}\n\nTry it once:\n\n    shanhai run {name}.wasm --path /{name}\n\nServe it: copy `{name}.wasm` into the gateway's modules folder; it answers at `/{name}`.\n"
-    ))?;
-    println!("created {}\n\nbuild it:\n  cd {} && {build}\nrun it once:\n  shanhai run {name}.wasm", root.display(), root.display());
+    write(
+        &root.join("README.md"),
+        &format!(
+            "# {name}\n\nA Shanhai module.\n\nBuild:\n\n    {build}\n\nTry it once:\n\n    shanhai run {name}.wasm --path /{name}\n\nServe it: copy `{name}.wasm` into the gateway's modules folder; it answers at `/{name}`.\n"
+        ),
+    )?;
+    println!(
+        "created {}\n\nbuild it:\n  cd {} && {build}\nrun it once:\n  shanhai run {name}.wasm",
+        root.display(),
+        root.display()
+    );
     Ok(())
 }
 
 fn write(path: &Path, text: &str) -> anyhow::Result<()> {
     if let Some(parent) = path.parent() {
-        std::fs::create_dir_all(parent).with_context(|| format!("creating {}", parent.display()))?;
+        std::fs::create_dir_all(parent)
+            .with_context(|| format!("creating {}", parent.display()))?;
     }
     std::fs::write(path, text).with_context(|| format!("writing {}", path.display()))
 }

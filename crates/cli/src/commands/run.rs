@@ -61,17 +61,25 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
         .context("the file name must be NAME.wasm with letters, digits, '-' or '_' in NAME")?
         .to_owned();
     let mut config = Config::default();
-    config.server.cache_dir = if args.no_cache { PathBuf::new() } else { args.cache_dir.clone() };
+    config.server.cache_dir = if args.no_cache {
+        PathBuf::new()
+    } else {
+        args.cache_dir.clone()
+    };
     config.server.modules_dir = args.file.parent().map(PathBuf::from).unwrap_or_default();
     let section = config.modules.entry(name.clone()).or_default();
-    section.file = Some(PathBuf::from(args.file.file_name().context("no file name")?));
+    section.file = Some(PathBuf::from(
+        args.file.file_name().context("no file name")?,
+    ));
     for var in &args.vars {
         let (key, value) = var.split_once('=').context("--var takes KEY=VALUE")?;
         section.vars.insert(key.to_owned(), value.to_owned());
     }
     let runtime = Runtime::new(config.runtime_config())?;
     let registry = Arc::new(ModuleRegistry::default());
-    registry.load_names(&runtime, &config, std::slice::from_ref(&name)).await;
+    registry
+        .load_names(&runtime, &config, std::slice::from_ref(&name))
+        .await;
     if let Some(reason) = registry.failures().get(&name) {
         bail!("{}: {reason}", args.file.display());
     }
@@ -80,23 +88,44 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
     let (method, uri, body) = match &args.function {
         Some(function) if module.numeric_export(function).is_some() => {
             let body = serde_json::to_vec(&args.args)?;
-            ("POST".to_owned(), format!("/api/exec/{name}/{function}"), body)
+            (
+                "POST".to_owned(),
+                format!("/api/exec/{name}/{function}"),
+                body,
+            )
         }
         Some(function) => {
             if !args.args.is_empty() {
-                bail!("`{function}` is not a numeric export of {name}; pass its input with --data or stdin");
+                bail!(
+                    "`{function}` is not a numeric export of {name}; pass its input with --data or stdin"
+                );
             }
             let input = read_data(args.data.as_deref().unwrap_or("-"))?;
-            ("POST".to_owned(), format!("/api/exec/{name}/{function}"), input)
+            (
+                "POST".to_owned(),
+                format!("/api/exec/{name}/{function}"),
+                input,
+            )
         }
         None => {
-            let body = args.data.as_deref().map(read_data).transpose()?.unwrap_or_default();
-            (args.method.clone(), args.path.clone().unwrap_or_else(|| format!("/{name}")), body)
+            let body = args
+                .data
+                .as_deref()
+                .map(read_data)
+                .transpose()?
+                .unwrap_or_default();
+            (
+                args.method.clone(),
+                args.path.clone().unwrap_or_else(|| format!("/{name}")),
+                body,
+            )
         }
     };
     let mut request = http::Request::builder().method(method.as_str()).uri(&uri);
     for header in &args.headers {
-        let (key, value) = header.split_once(':').context("--header takes `Name: value`")?;
+        let (key, value) = header
+            .split_once(':')
+            .context("--header takes `Name: value`")?;
         request = request.header(key.trim(), value.trim());
     }
     let request = request
@@ -110,11 +139,17 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
     if args.include {
         writeln!(stdout, "HTTP/1.1 {status}")?;
         for (key, value) in response.headers() {
-            writeln!(stdout, "{key}: {}", String::from_utf8_lossy(value.as_bytes()))?;
+            writeln!(
+                stdout,
+                "{key}: {}",
+                String::from_utf8_lossy(value.as_bytes())
+            )?;
         }
         writeln!(stdout)?;
     }
-    let body = http_body_util::BodyExt::collect(response.into_body()).await?.to_bytes();
+    let body = http_body_util::BodyExt::collect(response.into_body())
+        .await?
+        .to_bytes();
     stdout.write_all(&body)?;
     if args.function.is_some() && !body.ends_with(b"\n") {
         writeln!(stdout)?;
@@ -129,7 +164,9 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
 fn read_data(data: &str) -> anyhow::Result<Vec<u8>> {
     if data == "-" {
         let mut input = Vec::new();
-        std::io::stdin().read_to_end(&mut input).context("reading stdin")?;
+        std::io::stdin()
+            .read_to_end(&mut input)
+            .context("reading stdin")?;
         Ok(input)
     } else if let Some(path) = data.strip_prefix('@') {
         std::fs::read(path).with_context(|| format!("reading {path}"))

@@ -48,10 +48,14 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
     if args.no_cache {
         config.server.cache_dir = PathBuf::new();
     }
-    let gateway = Gateway::start(config).await.context("starting the gateway")?;
+    let gateway = Gateway::start(config)
+        .await
+        .context("starting the gateway")?;
     // Scripts and tests read the address from this line.
     println!("listening on http://{}", gateway.addr());
-    tokio::signal::ctrl_c().await.context("waiting for Ctrl-C")?;
+    tokio::signal::ctrl_c()
+        .await
+        .context("waiting for Ctrl-C")?;
     tracing::info!("shutting down");
     gateway.stop().await;
     Ok(())

@@ -15,14 +15,31 @@ fn run_calls_exports_functions_and_handlers() {
     assert!(ok, "{err}");
     assert_eq!(out.trim(), "EDGE");
 
-    let (ok, out, err) = shanhai(&["run", "hello.wasm", "--path", "/hello?name=cli", "--var", "greeting=Hi", "-i"], dir);
+    let (ok, out, err) = shanhai(
+        &[
+            "run",
+            "hello.wasm",
+            "--path",
+            "/hello?name=cli",
+            "--var",
+            "greeting=Hi",
+            "-i",
+        ],
+        dir,
+    );
     assert!(ok, "{err}");
     assert!(out.starts_with("HTTP/1.1 200 OK"), "{out}");
     assert!(out.ends_with("Hi, cli"), "{out}");
 
-    let (ok, out, _) = shanhai(&["run", "cgi-echo.wasm", "-X", "POST", "--data", "abc"], dir);
+    let (ok, out, _) = shanhai(
+        &["run", "cgi-echo.wasm", "-X", "POST", "--data", "abc"],
+        dir,
+    );
     assert!(ok);
-    assert_eq!(serde_json::from_str::<serde_json::Value>(&out).unwrap()["body"], "abc");
+    assert_eq!(
+        serde_json::from_str::<serde_json::Value>(&out).unwrap()["body"],
+        "abc"
+    );
 
     let (ok, _, err) = shanhai(&["run", "add.wasm", "add", "1"], dir);
     assert!(!ok);
@@ -35,7 +52,10 @@ fn run_refuses_broken_files_clearly() {
     std::fs::write(dir.path().join("junk.wasm"), b"definitely not wasm").unwrap();
     let (ok, _, err) = shanhai(&["run", "junk.wasm", "--no-cache"], dir.path());
     assert!(!ok);
-    assert!(err.contains("junk.wasm") && err.contains("invalid module"), "{err}");
+    assert!(
+        err.contains("junk.wasm") && err.contains("invalid module"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -64,9 +84,22 @@ fn new_go_module_builds_and_runs() {
         .status()
         .unwrap();
     assert!(status.success());
-    let status = Command::new("go").args(["test", "./..."]).current_dir(&project).status().unwrap();
+    let status = Command::new("go")
+        .args(["test", "./..."])
+        .current_dir(&project)
+        .status()
+        .unwrap();
     assert!(status.success(), "the scaffold's own test fails");
-    let (ok, out, err) = shanhai(&["run", "greeter.wasm", "--path", "/greeter?name=scaffold", "--no-cache"], &project);
+    let (ok, out, err) = shanhai(
+        &[
+            "run",
+            "greeter.wasm",
+            "--path",
+            "/greeter?name=scaffold",
+            "--no-cache",
+        ],
+        &project,
+    );
     assert!(ok, "{err}");
     assert_eq!(out, "Hello, scaffold, from greeter\n");
     let (ok, _, err) = shanhai(&["new", "greeter"], dir.path());
@@ -81,14 +114,26 @@ fn new_rust_module_builds_and_runs() {
     let project = dir.path().join("rusty");
     let status = Command::new("cargo")
         .args(["build", "--release", "--target", "wasm32-wasip1", "--quiet"])
-        .env("CARGO_TARGET_DIR", crate::util::repo_root().join("target/scaffold"))
+        .env(
+            "CARGO_TARGET_DIR",
+            crate::util::repo_root().join("target/scaffold"),
+        )
         .current_dir(&project)
         .status()
         .unwrap();
     assert!(status.success());
     let wasm = crate::util::repo_root().join("target/scaffold/wasm32-wasip1/release/rusty.wasm");
     std::fs::copy(wasm, project.join("rusty.wasm")).unwrap();
-    let (ok, out, err) = shanhai(&["run", "rusty.wasm", "--path", "/rusty?name=crab", "--no-cache"], &project);
+    let (ok, out, err) = shanhai(
+        &[
+            "run",
+            "rusty.wasm",
+            "--path",
+            "/rusty?name=crab",
+            "--no-cache",
+        ],
+        &project,
+    );
     assert!(ok, "{err}");
     assert_eq!(out, "Hello, crab, from rusty\n");
 }

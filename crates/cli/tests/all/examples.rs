@@ -23,12 +23,28 @@ async fn go_reactor_serves_net_http_handlers() {
 
     let reply = http.get(&gw.url("/hello?name=edge")).await;
     assert_eq!(reply.status, 200, "{}", reply.text());
-    assert_eq!(reply.text(), "Nǐ hǎo, edge", "config variable reaches the guest");
-    assert_eq!(reply.header("content-type"), Some("text/plain; charset=utf-8"));
-    assert!(reply.header("x-request-id").is_some_and(|id| !id.is_empty()));
+    assert_eq!(
+        reply.text(),
+        "Nǐ hǎo, edge",
+        "config variable reaches the guest"
+    );
+    assert_eq!(
+        reply.header("content-type"),
+        Some("text/plain; charset=utf-8")
+    );
+    assert!(
+        reply
+            .header("x-request-id")
+            .is_some_and(|id| !id.is_empty())
+    );
 
     let reply = http
-        .send("PUT", &gw.url("/hello/echo?x=1"), &[("user-agent", "itest/1"), ("x-request-id", "given-id-42")], b"payload".to_vec())
+        .send(
+            "PUT",
+            &gw.url("/hello/echo?x=1"),
+            &[("user-agent", "itest/1"), ("x-request-id", "given-id-42")],
+            b"payload".to_vec(),
+        )
         .await;
     assert_eq!(reply.status, 200, "{}", reply.text());
     let echo = reply.json();
@@ -37,7 +53,10 @@ async fn go_reactor_serves_net_http_handlers() {
     assert_eq!(echo["query"], "x=1");
     assert_eq!(echo["user_agent"], "itest/1");
     assert_eq!(echo["body"], "payload");
-    assert_eq!(echo["request_id"], "given-id-42", "the client's request id is kept");
+    assert_eq!(
+        echo["request_id"], "given-id-42",
+        "the client's request id is kept"
+    );
     assert_eq!(reply.header("x-request-id"), Some("given-id-42"));
 
     // The guest's own 404 (from its ServeMux) passes through unchanged.
@@ -59,8 +78,14 @@ async fn go_reactor_serves_net_http_handlers() {
         .unwrap_or_else(|| panic!("no guest log line in:\n{logs}"));
     let line: serde_json::Value = serde_json::from_str(line).unwrap();
     assert_eq!(line["module"], "hello");
-    assert!(line["version"].as_str().is_some_and(|v| v.len() == 12), "{line}");
-    assert!(line["request_id"].as_str().is_some_and(|v| !v.is_empty()), "{line}");
+    assert!(
+        line["version"].as_str().is_some_and(|v| v.len() == 12),
+        "{line}"
+    );
+    assert!(
+        line["request_id"].as_str().is_some_and(|v| !v.is_empty()),
+        "{line}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -73,22 +98,39 @@ async fn numeric_exports_take_json_numbers() {
     assert_eq!((reply.status, reply.text().as_str()), (200, "6.2"));
     assert_eq!(reply.header("content-type"), Some("application/json"));
 
-    for (body, why) in [("[1]", "arity"), ("[\"a\", 1]", "type"), ("{", "syntax"), ("[1,2,3]", "arity")] {
+    for (body, why) in [
+        ("[1]", "arity"),
+        ("[\"a\", 1]", "type"),
+        ("{", "syntax"),
+        ("[1,2,3]", "arity"),
+    ] {
         let reply = http.post(&gw.url("/api/exec/add/add"), body).await;
         assert_eq!(reply.status, 400, "{why}: {}", reply.text());
         assert_eq!(reply.error_kind(), "bad_arguments");
     }
     let reply = http.post(&gw.url("/api/exec/add/nope"), "[]").await;
-    assert_eq!((reply.status, reply.error_kind().as_str()), (404, "unknown_function"));
+    assert_eq!(
+        (reply.status, reply.error_kind().as_str()),
+        (404, "unknown_function")
+    );
     let reply = http.post(&gw.url("/api/exec/ghost/add"), "[]").await;
-    assert_eq!((reply.status, reply.error_kind().as_str()), (404, "unknown_module"));
+    assert_eq!(
+        (reply.status, reply.error_kind().as_str()),
+        (404, "unknown_module")
+    );
     let reply = http.get(&gw.url("/api/exec/add/add")).await;
     assert_eq!(reply.status, 405);
     // A module with only exports has no HTTP handler.
     let reply = http.get(&gw.url("/add")).await;
-    assert_eq!((reply.status, reply.error_kind().as_str()), (404, "no_handler"));
+    assert_eq!(
+        (reply.status, reply.error_kind().as_str()),
+        (404, "no_handler")
+    );
     let reply = http.get(&gw.url("/nowhere")).await;
-    assert_eq!((reply.status, reply.error_kind().as_str()), (404, "not_found"));
+    assert_eq!(
+        (reply.status, reply.error_kind().as_str()),
+        (404, "not_found")
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -97,10 +139,15 @@ async fn rust_guest_and_configured_routes() {
     let gw = Gateway::start(modules.path(), Some(CONFIG));
     let http = Http::new();
     let reply = http.get(&gw.url("/hello-rs?name=ferris")).await;
-    assert_eq!((reply.status, reply.text().as_str()), (200, "Hello, ferris from Rust"));
+    assert_eq!(
+        (reply.status, reply.text().as_str()),
+        (200, "Hello, ferris from Rust")
+    );
     let reply = http.post(&gw.url("/hello-rs/echo"), "1234").await;
     assert_eq!(reply.json()["body_length"], 4);
-    let reply = http.post(&gw.url("/api/exec/hello-rs/reverse"), "abc").await;
+    let reply = http
+        .post(&gw.url("/api/exec/hello-rs/reverse"), "abc")
+        .await;
     assert_eq!(reply.text(), "cba");
     // The alias route reaches the same module (it answers 404 itself for a
     // path outside its mount, proving the request got there).
@@ -116,7 +163,12 @@ async fn command_module_runs_cgi_style() {
     let http = Http::new();
 
     let reply = http
-        .send("POST", &gw.url("/cgi-echo/a/b?q=1"), &[("x-test", "yes"), ("content-type", "text/plain")], b"body!".to_vec())
+        .send(
+            "POST",
+            &gw.url("/cgi-echo/a/b?q=1"),
+            &[("x-test", "yes"), ("content-type", "text/plain")],
+            b"body!".to_vec(),
+        )
         .await;
     assert_eq!(reply.status, 200, "{}", reply.text());
     assert_eq!(reply.header("content-type"), Some("application/json"));
@@ -134,12 +186,26 @@ async fn command_module_runs_cgi_style() {
     let reply = http.get(&gw.url("/cgi-echo?exit=3")).await;
     assert_eq!(reply.status, 500);
     assert_eq!(reply.error_kind(), "guest_error");
-    assert!(reply.json()["message"].as_str().unwrap().contains("code 3"), "{}", reply.text());
+    assert!(
+        reply.json()["message"].as_str().unwrap().contains("code 3"),
+        "{}",
+        reply.text()
+    );
 
     let reply = http.post(&gw.url("/cgi-echo"), vec![b'x'; 2000]).await;
-    assert_eq!((reply.status, reply.error_kind().as_str()), (413, "body_too_large"));
+    assert_eq!(
+        (reply.status, reply.error_kind().as_str()),
+        (413, "body_too_large")
+    );
     // Chunked bodies (no content-length) are cut at the limit too.
-    let reply = http.send("POST", &gw.url("/cgi-echo"), &[("transfer-encoding", "chunked")], vec![b'x'; 2000]).await;
+    let reply = http
+        .send(
+            "POST",
+            &gw.url("/cgi-echo"),
+            &[("transfer-encoding", "chunked")],
+            vec![b'x'; 2000],
+        )
+        .await;
     assert_eq!(reply.status, 413);
 }
 
@@ -151,8 +217,15 @@ async fn json2k_serves_a_2k_document_concurrently() {
     let first = http.get(&gw.url("/json2k")).await;
     assert_eq!(first.status, 200);
     let doc = first.json();
-    assert_eq!(doc["items"].as_array().unwrap().len(), doc["count"].as_u64().unwrap() as usize);
-    assert!((1800..2600).contains(&first.body.len()), "document is {} bytes", first.body.len());
+    assert_eq!(
+        doc["items"].as_array().unwrap().len(),
+        doc["count"].as_u64().unwrap() as usize
+    );
+    assert!(
+        (1800..2600).contains(&first.body.len()),
+        "document is {} bytes",
+        first.body.len()
+    );
     // Many requests in parallel share the instance pool and all get the
     // identical document.
     let tasks: Vec<_> = (0..200)
@@ -174,7 +247,10 @@ async fn warm_cache_restart_does_not_recompile() {
     let modules = modules_with(&["hello", "hello-rs"]);
     let cache = tempfile::tempdir().unwrap();
     let cold = Gateway::start_with(modules.path(), None, cache.path());
-    assert!(cold.logs().contains("compiling module"), "a cold cache compiles");
+    assert!(
+        cold.logs().contains("compiling module"),
+        "a cold cache compiles"
+    );
     drop(cold);
 
     let started = Instant::now();
@@ -183,8 +259,14 @@ async fn warm_cache_restart_does_not_recompile() {
     let elapsed = started.elapsed();
     assert_eq!(reply.status, 200);
     let logs = warm.logs();
-    assert!(!logs.contains("compiling module"), "warm start recompiled:\n{logs}");
+    assert!(
+        !logs.contains("compiling module"),
+        "warm start recompiled:\n{logs}"
+    );
     assert_eq!(logs.matches("\"from_cache\":true").count(), 2, "{logs}");
     // Generous bound for a loaded CI box; docs/benchmarks.md has the figure.
-    assert!(elapsed < Duration::from_secs(5), "warm start took {elapsed:?}");
+    assert!(
+        elapsed < Duration::from_secs(5),
+        "warm start took {elapsed:?}"
+    );
 }

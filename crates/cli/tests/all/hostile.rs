@@ -103,7 +103,11 @@ fn hostile_gateway() -> (tempfile::TempDir, Gateway) {
     write_wat(dir, "launch", UNKNOWN_HOST_FN);
     write_wat(dir, "initfail", INIT_TRAPS);
     write_wat(dir, "future", WRONG_ABI);
-    std::fs::write(dir.join("garbage.wasm"), b"\0asm\x01\0\0\0this is not a module at all").unwrap();
+    std::fs::write(
+        dir.join("garbage.wasm"),
+        b"\0asm\x01\0\0\0this is not a module at all",
+    )
+    .unwrap();
     let gw = Gateway::start(dir, Some(CONFIG));
     (modules, gw)
 }
@@ -121,7 +125,10 @@ async fn hostile_modules_fail_alone() {
             let mut served = 0;
             for _ in 0..150 {
                 let reply = http.get(&url).await;
-                assert_eq!((reply.status, reply.text().as_str()), (200, "Hello, steady"));
+                assert_eq!(
+                    (reply.status, reply.text().as_str()),
+                    (200, "Hello, steady")
+                );
                 served += 1;
             }
             served
@@ -147,7 +154,11 @@ async fn hostile_modules_fail_alone() {
                 let reply = http.post(&url, body).await;
                 assert_eq!(reply.status, status, "{path}: {}", reply.text());
                 assert_eq!(reply.error_kind(), kind, "{path}");
-                assert!(reply.json()["module"].is_string(), "{path}: {}", reply.text());
+                assert!(
+                    reply.json()["module"].is_string(),
+                    "{path}: {}",
+                    reply.text()
+                );
             })
         })
         .collect();
@@ -164,7 +175,9 @@ async fn hostile_modules_fail_alone() {
     // Every failure was logged with its module and request id.
     let logs = gw.logs();
     assert!(
-        logs.lines().any(|l| l.contains("\"kind\":\"timeout\"") && l.contains("\"module\":\"spin\"") && l.contains("request_id")),
+        logs.lines().any(|l| l.contains("\"kind\":\"timeout\"")
+            && l.contains("\"module\":\"spin\"")
+            && l.contains("request_id")),
         "{logs}"
     );
 }
@@ -176,12 +189,37 @@ async fn broken_modules_are_refused_at_load_with_reasons() {
     let ready = http.get(&gw.url("/readyz")).await;
     assert_eq!(ready.status, 200);
     let failed = &ready.json()["failed"];
-    let reason = |name: &str| failed[name].as_str().unwrap_or_else(|| panic!("{name} not refused: {failed}")).to_owned();
-    assert!(reason("garbage").contains("invalid module"), "{}", reason("garbage"));
-    assert!(reason("needs").contains("env::secret_sauce"), "{}", reason("needs"));
-    assert!(reason("launch").contains("shanhai::launch_missiles"), "{}", reason("launch"));
-    assert!(reason("initfail").contains("_initialize"), "{}", reason("initfail"));
-    assert!(reason("future").contains("version 99"), "{}", reason("future"));
+    let reason = |name: &str| {
+        failed[name]
+            .as_str()
+            .unwrap_or_else(|| panic!("{name} not refused: {failed}"))
+            .to_owned()
+    };
+    assert!(
+        reason("garbage").contains("invalid module"),
+        "{}",
+        reason("garbage")
+    );
+    assert!(
+        reason("needs").contains("env::secret_sauce"),
+        "{}",
+        reason("needs")
+    );
+    assert!(
+        reason("launch").contains("shanhai::launch_missiles"),
+        "{}",
+        reason("launch")
+    );
+    assert!(
+        reason("initfail").contains("_initialize"),
+        "{}",
+        reason("initfail")
+    );
+    assert!(
+        reason("future").contains("version 99"),
+        "{}",
+        reason("future")
+    );
     // Refused modules are not routed; the rest serve.
     let reply = http.get(&gw.url("/garbage")).await;
     assert_eq!(reply.status, 404);

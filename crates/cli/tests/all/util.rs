@@ -15,7 +15,10 @@ use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 
 pub fn repo_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..").canonicalize().unwrap()
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../..")
+        .canonicalize()
+        .unwrap()
 }
 
 pub fn shanhai_bin() -> &'static str {
@@ -62,7 +65,11 @@ pub fn cache_dir() -> PathBuf {
 pub fn modules_with(names: &[&str]) -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
     for name in names {
-        std::fs::copy(examples().join(format!("{name}.wasm")), dir.path().join(format!("{name}.wasm"))).unwrap();
+        std::fs::copy(
+            examples().join(format!("{name}.wasm")),
+            dir.path().join(format!("{name}.wasm")),
+        )
+        .unwrap();
     }
     dir
 }
@@ -91,13 +98,20 @@ impl Gateway {
         let log_dir = tempfile::tempdir().unwrap();
         let stderr = log_dir.path().join("stderr.log");
         let mut cmd = Command::new(shanhai_bin());
-        cmd.args(["--log-format", "json", "serve", "--listen", "127.0.0.1:0", "--modules"])
-            .arg(modules)
-            .arg("--cache-dir")
-            .arg(cache)
-            .env("SHANHAI_LOG", "info")
-            .stdout(Stdio::piped())
-            .stderr(std::fs::File::create(&stderr).unwrap());
+        cmd.args([
+            "--log-format",
+            "json",
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--modules",
+        ])
+        .arg(modules)
+        .arg("--cache-dir")
+        .arg(cache)
+        .env("SHANHAI_LOG", "info")
+        .stdout(Stdio::piped())
+        .stderr(std::fs::File::create(&stderr).unwrap());
         if let Some(text) = config {
             let path = log_dir.path().join("shanhai.toml");
             std::fs::write(&path, text).unwrap();
@@ -158,7 +172,8 @@ impl Reply {
     }
 
     pub fn json(&self) -> serde_json::Value {
-        serde_json::from_slice(&self.body).unwrap_or_else(|e| panic!("not JSON ({e}): {}", self.text()))
+        serde_json::from_slice(&self.body)
+            .unwrap_or_else(|e| panic!("not JSON ({e}): {}", self.text()))
     }
 
     pub fn header(&self, name: &str) -> Option<&str> {
@@ -169,8 +184,15 @@ impl Reply {
     pub fn error_kind(&self) -> String {
         let json = self.json();
         assert!(json["message"].is_string(), "no message: {json}");
-        assert_eq!(json["request_id"].as_str(), self.header("x-request-id"), "{json}");
-        json["error"].as_str().unwrap_or_else(|| panic!("no error kind: {json}")).to_owned()
+        assert_eq!(
+            json["request_id"].as_str(),
+            self.header("x-request-id"),
+            "{json}"
+        );
+        json["error"]
+            .as_str()
+            .unwrap_or_else(|| panic!("no error kind: {json}"))
+            .to_owned()
     }
 }
 
@@ -191,7 +213,13 @@ impl Http {
         self.send("POST", url, &[], body.into()).await
     }
 
-    pub async fn send(&self, method: &str, url: &str, headers: &[(&str, &str)], body: Vec<u8>) -> Reply {
+    pub async fn send(
+        &self,
+        method: &str,
+        url: &str,
+        headers: &[(&str, &str)],
+        body: Vec<u8>,
+    ) -> Reply {
         let mut request = http::Request::builder().method(method).uri(url);
         for (name, value) in headers {
             request = request.header(*name, *value);
@@ -212,7 +240,11 @@ impl Http {
 
 /// Runs `shanhai` with arguments and returns (success, stdout, stderr).
 pub fn shanhai(args: &[&str], dir: &Path) -> (bool, String, String) {
-    let output = Command::new(shanhai_bin()).args(args).current_dir(dir).output().unwrap();
+    let output = Command::new(shanhai_bin())
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .unwrap();
     (
         output.status.success(),
         String::from_utf8_lossy(&output.stdout).into_owned(),

@@ -57,7 +57,10 @@ pub(crate) struct CgiResponse {
 pub(crate) fn parse_stdout(stdout: Vec<u8>) -> CgiResponse {
     parse_headers(&stdout).unwrap_or_else(|| CgiResponse {
         status: StatusCode::OK,
-        headers: vec![(http::header::CONTENT_TYPE, HeaderValue::from_static("text/plain; charset=utf-8"))],
+        headers: vec![(
+            http::header::CONTENT_TYPE,
+            HeaderValue::from_static("text/plain; charset=utf-8"),
+        )],
         body: stdout,
     })
 }
@@ -108,7 +111,9 @@ mod tests {
 
     #[test]
     fn parses_status_and_headers() {
-        let r = parse_stdout(b"Status: 404 Not Found\r\nContent-Type: application/json\r\n\r\n{}".to_vec());
+        let r = parse_stdout(
+            b"Status: 404 Not Found\r\nContent-Type: application/json\r\n\r\n{}".to_vec(),
+        );
         assert_eq!(r.status, StatusCode::NOT_FOUND);
         assert_eq!(r.headers[0].0, http::header::CONTENT_TYPE);
         assert_eq!(r.body, b"{}");

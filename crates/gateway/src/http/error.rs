@@ -36,9 +36,9 @@ impl ApiError {
     pub(crate) fn from_invoke(err: &InvokeError, module: &str) -> Self {
         let status = match err {
             InvokeError::Timeout(_) => StatusCode::GATEWAY_TIMEOUT,
-            InvokeError::QueueFull(_) | InvokeError::QueueTimeout(_) | InvokeError::Unavailable(_) => {
-                StatusCode::SERVICE_UNAVAILABLE
-            }
+            InvokeError::QueueFull(_)
+            | InvokeError::QueueTimeout(_)
+            | InvokeError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             InvokeError::NotFound(_) | InvokeError::NoHandler(_) => StatusCode::NOT_FOUND,
             InvokeError::BadArguments(_) => StatusCode::BAD_REQUEST,
             _ => StatusCode::INTERNAL_SERVER_ERROR,
@@ -60,7 +60,10 @@ impl ApiError {
         let mut response = Response::new(Full::new(Bytes::from(body.to_string())));
         *response.status_mut() = self.status;
         let headers = response.headers_mut();
-        headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        headers.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        );
         if let Some(seconds) = self.retry_after {
             headers.insert(header::RETRY_AFTER, HeaderValue::from(seconds));
         }

@@ -8,12 +8,17 @@ use shanhai_runtime::{NumType, NumValue, NumericSignature};
 use super::error::ApiError;
 
 /// Converts a JSON array of numbers to the export's parameter types.
-pub(crate) fn parse_args(body: &[u8], function: &str, signature: &NumericSignature) -> Result<Vec<NumValue>, ApiError> {
+pub(crate) fn parse_args(
+    body: &[u8],
+    function: &str,
+    signature: &NumericSignature,
+) -> Result<Vec<NumValue>, ApiError> {
     let bad = |message: String| ApiError::new(StatusCode::BAD_REQUEST, "bad_arguments", message);
     let values: Vec<Value> = if body.iter().all(u8::is_ascii_whitespace) {
         Vec::new()
     } else {
-        serde_json::from_slice(body).map_err(|err| bad(format!("body must be a JSON array of numbers: {err}")))?
+        serde_json::from_slice(body)
+            .map_err(|err| bad(format!("body must be a JSON array of numbers: {err}")))?
     };
     if values.len() != signature.params.len() {
         return Err(bad(format!(
@@ -27,7 +32,14 @@ pub(crate) fn parse_args(body: &[u8], function: &str, signature: &NumericSignatu
         .iter()
         .zip(&signature.params)
         .enumerate()
-        .map(|(i, (value, ty))| convert(value, *ty).ok_or_else(|| bad(format!("argument {i} ({value}) is not a valid {}", type_name(*ty)))))
+        .map(|(i, (value, ty))| {
+            convert(value, *ty).ok_or_else(|| {
+                bad(format!(
+                    "argument {i} ({value}) is not a valid {}",
+                    type_name(*ty)
+                ))
+            })
+        })
         .collect()
 }
 
@@ -42,11 +54,19 @@ fn convert(value: &Value, ty: NumType) -> Option<NumValue> {
         })
     };
     match ty {
-        NumType::I32 => integral().and_then(|v| {
-            // Accept the unsigned range too: Go's uint32 exports are i32s.
-            i32::try_from(v).ok().or_else(|| u32::try_from(v).ok().map(|u| u as i32))
-        }).map(NumValue::I32),
-        NumType::I64 => n.as_i64().or_else(|| n.as_u64().map(|u| u as i64)).or_else(integral).map(NumValue::I64),
+        NumType::I32 => integral()
+            .and_then(|v| {
+                // Accept the unsigned range too: Go's uint32 exports are i32s.
+                i32::try_from(v)
+                    .ok()
+                    .or_else(|| u32::try_from(v).ok().map(|u| u as i32))
+            })
+            .map(NumValue::I32),
+        NumType::I64 => n
+            .as_i64()
+            .or_else(|| n.as_u64().map(|u| u as i64))
+            .or_else(integral)
+            .map(NumValue::I64),
         NumType::F32 => n.as_f64().map(|f| NumValue::F32(f as f32)),
         NumType::F64 => n.as_f64().map(NumValue::F64),
     }
@@ -58,7 +78,9 @@ pub(crate) fn render_results(results: &[NumValue]) -> Value {
     let one = |v: &NumValue| match *v {
         NumValue::I32(v) => Value::from(v),
         NumValue::I64(v) => Value::from(v),
-        NumValue::F32(v) => serde_json::Number::from_f64(f64::from(v)).map_or(Value::Null, Value::Number),
+        NumValue::F32(v) => {
+            serde_json::Number::from_f64(f64::from(v)).map_or(Value::Null, Value::Number)
+        }
         NumValue::F64(v) => serde_json::Number::from_f64(v).map_or(Value::Null, Value::Number),
     };
     match results {
@@ -78,7 +100,11 @@ fn type_name(ty: NumType) -> &'static str {
 }
 
 fn type_list(types: &[NumType]) -> String {
-    types.iter().map(|t| type_name(*t)).collect::<Vec<_>>().join(", ")
+    types
+        .iter()
+        .map(|t| type_name(*t))
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 #[cfg(test)]
@@ -96,13 +122,23 @@ mod tests {
     fn converts_by_parameter_type() {
         let args = parse_args(b"[2.5, 3]", "f", &sig(&[NumType::F64, NumType::I32])).unwrap();
         assert_eq!(args, vec![NumValue::F64(2.5), NumValue::I32(3)]);
-        let args = parse_args(b"[4.0, 4294967295]", "f", &sig(&[NumType::I64, NumType::I32])).unwrap();
+        let args = parse_args(
+            b"[4.0, 4294967295]",
+            "f",
+            &sig(&[NumType::I64, NumType::I32]),
+        )
+        .unwrap();
         assert_eq!(args, vec![NumValue::I64(4), NumValue::I32(-1)]);
     }
 
     #[test]
     fn refuses_wrong_arity_and_types() {
-        assert_eq!(parse_args(b"[1]", "f", &sig(&[NumType::F64, NumType::F64])).unwrap_err().kind, "bad_arguments");
+        assert_eq!(
+            parse_args(b"[1]", "f", &sig(&[NumType::F64, NumType::F64]))
+                .unwrap_err()
+                .kind,
+            "bad_arguments"
+        );
         assert!(parse_args(b"[1.5]", "f", &sig(&[NumType::I32])).is_err());
         assert!(parse_args(b"[\"1\"]", "f", &sig(&[NumType::F64])).is_err());
         assert!(parse_args(b"[5000000000]", "f", &sig(&[NumType::I32])).is_err());
@@ -111,8 +147,14 @@ mod tests {
 
     #[test]
     fn renders_results() {
-        assert_eq!(render_results(&[NumValue::F64(2.5 + 3.7)]).to_string(), "6.2");
+        assert_eq!(
+            render_results(&[NumValue::F64(2.5 + 3.7)]).to_string(),
+            "6.2"
+        );
         assert_eq!(render_results(&[]).to_string(), "null");
-        assert_eq!(render_results(&[NumValue::I32(1), NumValue::F64(f64::NAN)]).to_string(), "[1,null]");
+        assert_eq!(
+            render_results(&[NumValue::I32(1), NumValue::F64(f64::NAN)]).to_string(),
+            "[1,null]"
+        );
     }
 }

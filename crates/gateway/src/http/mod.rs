@@ -47,15 +47,33 @@ impl HttpTrigger {
 
     /// Handles one request. Never fails: every error is a JSON response,
     /// and every response carries `x-request-id`.
-    pub async fn handle<B: RequestBody>(&self, request: Request<B>, remote: SocketAddr) -> Response<Full<Bytes>> {
+    pub async fn handle<B: RequestBody>(
+        &self,
+        request: Request<B>,
+        remote: SocketAddr,
+    ) -> Response<Full<Bytes>> {
         let request_id = self.ids.for_request(request.headers());
         let mut response = match self.dispatch(request, remote, &request_id).await {
             Ok(response) => response,
             Err(err) => {
                 if err.status.is_server_error() {
-                    tracing::warn!(module = err.module.as_deref().unwrap_or("-"), request_id = &*request_id, kind = err.kind, status = err.status.as_u16(), "{}", err.message);
+                    tracing::warn!(
+                        module = err.module.as_deref().unwrap_or("-"),
+                        request_id = &*request_id,
+                        kind = err.kind,
+                        status = err.status.as_u16(),
+                        "{}",
+                        err.message
+                    );
                 } else {
-                    tracing::debug!(module = err.module.as_deref().unwrap_or("-"), request_id = &*request_id, kind = err.kind, status = err.status.as_u16(), "{}", err.message);
+                    tracing::debug!(
+                        module = err.module.as_deref().unwrap_or("-"),
+                        request_id = &*request_id,
+                        kind = err.kind,
+                        status = err.status.as_u16(),
+                        "{}",
+                        err.message
+                    );
                 }
                 err.into_response(&request_id)
             }
@@ -83,15 +101,25 @@ impl HttpTrigger {
             _ => {}
         }
         let Some((route, module)) = self.registry.route(path) else {
-            return Err(ApiError::new(StatusCode::NOT_FOUND, "not_found", format!("no module serves {path}")));
+            return Err(ApiError::new(
+                StatusCode::NOT_FOUND,
+                "not_found",
+                format!("no module serves {path}"),
+            ));
         };
         match module.kind() {
             ModuleKind::Reactor => self.reactor(request, remote, request_id, &module).await,
-            ModuleKind::Command => self.command(request, remote, request_id, &route, &module).await,
+            ModuleKind::Command => {
+                self.command(request, remote, request_id, &route, &module)
+                    .await
+            }
             ModuleKind::Exports => Err(ApiError::new(
                 StatusCode::NOT_FOUND,
                 "no_handler",
-                format!("module has no HTTP handler; call its exports at {EXEC_PREFIX}{}/FN", module.name()),
+                format!(
+                    "module has no HTTP handler; call its exports at {EXEC_PREFIX}{}/FN",
+                    module.name()
+                ),
             )
             .module(module.name())),
         }
@@ -139,16 +167,33 @@ impl HttpTrigger {
             .await
             .map_err(|err| invoke_error(&err, module))?;
         let decoded = HttpResponse::decode(&output).map_err(|err| {
-            ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "bad_output", format!("guest returned a malformed response: {err}")).module(module.name())
+            ApiError::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "bad_output",
+                format!("guest returned a malformed response: {err}"),
+            )
+            .module(module.name())
         })?;
         let mut response = Response::new(Full::new(Bytes::copy_from_slice(decoded.body)));
         *response.status_mut() = StatusCode::from_u16(decoded.status).map_err(|_| {
-            ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "bad_output", format!("guest returned status {}", decoded.status)).module(module.name())
+            ApiError::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "bad_output",
+                format!("guest returned status {}", decoded.status),
+            )
+            .module(module.name())
         })?;
         let headers = response.headers_mut();
         for h in decoded.headers {
-            let (Ok(name), Ok(value)) = (HeaderName::from_bytes(h.name), HeaderValue::from_bytes(h.value)) else {
-                tracing::warn!(module = module.name(), request_id = &**request_id, "dropping invalid response header from guest");
+            let (Ok(name), Ok(value)) = (
+                HeaderName::from_bytes(h.name),
+                HeaderValue::from_bytes(h.value),
+            ) else {
+                tracing::warn!(
+                    module = module.name(),
+                    request_id = &**request_id,
+                    "dropping invalid response header from guest"
+                );
                 continue;
             };
             // The gateway frames the body itself.
@@ -202,16 +247,32 @@ impl HttpTrigger {
         rest: &str,
         request_id: &Arc<str>,
     ) -> Result<Response<Full<Bytes>>, ApiError> {
-        let Some((name, function)) = rest.split_once('/').filter(|(n, f)| !n.is_empty() && !f.is_empty() && !f.contains('/')) else {
-            return Err(ApiError::new(StatusCode::NOT_FOUND, "not_found", format!("expected {EXEC_PREFIX}MODULE/FUNCTION")));
+        let Some((name, function)) = rest
+            .split_once('/')
+            .filter(|(n, f)| !n.is_empty() && !f.is_empty() && !f.contains('/'))
+        else {
+            return Err(ApiError::new(
+                StatusCode::NOT_FOUND,
+                "not_found",
+                format!("expected {EXEC_PREFIX}MODULE/FUNCTION"),
+            ));
         };
         if request.method() != Method::POST {
-            return Err(ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed", format!("{EXEC_PREFIX}{name}/{function} takes POST")).module(name));
+            return Err(ApiError::new(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "method_not_allowed",
+                format!("{EXEC_PREFIX}{name}/{function} takes POST"),
+            )
+            .module(name));
         }
-        let module = self
-            .registry
-            .get(name)
-            .ok_or_else(|| ApiError::new(StatusCode::NOT_FOUND, "unknown_module", format!("no module named `{name}` is loaded")).module(name))?;
+        let module = self.registry.get(name).ok_or_else(|| {
+            ApiError::new(
+                StatusCode::NOT_FOUND,
+                "unknown_module",
+                format!("no module named `{name}` is loaded"),
+            )
+            .module(name)
+        })?;
         let (parts, body) = request.into_parts();
         let body = read_body(body, &parts.headers, &module).await?;
         if let Some(signature) = module.numeric_export(function) {
@@ -223,36 +284,61 @@ impl HttpTrigger {
             return Ok(json(StatusCode::OK, &exec::render_results(&results)));
         }
         if module.kind() != ModuleKind::Reactor {
-            return Err(ApiError::new(StatusCode::NOT_FOUND, "unknown_function", format!("module `{name}` has no numeric export `{function}`")).module(name));
+            return Err(ApiError::new(
+                StatusCode::NOT_FOUND,
+                "unknown_function",
+                format!("module `{name}` has no numeric export `{function}`"),
+            )
+            .module(name));
         }
-        let envelope = Call { function, input: &body }.encode();
+        let envelope = Call {
+            function,
+            input: &body,
+        }
+        .encode();
         let output = module
             .invoke_event(EventKind::Call, &envelope, request_id.clone())
             .await
             .map_err(|err| invoke_error(&err, &module))?;
         let mut response = Response::new(Full::new(Bytes::from(output)));
-        response
-            .headers_mut()
-            .insert(header::CONTENT_TYPE, HeaderValue::from_static("application/octet-stream"));
+        response.headers_mut().insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/octet-stream"),
+        );
         Ok(response)
     }
 }
 
 /// Request bodies the trigger accepts: hyper's, or an in-memory one for
 /// `shanhai run`.
-pub trait RequestBody: Body<Data = Bytes, Error: std::error::Error + Send + Sync + 'static> + Send {}
+pub trait RequestBody:
+    Body<Data = Bytes, Error: std::error::Error + Send + Sync + 'static> + Send
+{
+}
 
-impl<B: Body<Data = Bytes, Error: std::error::Error + Send + Sync + 'static> + Send> RequestBody for B {}
+impl<B: Body<Data = Bytes, Error: std::error::Error + Send + Sync + 'static> + Send> RequestBody
+    for B
+{
+}
 
 fn invoke_error(err: &InvokeError, module: &LoadedModule) -> ApiError {
     ApiError::from_invoke(err, module.name())
 }
 
 /// Reads the body up to the module's request limit: 413 beyond it.
-async fn read_body(body: impl RequestBody, headers: &http::HeaderMap, module: &LoadedModule) -> Result<Bytes, ApiError> {
+async fn read_body(
+    body: impl RequestBody,
+    headers: &http::HeaderMap,
+    module: &LoadedModule,
+) -> Result<Bytes, ApiError> {
     let limit = module.limits().max_request_bytes;
     let too_large = || {
-        ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "body_too_large", format!("request body exceeds the module's {limit}-byte limit")).module(module.name())
+        ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "body_too_large",
+            format!("request body exceeds the module's {limit}-byte limit"),
+        )
+        .module(module.name())
     };
     let declared = headers
         .get(header::CONTENT_LENGTH)
@@ -263,26 +349,39 @@ async fn read_body(body: impl RequestBody, headers: &http::HeaderMap, module: &L
     }
     match Limited::new(body, limit).collect().await {
         Ok(collected) => Ok(collected.to_bytes()),
-        Err(err) if err.downcast_ref::<http_body_util::LengthLimitError>().is_some() => Err(too_large()),
-        Err(err) => Err(ApiError::new(StatusCode::BAD_REQUEST, "bad_request", format!("reading the request body: {err}")).module(module.name())),
+        Err(err)
+            if err
+                .downcast_ref::<http_body_util::LengthLimitError>()
+                .is_some() =>
+        {
+            Err(too_large())
+        }
+        Err(err) => Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "bad_request",
+            format!("reading the request body: {err}"),
+        )
+        .module(module.name())),
     }
 }
 
 fn text(status: StatusCode, body: &'static str) -> Response<Full<Bytes>> {
     let mut response = Response::new(Full::new(Bytes::from_static(body.as_bytes())));
     *response.status_mut() = status;
-    response
-        .headers_mut()
-        .insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; charset=utf-8"));
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
     response
 }
 
 fn json(status: StatusCode, value: &serde_json::Value) -> Response<Full<Bytes>> {
     let mut response = Response::new(Full::new(Bytes::from(value.to_string())));
     *response.status_mut() = status;
-    response
-        .headers_mut()
-        .insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
     response
 }
 

@@ -76,7 +76,12 @@ impl HostState {
     }
 
     /// Prepares for a new event.
-    pub(crate) fn begin_event(&mut self, request_id: Arc<str>, output_limit: usize, deadline: Instant) {
+    pub(crate) fn begin_event(
+        &mut self,
+        request_id: Arc<str>,
+        output_limit: usize,
+        deadline: Instant,
+    ) {
         self.event = EventState {
             request_id,
             output: Vec::new(),
@@ -165,7 +170,9 @@ pub(crate) fn guest_bytes<'a>(
     let start = usize::try_from(ptr as u32).map_err(|_| HostStatus::InvalidArgument)?;
     let len = usize::try_from(len).map_err(|_| HostStatus::InvalidArgument)?;
     let end = start.checked_add(len).ok_or(HostStatus::InvalidArgument)?;
-    let bytes = data.get_mut(start..end).ok_or(HostStatus::InvalidArgument)?;
+    let bytes = data
+        .get_mut(start..end)
+        .ok_or(HostStatus::InvalidArgument)?;
     Ok((bytes, state))
 }
 

@@ -1,0 +1,47 @@
+#!/usr/bin/env bash
+# The whole test suite: formatting and lints (Rust and Go), the Go SDK and
+# example tests against the mock host, real wasip1 builds, and every Rust
+# test (unit, property, and the integration tests that build the example
+# guests and drive a real gateway over 127.0.0.1).
+#
+# One cargo profile (release) for building and testing, so wasmtime is
+# compiled once.
+set -euo pipefail
+root="$(cd "$(dirname "$0")/.." && pwd)"
+cd "$root"
+
+step() { printf '\n==> %s\n' "$*" >&2; }
+
+if ! rustup target list --installed 2>/dev/null | grep -qx wasm32-wasip1; then
+  step "adding the wasm32-wasip1 target"
+  rustup target add wasm32-wasip1
+fi
+
+step "rustfmt"
+cargo fmt --all --check
+
+step "Go: gofmt, go vet, go test (native, mock host), go vet for wasip1"
+for dir in sdk/go examples/*/; do
+  [ -f "$dir/go.mod" ] || continue
+  (
+    cd "$dir"
+    unformatted="$(gofmt -l .)"
+    if [ -n "$unformatted" ]; then
+      echo "gofmt: unformatted files in $dir:" >&2
+      echo "$unformatted" >&2
+      exit 1
+    fi
+    go vet ./...
+    GOOS=wasip1 GOARCH=wasm go vet ./...
+    go test ./...
+  )
+done
+
+step "clippy"
+cargo clippy --release --workspace --all-targets -- -D warnings
+cargo clippy --release --target wasm32-wasip1 -p shanhai-sdk -p hello-rs -- -D warnings
+
+step "cargo test (unit, property and integration tests)"
+cargo test --release --workspace
+
+step "all tests passed"
