@@ -46,7 +46,8 @@ impl RouteTable {
     }
 
     fn finish(&mut self) {
-        self.prefixes.sort_by_key(|(prefix, _)| std::cmp::Reverse(prefix.len()));
+        self.prefixes
+            .sort_by_key(|(prefix, _)| std::cmp::Reverse(prefix.len()));
     }
 
     fn lookup(&self, path: &str) -> Option<&RouteMatch> {
