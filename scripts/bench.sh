@@ -196,7 +196,9 @@ curl -sf -o /dev/null "$native/json2k"
 curl -sf -X POST -d 'x' -o /dev/null "$gateway/cgi-echo"
 
 rss() { awk -v k="$2:" '$1 == k { print $2 }' "/proc/$1/status"; }
+mb() { awk -v k="$1" 'BEGIN { printf "%.1f", k / 1024 }'; }
 gateway_rss_idle="$(rss "$gateway_pid" VmRSS)"
+json2k_bytes="$(curl -sf "$gateway/json2k" | wc -c)"
 
 # measure LABEL URL [CONNECTIONS [LUA]]: one wrk run, appended to LABEL's runs.
 measure() {
@@ -224,16 +226,21 @@ measure() {
   ' "$log" >>"$work/$label.runs"
   read -r rps p50 p99 errors < <(tail -1 "$work/$label.runs")
   printf '  %-14s run %d: %8s req/s  p50 %7s ms  p99 %7s ms' "$label" "$n" "$rps" "$p50" "$p99" >&2
+  printf '  gateway RSS %s MB' "$(mb "$(rss "$gateway_pid" VmRSS)")" >&2
   if ((errors > 0)); then
     printf '  ERRORS: %s' "$(grep -E 'Non-2xx|Socket errors' "$log" | tr -s ' ' | tr '\n' ';')" >&2
   fi
   echo >&2
 }
 
-# median LABEL COLUMN: the median of one column over LABEL's runs.
+# median LABEL COLUMN: the median of one column over LABEL's runs (req/s
+# rounded to integers, latencies to 0.01 ms).
 median() {
   awk -v c="$2" '{ print $c }' "$work/$1.runs" | sort -g |
-    awk '{ v[NR] = $1 } END { if (NR % 2) print v[(NR + 1) / 2]; else print (v[NR / 2] + v[NR / 2 + 1]) / 2 }'
+    awk -v c="$2" '{ v[NR] = $1 } END {
+      m = NR % 2 ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2
+      printf(c == 1 ? "%.0f\n" : "%.2f\n", m)
+    }'
 }
 errors_total() { awk '{ s += $4 } END { print s + 0 }' "$work/$1.runs"; }
 
@@ -264,7 +271,6 @@ reference_rss="$(rss "$reference_pid" VmRSS)"
 native_rss="$(rss "$native_pid" VmRSS)"
 
 # --- report -------------------------------------------------------------
-mb() { awk -v k="$1" 'BEGIN { printf "%.1f", k / 1024 }'; }
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.2f×", a / b; else print "-" }'; }
 row() { # row NAME LABEL [REF_NAME REF_LABEL]
   local name="$1" label="$2" ref_name="${3:-}" ref_label="${4:-}"
@@ -288,7 +294,7 @@ cgi_c1_rps="$(median gw-cgi-c1 1)"
   echo "| benchmark | Shanhai req/s | p50 ms | p99 ms | reference | ref req/s | ref p50 ms | ref p99 ms | ratio | errors (gw / ref) |"
   echo "| --- | ---: | ---: | ---: | --- | ---: | ---: | ---: | ---: | ---: |"
   row 'POST /api/exec/add/add (Go add.wasm)' gw-add 'bare hyper (`bench-reference`)' ref-add
-  row 'GET /json2k (Go json2k.wasm, 2,105 B)' gw-json2k 'native Go net/http' native-json2k
+  row "GET /json2k (Go json2k.wasm, $json2k_bytes B)" gw-json2k 'native Go net/http' native-json2k
   row 'GET /hello-rs (Rust guest)' gw-hello-rs
   row 'GET /hello (Go guest)' gw-hello
   row 'POST /cgi-echo (CGI, -c64)' gw-cgi
@@ -300,8 +306,8 @@ cgi_c1_rps="$(median gw-cgi-c1 1)"
   echo
   echo "| start-up: process start → first 200 from GET /json2k | median ms | runs (ms) |"
   echo "| --- | ---: | --- |"
-  echo "| warm compile cache ($starts starts) | $(tail -1 "$work/startup-warm") | $(head -1 "$work/startup-warm") |"
-  echo "| cold, empty cache ($cold_starts starts) | $(tail -1 "$work/startup-cold") | $(head -1 "$work/startup-cold") |"
+  echo "| warm compile cache, $starts starts | $(tail -1 "$work/startup-warm") | $(head -1 "$work/startup-warm") |"
+  echo "| cold, empty cache, $cold_starts starts | $(tail -1 "$work/startup-cold") | $(head -1 "$work/startup-cold") |"
   echo
   echo "| memory | MB |"
   echo "| --- | ---: |"

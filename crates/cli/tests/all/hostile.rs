@@ -248,3 +248,18 @@ async fn full_queue_answers_503_with_retry_after() {
     let reply = http.post(&gw.url("/api/exec/slow/ok"), "[]").await;
     assert_eq!(reply.status, 200);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn fuel_limits_cpu_when_enabled() {
+    let modules = tempfile::tempdir().unwrap();
+    write_wat(modules.path(), "spin", SPIN);
+    let config = "[runtime]\nfuel = true\n[modules.spin]\nfuel = 1000000\ndeadline_ms = 10000\n";
+    let gw = Gateway::start(modules.path(), Some(config));
+    let http = Http::new();
+    let reply = http.post(&gw.url("/api/exec/spin/spin"), "[]").await;
+    assert_eq!(reply.status, 500, "{}", reply.text());
+    assert_eq!(reply.error_kind(), "fuel_exhausted");
+    // Fuel is per event: the next call starts with a full tank.
+    let reply = http.post(&gw.url("/api/exec/spin/ok"), "[]").await;
+    assert_eq!((reply.status, reply.text().as_str()), (200, "7"));
+}

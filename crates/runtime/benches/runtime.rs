@@ -1,0 +1,275 @@
+//! In-process costs of the module runtime, measured with criterion:
+//!
+//! - `reused_instance/*`: one event on a warm pooled instance (Go reactor,
+//!   Rust reactor, numeric export);
+//! - `fresh_instance/cgi_echo`: one CGI run of a Go command, i.e. a fresh
+//!   instance from the pooling allocator, Go runtime start-up and `_start`;
+//! - `fresh_instance_scaling/keep{0,1m,16m}/{1,2}threads`: CGI runs split
+//!   across 1 or 2 concurrent tasks on a 2-worker runtime, for three values
+//!   of `RuntimeConfig::memory_keep_resident`. Per-op time is total elapsed
+//!   over runs, so perfect scaling halves it from 1 to 2 tasks.
+//!
+//! The guest modules are built by `scripts/build-examples.sh [DIR]` and
+//! found in `$SHANHAI_BENCH_MODULES` (default `target/modules`); without
+//! them the benchmarks are skipped. Run with
+//! `cargo bench -p shanhai-runtime --bench runtime`; figures and their
+//! conclusions are in docs/benchmarks.md.
+
+use std::hint::black_box;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use criterion::{BenchmarkId, Criterion, Throughput};
+use shanhai_abi::EventKind;
+use shanhai_abi::wire::{HttpRequest, HttpResponse};
+use shanhai_runtime::{LoadedModule, ModuleSettings, NumValue, Runtime, RuntimeConfig};
+
+const MODULES: [&str; 4] = ["json2k", "hello-rs", "add", "cgi-echo"];
+
+/// Concurrent tasks of the scaling group; also the runtime's worker count.
+const MAX_TASKS: usize = 2;
+
+fn main() {
+    let Some(modules) = modules_dir() else {
+        return;
+    };
+    let tokio = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(MAX_TASKS)
+        .enable_all()
+        .build()
+        .expect("building the tokio runtime");
+    println!(
+        "kernel {}, PAGEMAP_SCAN available: {}",
+        kernel_release(),
+        wasmtime::PoolingAllocationConfig::is_pagemap_scan_available()
+    );
+    let mut criterion = Criterion::default()
+        .sample_size(20)
+        .warm_up_time(Duration::from_secs(1))
+        .measurement_time(Duration::from_secs(4))
+        .configure_from_args();
+    reused_instance(&mut criterion, &tokio, &modules);
+    fresh_instance(&mut criterion, &tokio, &modules);
+    fresh_instance_scaling(&mut criterion, &tokio, &modules);
+    criterion.final_summary();
+}
+
+/// The modules folder, or `None` (after saying why) when a module is missing.
+fn modules_dir() -> Option<PathBuf> {
+    let dir = std::env::var_os("SHANHAI_BENCH_MODULES")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target/modules"));
+    let missing: Vec<&str> = MODULES
+        .into_iter()
+        .filter(|name| !dir.join(format!("{name}.wasm")).is_file())
+        .collect();
+    if missing.is_empty() {
+        return Some(dir);
+    }
+    eprintln!(
+        "skipping the runtime benchmarks: {} missing from {}.\n\
+         Build the guest modules first, e.g. `bash scripts/build-examples.sh` \
+         (writes target/modules), or `bash scripts/build-examples.sh DIR` \
+         and set SHANHAI_BENCH_MODULES=DIR.",
+        missing.join(", "),
+        dir.display()
+    );
+    None
+}
+
+fn kernel_release() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/osrelease")
+        .map(|s| s.trim().to_owned())
+        .unwrap_or_else(|_| "unknown".to_owned())
+}
+
+/// A runtime with the production defaults except `memory_keep_resident`,
+/// sharing one compile cache across runs so that only the first compiles.
+fn new_runtime(memory_keep_resident: usize) -> Runtime {
+    Runtime::new(RuntimeConfig {
+        cache_dir: Some(std::env::temp_dir().join("shanhai-bench-cache")),
+        memory_keep_resident,
+        ..RuntimeConfig::default()
+    })
+    .expect("building the module runtime")
+}
+
+fn load(
+    tokio: &tokio::runtime::Runtime,
+    runtime: &Runtime,
+    modules: &Path,
+    name: &str,
+) -> Arc<LoadedModule> {
+    let path = modules.join(format!("{name}.wasm"));
+    let wasm = std::fs::read(&path).unwrap_or_else(|err| panic!("{}: {err}", path.display()));
+    tokio
+        .block_on(runtime.load(name, wasm, ModuleSettings::default()))
+        .unwrap_or_else(|err| panic!("loading {name}: {err}"))
+}
+
+fn http_get(uri: &str) -> Vec<u8> {
+    HttpRequest {
+        method: "GET",
+        uri,
+        request_id: "b",
+        remote_addr: "127.0.0.1:1",
+        headers: vec![],
+        body: b"",
+    }
+    .encode()
+}
+
+/// Checks once, outside the timing, that a module answers 200 with a body
+/// of at least `min_body` bytes: a benchmark of an error path is worthless.
+fn check_http(
+    tokio: &tokio::runtime::Runtime,
+    module: &LoadedModule,
+    envelope: &[u8],
+    min_body: usize,
+) {
+    let output = tokio
+        .block_on(module.invoke_event(EventKind::Http, envelope, "check".into()))
+        .unwrap_or_else(|err| panic!("{}: {err}", module.name()));
+    let response = HttpResponse::decode(&output).expect("decoding the HTTP response");
+    assert_eq!(response.status, 200, "{}", module.name());
+    assert!(response.body.len() >= min_body, "{}", module.name());
+}
+
+fn reused_instance(c: &mut Criterion, tokio: &tokio::runtime::Runtime, modules: &Path) {
+    let runtime = new_runtime(RuntimeConfig::default().memory_keep_resident);
+    let json2k = load(tokio, &runtime, modules, "json2k");
+    let hello_rs = load(tokio, &runtime, modules, "hello-rs");
+    let add = load(tokio, &runtime, modules, "add");
+    let request_id: Arc<str> = "bench".into();
+
+    let mut group = c.benchmark_group("reused_instance");
+    for (label, module, uri, min_body) in [
+        ("json2k_http", &json2k, "/json2k", 2000),
+        ("hello_rs_http", &hello_rs, "/hello-rs", 1),
+    ] {
+        let envelope = http_get(uri);
+        check_http(tokio, module, &envelope, min_body);
+        group.bench_function(label, |b| {
+            b.to_async(tokio).iter(|| async {
+                let output = module
+                    .invoke_event(EventKind::Http, &envelope, request_id.clone())
+                    .await
+                    .unwrap();
+                black_box(output)
+            });
+        });
+    }
+
+    let args = [NumValue::F64(2.5), NumValue::F64(3.7)];
+    let sum = tokio
+        .block_on(add.call_numeric("add", &args, "check".into()))
+        .expect("calling add");
+    assert_eq!(sum, [NumValue::F64(2.5 + 3.7)]);
+    group.bench_function("add_numeric", |b| {
+        b.to_async(tokio).iter(|| async {
+            let sum = add
+                .call_numeric("add", black_box(&args), request_id.clone())
+                .await
+                .unwrap();
+            black_box(sum)
+        });
+    });
+    group.finish();
+}
+
+/// The CGI environment of `GET /cgi-echo/bench?a=1`, as the gateway sets it.
+fn cgi_env() -> Vec<(String, String)> {
+    [
+        ("GATEWAY_INTERFACE", "CGI/1.1"),
+        ("REQUEST_METHOD", "GET"),
+        ("SCRIPT_NAME", "/cgi-echo"),
+        ("PATH_INFO", "/bench"),
+        ("QUERY_STRING", "a=1"),
+        ("REQUEST_URI", "/cgi-echo/bench?a=1"),
+        ("REMOTE_ADDR", "127.0.0.1:1"),
+        ("SERVER_PROTOCOL", "HTTP/1.1"),
+        ("SHANHAI_REQUEST_ID", "bench"),
+        ("CONTENT_LENGTH", "0"),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_owned(), v.to_owned()))
+    .collect()
+}
+
+async fn run_cgi_echo(module: &LoadedModule, env: &[(String, String)], request_id: Arc<str>) {
+    let output = module
+        .run_command(Vec::new(), env, request_id)
+        .await
+        .unwrap();
+    black_box(output);
+}
+
+fn fresh_instance(c: &mut Criterion, tokio: &tokio::runtime::Runtime, modules: &Path) {
+    let runtime = new_runtime(RuntimeConfig::default().memory_keep_resident);
+    let cgi_echo = load(tokio, &runtime, modules, "cgi-echo");
+    let env = cgi_env();
+    let output = tokio
+        .block_on(cgi_echo.run_command(Vec::new(), &env, "check".into()))
+        .expect("running cgi-echo");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(stdout.contains(r#""path_info":"/bench""#), "{stdout}");
+
+    let request_id: Arc<str> = "bench".into();
+    let mut group = c.benchmark_group("fresh_instance");
+    group.bench_function("cgi_echo", |b| {
+        b.to_async(tokio)
+            .iter(|| run_cgi_echo(&cgi_echo, &env, request_id.clone()));
+    });
+    group.finish();
+}
+
+fn fresh_instance_scaling(c: &mut Criterion, tokio: &tokio::runtime::Runtime, modules: &Path) {
+    let mut group = c.benchmark_group("fresh_instance_scaling");
+    // One element per CGI run, so criterion also reports runs per second.
+    group.throughput(Throughput::Elements(1));
+    let env: Arc<[(String, String)]> = cgi_env().into();
+    for (label, keep_resident) in [("keep0", 0), ("keep1m", 1 << 20), ("keep16m", 16 << 20)] {
+        // A runtime per setting, dropped before the next one: the setting
+        // is engine-wide, and each pool reserves its own address space.
+        let runtime = new_runtime(keep_resident);
+        let cgi_echo = load(tokio, &runtime, modules, "cgi-echo");
+        for tasks in 1..=MAX_TASKS {
+            let id = BenchmarkId::new(label, format!("{tasks}threads"));
+            group.bench_function(id, |b| {
+                b.iter_custom(|iters| tokio.block_on(run_split(&cgi_echo, &env, iters, tasks)));
+            });
+        }
+    }
+    group.finish();
+}
+
+/// Runs `iters` CGI runs split across `tasks` spawned tasks and returns the
+/// wall time until the last one finished.
+async fn run_split(
+    module: &Arc<LoadedModule>,
+    env: &Arc<[(String, String)]>,
+    iters: u64,
+    tasks: usize,
+) -> Duration {
+    let tasks = tasks as u64;
+    let started = Instant::now();
+    let handles: Vec<_> = (0..tasks)
+        .map(|task| {
+            let module = module.clone();
+            let env = env.clone();
+            // The first `iters % tasks` tasks take one extra run.
+            let runs = iters / tasks + u64::from(task < iters % tasks);
+            tokio::spawn(async move {
+                let request_id: Arc<str> = "bench".into();
+                for _ in 0..runs {
+                    run_cgi_echo(&module, &env, request_id.clone()).await;
+                }
+            })
+        })
+        .collect();
+    for handle in handles {
+        handle.await.expect("benchmark task panicked");
+    }
+    started.elapsed()
+}
