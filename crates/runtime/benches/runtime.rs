@@ -229,7 +229,13 @@ fn fresh_instance_scaling(c: &mut Criterion, tokio: &tokio::runtime::Runtime, mo
     // One element per CGI run, so criterion also reports runs per second.
     group.throughput(Throughput::Elements(1));
     let env: Arc<[(String, String)]> = cgi_env().into();
-    for (label, keep_resident) in [("keep0", 0), ("keep1m", 1 << 20), ("keep16m", 16 << 20)] {
+    for (label, keep_resident) in [
+        ("keep0", 0),
+        ("keep1m", 1 << 20),
+        ("keep4m", 4 << 20),
+        ("keep16m", 16 << 20),
+        ("keep64m", 64 << 20),
+    ] {
         // A runtime per setting, dropped before the next one: the setting
         // is engine-wide, and each pool reserves its own address space.
         let runtime = new_runtime(keep_resident);

@@ -621,7 +621,15 @@ impl LoadedModule {
                 .set_fuel(self.limits.fuel.unwrap_or(u64::MAX))
                 .map_err(|e| Fault::Invoke(InvokeError::Unavailable(e.to_string())))?;
         }
-        call(store).await
+        // Epoch interruption only fires while guest code runs; a guest
+        // waiting in a host call (a WASI sleep, later a slow backend) is cut
+        // off here instead. Dropping the call abandons it mid-flight, so a
+        // timeout always discards the instance.
+        let grace = self.runtime.config.epoch_tick * 2;
+        match tokio::time::timeout(self.limits.deadline + grace, call(store)).await {
+            Ok(result) => result,
+            Err(_elapsed) => Err(Fault::Invoke(InvokeError::Timeout(self.limits.deadline))),
+        }
     }
 }
 

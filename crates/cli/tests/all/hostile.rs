@@ -16,6 +16,15 @@ const GROW: &str = r#"(module
     (loop (br_if 0 (i32.ne (memory.grow (i32.const 16)) (i32.const -1))))
     (i32.const 0)))"#;
 
+/// Sleeps 10 s inside a WASI call, where epoch interruption cannot reach.
+const SLEEP: &str = r#"(module
+  (import "wasi_snapshot_preview1" "poll_oneoff" (func $poll (param i32 i32 i32 i32) (result i32)))
+  (memory (export "memory") 1)
+  (func (export "sleep") (result i32)
+    (i32.store (i32.const 16) (i32.const 1))
+    (i64.store (i32.const 24) (i64.const 10000000000))
+    (call $poll (i32.const 0) (i32.const 100) (i32.const 1) (i32.const 200))))"#;
+
 const BOOM: &str = r#"(module (func (export "boom") (result i32) unreachable))"#;
 
 const RECURSE: &str = r#"(module
@@ -95,6 +104,7 @@ fn hostile_gateway() -> (tempfile::TempDir, Gateway) {
     write_wat(dir, "spin", SPIN);
     write_wat(dir, "grow", GROW);
     write_wat(dir, "boom", BOOM);
+    write_wat(dir, "sleep", SLEEP);
     write_wat(dir, "recurse", RECURSE);
     write_wat(dir, "big", BIG);
     write_wat(dir, "badout", BAD_OUTPUT);
@@ -137,6 +147,7 @@ async fn hostile_modules_fail_alone() {
 
     let cases: &[(&str, &str, u16, &str)] = &[
         ("/api/exec/spin/spin", "[]", 504, "timeout"),
+        ("/api/exec/sleep/sleep", "[]", 504, "timeout"),
         ("/api/exec/grow/grow", "[]", 500, "memory_limit"),
         ("/api/exec/boom/boom", "[]", 500, "trap"),
         ("/api/exec/recurse/recurse", "[0]", 500, "stack_overflow"),

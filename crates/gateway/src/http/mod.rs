@@ -174,7 +174,7 @@ impl HttpTrigger {
             )
             .module(module.name())
         })?;
-        let mut response = Response::new(Full::new(Bytes::copy_from_slice(decoded.body)));
+        let mut response = Response::new(Full::default());
         *response.status_mut() = StatusCode::from_u16(decoded.status).map_err(|_| {
             ApiError::new(
                 StatusCode::INTERNAL_SERVER_ERROR,
@@ -202,6 +202,9 @@ impl HttpTrigger {
             }
             headers.append(name, value);
         }
+        // The body is the tail of the output buffer: hand it on without a copy.
+        let body_start = output.len() - decoded.body.len();
+        *response.body_mut() = Full::new(Bytes::from(output).slice(body_start..));
         Ok(response)
     }
 
