@@ -684,7 +684,8 @@ fn detect_kind(module: &Module) -> Result<ModuleKind, LoadError> {
 }
 
 /// Exports whose parameters and results are all numbers, minus the ABI's
-/// own entry points.
+/// own entry points and names starting with `_` (toolchain and SDK
+/// internals such as `_initialize`, by the usual convention).
 fn numeric_exports(module: &Module) -> BTreeMap<String, NumericSignature> {
     let num = |t: &ValType| match t {
         ValType::I32 => Some(NumType::I32),
@@ -696,10 +697,8 @@ fn numeric_exports(module: &Module) -> BTreeMap<String, NumericSignature> {
     module
         .exports()
         .filter(|e| {
-            !matches!(
-                e.name(),
-                EXPORT_ABI_VERSION | EXPORT_ALLOC | EXPORT_EVENT | EXPORT_INITIALIZE | EXPORT_START
-            )
+            !e.name().starts_with('_')
+                && !matches!(e.name(), EXPORT_ABI_VERSION | EXPORT_ALLOC | EXPORT_EVENT)
         })
         .filter_map(|export| {
             let ExternType::Func(func) = export.ty() else {

@@ -56,24 +56,24 @@ impl HttpTrigger {
         let mut response = match self.dispatch(request, remote, &request_id).await {
             Ok(response) => response,
             Err(err) => {
+                // Server-side failures are the operator's business; client
+                // mistakes are only interesting when debugging.
+                macro_rules! log_failure {
+                    ($level:ident) => {
+                        tracing::$level!(
+                            module = err.module.as_deref().unwrap_or("-"),
+                            request_id = &*request_id,
+                            kind = err.kind,
+                            status = err.status.as_u16(),
+                            "{}",
+                            err.message
+                        )
+                    };
+                }
                 if err.status.is_server_error() {
-                    tracing::warn!(
-                        module = err.module.as_deref().unwrap_or("-"),
-                        request_id = &*request_id,
-                        kind = err.kind,
-                        status = err.status.as_u16(),
-                        "{}",
-                        err.message
-                    );
+                    log_failure!(warn);
                 } else {
-                    tracing::debug!(
-                        module = err.module.as_deref().unwrap_or("-"),
-                        request_id = &*request_id,
-                        kind = err.kind,
-                        status = err.status.as_u16(),
-                        "{}",
-                        err.message
-                    );
+                    log_failure!(debug);
                 }
                 err.into_response(&request_id)
             }
