@@ -40,9 +40,10 @@ done
 
 work="$(mktemp -d "${TMPDIR:-/tmp}/shanhai-bench.XXXXXX")"
 pids=()
+fg_pid=
 cleanup() {
   local pid
-  for pid in "${pids[@]}"; do
+  for pid in ${fg_pid:+"$fg_pid"} "${pids[@]}"; do
     kill "$pid" 2>/dev/null || true
   done
   for pid in "${pids[@]}"; do
@@ -53,7 +54,19 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-rm -rf "$results"
+# in_fg CMD...: runs CMD in the background and waits for it. Bash runs a trap
+# only once its foreground command ends, and ignores SIGINT altogether when
+# that command catches it (wrk does); `wait` lets Ctrl-C stop the script at once.
+in_fg() {
+  "$@" &
+  fg_pid=$!
+  local status=0
+  wait "$fg_pid" || status=$?
+  fg_pid=
+  return "$status"
+}
+
+rm -rf "$results/wrk" "$results/results.md" "$results"/startup-*.txt
 mkdir -p "$results/wrk"
 
 # Command prefixes: empty, or taskset (which execs, so $! stays the server's pid).
@@ -62,7 +75,7 @@ wrk_pin=()
 [[ -n "$server_cpus" ]] && server_pin=(taskset -c "$server_cpus")
 [[ -n "$wrk_cpus" ]] && wrk_pin=(taskset -c "$wrk_cpus")
 
-# --- build --------------------------------------------------------------
+# build
 echo "== building" >&2
 cargo build --release --quiet --manifest-path "$root/Cargo.toml" -p shanhai-cli -p shanhai-bench-reference
 shanhai="$root/target/release/shanhai"
@@ -81,7 +94,6 @@ wrk.body = "hello from wrk"
 wrk.headers["Content-Type"] = "text/plain"
 EOF
 
-# --- servers ------------------------------------------------------------
 # start_listening NAME CMD...: starts a server that prints `listening on
 # http://ADDR` on stdout and sets $addr to ADDR.
 start_listening() {
@@ -105,13 +117,15 @@ free_port() {
   python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
 }
 
-# --- e. start-up: process start -> first 200 from GET /json2k --------------
+# e. start-up: process start -> first 200 from GET /json2k
 # Run before the load so the machine is quiet. Each start is a fresh process;
 # the poller connects in a tight loop (1 ms back-off on refusal).
 cat >"$work/startup.py" <<'EOF'
 import os, shutil, signal, socket, statistics, subprocess, sys, time
 
 shanhai, modules, cache, mode, count = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4], int(sys.argv[5])
+# The script stops us with SIGTERM: unwind, so `finally` stops the gateway.
+signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
 env = dict(os.environ, SHANHAI_LOG="warn")
 request = b"GET /json2k HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
 
@@ -144,7 +158,7 @@ def start(port):
         first_response(port, proc)
         return (time.monotonic() - t0) * 1000
     finally:
-        proc.send_signal(signal.SIGINT)
+        proc.terminate()
         try:
             proc.wait(timeout=10)
         except subprocess.TimeoutExpired:
@@ -163,14 +177,14 @@ print(f"{statistics.median(times):.1f}")
 EOF
 
 echo "== start-up (warm cache x$starts, cold cache x$cold_starts)" >&2
-python3 "$work/startup.py" "$shanhai" "$work/modules" "$work/cache-warm" warm "$starts" >"$work/startup-warm"
-python3 "$work/startup.py" "$shanhai" "$work/modules" "$work/cache-cold" cold "$cold_starts" >"$work/startup-cold"
+in_fg python3 "$work/startup.py" "$shanhai" "$work/modules" "$work/cache-warm" warm "$starts" >"$work/startup-warm"
+in_fg python3 "$work/startup.py" "$shanhai" "$work/modules" "$work/cache-cold" cold "$cold_starts" >"$work/startup-cold"
 cp "$work/startup-warm" "$results/startup-warm.txt"
 cp "$work/startup-cold" "$results/startup-cold.txt"
 echo "warm cache: $(head -1 "$work/startup-warm") ms -> median $(tail -1 "$work/startup-warm") ms" >&2
 echo "cold cache: $(head -1 "$work/startup-cold") ms -> median $(tail -1 "$work/startup-cold") ms" >&2
 
-# --- the servers under load ------------------------------------------------
+# the servers under load
 SHANHAI_LOG=warn start_listening gateway "$shanhai" serve --modules "$work/modules" --listen 127.0.0.1:0 --cache-dir "$work/cache-warm"
 gateway="http://$addr"
 gateway_pid=$server_pid
@@ -198,7 +212,16 @@ curl -sf -X POST -d 'x' -o /dev/null "$gateway/cgi-echo"
 rss() { awk -v k="$2:" '$1 == k { print $2 }' "/proc/$1/status"; }
 mb() { awk -v k="$1" 'BEGIN { printf "%.1f", k / 1024 }'; }
 gateway_rss_idle="$(rss "$gateway_pid" VmRSS)"
+gateway_anon_idle="$(rss "$gateway_pid" RssAnon)"
+gateway_file_idle="$(rss "$gateway_pid" RssFile)"
 json2k_bytes="$(curl -sf "$gateway/json2k" | wc -c)"
+
+# run_wrk LOG ARGS...: wrk, its output appended to LOG.
+run_wrk() {
+  local log="$1"
+  shift
+  in_fg "${wrk_pin[@]}" wrk "$@" >>"$log" 2>&1 || { echo "bench.sh: wrk failed:" >&2; cat "$log" >&2; exit 1; }
+}
 
 # measure LABEL URL [CONNECTIONS [LUA]]: one wrk run, appended to LABEL's runs.
 measure() {
@@ -210,10 +233,14 @@ measure() {
   local t=$((threads < conns ? threads : conns)) # wrk wants -c >= -t
   local args=(-t"$t" -c"$conns" -d"$duration" --latency "${script[@]}")
   if ((n == 1)); then
-    "${wrk_pin[@]}" wrk -t"$t" -c"$conns" -d"$warmup" "${script[@]}" "$url" >/dev/null
+    run_wrk /dev/null -t"$t" -c"$conns" -d"$warmup" "${script[@]}" "$url"
   fi
   echo "\$ wrk ${args[*]} $url" >"$log"
-  "${wrk_pin[@]}" wrk "${args[@]}" "$url" >>"$log" 2>&1
+  run_wrk "$log" "${args[@]}" "$url"
+  local pid
+  for pid in "$gateway_pid" "$reference_pid" "$native_pid"; do
+    kill -0 "$pid" 2>/dev/null || { echo "bench.sh: a server exited during $label:" >&2; tail -n 20 "$work"/*.err >&2; exit 1; }
+  done
   # rps p50 p99 (ms) and the error count: non-2xx responses plus socket errors.
   awk '
     function ms(v) { if (v ~ /us$/) return v / 1000; if (v ~ /ms$/) return v + 0; if (v ~ /s$/) return v * 1000; return v }
@@ -267,10 +294,12 @@ done
 
 gateway_rss_after="$(rss "$gateway_pid" VmRSS)"
 gateway_hwm="$(rss "$gateway_pid" VmHWM)"
+gateway_anon_after="$(rss "$gateway_pid" RssAnon)"
+gateway_file_after="$(rss "$gateway_pid" RssFile)"
 reference_rss="$(rss "$reference_pid" VmRSS)"
 native_rss="$(rss "$native_pid" VmRSS)"
 
-# --- report -------------------------------------------------------------
+# report
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.2f×", a / b; else print "-" }'; }
 row() { # row NAME LABEL [REF_NAME REF_LABEL]
   local name="$1" label="$2" ref_name="${3:-}" ref_label="${4:-}"
@@ -300,22 +329,22 @@ cgi_c1_rps="$(median gw-cgi-c1 1)"
   row 'POST /cgi-echo (CGI, -c64)' gw-cgi
   row 'POST /cgi-echo (CGI, -c1)' gw-cgi-c1
   echo
-  echo "CGI per-request cost: $(awk -v r="$cgi_rps" 'BEGIN { printf "%.2f", 1000 / r }') ms of wall time per request at -c$connections" \
-    "(1 / req/s, all cores), $(median gw-cgi-c1 2) ms p50 latency with one connection" \
+  echo "CGI per-request cost: $(awk -v r="$cgi_rps" 'BEGIN { printf "%.2f", 1000 / r }') ms per request at -c$connections (1 / req/s)," \
+    "$(median gw-cgi-c1 2) ms p50 latency with one connection" \
     "($(awk -v r="$cgi_c1_rps" 'BEGIN { printf "%.2f", 1000 / r }') ms per request serially)."
   echo
   echo "| start-up: process start → first 200 from GET /json2k | median ms | runs (ms) |"
   echo "| --- | ---: | --- |"
-  echo "| warm compile cache, $starts starts | $(tail -1 "$work/startup-warm") | $(head -1 "$work/startup-warm") |"
-  echo "| cold, empty cache, $cold_starts starts | $(tail -1 "$work/startup-cold") | $(head -1 "$work/startup-cold") |"
+  echo "| warm compile cache, $starts start(s) | $(tail -1 "$work/startup-warm") | $(head -1 "$work/startup-warm") |"
+  echo "| cold, empty cache, $cold_starts start(s) | $(tail -1 "$work/startup-cold") | $(head -1 "$work/startup-cold") |"
   echo
-  echo "| memory | MB |"
-  echo "| --- | ---: |"
-  echo "| gateway VmRSS, idle after start (warm cache, 5 modules) | $(mb "$gateway_rss_idle") |"
-  echo "| gateway VmRSS after the load | $(mb "$gateway_rss_after") |"
-  echo "| gateway VmHWM (peak RSS) | $(mb "$gateway_hwm") |"
-  echo "| bench-reference VmRSS after the load | $(mb "$reference_rss") |"
-  echo "| native Go json2k VmRSS after the load | $(mb "$native_rss") |"
+  echo "| memory (/proc/PID/status) | VmRSS MB | RssAnon MB | RssFile MB |"
+  echo "| --- | ---: | ---: | ---: |"
+  echo "| gateway, idle after start (warm cache, 5 modules) | $(mb "$gateway_rss_idle") | $(mb "$gateway_anon_idle") | $(mb "$gateway_file_idle") |"
+  echo "| gateway after the load | $(mb "$gateway_rss_after") | $(mb "$gateway_anon_after") | $(mb "$gateway_file_after") |"
+  echo "| gateway peak (VmHWM) | $(mb "$gateway_hwm") | | |"
+  echo "| bench-reference after the load | $(mb "$reference_rss") | | |"
+  echo "| native Go json2k after the load | $(mb "$native_rss") | | |"
 } >"$results/results.md"
 
 echo >&2

@@ -21,7 +21,7 @@ step "rustfmt"
 cargo fmt --all --check
 
 step "Go: gofmt, go vet, go test (native, mock host), go vet for wasip1"
-for dir in sdk/go examples/*/; do
+for dir in sdk/go examples/*/ crates/cli/tests/fixtures/*/; do
   [ -f "$dir/go.mod" ] || continue
   (
     cd "$dir"

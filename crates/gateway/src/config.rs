@@ -77,6 +77,10 @@ pub struct ServerConfig {
     pub modules_dir: PathBuf,
     /// Folder of the compiled-code cache; empty disables it.
     pub cache_dir: PathBuf,
+    /// Reload modules when their files in `modules_dir` change.
+    pub watch: bool,
+    /// On shutdown, how long requests in flight may take to finish.
+    pub drain_timeout_ms: u64,
 }
 
 impl Default for ServerConfig {
@@ -85,6 +89,8 @@ impl Default for ServerConfig {
             listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
             modules_dir: PathBuf::from("modules"),
             cache_dir: PathBuf::from(".shanhai/cache"),
+            watch: true,
+            drain_timeout_ms: 10_000,
         }
     }
 }

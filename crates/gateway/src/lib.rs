@@ -9,8 +9,10 @@ pub mod config;
 mod http;
 mod registry;
 mod server;
+mod watch;
 
 pub use config::{Config, ConfigError};
 pub use http::{HttpTrigger, RequestBody};
-pub use registry::{ModuleRegistry, RouteMatch};
+pub use registry::{ModuleRegistry, ReloadOutcome, RouteMatch};
 pub use server::Gateway;
+pub use watch::ModuleWatcher;

@@ -121,43 +121,111 @@ impl ModuleRegistry {
         self.load_names(runtime, config, &names).await
     }
 
-    /// Loads the named modules (files found through the config), replacing
-    /// whatever was loaded before. Returns how many loaded.
+    /// Loads the named modules (files found through the config) and swaps
+    /// them in. Returns how many loaded.
     pub async fn load_names(&self, runtime: &Runtime, config: &Config, names: &[String]) -> usize {
-        let mut loaded = Vec::new();
+        let mut count = 0;
         for name in names {
-            match load_one(runtime, config, name).await {
-                Ok(module) => loaded.push(module),
-                Err(err) => {
-                    tracing::error!(module = %name, path = %config.module_path(name).display(), error = %err, "module refused");
-                    self.failures
-                        .write()
-                        .unwrap()
-                        .insert(name.clone(), err.to_string());
-                }
+            if self.reload(runtime, config, name).await.is_ok() {
+                count += 1;
             }
         }
-        let count = loaded.len();
-        self.install(config, loaded);
         count
     }
 
-    fn install(&self, config: &Config, loaded: Vec<Arc<LoadedModule>>) {
-        let mut snapshot = Snapshot::default();
-        for module in loaded {
-            let name: Arc<str> = Arc::from(module.name());
-            snapshot.routes.add(&format!("/{name}"), &name);
-            snapshot.routes.add(&format!("/{name}/*"), &name);
-            if let Some(section) = config.modules.get(&*name) {
-                for route in &section.routes {
-                    snapshot.routes.add(route, &name);
+    /// (Re)loads one module from its file and swaps it in atomically:
+    /// requests already running finish on the old version, new ones get the
+    /// new one. When loading fails the old version (if any) keeps serving and
+    /// the failure is recorded. When the file is gone the module is
+    /// unmounted.
+    pub async fn reload(
+        &self,
+        runtime: &Runtime,
+        config: &Config,
+        name: &str,
+    ) -> Result<ReloadOutcome, LoadError> {
+        let path = config.module_path(name);
+        // A configured module's file must exist (a missing one is an error
+        // to report); a discovered module whose file went away is unmounted.
+        if !path.exists() && !config.modules.contains_key(name) {
+            let removed = self.apply(config, |modules| modules.remove(name));
+            self.failures.write().unwrap().remove(name);
+            if removed.is_some() {
+                tracing::info!(module = name, path = %path.display(), "module file removed; unmounted");
+            }
+            return Ok(ReloadOutcome::Removed);
+        }
+        match load_one(runtime, config, name).await {
+            Ok(module) => {
+                let version = module.version().to_owned();
+                let previous =
+                    self.apply(config, |modules| modules.insert(Arc::from(name), module));
+                self.failures.write().unwrap().remove(name);
+                match previous {
+                    Some(old) if old.version() == version => Ok(ReloadOutcome::Unchanged),
+                    Some(old) => {
+                        tracing::info!(module = name, from = old.version(), to = %version, "module swapped");
+                        Ok(ReloadOutcome::Swapped)
+                    }
+                    None => Ok(ReloadOutcome::Added),
                 }
             }
-            snapshot.modules.insert(name, module);
+            Err(err) => {
+                let serving = self.get(name).map(|m| m.version().to_owned());
+                tracing::error!(
+                    module = name,
+                    path = %path.display(),
+                    error = %err,
+                    still_serving = serving.as_deref().unwrap_or("nothing"),
+                    "module refused"
+                );
+                self.failures
+                    .write()
+                    .unwrap()
+                    .insert(name.to_owned(), err.to_string());
+                Err(err)
+            }
         }
-        snapshot.routes.finish();
-        *self.current.write().unwrap() = Arc::new(snapshot);
     }
+
+    /// Builds the next snapshot from a changed module map and swaps it in.
+    /// The write lock is held while building, so concurrent changes never
+    /// lose one another.
+    fn apply<R>(
+        &self,
+        config: &Config,
+        change: impl FnOnce(&mut BTreeMap<Arc<str>, Arc<LoadedModule>>) -> R,
+    ) -> R {
+        let mut current = self.current.write().unwrap();
+        let mut modules = current.modules.clone();
+        let result = change(&mut modules);
+        let mut routes = RouteTable::default();
+        for name in modules.keys() {
+            routes.add(&format!("/{name}"), name);
+            routes.add(&format!("/{name}/*"), name);
+            if let Some(section) = config.modules.get(&**name) {
+                for route in &section.routes {
+                    routes.add(route, name);
+                }
+            }
+        }
+        routes.finish();
+        *current = Arc::new(Snapshot { modules, routes });
+        result
+    }
+}
+
+/// What [`ModuleRegistry::reload`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReloadOutcome {
+    /// A module that was not loaded now is.
+    Added,
+    /// A new version replaced the old one.
+    Swapped,
+    /// The file's content is what was already serving.
+    Unchanged,
+    /// The file is gone; the module was unmounted.
+    Removed,
 }
 
 async fn load_one(

@@ -3,10 +3,12 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto;
+use hyper_util::server::graceful::GracefulShutdown;
 use shanhai_runtime::Runtime;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
@@ -14,13 +16,16 @@ use tokio::sync::watch;
 use crate::config::Config;
 use crate::http::HttpTrigger;
 use crate::registry::ModuleRegistry;
+use crate::watch::ModuleWatcher;
 
 /// A running gateway: its address, and the handle that stops it.
 pub struct Gateway {
     addr: SocketAddr,
     registry: Arc<ModuleRegistry>,
     shutdown: watch::Sender<bool>,
-    server: tokio::task::JoinHandle<()>,
+    server: tokio::task::JoinHandle<GracefulShutdown>,
+    drain_timeout: Duration,
+    _watcher: Option<ModuleWatcher>,
 }
 
 impl Gateway {
@@ -35,6 +40,16 @@ impl Gateway {
         let addr = listener.local_addr()?;
         let loaded = registry.load_all(&runtime, &config).await;
         tracing::info!(%addr, modules = loaded, failed = registry.failures().len(), "gateway listening");
+        let config = Arc::new(config);
+        let watcher = if config.server.watch {
+            let watcher = ModuleWatcher::start(runtime.clone(), registry.clone(), config.clone());
+            // A missing folder is not fatal: configured modules still serve.
+            watcher
+                .map_err(|err| tracing::warn!(dir = %config.server.modules_dir.display(), error = %err, "not watching the modules folder"))
+                .ok()
+        } else {
+            None
+        };
         let trigger = Arc::new(HttpTrigger::new(registry.clone()));
         let (shutdown, stop) = watch::channel(false);
         let server = tokio::spawn(accept_loop(listener, trigger, stop));
@@ -43,6 +58,8 @@ impl Gateway {
             registry,
             shutdown,
             server,
+            drain_timeout: Duration::from_millis(config.server.drain_timeout_ms),
+            _watcher: watcher,
         })
     }
 
@@ -56,19 +73,39 @@ impl Gateway {
         &self.registry
     }
 
-    /// Stops accepting connections and waits for the accept loop to end.
-    pub async fn stop(self) {
+    /// Stops accepting connections, then lets requests in flight finish for
+    /// up to the configured drain timeout. Returns whether every connection
+    /// finished in time.
+    pub async fn stop(self) -> bool {
         let _ = self.shutdown.send(true);
-        let _ = self.server.await;
+        let Ok(connections) = self.server.await else {
+            return false;
+        };
+        tracing::info!(
+            timeout_ms = self.drain_timeout.as_millis() as u64,
+            "draining connections"
+        );
+        let drained = tokio::time::timeout(self.drain_timeout, connections.shutdown())
+            .await
+            .is_ok();
+        if drained {
+            tracing::info!("all connections drained");
+        } else {
+            tracing::warn!("drain timeout reached; closing the remaining connections");
+        }
+        drained
     }
 }
 
+/// Accepts connections until told to stop; returns the handle that drains
+/// the connections still open.
 async fn accept_loop(
     listener: TcpListener,
     trigger: Arc<HttpTrigger>,
     mut stop: watch::Receiver<bool>,
-) {
+) -> GracefulShutdown {
     let builder = auto::Builder::new(TokioExecutor::new());
+    let connections = GracefulShutdown::new();
     loop {
         let (stream, remote) = tokio::select! {
             accepted = listener.accept() => match accepted {
@@ -76,24 +113,24 @@ async fn accept_loop(
                 Err(err) => {
                     // Usually fd exhaustion: back off instead of spinning.
                     tracing::warn!(error = %err, "accept failed");
-                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                    tokio::time::sleep(Duration::from_millis(50)).await;
                     continue;
                 }
             },
-            _ = stop.changed() => return,
+            _ = stop.changed() => return connections,
         };
         let _ = stream.set_nodelay(true);
         let trigger = trigger.clone();
-        let builder = builder.clone();
+        let service = service_fn(move |request| {
+            let trigger = trigger.clone();
+            async move { Ok::<_, std::convert::Infallible>(trigger.handle(request, remote).await) }
+        });
+        let connection = builder
+            .serve_connection(TokioIo::new(stream), service)
+            .into_owned();
+        let connection = connections.watch(connection);
         tokio::spawn(async move {
-            let service = service_fn(move |request| {
-                let trigger = trigger.clone();
-                async move { Ok::<_, std::convert::Infallible>(trigger.handle(request, remote).await) }
-            });
-            if let Err(err) = builder
-                .serve_connection(TokioIo::new(stream), service)
-                .await
-            {
+            if let Err(err) = connection.await {
                 tracing::debug!(%remote, error = %err, "connection ended with an error");
             }
         });

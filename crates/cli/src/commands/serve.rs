@@ -53,10 +53,42 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
         .context("starting the gateway")?;
     // Scripts and tests read the address from this line.
     println!("listening on http://{}", gateway.addr());
-    tokio::signal::ctrl_c()
-        .await
-        .context("waiting for Ctrl-C")?;
-    tracing::info!("shutting down");
-    gateway.stop().await;
+    let mut signals = Signals::new()?;
+    let signal = signals.next().await;
+    tracing::info!(
+        signal,
+        "shutting down: no new connections; draining requests in flight"
+    );
+    // A second signal while draining means "now".
+    tokio::select! {
+        _ = gateway.stop() => {}
+        signal = signals.next() => {
+            tracing::warn!(signal, "second signal: exiting without waiting");
+            std::process::exit(1);
+        }
+    }
     Ok(())
+}
+
+/// SIGINT and SIGTERM as one stream.
+struct Signals {
+    interrupt: tokio::signal::unix::Signal,
+    terminate: tokio::signal::unix::Signal,
+}
+
+impl Signals {
+    fn new() -> anyhow::Result<Self> {
+        use tokio::signal::unix::{SignalKind, signal};
+        Ok(Self {
+            interrupt: signal(SignalKind::interrupt()).context("installing the SIGINT handler")?,
+            terminate: signal(SignalKind::terminate()).context("installing the SIGTERM handler")?,
+        })
+    }
+
+    async fn next(&mut self) -> &'static str {
+        tokio::select! {
+            _ = self.interrupt.recv() => "SIGINT",
+            _ = self.terminate.recv() => "SIGTERM",
+        }
+    }
 }

@@ -23,7 +23,7 @@ const SLEEP: &str = r#"(module
   (func (export "sleep") (result i32)
     (i32.store (i32.const 16) (i32.const 1))
     (i64.store (i32.const 24) (i64.const 10000000000))
-    (call $poll (i32.const 0) (i32.const 100) (i32.const 1) (i32.const 200))))"#;
+    (call $poll (i32.const 0) (i32.const 128) (i32.const 1) (i32.const 200))))"#;
 
 const BOOM: &str = r#"(module (func (export "boom") (result i32) unreachable))"#;
 

@@ -7,4 +7,5 @@
 mod cli;
 mod examples;
 mod hostile;
+mod reload;
 mod util;

@@ -55,6 +55,37 @@ pub fn examples() -> &'static Path {
     })
 }
 
+/// The `version` fixture (tests/fixtures/version) built with
+/// `main.version` set to `version`, compiled into the shared cache.
+pub fn version_module(version: &str) -> PathBuf {
+    let out = repo_root().join(format!("target/test-fixtures/version-{version}.wasm"));
+    let status = Command::new("go")
+        .args([
+            "build",
+            "-buildmode=c-shared",
+            &format!("-ldflags=-X=main.version={version}"),
+            "-o",
+        ])
+        .arg(&out)
+        .arg(".")
+        .env("GOOS", "wasip1")
+        .env("GOARCH", "wasm")
+        .current_dir(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/version"))
+        .status()
+        .expect("running go build");
+    assert!(status.success(), "building the version fixture failed");
+    let status = Command::new(shanhai_bin())
+        .arg("compile")
+        .arg("--cache-dir")
+        .arg(cache_dir())
+        .arg(&out)
+        .stdout(Stdio::null())
+        .status()
+        .unwrap();
+    assert!(status.success());
+    out
+}
+
 /// The compile cache shared by every gateway the tests start.
 pub fn cache_dir() -> PathBuf {
     repo_root().join("target/test-cache")
@@ -143,6 +174,27 @@ impl Gateway {
     /// Everything the gateway logged so far.
     pub fn logs(&self) -> String {
         std::fs::read_to_string(&self.stderr).unwrap_or_default()
+    }
+
+    /// Sends SIGTERM.
+    pub fn terminate(&self) {
+        let status = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success());
+    }
+
+    /// Waits for the process to exit, up to `timeout`.
+    pub fn wait_exit(&mut self, timeout: Duration) -> Option<std::process::ExitStatus> {
+        let deadline = std::time::Instant::now() + timeout;
+        while std::time::Instant::now() < deadline {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return Some(status);
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        None
     }
 
     /// Whether the process is still running.

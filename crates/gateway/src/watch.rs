@@ -1,0 +1,125 @@
+//! Hot plug: watches the modules folder and reloads modules whose files
+//! appear, change or disappear.
+//!
+//! File events are debounced per module: a reload starts only after the
+//! file has been quiet for [`SETTLE`], so a slow `cp` is not loaded half
+//! written (and if it were, validation would refuse it, the old version
+//! would keep serving, and the file's next event would retry). Compiles run
+//! one at a time, so a burst of new files cannot take every core from the
+//! requests being served.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use notify::{EventKind, RecursiveMode, Watcher};
+use shanhai_runtime::Runtime;
+use tokio::sync::mpsc;
+
+use crate::config::{Config, is_module_name};
+use crate::registry::ModuleRegistry;
+
+/// How long a file must be quiet before it is (re)loaded.
+pub(crate) const SETTLE: Duration = Duration::from_millis(300);
+
+/// A running folder watcher; dropping it stops watching.
+pub struct ModuleWatcher {
+    _watcher: notify::RecommendedWatcher,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for ModuleWatcher {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+impl ModuleWatcher {
+    /// Starts watching `config.server.modules_dir`.
+    pub fn start(
+        runtime: Runtime,
+        registry: Arc<ModuleRegistry>,
+        config: Arc<Config>,
+    ) -> notify::Result<Self> {
+        let (events, mut changed) = mpsc::unbounded_channel::<PathBuf>();
+        let mut watcher =
+            notify::recommended_watcher(move |event: notify::Result<notify::Event>| match event {
+                Ok(event) if !matches!(event.kind, EventKind::Access(_)) => {
+                    for path in event.paths {
+                        let _ = events.send(path);
+                    }
+                }
+                Ok(_) => {}
+                Err(err) => tracing::warn!(error = %err, "module folder watch error"),
+            })?;
+        let dir = config.server.modules_dir.clone();
+        watcher.watch(&dir, RecursiveMode::NonRecursive)?;
+        tracing::info!(dir = %dir.display(), "watching the modules folder for changes");
+
+        let task = tokio::spawn(async move {
+            let names = FileNames::new(&config);
+            let mut pending: HashMap<String, Instant> = HashMap::new();
+            let mut tick = tokio::time::interval(SETTLE / 3);
+            loop {
+                tokio::select! {
+                    path = changed.recv() => match path {
+                        Some(path) => {
+                            if let Some(name) = names.module_for(&path) {
+                                pending.insert(name, Instant::now());
+                            }
+                        }
+                        None => return,
+                    },
+                    _ = tick.tick() => {
+                        let ready: Vec<String> = pending
+                            .iter()
+                            .filter(|(_, last)| last.elapsed() >= SETTLE)
+                            .map(|(name, _)| name.clone())
+                            .collect();
+                        for name in ready {
+                            pending.remove(&name);
+                            // Sequential on purpose: one compile at a time.
+                            let _ = registry.reload(&runtime, &config, &name).await;
+                        }
+                    }
+                }
+            }
+        });
+        Ok(Self {
+            _watcher: watcher,
+            task,
+        })
+    }
+}
+
+/// Maps file names in the modules folder to module names: a configured
+/// `file` first, else `NAME.wasm`.
+struct FileNames {
+    configured: HashMap<PathBuf, String>,
+    dir: PathBuf,
+}
+
+impl FileNames {
+    fn new(config: &Config) -> Self {
+        let configured = config
+            .modules
+            .keys()
+            .map(|name| (config.module_path(name), name.clone()))
+            .collect();
+        Self {
+            configured,
+            dir: config.server.modules_dir.clone(),
+        }
+    }
+
+    fn module_for(&self, path: &Path) -> Option<String> {
+        let file = path.file_name()?;
+        let in_dir = self.dir.join(file);
+        if let Some(name) = self.configured.get(&in_dir) {
+            return Some(name.clone());
+        }
+        let name = Path::new(file).file_stem()?.to_str()?;
+        (Path::new(file).extension()? == "wasm" && is_module_name(name)).then(|| name.to_owned())
+    }
+}
