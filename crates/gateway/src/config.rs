@@ -65,6 +65,51 @@ pub struct Config {
     /// Per-module settings, by module name.
     #[serde(default)]
     pub modules: BTreeMap<String, ModuleConfig>,
+    /// The admin listener (HTTP and JSON-RPC over a Unix socket).
+    #[serde(default)]
+    pub admin: AdminConfig,
+    /// Module signatures.
+    #[serde(default)]
+    pub signing: SigningConfig,
+}
+
+/// `[admin]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AdminConfig {
+    /// Serve the admin API at all.
+    pub enabled: bool,
+    /// Address of the admin HTTP listener. Without a token it must be a
+    /// loopback address.
+    pub listen: SocketAddr,
+    /// Bearer token for the admin API. Prefer `token_env` for real secrets.
+    pub token: Option<String>,
+    /// Environment variable holding the bearer token.
+    pub token_env: String,
+    /// Path of the JSON-RPC 2.0 Unix socket; empty disables it.
+    pub socket: PathBuf,
+}
+
+impl Default for AdminConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            listen: SocketAddr::from(([127, 0, 0, 1], 9090)),
+            token: None,
+            token_env: "SHANHAI_ADMIN_TOKEN".into(),
+            socket: PathBuf::from(".shanhai/admin.sock"),
+        }
+    }
+}
+
+/// `[signing]`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SigningConfig {
+    /// Refuse modules without a valid `FILE.sig` from a trusted key.
+    pub require_signed: bool,
+    /// Trusted Ed25519 public keys (as written by `shanhai keygen`).
+    pub trusted_keys: Vec<String>,
 }
 
 /// `[server]`.
@@ -138,6 +183,13 @@ pub struct LimitsConfig {
     pub max_queue: Option<usize>,
     /// Longest wait for an instance, in milliseconds.
     pub queue_timeout_ms: Option<u64>,
+    /// Instances kept initialised even when idle.
+    pub min_instances: Option<usize>,
+    /// Events an instance serves before it is recycled; 0 means no limit.
+    pub max_requests_per_instance: Option<u64>,
+    /// Idle instances above `min_instances` are dropped after this long, in
+    /// milliseconds.
+    pub idle_timeout_ms: Option<u64>,
 }
 
 /// `[modules.NAME]`.
@@ -241,7 +293,24 @@ impl Config {
             max_queue: pick_size(|l| l.max_queue).unwrap_or(base.max_queue),
             queue_timeout: pick(|l| l.queue_timeout_ms)
                 .map_or(base.queue_timeout, Duration::from_millis),
+            min_instances: pick_size(|l| l.min_instances).unwrap_or(base.min_instances),
+            max_requests_per_instance: pick(|l| l.max_requests_per_instance)
+                .or(base.max_requests_per_instance)
+                .filter(|&n| n > 0),
+            idle_timeout: pick(|l| l.idle_timeout_ms)
+                .map_or(base.idle_timeout, Duration::from_millis),
         };
+        if limits.min_instances > limits.max_instances {
+            let section = if module.is_some() {
+                format!("modules.{name}")
+            } else {
+                "defaults".into()
+            };
+            return Err(ConfigError::Invalid(format!(
+                "{section}: min_instances ({}) exceeds max_instances ({})",
+                limits.min_instances, limits.max_instances
+            )));
+        }
         let section = if module.is_some() {
             format!("modules.{name}")
         } else {

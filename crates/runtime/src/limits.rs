@@ -25,6 +25,13 @@ pub struct ModuleLimits {
     pub max_queue: usize,
     /// Longest an event waits for an instance before it is refused.
     pub queue_timeout: Duration,
+    /// Initialised instances kept even when idle (at least one is created at
+    /// load time regardless, to validate the module).
+    pub min_instances: usize,
+    /// Events an instance serves before it is recycled; `None`: no limit.
+    pub max_requests_per_instance: Option<u64>,
+    /// Idle instances above `min_instances` are dropped after this long.
+    pub idle_timeout: Duration,
 }
 
 impl Default for ModuleLimits {
@@ -38,6 +45,9 @@ impl Default for ModuleLimits {
             max_instances: 16,
             max_queue: 1024,
             queue_timeout: Duration::from_secs(5),
+            min_instances: 1,
+            max_requests_per_instance: None,
+            idle_timeout: Duration::from_secs(60),
         }
     }
 }
