@@ -190,6 +190,9 @@ pub struct LimitsConfig {
     /// Idle instances above `min_instances` are dropped after this long, in
     /// milliseconds.
     pub idle_timeout_ms: Option<u64>,
+    /// How long an event waits for a busy instance before the pool grows,
+    /// in milliseconds.
+    pub scale_up_wait_ms: Option<u64>,
 }
 
 /// `[modules.NAME]`.
@@ -299,6 +302,8 @@ impl Config {
                 .filter(|&n| n > 0),
             idle_timeout: pick(|l| l.idle_timeout_ms)
                 .map_or(base.idle_timeout, Duration::from_millis),
+            scale_up_wait: pick(|l| l.scale_up_wait_ms)
+                .map_or(base.scale_up_wait, Duration::from_millis),
         };
         if limits.min_instances > limits.max_instances {
             let section = if module.is_some() {

@@ -19,6 +19,7 @@ mod error;
 mod host;
 mod limits;
 mod module;
+mod pool;
 mod stdio;
 
 pub use cache::CompileCache;
@@ -26,3 +27,4 @@ pub use engine::{Runtime, RuntimeConfig};
 pub use error::{InvokeError, LoadError};
 pub use limits::{ModuleLimits, ModuleSettings};
 pub use module::{CommandOutput, LoadedModule, ModuleKind, NumType, NumValue, NumericSignature};
+pub use pool::PoolStats;

@@ -32,6 +32,9 @@ pub struct ModuleLimits {
     pub max_requests_per_instance: Option<u64>,
     /// Idle instances above `min_instances` are dropped after this long.
     pub idle_timeout: Duration,
+    /// How long an event waits for a busy instance to come back before the
+    /// pool creates a new one (scale-up).
+    pub scale_up_wait: Duration,
 }
 
 impl Default for ModuleLimits {
@@ -48,6 +51,7 @@ impl Default for ModuleLimits {
             min_instances: 1,
             max_requests_per_instance: None,
             idle_timeout: Duration::from_secs(60),
+            scale_up_wait: Duration::from_millis(2),
         }
     }
 }

@@ -2,15 +2,13 @@
 //! instances that serve it.
 
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Instant;
 
 use shanhai_abi::{
     ABI_VERSION, EXPORT_ABI_VERSION, EXPORT_ALLOC, EXPORT_EVENT, EXPORT_INITIALIZE, EXPORT_START,
     EventKind, EventStatus, IMPORT_MODULE,
 };
-use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use wasmtime::{
     ExternType, Instance, InstancePre, Module, Store, Trap, TypedFunc, UpdateDeadline, Val, ValType,
 };
@@ -21,6 +19,7 @@ use crate::engine::RuntimeInner;
 use crate::error::{InvokeError, LoadError};
 use crate::host::{HostState, ModuleContext};
 use crate::limits::{ModuleLimits, ModuleSettings};
+use crate::pool::{InstancePool, PoolStats, Pooled};
 use crate::stdio::LogStream;
 
 /// How a module runs, detected from its exports.
@@ -96,9 +95,7 @@ pub struct LoadedModule {
     pre: InstancePre<HostState>,
     numeric: BTreeMap<String, NumericSignature>,
     limits: ModuleLimits,
-    idle: Mutex<Vec<PooledInstance>>,
-    permits: Arc<Semaphore>,
-    waiting: AtomicUsize,
+    pool: InstancePool<PooledInstance>,
 }
 
 struct PooledInstance {
@@ -139,17 +136,20 @@ impl LoadedModule {
             kind,
             pre,
             numeric,
-            permits: Arc::new(Semaphore::new(limits.max_instances.max(1))),
+            pool: InstancePool::new(Arc::from(name), &limits),
             limits,
-            idle: Mutex::new(Vec::new()),
-            waiting: AtomicUsize::new(0),
         });
-        // Instantiate and initialise one instance now: a module whose
-        // `_initialize` traps, or whose memory does not fit its cap, is
-        // refused at load time instead of failing its first request.
         if kind != ModuleKind::Command {
-            let instance = loaded.instantiate().await.map_err(LoadError::Init)?;
-            loaded.idle.lock().unwrap().push(instance);
+            // Instantiate and initialise the first instances now: a module
+            // whose `_initialize` traps, or whose memory does not fit its
+            // cap, is refused at load time instead of failing its first
+            // request.
+            for _ in 0..loaded.limits.min_instances.max(1) {
+                let instance = loaded.instantiate().await.map_err(LoadError::Init)?;
+                let pooled = loaded.pool.adopt(instance);
+                loaded.pool.put_back(pooled, false);
+            }
+            spawn_pool_keeper(&loaded);
         }
         Ok(loaded)
     }
@@ -186,7 +186,12 @@ impl LoadedModule {
 
     /// Instances currently idle in the pool.
     pub fn idle_instances(&self) -> usize {
-        self.idle.lock().unwrap().len()
+        self.pool.stats().idle
+    }
+
+    /// Sizes and counters of the instance pool.
+    pub fn pool_stats(&self) -> PoolStats {
+        self.pool.stats()
     }
 
     /// Delivers one event to an SDK reactor and returns its output.
@@ -202,7 +207,7 @@ impl LoadedModule {
                 EventKind::Call => "byte-function",
             }));
         }
-        let _permit = self.acquire().await?;
+        let _permit = self.pool.acquire().await?;
         let mut instance = self.checkout().await?;
         let entry = instance
             .entry
@@ -290,11 +295,12 @@ impl LoadedModule {
         }
         let params: Vec<Val> = args.iter().map(|a| to_val(*a)).collect();
         let mut results: Vec<Val> = signature.results.iter().map(|_| Val::I32(0)).collect();
-        let _permit = self.acquire().await?;
+        let _permit = self.pool.acquire().await?;
         let mut instance = self.checkout().await?;
-        let func = instance
+        let pooled: &mut PooledInstance = &mut instance;
+        let func = pooled
             .instance
-            .get_func(&mut instance.store, function)
+            .get_func(&mut pooled.store, function)
             .expect("numeric exports were listed from this module");
         let result = self
             .with_deadline(&mut instance, request_id, |store| {
@@ -327,7 +333,7 @@ impl LoadedModule {
         if self.kind != ModuleKind::Command {
             return Err(InvokeError::NoHandler("command"));
         }
-        let _permit = self.acquire().await?;
+        let _permit = self.pool.acquire().await?;
         let stdout = MemoryOutputPipe::new(self.limits.max_response_bytes.saturating_add(1));
         let stderr = MemoryOutputPipe::new(16 * 1024);
         let mut wasi = wasmtime_wasi::WasiCtxBuilder::new();
@@ -408,52 +414,35 @@ impl LoadedModule {
         })
     }
 
-    /// Waits for a free instance slot, or refuses when the queue is full.
-    async fn acquire(&self) -> Result<OwnedSemaphorePermit, InvokeError> {
-        if let Ok(permit) = self.permits.clone().try_acquire_owned() {
-            return Ok(permit);
-        }
-        if self.waiting.fetch_add(1, Ordering::AcqRel) >= self.limits.max_queue {
-            self.waiting.fetch_sub(1, Ordering::AcqRel);
-            return Err(InvokeError::QueueFull(self.limits.max_instances));
-        }
-        let permit = tokio::time::timeout(
-            self.limits.queue_timeout,
-            self.permits.clone().acquire_owned(),
-        )
-        .await;
-        self.waiting.fetch_sub(1, Ordering::AcqRel);
-        match permit {
-            Ok(Ok(permit)) => Ok(permit),
-            Ok(Err(_closed)) => Err(InvokeError::Unavailable("module is unloading".into())),
-            Err(_elapsed) => Err(InvokeError::QueueTimeout(self.limits.queue_timeout)),
-        }
-    }
-
-    /// An idle instance, or a new one. The caller holds a permit.
-    async fn checkout(&self) -> Result<PooledInstance, InvokeError> {
-        let idle = self.idle.lock().unwrap().pop();
-        match idle {
+    /// An idle instance, or a new one. The caller holds a slot.
+    async fn checkout(&self) -> Result<Pooled<PooledInstance>, InvokeError> {
+        match self.pool.take().await {
             Some(instance) => Ok(instance),
-            None => self.instantiate().await.map_err(InvokeError::Unavailable),
+            None => {
+                let instance = self.instantiate().await.map_err(InvokeError::Unavailable)?;
+                Ok(self.pool.adopt(instance))
+            }
         }
     }
 
-    fn checkin(&self, instance: PooledInstance) {
-        self.idle.lock().unwrap().push(instance);
+    fn checkin(&self, instance: Pooled<PooledInstance>) {
+        self.pool.put_back(instance, true);
     }
 
     /// Classifies a failure and drops the instance when it must not be reused.
-    fn fail(&self, mut instance: PooledInstance, fault: Fault) -> InvokeError {
+    fn fail(&self, mut instance: Pooled<PooledInstance>, fault: Fault) -> InvokeError {
         let err = self.classify(&mut instance.store, fault);
-        if !err.discards_instance() {
-            self.checkin(instance);
-        } else {
+        if err.discards_instance() {
             tracing::debug!(
                 module = self.name(),
                 kind = err.kind(),
                 "discarding instance"
             );
+            metrics::counter!("shanhai_traps_total", "module" => self.name().to_owned(), "kind" => err.kind())
+                .increment(1);
+            self.pool.discard(instance);
+        } else {
+            self.checkin(instance);
         }
         err
     }
@@ -734,4 +723,38 @@ fn from_val(value: &Val) -> Option<NumValue> {
         Val::F64(v) => Some(NumValue::F64(f64::from_bits(*v))),
         _ => None,
     }
+}
+
+/// Reaps idle instances past their `idle_timeout` and keeps the pool at
+/// `min_instances`, until the module is dropped.
+fn spawn_pool_keeper(module: &Arc<LoadedModule>) {
+    let weak = Arc::downgrade(module);
+    let interval = module.pool.reap_interval();
+    tokio::spawn(async move {
+        loop {
+            tokio::time::sleep(interval).await;
+            let Some(module) = weak.upgrade() else {
+                return;
+            };
+            let reaped = module.pool.reap();
+            if reaped > 0 {
+                tracing::debug!(module = module.name(), reaped, "reaped idle instances");
+            }
+            for _ in 0..module.pool.deficit() {
+                let Some(_slot) = module.pool.try_slot() else {
+                    break;
+                };
+                match module.instantiate().await {
+                    Ok(instance) => {
+                        let pooled = module.pool.adopt(instance);
+                        module.pool.put_back(pooled, false);
+                    }
+                    Err(err) => {
+                        tracing::warn!(module = module.name(), error = %err, "could not refill the instance pool");
+                        break;
+                    }
+                }
+            }
+        }
+    });
 }

@@ -52,10 +52,12 @@ impl HttpTrigger {
         request: Request<B>,
         remote: SocketAddr,
     ) -> Response<Full<Bytes>> {
+        let started = std::time::Instant::now();
         let request_id = self.ids.for_request(request.headers());
         let mut response = match self.dispatch(request, remote, &request_id).await {
             Ok(response) => response,
             Err(err) => {
+                let module = err.module.clone();
                 // Server-side failures are the operator's business; client
                 // mistakes are only interesting when debugging.
                 macro_rules! log_failure {
@@ -75,11 +77,24 @@ impl HttpTrigger {
                 } else {
                     log_failure!(debug);
                 }
-                err.into_response(&request_id)
+                let mut response = err.into_response(&request_id);
+                if let Some(module) = module {
+                    response.extensions_mut().insert(ServedBy(module));
+                }
+                response
             }
         };
         if let Ok(value) = HeaderValue::from_str(&request_id) {
             response.headers_mut().insert(X_REQUEST_ID.clone(), value);
+        }
+        // Only requests that reached a module are labelled with it, so a
+        // scan of random paths cannot grow the label set without bound.
+        if let Some(ServedBy(module)) = response.extensions().get::<ServedBy>() {
+            let status = response.status().as_u16().to_string();
+            metrics::counter!("shanhai_requests_total", "module" => module.clone(), "trigger" => "http", "status" => status)
+                .increment(1);
+            metrics::histogram!("shanhai_request_duration_seconds", "module" => module.clone(), "trigger" => "http")
+                .record(started.elapsed().as_secs_f64());
         }
         response
     }
@@ -205,7 +220,7 @@ impl HttpTrigger {
         // The body is the tail of the output buffer: hand it on without a copy.
         let body_start = output.len() - decoded.body.len();
         *response.body_mut() = Full::new(Bytes::from(output).slice(body_start..));
-        Ok(response)
+        Ok(served_by(response, module.name()))
     }
 
     async fn command(
@@ -241,7 +256,7 @@ impl HttpTrigger {
         for (name, value) in parsed.headers {
             response.headers_mut().append(name, value);
         }
-        Ok(response)
+        Ok(served_by(response, module.name()))
     }
 
     async fn exec(
@@ -284,7 +299,10 @@ impl HttpTrigger {
                 .call_numeric(function, &args, request_id.clone())
                 .await
                 .map_err(|err| invoke_error(&err, &module))?;
-            return Ok(json(StatusCode::OK, &exec::render_results(&results)));
+            return Ok(served_by(
+                json(StatusCode::OK, &exec::render_results(&results)),
+                name,
+            ));
         }
         if module.kind() != ModuleKind::Reactor {
             return Err(ApiError::new(
@@ -308,8 +326,19 @@ impl HttpTrigger {
             header::CONTENT_TYPE,
             HeaderValue::from_static("application/octet-stream"),
         );
-        Ok(response)
+        Ok(served_by(response, module.name()))
     }
+}
+
+/// Response extension naming the module that answered, for metrics.
+#[derive(Clone)]
+struct ServedBy(String);
+
+fn served_by(mut response: Response<Full<Bytes>>, module: &str) -> Response<Full<Bytes>> {
+    response
+        .extensions_mut()
+        .insert(ServedBy(module.to_owned()));
+    response
 }
 
 /// Request bodies the trigger accepts: hyper's, or an in-memory one for

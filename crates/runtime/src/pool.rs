@@ -1,0 +1,269 @@
+//! The elastic pool of initialised instances behind one module.
+//!
+//! - A semaphore bounds the instances in use to `max_instances`; events
+//!   beyond it wait in a bounded queue (`max_queue`, `queue_timeout`) and
+//!   are refused when it is full.
+//! - An event takes an idle instance. When none is idle it waits up to
+//!   `scale_up_wait` for one to come back, then scales up by creating a new
+//!   one: short bursts reuse the instances there are, sustained load grows
+//!   the pool.
+//! - Instances are recycled after `max_requests_per_instance` events, idle
+//!   ones above `min_instances` are reaped after `idle_timeout`, and a
+//!   failed instance is discarded.
+//!
+//! The pool does not know how to create instances; the module does, and
+//! hands them to [`InstancePool::adopt`].
+
+use std::ops::{Deref, DerefMut};
+use std::sync::Arc;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore};
+
+use crate::error::InvokeError;
+use crate::limits::ModuleLimits;
+
+/// Counters and sizes of a pool, for the admin API.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct PoolStats {
+    /// Instances alive (idle + busy).
+    pub live: usize,
+    /// Instances waiting for work.
+    pub idle: usize,
+    /// Events waiting for an instance slot.
+    pub waiting: usize,
+    /// The most instances allowed.
+    pub max_instances: usize,
+    /// Instances created since load.
+    pub created: u64,
+    /// Instances retired after `max_requests_per_instance` events.
+    pub recycled: u64,
+    /// Idle instances dropped after `idle_timeout`.
+    pub reaped: u64,
+    /// Instances discarded after a trap or a limit.
+    pub discarded: u64,
+    /// Times the pool grew because no instance came back in time.
+    pub scale_ups: u64,
+}
+
+/// An instance with its bookkeeping.
+pub(crate) struct Pooled<I> {
+    instance: I,
+    uses: u64,
+    idle_since: Instant,
+}
+
+impl<I> Deref for Pooled<I> {
+    type Target = I;
+    fn deref(&self) -> &I {
+        &self.instance
+    }
+}
+
+impl<I> DerefMut for Pooled<I> {
+    fn deref_mut(&mut self) -> &mut I {
+        &mut self.instance
+    }
+}
+
+pub(crate) struct InstancePool<I> {
+    module: Arc<str>,
+    max_instances: usize,
+    max_queue: usize,
+    queue_timeout: Duration,
+    min_instances: usize,
+    max_uses: Option<u64>,
+    idle_timeout: Duration,
+    scale_up_wait: Duration,
+    idle: Mutex<Vec<Pooled<I>>>,
+    permits: Arc<Semaphore>,
+    returned: Notify,
+    waiting: AtomicUsize,
+    live: AtomicUsize,
+    created: AtomicU64,
+    recycled: AtomicU64,
+    reaped: AtomicU64,
+    discarded: AtomicU64,
+    scale_ups: AtomicU64,
+}
+
+impl<I> InstancePool<I> {
+    pub(crate) fn new(module: Arc<str>, limits: &ModuleLimits) -> Self {
+        let max_instances = limits.max_instances.max(1);
+        Self {
+            module,
+            max_instances,
+            max_queue: limits.max_queue,
+            queue_timeout: limits.queue_timeout,
+            min_instances: limits.min_instances.min(max_instances),
+            max_uses: limits.max_requests_per_instance,
+            idle_timeout: limits.idle_timeout,
+            scale_up_wait: limits.scale_up_wait,
+            idle: Mutex::new(Vec::new()),
+            permits: Arc::new(Semaphore::new(max_instances)),
+            returned: Notify::new(),
+            waiting: AtomicUsize::new(0),
+            live: AtomicUsize::new(0),
+            created: AtomicU64::new(0),
+            recycled: AtomicU64::new(0),
+            reaped: AtomicU64::new(0),
+            discarded: AtomicU64::new(0),
+            scale_ups: AtomicU64::new(0),
+        }
+    }
+
+    /// A slot for one event, waiting in the bounded queue when every slot
+    /// is taken.
+    pub(crate) async fn acquire(&self) -> Result<OwnedSemaphorePermit, InvokeError> {
+        if let Ok(permit) = self.permits.clone().try_acquire_owned() {
+            return Ok(permit);
+        }
+        if self.waiting.fetch_add(1, Ordering::AcqRel) >= self.max_queue {
+            self.waiting.fetch_sub(1, Ordering::AcqRel);
+            return Err(InvokeError::QueueFull(self.max_instances));
+        }
+        let started = Instant::now();
+        let permit =
+            tokio::time::timeout(self.queue_timeout, self.permits.clone().acquire_owned()).await;
+        self.waiting.fetch_sub(1, Ordering::AcqRel);
+        metrics::histogram!("shanhai_queue_wait_seconds", "module" => self.module.to_string())
+            .record(started.elapsed().as_secs_f64());
+        match permit {
+            Ok(Ok(permit)) => Ok(permit),
+            Ok(Err(_closed)) => Err(InvokeError::Unavailable("module is unloading".into())),
+            Err(_elapsed) => Err(InvokeError::QueueTimeout(self.queue_timeout)),
+        }
+    }
+
+    /// With a slot held: an idle instance, or `None` when the caller should
+    /// create one (the pool is empty, or none came back within
+    /// `scale_up_wait`).
+    pub(crate) async fn take(&self) -> Option<Pooled<I>> {
+        let deadline = tokio::time::Instant::now() + self.scale_up_wait;
+        loop {
+            if let Some(instance) = self.pop_idle() {
+                return Some(instance);
+            }
+            if self.live.load(Ordering::Acquire) == 0 || self.scale_up_wait.is_zero() {
+                return None;
+            }
+            if tokio::time::timeout_at(deadline, self.returned.notified())
+                .await
+                .is_err()
+            {
+                self.scale_ups.fetch_add(1, Ordering::Relaxed);
+                return None;
+            }
+        }
+    }
+
+    fn pop_idle(&self) -> Option<Pooled<I>> {
+        let instance = self.idle.lock().unwrap().pop();
+        if instance.is_some() {
+            self.publish();
+        }
+        instance
+    }
+
+    /// Takes ownership of a newly created instance (counted as busy).
+    pub(crate) fn adopt(&self, instance: I) -> Pooled<I> {
+        self.live.fetch_add(1, Ordering::AcqRel);
+        self.created.fetch_add(1, Ordering::Relaxed);
+        self.publish();
+        Pooled {
+            instance,
+            uses: 0,
+            idle_since: Instant::now(),
+        }
+    }
+
+    /// Returns an instance after a successful event; retires it when it has
+    /// served `max_requests_per_instance` events.
+    pub(crate) fn put_back(&self, mut instance: Pooled<I>, served_event: bool) {
+        if served_event {
+            instance.uses += 1;
+        }
+        if self.max_uses.is_some_and(|max| instance.uses >= max) {
+            self.live.fetch_sub(1, Ordering::AcqRel);
+            self.recycled.fetch_add(1, Ordering::Relaxed);
+        } else {
+            instance.idle_since = Instant::now();
+            self.idle.lock().unwrap().push(instance);
+            self.returned.notify_one();
+        }
+        self.publish();
+    }
+
+    /// Drops an instance that must not be reused.
+    pub(crate) fn discard(&self, instance: Pooled<I>) {
+        drop(instance);
+        self.live.fetch_sub(1, Ordering::AcqRel);
+        self.discarded.fetch_add(1, Ordering::Relaxed);
+        self.publish();
+    }
+
+    /// Drops idle instances above `min_instances` that have been idle longer
+    /// than `idle_timeout`. Returns how many were dropped.
+    pub(crate) fn reap(&self) -> usize {
+        let mut idle = self.idle.lock().unwrap();
+        let live = self.live.load(Ordering::Acquire);
+        let spare = live.saturating_sub(self.min_instances);
+        // The oldest idle instances sit at the front (the pool is a stack).
+        let expired = idle
+            .iter()
+            .take_while(|i| i.idle_since.elapsed() >= self.idle_timeout)
+            .count()
+            .min(spare);
+        idle.drain(..expired);
+        drop(idle);
+        if expired > 0 {
+            self.live.fetch_sub(expired, Ordering::AcqRel);
+            self.reaped.fetch_add(expired as u64, Ordering::Relaxed);
+            self.publish();
+        }
+        expired
+    }
+
+    /// A slot for background work (refilling the pool), if one is free now.
+    pub(crate) fn try_slot(&self) -> Option<OwnedSemaphorePermit> {
+        self.permits.clone().try_acquire_owned().ok()
+    }
+
+    /// How many instances are missing to reach `min_instances`.
+    pub(crate) fn deficit(&self) -> usize {
+        self.min_instances
+            .saturating_sub(self.live.load(Ordering::Acquire))
+    }
+
+    /// How often the reaper should look.
+    pub(crate) fn reap_interval(&self) -> Duration {
+        (self.idle_timeout / 2).clamp(Duration::from_millis(100), Duration::from_secs(30))
+    }
+
+    pub(crate) fn stats(&self) -> PoolStats {
+        PoolStats {
+            live: self.live.load(Ordering::Acquire),
+            idle: self.idle.lock().unwrap().len(),
+            waiting: self.waiting.load(Ordering::Acquire),
+            max_instances: self.max_instances,
+            created: self.created.load(Ordering::Relaxed),
+            recycled: self.recycled.load(Ordering::Relaxed),
+            reaped: self.reaped.load(Ordering::Relaxed),
+            discarded: self.discarded.load(Ordering::Relaxed),
+            scale_ups: self.scale_ups.load(Ordering::Relaxed),
+        }
+    }
+
+    /// Publishes the pool's size as `shanhai_instances{module,state}`.
+    fn publish(&self) {
+        let live = self.live.load(Ordering::Acquire);
+        let idle = self.idle.lock().unwrap().len();
+        let module = self.module.to_string();
+        metrics::gauge!("shanhai_instances", "module" => module.clone(), "state" => "idle")
+            .set(idle as f64);
+        metrics::gauge!("shanhai_instances", "module" => module, "state" => "busy")
+            .set(live.saturating_sub(idle) as f64);
+    }
+}
