@@ -3,6 +3,7 @@
 //! Each subcommand lives in its own file under `commands/`; this file only
 //! parses the command line and sets up logging.
 
+mod admin_client;
 mod commands;
 
 use std::process::ExitCode;
@@ -40,6 +41,10 @@ enum Command {
     Run(commands::run::Args),
     New(commands::new::Args),
     Compile(commands::compile::Args),
+    Deploy(commands::deploy::Args),
+    Status(commands::status::Args),
+    Keygen(commands::keygen::Args),
+    Sign(commands::sign::Args),
     /// Print version information.
     Version,
 }
@@ -52,6 +57,10 @@ fn main() -> ExitCode {
         Command::Run(args) => runtime().block_on(commands::run::run(args)),
         Command::New(args) => commands::new::run(args),
         Command::Compile(args) => runtime().block_on(commands::compile::run(args)),
+        Command::Deploy(args) => runtime().block_on(commands::deploy::run(args)),
+        Command::Status(args) => runtime().block_on(commands::status::run(args)),
+        Command::Keygen(args) => commands::keygen::run(args),
+        Command::Sign(args) => commands::sign::run(args),
         Command::Version => {
             println!(
                 "shanhai {} (wasmtime 48, guest ABI v{})",

@@ -254,6 +254,8 @@ impl Config {
             }
             self.settings_for(name)?;
         }
+        crate::signing::parse_trusted_keys(&self.signing)
+            .map_err(|err| ConfigError::Invalid(err.to_string()))?;
         if self.runtime.total_instances == 0 || self.runtime.epoch_tick_ms == 0 {
             return Err(ConfigError::Invalid(
                 "runtime.total_instances and runtime.epoch_tick_ms must be positive".into(),
@@ -394,6 +396,14 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("listen"), "{err}");
+    }
+
+    #[test]
+    fn bad_trusted_keys_fail_at_load() {
+        let err = Config::parse("[signing]\ntrusted_keys = [\"ed25519:1234\"]\n")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("signing.trusted_keys[0]"), "{err}");
     }
 
     #[test]

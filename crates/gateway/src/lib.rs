@@ -5,10 +5,12 @@
 //! module of the modules folder and the config, and serves them over HTTP.
 //! Only this crate and the CLI know the config format.
 
+mod admin;
 pub mod config;
 mod http;
 mod registry;
 mod server;
+pub mod signing;
 mod watch;
 
 pub use config::{Config, ConfigError};

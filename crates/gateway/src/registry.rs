@@ -144,6 +144,24 @@ impl ModuleRegistry {
         config: &Config,
         name: &str,
     ) -> Result<ReloadOutcome, LoadError> {
+        let outcome = self.reload_inner(runtime, config, name).await;
+        let result = match &outcome {
+            Ok(ReloadOutcome::Added) => "added",
+            Ok(ReloadOutcome::Swapped) => "swapped",
+            Ok(ReloadOutcome::Unchanged) => "unchanged",
+            Ok(ReloadOutcome::Removed) => "removed",
+            Err(_) => "failed",
+        };
+        metrics::counter!("shanhai_module_reloads_total", "result" => result).increment(1);
+        outcome
+    }
+
+    async fn reload_inner(
+        &self,
+        runtime: &Runtime,
+        config: &Config,
+        name: &str,
+    ) -> Result<ReloadOutcome, LoadError> {
         let path = config.module_path(name);
         // A configured module's file must exist (a missing one is an error
         // to report); a discovered module whose file went away is unmounted.
@@ -155,8 +173,12 @@ impl ModuleRegistry {
             }
             return Ok(ReloadOutcome::Removed);
         }
-        match load_one(runtime, config, name).await {
-            Ok(module) => {
+        match load_one(runtime, config, name, self.get(name).as_deref()).await {
+            Ok(None) => {
+                self.failures.write().unwrap().remove(name);
+                Ok(ReloadOutcome::Unchanged)
+            }
+            Ok(Some(module)) => {
                 let version = module.version().to_owned();
                 let previous =
                     self.apply(config, |modules| modules.insert(Arc::from(name), module));
@@ -186,6 +208,19 @@ impl ModuleRegistry {
                 Err(err)
             }
         }
+    }
+
+    /// Unmounts module `name` and forgets its last failure, whatever its
+    /// file holds; returns whether it was mounted. Requests already running
+    /// finish on it. For modules the config names, whose missing file
+    /// [`reload`](Self::reload) reports as an error instead.
+    pub fn unmount(&self, config: &Config, name: &str) -> bool {
+        let removed = self.apply(config, |modules| modules.remove(name));
+        self.failures.write().unwrap().remove(name);
+        if removed.is_some() {
+            tracing::info!(module = name, "module unmounted");
+        }
+        removed.is_some()
     }
 
     /// Builds the next snapshot from a changed module map and swaps it in.
@@ -228,11 +263,16 @@ pub enum ReloadOutcome {
     Removed,
 }
 
+/// Reads, verifies and loads module `name`; `None` when its file holds
+/// exactly the version already serving (a touched file, or the watcher
+/// seeing a file the admin API just installed), so that nothing is
+/// re-initialised for nothing.
 async fn load_one(
     runtime: &Runtime,
     config: &Config,
     name: &str,
-) -> Result<Arc<LoadedModule>, LoadError> {
+    serving: Option<&LoadedModule>,
+) -> Result<Option<Arc<LoadedModule>>, LoadError> {
     let settings = config
         .settings_for(name)
         .map_err(|err| LoadError::Abi(err.to_string()))?;
@@ -243,7 +283,13 @@ async fn load_one(
             format!("reading {}: {err}", path.display()),
         ))
     })?;
-    runtime.load(name, wasm, settings).await
+    // Before the unchanged check: a signature that stopped verifying must
+    // be reported even when the module bytes did not change.
+    crate::signing::verify_module(&config.signing, &path, &wasm)?;
+    if serving.is_some_and(|module| shanhai_runtime::module_version(&wasm) == module.version()) {
+        return Ok(None);
+    }
+    runtime.load(name, wasm, settings).await.map(Some)
 }
 
 /// Module names from the `*.wasm` files of a folder.

@@ -1,10 +1,16 @@
-//! The listener: accepts connections and serves HTTP/1.1 and HTTP/2 (h2c)
-//! with the [`HttpTrigger`].
+//! The listeners: accepts connections and serves HTTP/1.1 and HTTP/2 (h2c)
+//! with the [`HttpTrigger`], and starts the admin API beside it.
 
+use std::future::Future;
 use std::net::SocketAddr;
+use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
+use bytes::Bytes;
+use http::{Request, Response};
+use http_body_util::Full;
+use hyper::body::Incoming;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto;
@@ -13,6 +19,7 @@ use shanhai_runtime::Runtime;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
+use crate::admin::{AdminListeners, AdminServer};
 use crate::config::Config;
 use crate::http::HttpTrigger;
 use crate::registry::ModuleRegistry;
@@ -25,12 +32,16 @@ pub struct Gateway {
     shutdown: watch::Sender<bool>,
     server: tokio::task::JoinHandle<GracefulShutdown>,
     drain_timeout: Duration,
+    admin: Option<AdminServer>,
     _watcher: Option<ModuleWatcher>,
 }
 
 impl Gateway {
-    /// Builds the runtime, loads every module and starts listening.
-    /// Modules that fail to load are logged and skipped.
+    /// Builds the runtime, loads every module and starts listening, with
+    /// the admin API on its own listener unless `admin.enabled` is false.
+    /// Modules that fail to load are logged and skipped; a listener that
+    /// cannot bind, or an admin listener off loopback without a token, fails
+    /// the start.
     pub async fn start(config: Config) -> anyhow::Result<Self> {
         let runtime = Runtime::new(config.runtime_config())?;
         let registry = Arc::new(ModuleRegistry::default());
@@ -38,6 +49,11 @@ impl Gateway {
             .await
             .map_err(|err| anyhow::anyhow!("binding {}: {err}", config.server.listen))?;
         let addr = listener.local_addr()?;
+        let admin_listeners = if config.admin.enabled {
+            Some(AdminListeners::bind(&config.admin).await?)
+        } else {
+            None
+        };
         let loaded = registry.load_all(&runtime, &config).await;
         tracing::info!(%addr, modules = loaded, failed = registry.failures().len(), "gateway listening");
         let config = Arc::new(config);
@@ -52,13 +68,29 @@ impl Gateway {
         };
         let trigger = Arc::new(HttpTrigger::new(registry.clone()));
         let (shutdown, stop) = watch::channel(false);
-        let server = tokio::spawn(accept_loop(listener, trigger, stop));
+        let admin = admin_listeners
+            .map(|listeners| {
+                listeners.serve(
+                    runtime.clone(),
+                    registry.clone(),
+                    config.clone(),
+                    addr,
+                    stop.clone(),
+                )
+            })
+            .transpose()?;
+        let handler = move |request, remote| {
+            let trigger = trigger.clone();
+            async move { trigger.handle(request, remote).await }
+        };
+        let server = tokio::spawn(accept_loop(listener, handler, stop));
         Ok(Self {
             addr,
             registry,
             shutdown,
             server,
             drain_timeout: Duration::from_millis(config.server.drain_timeout_ms),
+            admin,
             _watcher: watcher,
         })
     }
@@ -68,24 +100,46 @@ impl Gateway {
         self.addr
     }
 
+    /// The address the admin HTTP listener is bound to, when it runs.
+    pub fn admin_addr(&self) -> Option<SocketAddr> {
+        self.admin.as_ref().map(AdminServer::addr)
+    }
+
+    /// The admin JSON-RPC socket, when there is one.
+    pub fn admin_socket(&self) -> Option<&Path> {
+        self.admin.as_ref().and_then(AdminServer::socket)
+    }
+
     /// The loaded modules.
     pub fn registry(&self) -> &Arc<ModuleRegistry> {
         &self.registry
     }
 
-    /// Stops accepting connections, then lets requests in flight finish for
-    /// up to the configured drain timeout. Returns whether every connection
-    /// finished in time.
+    /// Stops accepting connections (admin ones too), then lets requests in
+    /// flight finish for up to the configured drain timeout. Returns whether
+    /// every connection finished in time.
     pub async fn stop(self) -> bool {
         let _ = self.shutdown.send(true);
         let Ok(connections) = self.server.await else {
             return false;
         };
+        let admin = match self.admin {
+            Some(admin) => Some(admin.stopped().await),
+            None => None,
+        };
         tracing::info!(
             timeout_ms = self.drain_timeout.as_millis() as u64,
             "draining connections"
         );
-        let drained = tokio::time::timeout(self.drain_timeout, connections.shutdown())
+        let drain = async {
+            let admin = async {
+                if let Some(admin) = admin {
+                    admin.await;
+                }
+            };
+            tokio::join!(connections.shutdown(), admin);
+        };
+        let drained = tokio::time::timeout(self.drain_timeout, drain)
             .await
             .is_ok();
         if drained {
@@ -97,13 +151,17 @@ impl Gateway {
     }
 }
 
-/// Accepts connections until told to stop; returns the handle that drains
-/// the connections still open.
-async fn accept_loop(
+/// Accepts connections and serves each request with `handler` until told
+/// to stop; returns the handle that drains the connections still open.
+pub(crate) async fn accept_loop<F, R>(
     listener: TcpListener,
-    trigger: Arc<HttpTrigger>,
+    handler: F,
     mut stop: watch::Receiver<bool>,
-) -> GracefulShutdown {
+) -> GracefulShutdown
+where
+    F: Fn(Request<Incoming>, SocketAddr) -> R + Clone + Send + Sync + 'static,
+    R: Future<Output = Response<Full<Bytes>>> + Send + 'static,
+{
     let builder = auto::Builder::new(TokioExecutor::new());
     let connections = GracefulShutdown::new();
     loop {
@@ -120,10 +178,10 @@ async fn accept_loop(
             _ = stop.changed() => return connections,
         };
         let _ = stream.set_nodelay(true);
-        let trigger = trigger.clone();
+        let handler = handler.clone();
         let service = service_fn(move |request| {
-            let trigger = trigger.clone();
-            async move { Ok::<_, std::convert::Infallible>(trigger.handle(request, remote).await) }
+            let response = handler(request, remote);
+            async move { Ok::<_, std::convert::Infallible>(response.await) }
         });
         let connection = builder
             .serve_connection(TokioIo::new(stream), service)

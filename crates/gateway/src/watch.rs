@@ -115,6 +115,10 @@ impl FileNames {
 
     fn module_for(&self, path: &Path) -> Option<String> {
         let file = path.file_name()?;
+        // `X.sig` is the signature of module file X: a new one may let X load.
+        if let Some(signed) = file.to_str().and_then(|f| f.strip_suffix(".sig")) {
+            return self.module_for(&self.dir.join(signed));
+        }
         let in_dir = self.dir.join(file);
         if let Some(name) = self.configured.get(&in_dir) {
             return Some(name.clone());

@@ -42,7 +42,16 @@ impl Default for RuntimeConfig {
             consume_fuel: false,
             total_instances: 1000,
             epoch_tick: Duration::from_millis(5),
-            memory_keep_resident: 1 << 20,
+            // Measured (docs/benchmarks.md, "In-process costs"): keeping
+            // nothing resident makes fresh instances fault their pages back
+            // in and stops them scaling across threads; 1-16 MiB restores
+            // it. With PAGEMAP_SCAN only dirtied pages are reset, so a larger
+            // window is free and covers guests that touch more memory.
+            memory_keep_resident: if PoolingAllocationConfig::is_pagemap_scan_available() {
+                4 << 20
+            } else {
+                1 << 20
+            },
         }
     }
 }
@@ -205,6 +214,15 @@ fn spawn_epoch_ticker(engine: wasmtime::EngineWeak, tick: Duration, stop: Arc<At
         })
         .expect("spawning the epoch ticker thread");
 }
+
+/// The version string of a module: the first 12 hex digits of its SHA-256,
+/// as [`LoadedModule::version`] reports it.
+pub fn module_version(wasm: &[u8]) -> String {
+    hex(&Sha256::digest(wasm)[..VERSION_BYTES])
+}
+
+/// Bytes of the SHA-256 that make up a module version.
+pub(crate) const VERSION_BYTES: usize = 6;
 
 pub(crate) fn hex(bytes: &[u8]) -> String {
     use std::fmt::Write;

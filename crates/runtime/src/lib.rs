@@ -23,7 +23,7 @@ mod pool;
 mod stdio;
 
 pub use cache::CompileCache;
-pub use engine::{Runtime, RuntimeConfig};
+pub use engine::{Runtime, RuntimeConfig, module_version};
 pub use error::{InvokeError, LoadError};
 pub use limits::{ModuleLimits, ModuleSettings};
 pub use module::{CommandOutput, LoadedModule, ModuleKind, NumType, NumValue, NumericSignature};

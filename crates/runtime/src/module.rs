@@ -129,7 +129,7 @@ impl LoadedModule {
         let loaded = Arc::new(Self {
             context: Arc::new(ModuleContext {
                 name: Arc::from(name),
-                version: Arc::from(&sha256[..12]),
+                version: Arc::from(&sha256[..crate::engine::VERSION_BYTES * 2]),
                 vars: settings.vars,
             }),
             runtime,

@@ -51,7 +51,11 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
     let gateway = Gateway::start(config)
         .await
         .context("starting the gateway")?;
-    // Scripts and tests read the address from this line.
+    // Scripts and tests read the addresses from these lines; the main one
+    // comes last, so a reader can stop at it.
+    if let Some(admin) = gateway.admin_addr() {
+        println!("admin listening on http://{admin}");
+    }
     println!("listening on http://{}", gateway.addr());
     let mut signals = Signals::new()?;
     let signal = signals.next().await;

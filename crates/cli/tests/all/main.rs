@@ -4,8 +4,10 @@
 
 #![allow(unreachable_pub, missing_docs)]
 
+mod admin;
 mod cli;
 mod examples;
 mod hostile;
 mod reload;
+mod signing;
 mod util;

@@ -115,6 +115,11 @@ pub fn write_wat(dir: &Path, name: &str, wat: &str) {
 pub struct Gateway {
     child: Child,
     pub addr: SocketAddr,
+    /// The admin listener, unless the config disables it.
+    pub admin: Option<SocketAddr>,
+    /// The admin JSON-RPC socket, when this helper chose it (the test's
+    /// config had no `[admin]` section).
+    pub admin_socket: Option<PathBuf>,
     stderr: PathBuf,
     _stderr_dir: tempfile::TempDir,
 }
@@ -126,6 +131,15 @@ impl Gateway {
     }
 
     pub fn start_with(modules: &Path, config: Option<&str>, cache: &Path) -> Self {
+        Self::spawn(modules, config, cache, &[])
+    }
+
+    /// Starts a gateway with extra environment variables.
+    pub fn start_env(modules: &Path, config: Option<&str>, env: &[(&str, &str)]) -> Self {
+        Self::spawn(modules, config, &cache_dir(), env)
+    }
+
+    fn spawn(modules: &Path, config: Option<&str>, cache: &Path, env: &[(&str, &str)]) -> Self {
         let log_dir = tempfile::tempdir().unwrap();
         let stderr = log_dir.path().join("stderr.log");
         let mut cmd = Command::new(shanhai_bin());
@@ -143,24 +157,49 @@ impl Gateway {
         .env("SHANHAI_LOG", "info")
         .stdout(Stdio::piped())
         .stderr(std::fs::File::create(&stderr).unwrap());
-        if let Some(text) = config {
-            let path = log_dir.path().join("shanhai.toml");
-            std::fs::write(&path, text).unwrap();
-            cmd.arg("--config").arg(path);
+        // The default admin listener (127.0.0.1:9090, ./.shanhai/admin.sock)
+        // would collide between gateways running in parallel: each gets a
+        // free port and its own socket unless the test configures `[admin]`.
+        let mut text = config.unwrap_or_default().to_owned();
+        let mut admin_socket = None;
+        if !text.lines().any(|line| line.trim() == "[admin]") {
+            let socket = log_dir.path().join("admin.sock");
+            text.push_str(&format!(
+                "\n[admin]\nlisten = \"127.0.0.1:0\"\nsocket = {:?}\n",
+                socket.display().to_string()
+            ));
+            admin_socket = Some(socket);
         }
+        let path = log_dir.path().join("shanhai.toml");
+        std::fs::write(&path, text).unwrap();
+        cmd.arg("--config").arg(path);
+        // A token in the environment would turn on authentication.
+        cmd.env_remove("SHANHAI_ADMIN_TOKEN");
+        cmd.envs(env.iter().copied());
         let mut child = cmd.spawn().expect("starting shanhai serve");
-        let stdout = child.stdout.take().unwrap();
-        let mut line = String::new();
-        BufReader::new(stdout).read_line(&mut line).unwrap();
-        let Some(addr) = line.trim().strip_prefix("listening on http://") else {
-            let _ = child.kill();
-            panic!(
-                "gateway did not start; stdout {line:?}; stderr:\n{}",
-                std::fs::read_to_string(&stderr).unwrap_or_default()
-            );
+        let mut stdout = BufReader::new(child.stdout.take().unwrap());
+        // `admin listening on ...` (when enabled), then `listening on ...`.
+        let mut admin = None;
+        let addr = loop {
+            let mut line = String::new();
+            stdout.read_line(&mut line).unwrap();
+            if let Some(addr) = line.trim().strip_prefix("admin listening on http://") {
+                admin = Some(addr.parse().unwrap());
+                continue;
+            }
+            let Some(addr) = line.trim().strip_prefix("listening on http://") else {
+                let _ = child.kill();
+                panic!(
+                    "gateway did not start; stdout {line:?}; stderr:\n{}",
+                    std::fs::read_to_string(&stderr).unwrap_or_default()
+                );
+            };
+            break addr.parse().unwrap();
         };
         Self {
-            addr: addr.parse().unwrap(),
+            addr,
+            admin,
+            admin_socket: admin_socket.filter(|_| admin.is_some()),
             child,
             stderr,
             _stderr_dir: log_dir,
@@ -169,6 +208,11 @@ impl Gateway {
 
     pub fn url(&self, path: &str) -> String {
         format!("http://{}{path}", self.addr)
+    }
+
+    /// A URL on the admin listener.
+    pub fn admin_url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.admin.expect("the admin API is off"))
     }
 
     /// Everything the gateway logged so far.

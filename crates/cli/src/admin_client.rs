@@ -1,0 +1,88 @@
+//! A small HTTP client for a gateway's admin API, shared by `deploy` and
+//! `status`.
+
+use std::time::Duration;
+
+use anyhow::Context;
+use bytes::Bytes;
+use http::{Method, Request, StatusCode, Uri, header};
+use http_body_util::{BodyExt, Full};
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::TokioExecutor;
+
+/// Long enough for a large Go module's first compile on a small box.
+const TIMEOUT: Duration = Duration::from_secs(300);
+
+/// Talks to one admin API.
+pub(crate) struct AdminClient {
+    base: String,
+    token: Option<String>,
+    client: Client<HttpConnector, Full<Bytes>>,
+}
+
+impl AdminClient {
+    /// A client for the admin API at `base` (`http://HOST:PORT`).
+    pub(crate) fn new(base: &str, token: Option<String>) -> anyhow::Result<Self> {
+        let uri: Uri = base
+            .parse()
+            .with_context(|| format!("`{base}` is not a URL"))?;
+        anyhow::ensure!(
+            uri.scheme_str() == Some("http") && uri.authority().is_some(),
+            "`{base}`: expected http://HOST:PORT (the admin API speaks plain HTTP; reach a remote one through a tunnel or a TLS proxy)"
+        );
+        Ok(Self {
+            base: base.trim_end_matches('/').to_owned(),
+            token: token.filter(|t| !t.is_empty()),
+            client: Client::builder(TokioExecutor::new()).build_http(),
+        })
+    }
+
+    /// Sends a request and returns the JSON body of a successful answer;
+    /// a failure carries the server's message.
+    pub(crate) async fn call(
+        &self,
+        method: Method,
+        path: &str,
+        headers: &[(&str, String)],
+        body: Vec<u8>,
+    ) -> anyhow::Result<serde_json::Value> {
+        let url = format!("{}{path}", self.base);
+        let mut request = Request::builder().method(method.clone()).uri(&url);
+        if let Some(token) = &self.token {
+            request = request.header(header::AUTHORIZATION, format!("Bearer {token}"));
+        }
+        for (name, value) in headers {
+            request = request.header(*name, value);
+        }
+        let request = request
+            .body(Full::new(Bytes::from(body)))
+            .with_context(|| format!("building the request to {url}"))?;
+        let response = tokio::time::timeout(TIMEOUT, self.client.request(request))
+            .await
+            .map_err(|_| anyhow::anyhow!("{method} {url}: no answer within {TIMEOUT:?}"))?
+            .with_context(|| format!("{method} {url}"))?;
+        let status = response.status();
+        let body = response
+            .into_body()
+            .collect()
+            .await
+            .with_context(|| format!("reading the answer of {method} {url}"))?
+            .to_bytes();
+        let json: Option<serde_json::Value> = serde_json::from_slice(&body).ok();
+        if !status.is_success() {
+            let message = json
+                .as_ref()
+                .and_then(|j| j["message"].as_str())
+                .map(str::to_owned)
+                .unwrap_or_else(|| String::from_utf8_lossy(&body).trim().to_owned());
+            let hint = if status == StatusCode::UNAUTHORIZED {
+                " (pass --token or set SHANHAI_ADMIN_TOKEN)"
+            } else {
+                ""
+            };
+            anyhow::bail!("{method} {url}: {status}: {message}{hint}");
+        }
+        json.with_context(|| format!("{method} {url}: the answer is not JSON"))
+    }
+}

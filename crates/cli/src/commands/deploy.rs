@@ -1,0 +1,74 @@
+//! `shanhai deploy`: upload a module to a running gateway.
+
+use std::path::PathBuf;
+
+use anyhow::Context;
+use http::Method;
+
+use crate::admin_client::AdminClient;
+
+/// Upload a module to a running gateway through its admin API.
+///
+/// The gateway writes the file into its modules folder and loads it; the
+/// new version serves as soon as it is loaded, and requests already running
+/// finish on the old one. A module that fails to load is refused and the
+/// old version keeps serving. When FILE.sig exists next to FILE (as written
+/// by `shanhai sign`), it is sent as the module's signature.
+#[derive(clap::Args)]
+pub(crate) struct Args {
+    /// The module (.wasm).
+    file: PathBuf,
+    /// The gateway's admin API, e.g. http://127.0.0.1:9090.
+    #[arg(long, value_name = "URL")]
+    to: String,
+    /// Module name, served at /NAME (default: FILE's name without .wasm).
+    #[arg(long)]
+    name: Option<String>,
+    /// Bearer token of the admin API.
+    #[arg(long, env = "SHANHAI_ADMIN_TOKEN", hide_env_values = true)]
+    token: Option<String>,
+}
+
+pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
+    let name = match args.name {
+        Some(name) => name,
+        None => args
+            .file
+            .file_stem()
+            .and_then(|stem| stem.to_str())
+            .map(str::to_owned)
+            .with_context(|| {
+                format!(
+                    "{}: cannot derive a module name; pass --name",
+                    args.file.display()
+                )
+            })?,
+    };
+    let wasm =
+        std::fs::read(&args.file).with_context(|| format!("reading {}", args.file.display()))?;
+    let mut sig_path = args.file.clone().into_os_string();
+    sig_path.push(".sig");
+    let sig_path = PathBuf::from(sig_path);
+    let mut headers = Vec::new();
+    match std::fs::read_to_string(&sig_path) {
+        Ok(signature) => headers.push(("x-shanhai-signature", signature.trim().to_owned())),
+        Err(err) if err.kind() == std::io::ErrorKind::NotFound => {}
+        Err(err) => return Err(err).with_context(|| format!("reading {}", sig_path.display())),
+    }
+    let client = AdminClient::new(&args.to, args.token)?;
+    let answer = client
+        .call(
+            Method::PUT,
+            &format!("/admin/modules/{name}"),
+            &headers,
+            wasm,
+        )
+        .await
+        .with_context(|| format!("deploying {name}"))?;
+    println!(
+        "deployed {name}: version {} ({})",
+        answer["version"].as_str().unwrap_or("-"),
+        answer["outcome"].as_str().unwrap_or("-")
+    );
+    Ok(())
+}

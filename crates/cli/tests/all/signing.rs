@@ -1,0 +1,239 @@
+//! Module signing: `shanhai keygen` and `shanhai sign` as real commands, and
+//! a real gateway with `[signing] require_signed = true`.
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use crate::util::{Gateway, Http, examples, modules_with, shanhai, version_module};
+
+/// Runs `shanhai keygen --out DIR/NAME`; returns the key file and the
+/// public key line.
+fn keygen(dir: &Path, name: &str) -> (PathBuf, String) {
+    let out = dir.join(name);
+    let (ok, stdout, stderr) = shanhai(&["keygen", "--out", out.to_str().unwrap()], dir);
+    assert!(ok, "keygen failed: {stderr}");
+    let public = std::fs::read_to_string(dir.join(format!("{name}.pub"))).unwrap();
+    let public = public.trim().to_owned();
+    assert!(stdout.contains(&public), "{stdout}");
+    (dir.join(format!("{name}.key")), public)
+}
+
+/// Runs `shanhai sign FILE --key KEY`.
+fn sign(file: &Path, key: &Path) {
+    let (ok, _, stderr) = shanhai(
+        &[
+            "sign",
+            file.to_str().unwrap(),
+            "--key",
+            key.to_str().unwrap(),
+        ],
+        file.parent().unwrap(),
+    );
+    assert!(ok, "sign failed: {stderr}");
+}
+
+fn config(require_signed: bool, trusted: &[&str]) -> String {
+    let keys: Vec<String> = trusted.iter().map(|k| format!("{k:?}")).collect();
+    format!(
+        "[signing]\nrequire_signed = {require_signed}\ntrusted_keys = [{}]\n",
+        keys.join(", ")
+    )
+}
+
+/// Asserts that `module` is not loaded: not listed by `/readyz`, and
+/// unknown to the gateway (a 404 from a guest would prove nothing).
+async fn assert_not_loaded(http: &Http, gw: &Gateway, module: &str) {
+    let ready = http.get(&gw.url("/readyz")).await.json();
+    assert!(
+        !ready["modules"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|m| m == module),
+        "{module} is loaded: {ready}"
+    );
+    let reply = http
+        .post(&gw.url(&format!("/api/exec/{module}/upper")), "x")
+        .await;
+    assert_eq!(reply.status, 404, "{}", reply.text());
+    assert_eq!(reply.error_kind(), "unknown_module", "{}", reply.text());
+}
+
+/// The `/readyz` failure of `module`, waiting up to 20 s for one containing
+/// `reason`.
+async fn wait_for_failure(http: &Http, gw: &Gateway, module: &str, reason: &str) -> String {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let ready = http.get(&gw.url("/readyz")).await.json();
+        if let Some(message) = ready["failed"][module].as_str()
+            && message.contains(reason)
+        {
+            return message.to_owned();
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{module} was not refused with `{reason}`: {ready}"
+        );
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+}
+
+#[test]
+fn keygen_writes_a_private_key_and_never_overwrites() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let (key, public) = keygen(dir.path(), "release");
+    assert!(
+        public.starts_with("ed25519:") && public.len() == 8 + 64,
+        "{public}"
+    );
+    let mode = std::fs::metadata(&key).unwrap().permissions().mode();
+    assert_eq!(mode & 0o777, 0o600, "the secret key is readable by others");
+    let secret = std::fs::read_to_string(&key).unwrap();
+
+    let (ok, _, stderr) = shanhai(&["keygen", "--out", "release"], dir.path());
+    assert!(!ok);
+    assert!(stderr.contains("already exists"), "{stderr}");
+    assert_eq!(std::fs::read_to_string(&key).unwrap(), secret);
+
+    // Signing with the public key by mistake says so.
+    std::fs::copy(examples().join("add.wasm"), dir.path().join("add.wasm")).unwrap();
+    let (ok, _, stderr) = shanhai(&["sign", "add.wasm", "--key", "release.pub"], dir.path());
+    assert!(!ok);
+    assert!(stderr.contains("public key"), "{stderr}");
+    assert!(!dir.path().join("add.wasm.sig").exists());
+
+    sign(&dir.path().join("add.wasm"), &key);
+    let signature = std::fs::read_to_string(dir.path().join("add.wasm.sig")).unwrap();
+    assert!(signature.starts_with(&format!("{public}:")), "{signature}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn require_signed_refuses_unsigned_tampered_and_untrusted_modules() {
+    let keys = tempfile::tempdir().unwrap();
+    let (trusted, trusted_public) = keygen(keys.path(), "trusted");
+    let (stranger, _) = keygen(keys.path(), "stranger");
+
+    let modules = modules_with(&["hello", "add"]);
+    let dir = modules.path();
+    sign(&dir.join("hello.wasm"), &trusted);
+    // Same bytes as hello, but never signed.
+    std::fs::copy(dir.join("hello.wasm"), dir.join("unsigned.wasm")).unwrap();
+    // Signed, then replaced by other (valid) code.
+    std::fs::copy(dir.join("hello.wasm"), dir.join("tampered.wasm")).unwrap();
+    sign(&dir.join("tampered.wasm"), &trusted);
+    std::fs::copy(examples().join("add.wasm"), dir.join("tampered.wasm")).unwrap();
+    // Signed correctly, by a key the gateway does not trust.
+    std::fs::copy(dir.join("hello.wasm"), dir.join("stranger.wasm")).unwrap();
+    sign(&dir.join("stranger.wasm"), &stranger);
+
+    let gw = Gateway::start(dir, Some(&config(true, &[&trusted_public])));
+    let http = Http::new();
+
+    let reply = http.get(&gw.url("/hello?name=edge")).await;
+    assert_eq!(
+        reply.status,
+        200,
+        "the signed module does not serve: {}",
+        reply.text()
+    );
+
+    for (module, reason) in [
+        ("add", "unsigned"),
+        ("unsigned", "unsigned"),
+        ("tampered", "does not match the module"),
+        ("stranger", "not signed by a trusted key"),
+    ] {
+        let message = wait_for_failure(&http, &gw, module, reason).await;
+        assert!(message.contains(&format!("{module}.wasm")), "{message}");
+        assert_not_loaded(&http, &gw, module).await;
+    }
+    let logs = gw.logs();
+    assert!(logs.contains("not signed by a trusted key"), "{logs}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn signatures_are_checked_when_present_even_if_not_required() {
+    let keys = tempfile::tempdir().unwrap();
+    let (trusted, trusted_public) = keygen(keys.path(), "trusted");
+    let (stranger, _) = keygen(keys.path(), "stranger");
+    let modules = modules_with(&["hello", "add"]);
+    let dir = modules.path();
+    sign(&dir.join("hello.wasm"), &trusted);
+    sign(&dir.join("add.wasm"), &stranger);
+    std::fs::copy(examples().join("hello.wasm"), dir.join("plain.wasm")).unwrap();
+
+    let gw = Gateway::start(dir, Some(&config(false, &[&trusted_public])));
+    let http = Http::new();
+    assert_eq!(http.get(&gw.url("/hello")).await.status, 200);
+    let reply = http.post(&gw.url("/api/exec/plain/upper"), "edge").await;
+    assert_eq!(
+        (reply.status, reply.text().as_str()),
+        (200, "EDGE"),
+        "an unsigned module was refused"
+    );
+    wait_for_failure(&http, &gw, "add", "not signed by a trusted key").await;
+    assert_not_loaded(&http, &gw, "add").await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn require_signed_without_trusted_keys_refuses_everything() {
+    let keys = tempfile::tempdir().unwrap();
+    let (key, _) = keygen(keys.path(), "k");
+    let modules = modules_with(&["hello"]);
+    sign(&modules.path().join("hello.wasm"), &key);
+    let gw = Gateway::start(modules.path(), Some(&config(true, &[])));
+    let http = Http::new();
+    wait_for_failure(&http, &gw, "hello", "signing.trusted_keys is empty").await;
+    assert_not_loaded(&http, &gw, "hello").await;
+}
+
+/// Polls until `/version` answers with `version`.
+async fn wait_for_version(http: &Http, gw: &Gateway, version: &str) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while http.get(&gw.url("/version")).await.header("x-version") != Some(version) {
+        assert!(
+            Instant::now() < deadline,
+            "version {version} never served; logs:\n{}",
+            gw.logs()
+        );
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn hot_plug_keeps_the_signed_version_until_the_new_one_is_signed() {
+    let keys = tempfile::tempdir().unwrap();
+    let (key, public) = keygen(keys.path(), "release");
+    let modules = tempfile::tempdir().unwrap();
+    let target = modules.path().join("version.wasm");
+    std::fs::copy(version_module("A"), &target).unwrap();
+    sign(&target, &key);
+    let gw = Gateway::start(modules.path(), Some(&config(true, &[&public])));
+    let http = Http::new();
+    wait_for_version(&http, &gw, "A").await;
+
+    // B arrives next to A's signature: refused, A keeps serving.
+    let tmp = modules.path().join("version.tmp");
+    std::fs::copy(version_module("B"), &tmp).unwrap();
+    std::fs::rename(&tmp, &target).unwrap();
+    wait_for_failure(&http, &gw, "version", "does not match the module").await;
+    assert_eq!(
+        http.get(&gw.url("/version")).await.header("x-version"),
+        Some("A")
+    );
+
+    // The signature goes away: still refused (now unsigned), A still serves.
+    std::fs::remove_file(modules.path().join("version.wasm.sig")).unwrap();
+    wait_for_failure(&http, &gw, "version", "unsigned").await;
+    assert_eq!(
+        http.get(&gw.url("/version")).await.header("x-version"),
+        Some("A")
+    );
+
+    // Signing B in place is a change the watcher sees: B loads.
+    sign(&target, &key);
+    wait_for_version(&http, &gw, "B").await;
+    let ready = http.get(&gw.url("/readyz")).await.json();
+    assert!(ready["failed"].get("version").is_none(), "{ready}");
+}

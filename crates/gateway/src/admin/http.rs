@@ -1,0 +1,294 @@
+//! The admin API over HTTP, with JSON bodies:
+//!
+//! | request | does |
+//! | --- | --- |
+//! | `GET /admin/modules` | every module |
+//! | `GET /admin/modules/NAME` | one module |
+//! | `PUT /admin/modules/NAME` | upload: the body is the wasm, `X-Shanhai-Signature` its signature |
+//! | `DELETE /admin/modules/NAME` | remove the file and unmount |
+//! | `POST /admin/modules/NAME/reload` | reload from the file |
+//! | `GET /admin/config` | the config, secrets redacted |
+//! | `GET /metrics` | Prometheus text format |
+//! | `GET /healthz`, `GET /readyz` | liveness, readiness |
+//!
+//! With a token configured, everything but `/healthz` and `/readyz` needs
+//! `Authorization: Bearer TOKEN`; a request without it changes nothing.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use bytes::Bytes;
+use http::{HeaderValue, Method, Request, Response, StatusCode, header};
+use http_body_util::{BodyExt, Full, Limited};
+use metrics_exporter_prometheus::PrometheusHandle;
+use serde::Serialize;
+
+use super::auth::AdminAuth;
+use super::{Admin, AdminError, MAX_MODULE_BYTES};
+use crate::http::RequestBody;
+
+/// The header carrying an upload's signature: the text of `FILE.sig`.
+const SIGNATURE_HEADER: &str = "x-shanhai-signature";
+
+/// Handles admin HTTP requests.
+pub(crate) struct AdminHttp {
+    admin: Arc<Admin>,
+    auth: AdminAuth,
+    metrics: PrometheusHandle,
+    next_id: AtomicU64,
+}
+
+/// The admin resources, from a request path.
+enum Route<'a> {
+    Health,
+    Ready,
+    Metrics,
+    Modules,
+    Module(&'a str),
+    Reload(&'a str),
+    Config,
+    NotFound,
+}
+
+impl<'a> Route<'a> {
+    fn of(path: &'a str) -> Self {
+        let segments: Vec<&str> = path.trim_start_matches('/').split('/').collect();
+        match segments.as_slice() {
+            ["healthz"] => Self::Health,
+            ["readyz"] => Self::Ready,
+            ["metrics"] => Self::Metrics,
+            ["admin", "modules"] | ["admin", "modules", ""] => Self::Modules,
+            ["admin", "modules", name] => Self::Module(name),
+            ["admin", "modules", name, "reload"] => Self::Reload(name),
+            ["admin", "config"] => Self::Config,
+            _ => Self::NotFound,
+        }
+    }
+
+    /// The methods a resource takes.
+    fn allows(&self) -> &'static [Method] {
+        match self {
+            Self::Module(_) => &[Method::GET, Method::PUT, Method::DELETE],
+            Self::Reload(_) => &[Method::POST],
+            Self::NotFound => &[],
+            _ => &[Method::GET],
+        }
+    }
+}
+
+/// An error response: the HTTP trigger's JSON shape.
+struct Failure {
+    status: StatusCode,
+    kind: &'static str,
+    message: String,
+    module: Option<String>,
+}
+
+impl From<AdminError> for Failure {
+    fn from(err: AdminError) -> Self {
+        let status = match &err {
+            AdminError::BadName(_) | AdminError::BadRequest(_) => StatusCode::BAD_REQUEST,
+            AdminError::UnknownModule(_) => StatusCode::NOT_FOUND,
+            AdminError::TooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            AdminError::LoadFailed { .. } => StatusCode::UNPROCESSABLE_ENTITY,
+            AdminError::Io(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        };
+        Self {
+            status,
+            kind: err.kind(),
+            module: err.module().map(str::to_owned),
+            message: err.to_string(),
+        }
+    }
+}
+
+impl Failure {
+    fn new(status: StatusCode, kind: &'static str, message: impl Into<String>) -> Self {
+        Self {
+            status,
+            kind,
+            message: message.into(),
+            module: None,
+        }
+    }
+}
+
+impl AdminHttp {
+    pub(crate) fn new(admin: Arc<Admin>, auth: AdminAuth, metrics: PrometheusHandle) -> Self {
+        Self {
+            admin,
+            auth,
+            metrics,
+            next_id: AtomicU64::new(1),
+        }
+    }
+
+    /// Handles one request; every failure is a JSON error response.
+    pub(crate) async fn handle(&self, request: Request<impl RequestBody>) -> Response<Full<Bytes>> {
+        let request_id = format!("admin-{}", self.next_id.fetch_add(1, Ordering::Relaxed));
+        let method = request.method().clone();
+        let path = request.uri().path().to_owned();
+        let has_body = !request.body().is_end_stream();
+        let mut response = match self.dispatch(request).await {
+            Ok(response) => response,
+            Err(failure) => {
+                if failure.status.is_server_error() {
+                    tracing::warn!(%method, path, kind = failure.kind, "admin request failed: {}", failure.message);
+                }
+                let mut response = json(
+                    failure.status,
+                    &serde_json::json!({
+                        "error": failure.kind,
+                        "message": failure.message,
+                        "module": failure.module,
+                        "request_id": request_id,
+                    }),
+                );
+                let headers = response.headers_mut();
+                if failure.status == StatusCode::UNAUTHORIZED {
+                    headers.insert(
+                        header::WWW_AUTHENTICATE,
+                        HeaderValue::from_static("Bearer realm=\"shanhai-admin\""),
+                    );
+                }
+                // The body may be unread (a refused upload): the connection
+                // cannot carry another request after it.
+                if has_body {
+                    headers.insert(header::CONNECTION, HeaderValue::from_static("close"));
+                }
+                response
+            }
+        };
+        if let Ok(value) = HeaderValue::from_str(&request_id) {
+            response.headers_mut().insert("x-request-id", value);
+        }
+        response
+    }
+
+    async fn dispatch(
+        &self,
+        request: Request<impl RequestBody>,
+    ) -> Result<Response<Full<Bytes>>, Failure> {
+        let route = Route::of(request.uri().path());
+        let public = matches!(route, Route::Health | Route::Ready);
+        if !public && !self.auth.allows(request.headers()) {
+            return Err(Failure::new(
+                StatusCode::UNAUTHORIZED,
+                "unauthorized",
+                "the admin API needs `Authorization: Bearer TOKEN` with the configured token",
+            ));
+        }
+        let allowed = route.allows();
+        if !allowed.is_empty() && !allowed.contains(request.method()) {
+            let names: Vec<&str> = allowed.iter().map(Method::as_str).collect();
+            let mut failure = Failure::new(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "method_not_allowed",
+                format!("{} takes {}", request.uri().path(), names.join(", ")),
+            );
+            failure.module = match route {
+                Route::Module(name) | Route::Reload(name) => Some(name.to_owned()),
+                _ => None,
+            };
+            return Err(failure);
+        }
+        let admin = &self.admin;
+        match route {
+            Route::Health => Ok(text(StatusCode::OK, "text/plain; charset=utf-8", "ok\n")),
+            Route::Ready => {
+                let (ready, body) = admin.readiness();
+                let status = if ready {
+                    StatusCode::OK
+                } else {
+                    StatusCode::SERVICE_UNAVAILABLE
+                };
+                Ok(json(status, &body))
+            }
+            Route::Metrics => Ok(text(
+                StatusCode::OK,
+                "text/plain; version=0.0.4; charset=utf-8",
+                self.metrics.render(),
+            )),
+            Route::Modules => Ok(json(StatusCode::OK, &admin.list())),
+            Route::Config => Ok(json(StatusCode::OK, &admin.config())),
+            Route::Module(name) => match *request.method() {
+                Method::GET => Ok(json(StatusCode::OK, &admin.get(name)?)),
+                Method::DELETE => Ok(json(StatusCode::OK, &admin.delete(name).await?)),
+                _ => {
+                    let name = name.to_owned();
+                    self.upload(request, &name).await
+                }
+            },
+            Route::Reload(name) => Ok(json(StatusCode::OK, &admin.reload(name).await?)),
+            Route::NotFound => Err(Failure::new(
+                StatusCode::NOT_FOUND,
+                "not_found",
+                format!(
+                    "no admin resource at {}; see /admin/modules",
+                    request.uri().path()
+                ),
+            )),
+        }
+    }
+
+    async fn upload(
+        &self,
+        request: Request<impl RequestBody>,
+        name: &str,
+    ) -> Result<Response<Full<Bytes>>, Failure> {
+        let (parts, body) = request.into_parts();
+        let signature = match parts.headers.get(SIGNATURE_HEADER) {
+            Some(value) => Some(
+                value
+                    .to_str()
+                    .map_err(|_| {
+                        AdminError::BadRequest(format!("{SIGNATURE_HEADER} is not printable text"))
+                    })?
+                    .trim()
+                    .to_owned(),
+            ),
+            None => None,
+        };
+        let declared = parts
+            .headers
+            .get(header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<u64>().ok());
+        if declared.is_some_and(|len| len > MAX_MODULE_BYTES as u64) {
+            return Err(AdminError::TooLarge.into());
+        }
+        let wasm = match Limited::new(body, MAX_MODULE_BYTES).collect().await {
+            Ok(collected) => collected.to_bytes(),
+            Err(err)
+                if err
+                    .downcast_ref::<http_body_util::LengthLimitError>()
+                    .is_some() =>
+            {
+                return Err(AdminError::TooLarge.into());
+            }
+            Err(err) => {
+                return Err(AdminError::BadRequest(format!("reading the body: {err}")).into());
+            }
+        };
+        let changed = self.admin.upload(name, wasm.into(), signature).await?;
+        Ok(json(StatusCode::OK, &changed))
+    }
+}
+
+fn json(status: StatusCode, value: &impl Serialize) -> Response<Full<Bytes>> {
+    let body = serde_json::to_vec(value).expect("admin responses serialise");
+    text(status, "application/json", body)
+}
+
+fn text(
+    status: StatusCode,
+    content_type: &'static str,
+    body: impl Into<Bytes>,
+) -> Response<Full<Bytes>> {
+    let mut response = Response::new(Full::new(body.into()));
+    *response.status_mut() = status;
+    response
+        .headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+    response
+}

@@ -1,0 +1,572 @@
+//! The admin API: list, upload, delete and reload modules, show the config,
+//! serve Prometheus metrics and health.
+//!
+//! Each operation is one method of [`Admin`]; two thin transports call them:
+//!
+//! - HTTP with JSON bodies on `admin.listen` ([`http`]), authenticated by a
+//!   bearer token ([`auth`]). Without a token the listener only binds a
+//!   loopback address.
+//! - JSON-RPC 2.0, one request per line, on the Unix socket `admin.socket`
+//!   ([`rpc`]). The socket file is created with mode 0600: filesystem
+//!   permissions are its authentication, so whoever may open it is an admin.
+//!
+//! Changes (upload, delete, reload) are serialised, so two deploys of one
+//! module never interleave their file writes and loads. Uploaded files are
+//! written to a temporary name and renamed into place, so the folder
+//! watcher never sees half a module; its own reload of the renamed file then
+//! finds the version already serving.
+
+mod auth;
+mod http;
+mod prometheus;
+mod redact;
+mod rpc;
+
+use std::io::Write;
+use std::net::SocketAddr;
+use std::os::unix::fs::{FileTypeExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use anyhow::Context;
+use hyper_util::server::graceful::GracefulShutdown;
+use serde::Serialize;
+use shanhai_runtime::{LoadedModule, Runtime};
+use tokio::net::{TcpListener, UnixListener};
+use tokio::sync::watch;
+
+use crate::config::{AdminConfig, Config, is_module_name};
+use crate::registry::{ModuleRegistry, ReloadOutcome};
+use crate::server::accept_loop;
+use auth::AdminAuth;
+
+/// Largest module an upload may carry.
+pub(crate) const MAX_MODULE_BYTES: usize = 64 << 20;
+
+/// Largest signature an upload may carry (a base64 or hex Ed25519
+/// signature is well under 200 bytes).
+const MAX_SIGNATURE_BYTES: usize = 4096;
+
+/// Why an admin operation failed. Each transport maps the variants to its
+/// own codes: an HTTP status, a JSON-RPC error code.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum AdminError {
+    /// The name cannot be a module name.
+    #[error("`{0}` is not a module name: use 1 to 64 letters, digits, '-' and '_'")]
+    BadName(String),
+    /// No module of that name is loaded, failed or has a file.
+    #[error("no module named `{0}`")]
+    UnknownModule(String),
+    /// The request is malformed.
+    #[error("{0}")]
+    BadRequest(String),
+    /// The module is larger than [`MAX_MODULE_BYTES`].
+    #[error("the module exceeds the {MAX_MODULE_BYTES}-byte upload limit")]
+    TooLarge,
+    /// The module was refused; whatever served before still serves.
+    #[error("{message}")]
+    LoadFailed {
+        /// The module.
+        name: String,
+        /// The load error.
+        message: String,
+    },
+    /// Writing or removing a file failed.
+    #[error("{0}")]
+    Io(String),
+}
+
+impl AdminError {
+    /// The stable kind, as in the HTTP trigger's errors.
+    pub(crate) fn kind(&self) -> &'static str {
+        match self {
+            Self::BadName(_) | Self::BadRequest(_) => "bad_request",
+            Self::UnknownModule(_) => "unknown_module",
+            Self::TooLarge => "body_too_large",
+            Self::LoadFailed { .. } => "load_failed",
+            Self::Io(_) => "internal",
+        }
+    }
+
+    /// The module the error is about, when there is one.
+    pub(crate) fn module(&self) -> Option<&str> {
+        match self {
+            Self::UnknownModule(name) | Self::LoadFailed { name, .. } => Some(name),
+            _ => None,
+        }
+    }
+}
+
+/// One module as the admin API shows it.
+#[derive(Debug, Serialize)]
+pub(crate) struct ModuleInfo {
+    name: String,
+    /// `serving`, or `failed`: the last load failed and no version serves.
+    state: &'static str,
+    version: Option<String>,
+    kind: Option<&'static str>,
+    routes: Vec<String>,
+    pool: Option<PoolInfo>,
+    /// Why the last load failed (an older version may still serve).
+    last_error: Option<String>,
+}
+
+#[derive(Debug, Serialize)]
+struct PoolInfo {
+    idle: usize,
+    min_instances: usize,
+    max_instances: usize,
+}
+
+/// Every module, by name.
+#[derive(Debug, Serialize)]
+pub(crate) struct ModuleList {
+    modules: Vec<ModuleInfo>,
+}
+
+/// What a change did.
+#[derive(Debug, Serialize)]
+pub(crate) struct Changed {
+    name: String,
+    /// The version now serving; `None` once removed.
+    version: Option<String>,
+    /// `added`, `swapped`, `unchanged` or `removed`.
+    outcome: &'static str,
+}
+
+/// The admin operations over the gateway's modules and config.
+pub(crate) struct Admin {
+    runtime: Runtime,
+    registry: Arc<ModuleRegistry>,
+    config: Arc<Config>,
+    /// Held by every change, so changes apply one at a time.
+    changes: tokio::sync::Mutex<()>,
+    http_addr: SocketAddr,
+    admin_addr: SocketAddr,
+    socket: Option<PathBuf>,
+    stopping: watch::Receiver<bool>,
+}
+
+impl Admin {
+    /// Every loaded module, then those that failed with no version serving.
+    pub(crate) fn list(&self) -> ModuleList {
+        let mut failures = self.registry.failures();
+        let mut modules: Vec<ModuleInfo> = self
+            .registry
+            .modules()
+            .iter()
+            .map(|module| self.info(module, failures.remove(module.name())))
+            .collect();
+        modules.extend(
+            failures
+                .into_iter()
+                .map(|(name, error)| failed_info(name, error)),
+        );
+        modules.sort_by(|a, b| a.name.cmp(&b.name));
+        ModuleList { modules }
+    }
+
+    /// One module.
+    pub(crate) fn get(&self, name: &str) -> Result<ModuleInfo, AdminError> {
+        check_name(name)?;
+        let error = self.registry.failures().remove(name);
+        match (self.registry.get(name), error) {
+            (Some(module), error) => Ok(self.info(&module, error)),
+            (None, Some(error)) => Ok(failed_info(name.to_owned(), error)),
+            (None, None) => Err(AdminError::UnknownModule(name.to_owned())),
+        }
+    }
+
+    /// Installs `wasm` (and its signature) as module `name`'s file and loads
+    /// it. When loading fails the previous version keeps serving, and the
+    /// file stays for the operator to inspect or replace.
+    pub(crate) async fn upload(
+        &self,
+        name: &str,
+        wasm: Vec<u8>,
+        signature: Option<String>,
+    ) -> Result<Changed, AdminError> {
+        check_name(name)?;
+        if wasm.len() > MAX_MODULE_BYTES {
+            return Err(AdminError::TooLarge);
+        }
+        if let Some(signature) = &signature
+            && (signature.is_empty()
+                || signature.len() > MAX_SIGNATURE_BYTES
+                || !signature.bytes().all(|b| b.is_ascii_graphic()))
+        {
+            return Err(AdminError::BadRequest(format!(
+                "the signature must be 1 to {MAX_SIGNATURE_BYTES} printable characters (base64 or hex, as in FILE.sig)"
+            )));
+        }
+        let _change = self.changes.lock().await;
+        let path = self.config.module_path(name);
+        let sig = signature_path(&path);
+        // What was on disk, so a refused upload can be undone: otherwise the
+        // refused file would be what the next restart tries to load.
+        let previous = (std::fs::read(&path).ok(), std::fs::read(&sig).ok());
+        // The signature first: when the module lands, the loader finds the
+        // signature that belongs to it. Without one, an older signature
+        // would belong to other bytes.
+        match signature {
+            // One line, as `shanhai sign` writes it.
+            Some(signature) => {
+                write_atomically(sig.clone(), format!("{signature}\n").into_bytes()).await?
+            }
+            None => remove_if_present(&sig)?,
+        }
+        write_atomically(path.clone(), wasm).await?;
+        tracing::info!(module = name, "module uploaded through the admin API");
+        let loaded = self.load(name).await;
+        if loaded.is_err() {
+            tracing::warn!(
+                module = name,
+                "upload refused; restoring the previous files"
+            );
+            let (old_wasm, old_sig) = previous;
+            match old_sig {
+                Some(bytes) => write_atomically(sig, bytes).await?,
+                None => remove_if_present(&sig)?,
+            }
+            match old_wasm {
+                Some(bytes) => write_atomically(path, bytes).await?,
+                None => remove_if_present(&path)?,
+            }
+        }
+        loaded
+    }
+
+    /// Removes module `name`'s file (and signature) and unmounts it.
+    pub(crate) async fn delete(&self, name: &str) -> Result<Changed, AdminError> {
+        check_name(name)?;
+        let _change = self.changes.lock().await;
+        let path = self.config.module_path(name);
+        let known = self.registry.get(name).is_some()
+            || self.registry.failures().contains_key(name)
+            || path.exists();
+        if !known {
+            return Err(AdminError::UnknownModule(name.to_owned()));
+        }
+        remove_if_present(&path)?;
+        remove_if_present(&signature_path(&path))?;
+        if self.config.modules.contains_key(name) {
+            // `reload` would report a configured module's missing file as an
+            // error and keep serving it.
+            self.registry.unmount(&self.config, name);
+        } else {
+            let _ = self
+                .registry
+                .reload(&self.runtime, &self.config, name)
+                .await;
+        }
+        tracing::info!(module = name, "module deleted through the admin API");
+        Ok(Changed {
+            name: name.to_owned(),
+            version: None,
+            outcome: "removed",
+        })
+    }
+
+    /// Reloads module `name` from its file.
+    pub(crate) async fn reload(&self, name: &str) -> Result<Changed, AdminError> {
+        check_name(name)?;
+        let _change = self.changes.lock().await;
+        let known = self.registry.get(name).is_some()
+            || self.config.modules.contains_key(name)
+            || self.config.module_path(name).exists();
+        if !known {
+            return Err(AdminError::UnknownModule(name.to_owned()));
+        }
+        self.load(name).await
+    }
+
+    /// The effective config, with secrets redacted.
+    pub(crate) fn config(&self) -> serde_json::Value {
+        redact::config_json(&self.config)
+    }
+
+    /// Whether the gateway is serving (modules loaded, listeners up, not
+    /// shutting down), with the details.
+    pub(crate) fn readiness(&self) -> (bool, serde_json::Value) {
+        let ready = !*self.stopping.borrow();
+        let body = serde_json::json!({
+            "ready": ready,
+            "modules": self.registry.modules().iter().map(|m| m.name().to_owned()).collect::<Vec<_>>(),
+            "failed": self.registry.failures(),
+            "listeners": {
+                "http": self.http_addr.to_string(),
+                "admin": self.admin_addr.to_string(),
+                "socket": self.socket.as_ref().map(|p| p.display().to_string()),
+            },
+        });
+        (ready, body)
+    }
+
+    async fn load(&self, name: &str) -> Result<Changed, AdminError> {
+        let outcome = self
+            .registry
+            .reload(&self.runtime, &self.config, name)
+            .await
+            .map_err(|err| AdminError::LoadFailed {
+                name: name.to_owned(),
+                message: err.to_string(),
+            })?;
+        Ok(Changed {
+            name: name.to_owned(),
+            version: self.registry.get(name).map(|m| m.version().to_owned()),
+            outcome: match outcome {
+                ReloadOutcome::Added => "added",
+                ReloadOutcome::Swapped => "swapped",
+                ReloadOutcome::Unchanged => "unchanged",
+                ReloadOutcome::Removed => "removed",
+            },
+        })
+    }
+
+    fn info(&self, module: &LoadedModule, last_error: Option<String>) -> ModuleInfo {
+        let name = module.name();
+        let mut routes = vec![format!("/{name}"), format!("/{name}/*")];
+        if let Some(section) = self.config.modules.get(name) {
+            routes.extend(section.routes.iter().cloned());
+        }
+        ModuleInfo {
+            name: name.to_owned(),
+            state: "serving",
+            version: Some(module.version().to_owned()),
+            kind: Some(module.kind().as_str()),
+            routes,
+            pool: Some(PoolInfo {
+                idle: module.idle_instances(),
+                min_instances: module.limits().min_instances,
+                max_instances: module.limits().max_instances,
+            }),
+            last_error,
+        }
+    }
+}
+
+fn failed_info(name: String, error: String) -> ModuleInfo {
+    ModuleInfo {
+        name,
+        state: "failed",
+        version: None,
+        kind: None,
+        routes: Vec::new(),
+        pool: None,
+        last_error: Some(error),
+    }
+}
+
+fn check_name(name: &str) -> Result<(), AdminError> {
+    if is_module_name(name) {
+        Ok(())
+    } else {
+        Err(AdminError::BadName(name.to_owned()))
+    }
+}
+
+/// `FILE.sig`, next to the module file.
+fn signature_path(module: &Path) -> PathBuf {
+    let mut path = module.as_os_str().to_owned();
+    path.push(".sig");
+    PathBuf::from(path)
+}
+
+/// Writes `bytes` to a temporary file beside `path`, flushes it to disk and
+/// renames it over `path`: readers see the old file or the whole new one.
+/// The temporary name does not end in `.wasm`, so the watcher ignores it.
+async fn write_atomically(path: PathBuf, bytes: Vec<u8>) -> Result<(), AdminError> {
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    let write = move || -> std::io::Result<()> {
+        let dir = path.parent().unwrap_or(Path::new("."));
+        std::fs::create_dir_all(dir)?;
+        let file_name = path.file_name().unwrap_or_default().to_string_lossy();
+        let n = NEXT.fetch_add(1, Ordering::Relaxed);
+        let tmp = dir.join(format!(".{file_name}.upload-{}-{n}", std::process::id()));
+        let written = std::fs::File::create(&tmp)
+            .and_then(|mut file| {
+                file.write_all(&bytes)?;
+                file.sync_all()
+            })
+            .and_then(|()| std::fs::rename(&tmp, &path));
+        if written.is_err() {
+            let _ = std::fs::remove_file(&tmp);
+        }
+        written.map_err(|err| {
+            std::io::Error::new(err.kind(), format!("writing {}: {err}", path.display()))
+        })
+    };
+    tokio::task::spawn_blocking(write)
+        .await
+        .map_err(|err| AdminError::Io(err.to_string()))?
+        .map_err(|err| AdminError::Io(err.to_string()))
+}
+
+fn remove_if_present(path: &Path) -> Result<(), AdminError> {
+    match std::fs::remove_file(path) {
+        Err(err) if err.kind() != std::io::ErrorKind::NotFound => Err(AdminError::Io(format!(
+            "removing {}: {err}",
+            path.display()
+        ))),
+        _ => Ok(()),
+    }
+}
+
+/// The admin listeners, bound (so that a bad address fails the start) but
+/// not serving yet.
+pub(crate) struct AdminListeners {
+    tcp: TcpListener,
+    socket: Option<(UnixListener, PathBuf)>,
+    auth: AdminAuth,
+}
+
+impl AdminListeners {
+    /// Checks the authentication settings, binds the HTTP listener and the
+    /// Unix socket, and installs the metrics recorder.
+    pub(crate) async fn bind(admin: &AdminConfig) -> anyhow::Result<Self> {
+        let auth = AdminAuth::from_config(admin)?;
+        let tcp = TcpListener::bind(admin.listen).await.with_context(|| {
+            format!("binding the admin listener {} (admin.listen)", admin.listen)
+        })?;
+        let socket = if admin.socket.as_os_str().is_empty() {
+            None
+        } else {
+            let listener = bind_socket(&admin.socket)
+                .await
+                .with_context(|| format!("admin.socket {}", admin.socket.display()))?;
+            Some((listener, admin.socket.clone()))
+        };
+        // Installed before modules load, so their loads are counted.
+        prometheus::handle();
+        Ok(Self { tcp, socket, auth })
+    }
+
+    /// Starts serving; both listeners stop when `stop` turns true.
+    pub(crate) fn serve(
+        self,
+        runtime: Runtime,
+        registry: Arc<ModuleRegistry>,
+        config: Arc<Config>,
+        http_addr: SocketAddr,
+        stop: watch::Receiver<bool>,
+    ) -> anyhow::Result<AdminServer> {
+        let addr = self.tcp.local_addr()?;
+        let socket_path = self.socket.as_ref().map(|(_, path)| path.clone());
+        let admin = Arc::new(Admin {
+            runtime,
+            registry,
+            config,
+            changes: tokio::sync::Mutex::new(()),
+            http_addr,
+            admin_addr: addr,
+            socket: socket_path.clone(),
+            stopping: stop.clone(),
+        });
+        if self.auth.required() {
+            tracing::info!(%addr, "admin API listening (bearer token required)");
+        } else {
+            tracing::info!(%addr, "admin API listening (no token: loopback only)");
+        }
+        let service = Arc::new(http::AdminHttp::new(
+            admin.clone(),
+            self.auth,
+            prometheus::handle(),
+        ));
+        let http = tokio::spawn(accept_loop(
+            self.tcp,
+            move |request, _remote| {
+                let service = service.clone();
+                async move { service.handle(request).await }
+            },
+            stop.clone(),
+        ));
+        let rpc = self.socket.map(|(listener, path)| {
+            tracing::info!(socket = %path.display(), "admin JSON-RPC listening");
+            tokio::spawn(rpc::serve(listener, admin, stop))
+        });
+        Ok(AdminServer {
+            addr,
+            socket: socket_path,
+            http,
+            rpc,
+        })
+    }
+}
+
+/// Binds the Unix socket at `path` with mode 0600. A stale socket file (no
+/// one answers on it) is replaced; a live one, or any other file, is not.
+async fn bind_socket(path: &Path) -> anyhow::Result<UnixListener> {
+    if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+        std::fs::create_dir_all(parent)
+            .with_context(|| format!("creating {}", parent.display()))?;
+    }
+    match std::fs::symlink_metadata(path) {
+        Ok(meta) if meta.file_type().is_socket() => {
+            if tokio::net::UnixStream::connect(path).await.is_ok() {
+                anyhow::bail!("another process is serving on this socket");
+            }
+            std::fs::remove_file(path).context("removing the stale socket")?;
+        }
+        Ok(_) => anyhow::bail!("the path exists and is not a socket; refusing to replace it"),
+        Err(err) if err.kind() == std::io::ErrorKind::NotFound => {}
+        Err(err) => return Err(err.into()),
+    }
+    // Bound under a temporary name and renamed once its mode is 0600, so
+    // the socket is never reachable with looser permissions.
+    let file_name = path.file_name().unwrap_or_default().to_string_lossy();
+    let tmp = path.with_file_name(format!(".{file_name}.{}", std::process::id()));
+    let _ = std::fs::remove_file(&tmp);
+    let listener = UnixListener::bind(&tmp).context("binding")?;
+    std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o600))
+        .and_then(|()| std::fs::rename(&tmp, path))
+        .inspect_err(|_| {
+            let _ = std::fs::remove_file(&tmp);
+        })
+        .context("setting the socket's mode")?;
+    Ok(listener)
+}
+
+/// The running admin listeners.
+pub(crate) struct AdminServer {
+    addr: SocketAddr,
+    socket: Option<PathBuf>,
+    http: tokio::task::JoinHandle<GracefulShutdown>,
+    rpc: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl AdminServer {
+    /// The address of the admin HTTP listener.
+    pub(crate) fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// The path of the JSON-RPC socket, when there is one.
+    pub(crate) fn socket(&self) -> Option<&Path> {
+        self.socket.as_deref()
+    }
+
+    /// Once the stop signal was sent: waits until no new connections are
+    /// accepted, removes the socket file, and returns what still has to
+    /// drain (HTTP connections, JSON-RPC connections finishing their
+    /// current request).
+    pub(crate) async fn stopped(self) -> impl Future<Output = ()> {
+        let http = self.http.await.ok();
+        if let Some(path) = &self.socket {
+            let _ = std::fs::remove_file(path);
+        }
+        async move {
+            let http = async {
+                if let Some(connections) = http {
+                    connections.shutdown().await;
+                }
+            };
+            let rpc = async {
+                if let Some(rpc) = self.rpc {
+                    let _ = rpc.await;
+                }
+            };
+            tokio::join!(http, rpc);
+        }
+    }
+}
