@@ -69,7 +69,6 @@ impl<I> DerefMut for Pooled<I> {
 }
 
 pub(crate) struct InstancePool<I> {
-    module: Arc<str>,
     max_instances: usize,
     max_queue: usize,
     queue_timeout: Duration,
@@ -87,13 +86,21 @@ pub(crate) struct InstancePool<I> {
     reaped: AtomicU64,
     discarded: AtomicU64,
     scale_ups: AtomicU64,
+    /// Metric handles, resolved once: looking them up by name and labels on
+    /// every event would cost more than a small guest call.
+    idle_gauge: metrics::Gauge,
+    busy_gauge: metrics::Gauge,
+    queue_wait: metrics::Histogram,
 }
 
 impl<I> InstancePool<I> {
     pub(crate) fn new(module: Arc<str>, limits: &ModuleLimits) -> Self {
         let max_instances = limits.max_instances.max(1);
+        let label = module.to_string();
         Self {
-            module,
+            idle_gauge: metrics::gauge!("shanhai_instances", "module" => label.clone(), "state" => "idle"),
+            busy_gauge: metrics::gauge!("shanhai_instances", "module" => label.clone(), "state" => "busy"),
+            queue_wait: metrics::histogram!("shanhai_queue_wait_seconds", "module" => label),
             max_instances,
             max_queue: limits.max_queue,
             queue_timeout: limits.queue_timeout,
@@ -128,8 +135,7 @@ impl<I> InstancePool<I> {
         let permit =
             tokio::time::timeout(self.queue_timeout, self.permits.clone().acquire_owned()).await;
         self.waiting.fetch_sub(1, Ordering::AcqRel);
-        metrics::histogram!("shanhai_queue_wait_seconds", "module" => self.module.to_string())
-            .record(started.elapsed().as_secs_f64());
+        self.queue_wait.record(started.elapsed().as_secs_f64());
         match permit {
             Ok(Ok(permit)) => Ok(permit),
             Ok(Err(_closed)) => Err(InvokeError::Unavailable("module is unloading".into())),
@@ -260,10 +266,7 @@ impl<I> InstancePool<I> {
     fn publish(&self) {
         let live = self.live.load(Ordering::Acquire);
         let idle = self.idle.lock().unwrap().len();
-        let module = self.module.to_string();
-        metrics::gauge!("shanhai_instances", "module" => module.clone(), "state" => "idle")
-            .set(idle as f64);
-        metrics::gauge!("shanhai_instances", "module" => module, "state" => "busy")
-            .set(live.saturating_sub(idle) as f64);
+        self.idle_gauge.set(idle as f64);
+        self.busy_gauge.set(live.saturating_sub(idle) as f64);
     }
 }

@@ -61,6 +61,12 @@ async fn modules_are_listed_uploaded_reloaded_and_deleted() {
     );
     assert_eq!(hello["routes"], json!(["/hello", "/hello/*", "/greet"]));
     assert!(hello["pool"]["idle"].as_u64().unwrap() >= 1, "{hello}");
+    let pool = &hello["pool"];
+    assert!(
+        pool["live"].as_u64().unwrap() >= pool["idle"].as_u64().unwrap(),
+        "{hello}"
+    );
+    assert!(pool["created"].as_u64().unwrap() >= 1, "{hello}");
     assert_eq!(hello["last_error"], Value::Null);
     assert_eq!(module(&list, "add")["kind"], "exports");
 

@@ -114,9 +114,16 @@ pub(crate) struct ModuleInfo {
 
 #[derive(Debug, Serialize)]
 struct PoolInfo {
+    live: usize,
     idle: usize,
+    waiting: usize,
     min_instances: usize,
     max_instances: usize,
+    created: u64,
+    recycled: u64,
+    reaped: u64,
+    discarded: u64,
+    scale_ups: u64,
 }
 
 /// Every module, by name.
@@ -336,10 +343,20 @@ impl Admin {
             version: Some(module.version().to_owned()),
             kind: Some(module.kind().as_str()),
             routes,
-            pool: Some(PoolInfo {
-                idle: module.idle_instances(),
-                min_instances: module.limits().min_instances,
-                max_instances: module.limits().max_instances,
+            pool: Some({
+                let stats = module.pool_stats();
+                PoolInfo {
+                    live: stats.live,
+                    idle: stats.idle,
+                    waiting: stats.waiting,
+                    min_instances: module.limits().min_instances,
+                    max_instances: stats.max_instances,
+                    created: stats.created,
+                    recycled: stats.recycled,
+                    reaped: stats.reaped,
+                    discarded: stats.discarded,
+                    scale_ups: stats.scale_ups,
+                }
             }),
             last_error,
         }
