@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use crate::util::{Gateway, Http, version_module, write_wat};
+use crate::util::{Gateway, Http, version_module, wait_for_version, write_wat};
 
 /// Replaces `dest` atomically, as a deploy tool would (write, then rename).
 fn install(src: &Path, dest: &Path) {
@@ -17,23 +17,6 @@ fn install(src: &Path, dest: &Path) {
 
 fn body_of(version: &str) -> String {
     format!("{version};").repeat(256)
-}
-
-/// Polls until `/version` answers with `version`.
-async fn wait_for_version(http: &Http, gw: &Gateway, version: &str) {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let reply = http.get(&gw.url("/version")).await;
-        if reply.header("x-version") == Some(version) {
-            return;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "version {version} never served; logs:\n{}",
-            gw.logs()
-        );
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
 }
 
 #[tokio::test(flavor = "multi_thread")]

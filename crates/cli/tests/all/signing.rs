@@ -4,7 +4,9 @@
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use crate::util::{Gateway, Http, examples, modules_with, shanhai, version_module};
+use crate::util::{
+    Gateway, Http, examples, modules_with, shanhai, version_module, wait_for_version,
+};
 
 /// Runs `shanhai keygen --out DIR/NAME`; returns the key file and the
 /// public key line.
@@ -186,19 +188,6 @@ async fn require_signed_without_trusted_keys_refuses_everything() {
     let http = Http::new();
     wait_for_failure(&http, &gw, "hello", "signing.trusted_keys is empty").await;
     assert_not_loaded(&http, &gw, "hello").await;
-}
-
-/// Polls until `/version` answers with `version`.
-async fn wait_for_version(http: &Http, gw: &Gateway, version: &str) {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while http.get(&gw.url("/version")).await.header("x-version") != Some(version) {
-        assert!(
-            Instant::now() < deadline,
-            "version {version} never served; logs:\n{}",
-            gw.logs()
-        );
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
 }
 
 #[tokio::test(flavor = "multi_thread")]

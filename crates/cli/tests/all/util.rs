@@ -347,3 +347,16 @@ pub fn shanhai(args: &[&str], dir: &Path) -> (bool, String, String) {
         String::from_utf8_lossy(&output.stderr).into_owned(),
     )
 }
+
+/// Polls until `/version` (the `version` fixture) answers with `version`.
+pub async fn wait_for_version(http: &Http, gw: &Gateway, version: &str) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while http.get(&gw.url("/version")).await.header("x-version") != Some(version) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "version {version} never served; logs:\n{}",
+            gw.logs()
+        );
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+}
