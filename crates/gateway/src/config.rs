@@ -150,6 +150,9 @@ pub struct RuntimeSection {
     pub total_instances: u32,
     /// Epoch tick in milliseconds: deadline granularity.
     pub epoch_tick_ms: u64,
+    /// KiB of each linear memory kept resident when a pool slot is reused:
+    /// faster fresh instances (command modules) for more resident memory.
+    pub memory_keep_resident_kb: usize,
 }
 
 impl Default for RuntimeSection {
@@ -159,6 +162,7 @@ impl Default for RuntimeSection {
             fuel: defaults.consume_fuel,
             total_instances: defaults.total_instances,
             epoch_tick_ms: defaults.epoch_tick.as_millis() as u64,
+            memory_keep_resident_kb: defaults.memory_keep_resident >> 10,
         }
     }
 }
@@ -272,6 +276,7 @@ impl Config {
             consume_fuel: self.runtime.fuel,
             total_instances: self.runtime.total_instances,
             epoch_tick: Duration::from_millis(self.runtime.epoch_tick_ms),
+            memory_keep_resident: self.runtime.memory_keep_resident_kb << 10,
             ..RuntimeConfig::default()
         }
     }

@@ -43,6 +43,7 @@ pub(crate) fn config_json(config: &Config) -> Value {
             "fuel": config.runtime.fuel,
             "total_instances": config.runtime.total_instances,
             "epoch_tick_ms": config.runtime.epoch_tick_ms,
+            "memory_keep_resident_kb": config.runtime.memory_keep_resident_kb,
         },
         "defaults": limits_json(&config.defaults),
         "modules": modules,
@@ -78,6 +79,7 @@ fn limits_json(limits: &LimitsConfig) -> Map<String, Value> {
             json!(limits.max_requests_per_instance),
         ),
         ("idle_timeout_ms", json!(limits.idle_timeout_ms)),
+        ("scale_up_wait_ms", json!(limits.scale_up_wait_ms)),
     ]
     .into_iter()
     .filter(|(_, value)| !value.is_null())
