@@ -162,13 +162,13 @@ start_gateway() {
   local dir="$1" cfg="$2" i
   "$shanhai" serve --modules "$dir/modules" --listen 127.0.0.1:0 --cache-dir "$dir/cache" \
     --config "$cfg" >"$dir/stdout" 2>"$dir/stderr" &
-  pids+=($!)
+  gw_pid=$!; pids+=("$gw_pid")
   for i in $(seq 600); do grep -q '^listening on' "$dir/stdout" && break; sleep 0.1; done
   admin="$(sed -n 's/^admin listening on \(http:[^ ]*\).*/\1/p' "$dir/stdout")"
   url="$(sed -n 's/^listening on \(http:[^ ]*\).*/\1/p' "$dir/stdout")"
   [ -n "$url" ] && [ -n "$admin" ] || { echo "gateway did not start, see $dir/stderr" >&2; cat "$dir/stderr" >&2; exit 1; }
 }
-stop_gateway() { local pid="${pids[-1]}"; kill "$pid"; wait "$pid" 2>/dev/null || true; unset 'pids[-1]'; }
+stop_gateway() { kill "$gw_pid" 2>/dev/null || true; wait "$gw_pid" 2>/dev/null || true; }
 
 printf '[admin]\nlisten = "127.0.0.1:0"\nsocket = ""\n' >"$work/plain.toml"
 printf '[admin]\nlisten = "127.0.0.1:0"\nsocket = ""\n\n[modules.version]\nmin_instances = 1\nmax_instances = 8\nidle_timeout_ms = 60000\n' >"$work/pool.toml"
