@@ -277,7 +277,6 @@ impl Config {
             total_instances: self.runtime.total_instances,
             epoch_tick: Duration::from_millis(self.runtime.epoch_tick_ms),
             memory_keep_resident: self.runtime.memory_keep_resident_kb << 10,
-            ..RuntimeConfig::default()
         }
     }
 
