@@ -202,10 +202,7 @@ impl LoadedModule {
         request_id: Arc<str>,
     ) -> Result<Vec<u8>, InvokeError> {
         if self.kind != ModuleKind::Reactor {
-            return Err(InvokeError::NoHandler(match kind {
-                EventKind::Http => "HTTP",
-                EventKind::Call => "byte-function",
-            }));
+            return Err(InvokeError::NoHandler(handler_name(kind)));
         }
         let _permit = self.pool.acquire().await?;
         let mut instance = self.checkout().await?;
@@ -263,10 +260,7 @@ impl LoadedModule {
             Some(EventStatus::Ok) => Ok(output),
             Some(EventStatus::Error) => Err(InvokeError::Guest(message())),
             Some(EventStatus::NotFound) => Err(InvokeError::NotFound(message())),
-            Some(EventStatus::Unsupported) => Err(InvokeError::NoHandler(match kind {
-                EventKind::Http => "HTTP",
-                EventKind::Call => "byte-function",
-            })),
+            Some(EventStatus::Unsupported) => Err(InvokeError::NoHandler(handler_name(kind))),
             None => Err(InvokeError::BadOutput(format!(
                 "{EXPORT_EVENT} returned unknown status {status}"
             ))),
@@ -704,6 +698,14 @@ fn numeric_exports(module: &Module) -> BTreeMap<String, NumericSignature> {
             ))
         })
         .collect()
+}
+
+/// How errors name the handler an event kind needs.
+fn handler_name(kind: EventKind) -> &'static str {
+    match kind {
+        EventKind::Http => "HTTP",
+        EventKind::Call => "byte-function",
+    }
 }
 
 fn to_val(value: NumValue) -> Val {
