@@ -86,3 +86,12 @@ impl AdminClient {
         json.with_context(|| format!("{method} {url}: the answer is not JSON"))
     }
 }
+
+/// A JSON number as a percentage: `50`, `12.5`.
+pub(crate) fn percent(value: &serde_json::Value) -> String {
+    match value.as_f64() {
+        Some(p) if p.fract() == 0.0 => format!("{p:.0}%"),
+        Some(p) => format!("{p}%"),
+        None => "-".into(),
+    }
+}

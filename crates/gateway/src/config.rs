@@ -22,8 +22,11 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use serde::Deserialize;
+use http::HeaderName;
+use serde::{Deserialize, Serialize};
 use shanhai_runtime::{ModuleLimits, ModuleSettings, RuntimeConfig};
+
+use crate::canary::CanaryPolicy;
 
 /// Why a configuration could not be used.
 #[derive(Debug, thiserror::Error)]
@@ -50,7 +53,7 @@ pub enum ConfigError {
 }
 
 /// The whole configuration file.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct Config {
     /// Listener and folders.
@@ -71,10 +74,86 @@ pub struct Config {
     /// Module signatures.
     #[serde(default)]
     pub signing: SigningConfig,
+    /// How canary releases are judged.
+    #[serde(default)]
+    pub canary: CanaryConfig,
+}
+
+/// `[canary]`: when a canary is rolled back by itself.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct CanaryConfig {
+    /// Length of the sliding window, in seconds.
+    pub window_s: u64,
+    /// Highest tolerated share of server errors, as a fraction (0.005 is
+    /// 0.5%).
+    pub max_error_rate: f64,
+    /// Requests each version must serve in the window before the canary is
+    /// judged.
+    pub min_requests: u64,
+    /// Highest tolerated ratio of the canary's p95 latency to the stable
+    /// version's.
+    pub latency_factor: f64,
+    /// The stable p95 is taken as at least this many milliseconds.
+    pub latency_floor_ms: u64,
+    /// The request header whose value pins a client to one version.
+    pub sticky_header: String,
+}
+
+impl Default for CanaryConfig {
+    fn default() -> Self {
+        let policy = CanaryPolicy::default();
+        Self {
+            window_s: policy.window.as_secs(),
+            max_error_rate: policy.max_error_rate,
+            min_requests: policy.min_requests,
+            latency_factor: policy.latency_factor,
+            latency_floor_ms: policy.latency_floor.as_millis() as u64,
+            sticky_header: policy.sticky_header.as_str().to_owned(),
+        }
+    }
+}
+
+impl CanaryConfig {
+    /// The policy, once validated.
+    pub fn policy(&self) -> Result<CanaryPolicy, ConfigError> {
+        let invalid = |message: &str| Err(ConfigError::Invalid(format!("canary.{message}")));
+        if self.window_s == 0 {
+            return invalid("window_s must be positive");
+        }
+        if !(0.0..1.0).contains(&self.max_error_rate) {
+            return invalid("max_error_rate is a fraction: at least 0 and below 1 (0.005 is 0.5%)");
+        }
+        if self.latency_factor.is_nan() || self.latency_factor < 1.0 {
+            return invalid("latency_factor must be at least 1");
+        }
+        let Ok(sticky_header) = HeaderName::try_from(self.sticky_header.as_str()) else {
+            return invalid("sticky_header is not a valid header name");
+        };
+        Ok(CanaryPolicy {
+            window: Duration::from_secs(self.window_s),
+            max_error_rate: self.max_error_rate,
+            min_requests: self.min_requests,
+            latency_factor: self.latency_factor,
+            latency_floor: Duration::from_millis(self.latency_floor_ms),
+            sticky_header,
+        })
+    }
+}
+
+/// `[modules.NAME.canary]`: a canary loaded when the gateway starts.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ModuleCanary {
+    /// The canary's file, relative to `modules_dir`. It is not served as a
+    /// module of its own.
+    pub file: PathBuf,
+    /// Its share of the module's traffic, in percent (0.01 to 100).
+    pub weight: f64,
 }
 
 /// `[admin]`.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct AdminConfig {
     /// Serve the admin API at all.
@@ -103,7 +182,7 @@ impl Default for AdminConfig {
 }
 
 /// `[signing]`.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct SigningConfig {
     /// Refuse modules without a valid `FILE.sig` from a trusted key.
@@ -113,7 +192,7 @@ pub struct SigningConfig {
 }
 
 /// `[server]`.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct ServerConfig {
     /// Address of the HTTP listener.
@@ -141,7 +220,7 @@ impl Default for ServerConfig {
 }
 
 /// `[runtime]`.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct RuntimeSection {
     /// Meter fuel so that per-module `fuel` limits apply (slower).
@@ -168,7 +247,7 @@ impl Default for RuntimeSection {
 }
 
 /// Limits; every field is optional and falls back to the level above.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct LimitsConfig {
     /// Wall-clock deadline per event, in milliseconds.
@@ -200,7 +279,7 @@ pub struct LimitsConfig {
 }
 
 /// `[modules.NAME]`.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct ModuleConfig {
     /// The module file, relative to `modules_dir`; default `NAME.wasm`.
@@ -211,6 +290,8 @@ pub struct ModuleConfig {
     /// Config variables readable by the guest.
     #[serde(default)]
     pub vars: BTreeMap<String, String>,
+    /// A canary of this module, started with the gateway.
+    pub canary: Option<ModuleCanary>,
     /// Limits overriding `[defaults]`.
     #[serde(flatten)]
     pub limits: LimitsConfig,
@@ -257,7 +338,13 @@ impl Config {
                 }
             }
             self.settings_for(name)?;
+            if let Some(canary) = &module.canary {
+                weight_basis_points(canary.weight).map_err(|message| {
+                    ConfigError::Invalid(format!("modules.{name}.canary.weight: {message}"))
+                })?;
+            }
         }
+        self.canary.policy()?;
         crate::signing::parse_trusted_keys(&self.signing)
             .map_err(|err| ConfigError::Invalid(err.to_string()))?;
         if self.runtime.total_instances == 0 || self.runtime.epoch_tick_ms == 0 {
@@ -343,11 +430,42 @@ impl Config {
         })
     }
 
+    /// Module `name`'s canary file, when the config names one.
+    pub fn canary_path(&self, name: &str) -> Option<PathBuf> {
+        let canary = self.modules.get(name)?.canary.as_ref()?;
+        Some(self.modules_dir_path(&canary.file))
+    }
+
+    /// Whether `path` is a canary file named by the config: such a file is
+    /// not a module of its own.
+    pub fn is_canary_file(&self, path: &Path) -> bool {
+        self.modules
+            .keys()
+            .filter_map(|name| self.canary_path(name))
+            .any(|canary| canary == path)
+    }
+
+    /// A file named relative to `modules_dir`.
+    pub fn modules_dir_path(&self, file: &Path) -> PathBuf {
+        self.server.modules_dir.join(file)
+    }
+
     /// Where module `name`'s file is.
     pub fn module_path(&self, name: &str) -> PathBuf {
         let file = self.modules.get(name).and_then(|m| m.file.clone());
         let file = file.unwrap_or_else(|| PathBuf::from(format!("{name}.wasm")));
         self.server.modules_dir.join(file)
+    }
+}
+
+/// A canary weight in percent as basis points (10,000 is all traffic).
+pub fn weight_basis_points(percent: f64) -> Result<u32, String> {
+    if percent.is_finite() && percent > 0.0 && percent <= 100.0 {
+        Ok(((percent * 100.0).round() as u32).max(1))
+    } else {
+        Err(format!(
+            "{percent} is not a percentage above 0 and at most 100"
+        ))
     }
 }
 
@@ -408,6 +526,31 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("signing.trusted_keys[0]"), "{err}");
+    }
+
+    #[test]
+    fn canary_settings_are_checked() {
+        let config = Config::parse(
+            "[canary]\nmin_requests = 20\n[modules.a.canary]\nfile = \"a2.wasm\"\nweight = 12.5\n",
+        )
+        .unwrap();
+        assert_eq!(config.canary.policy().unwrap().min_requests, 20);
+        assert_eq!(
+            config.canary_path("a").unwrap(),
+            Path::new("modules/a2.wasm")
+        );
+        assert!(config.is_canary_file(Path::new("modules/a2.wasm")));
+        for bad in [
+            "[canary]\nmax_error_rate = 5\n",
+            "[canary]\nlatency_factor = 0.5\n",
+            "[canary]\nsticky_header = \"a b\"\n",
+            "[modules.a.canary]\nfile = \"a2.wasm\"\nweight = 0\n",
+            "[modules.a.canary]\nfile = \"a2.wasm\"\nweight = 101\n",
+        ] {
+            assert!(Config::parse(bad).is_err(), "{bad}");
+        }
+        assert_eq!(weight_basis_points(0.01), Ok(1));
+        assert_eq!(weight_basis_points(100.0), Ok(10_000));
     }
 
     #[test]

@@ -6,6 +6,7 @@
 //! Only this crate and the CLI know the config format.
 
 mod admin;
+pub mod canary;
 pub mod config;
 mod http;
 mod registry;
@@ -15,6 +16,6 @@ mod watch;
 
 pub use config::{Config, ConfigError};
 pub use http::{HttpTrigger, RequestBody};
-pub use registry::{ModuleRegistry, ReloadOutcome, RouteMatch};
+pub use registry::{CanaryError, CanaryStart, ModuleRegistry, ReloadOutcome, RouteMatch, Selected};
 pub use server::Gateway;
 pub use watch::ModuleWatcher;

@@ -6,11 +6,15 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, Instant};
 
+use http::{HeaderMap, StatusCode};
+use serde::Serialize;
 use shanhai_runtime::{LoadError, LoadedModule, Runtime};
 
-use crate::config::{Config, is_module_name};
+use crate::canary::{Canary, CanaryOutcome, Release, RollbackReason};
+use crate::config::{Config, is_module_name, weight_basis_points};
 
 /// A route's target: the module and the path prefix it is mounted at.
 #[derive(Debug, Clone)]
@@ -60,16 +64,80 @@ impl RouteTable {
     }
 }
 
+type Modules = BTreeMap<Arc<str>, Arc<LoadedModule>>;
+type Canaries = BTreeMap<Arc<str>, Arc<Canary>>;
+
 #[derive(Default)]
 struct Snapshot {
-    modules: BTreeMap<Arc<str>, Arc<LoadedModule>>,
-    routes: RouteTable,
+    /// The stable version of each module.
+    modules: Modules,
+    /// Canaries, by the name of the module they are a canary of.
+    canaries: Canaries,
+    /// Shared between snapshots that differ only in canaries.
+    routes: Arc<RouteTable>,
 }
 
-/// Loaded modules by name, with their routes.
+impl Snapshot {
+    fn select(&self, name: &str, headers: &HeaderMap) -> Option<Selected> {
+        let stable = self.modules.get(name)?;
+        let Some(canary) = self.canaries.get(name) else {
+            return Some(Selected {
+                module: stable.clone(),
+                canary: None,
+            });
+        };
+        let key = headers.get(canary.sticky_header()).map(|v| v.as_bytes());
+        let release = canary.choose(key);
+        let module = match release {
+            Release::Stable => stable.clone(),
+            Release::Canary => canary.module().clone(),
+        };
+        Some(Selected {
+            module,
+            canary: Some((canary.clone(), release)),
+        })
+    }
+}
+
+/// The version of a module chosen for one request.
+pub struct Selected {
+    /// The module to run.
+    pub module: Arc<LoadedModule>,
+    canary: Option<(Arc<Canary>, Release)>,
+}
+
+impl Selected {
+    /// Which side of a canary release the request went to; `None` when the
+    /// module has no canary.
+    pub fn release(&self) -> Option<Release> {
+        self.canary.as_ref().map(|(_, release)| *release)
+    }
+}
+
+/// A module being loaded, for the admin API.
+#[derive(Debug, Clone, Serialize)]
+pub struct Loading {
+    /// The module.
+    pub name: String,
+    /// `verifying`, then `compiling` (compiling, or loading compiled code
+    /// from the cache, and initialising an instance).
+    pub phase: &'static str,
+    /// Size of the module file.
+    pub bytes: usize,
+    /// Whether it is a canary.
+    pub canary: bool,
+    /// Time spent so far.
+    pub elapsed_ms: u64,
+    #[serde(skip)]
+    since: Instant,
+}
+
+/// Loaded modules by name, with their routes and canaries.
 pub struct ModuleRegistry {
     current: RwLock<Arc<Snapshot>>,
     failures: RwLock<BTreeMap<String, String>>,
+    loading: Mutex<BTreeMap<(String, bool), Loading>>,
+    canary_outcomes: RwLock<BTreeMap<String, CanaryOutcome>>,
 }
 
 impl Default for ModuleRegistry {
@@ -77,22 +145,221 @@ impl Default for ModuleRegistry {
         Self {
             current: RwLock::new(Arc::new(Snapshot::default())),
             failures: RwLock::new(BTreeMap::new()),
+            loading: Mutex::new(BTreeMap::new()),
+            canary_outcomes: RwLock::new(BTreeMap::new()),
         }
     }
 }
 
+/// Why a canary operation was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum CanaryError {
+    /// There is no stable version to compare a canary with.
+    #[error(
+        "module `{0}` has no stable version serving; deploy it normally first, a canary is compared with it"
+    )]
+    NoStable(String),
+    /// The canary is the version already serving.
+    #[error("the canary is version {0}, which is already the stable version")]
+    SameAsStable(String),
+    /// The module has no canary.
+    #[error("module `{0}` has no canary")]
+    NoCanary(String),
+    /// The canary's module was refused.
+    #[error(transparent)]
+    Load(#[from] LoadError),
+}
+
+/// What [`ModuleRegistry::start_canary`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CanaryStart {
+    /// A new canary runs.
+    Started,
+    /// A canary of another version was replaced.
+    Replaced,
+    /// The same version was already the canary: only its weight changed.
+    Reweighted,
+}
+
 impl ModuleRegistry {
-    /// The module named `name`.
+    /// The stable version of module `name`.
     pub fn get(&self, name: &str) -> Option<Arc<LoadedModule>> {
         self.current.read().unwrap().modules.get(name).cloned()
     }
 
-    /// The module serving `path`, and where it is mounted.
-    pub fn route(&self, path: &str) -> Option<(RouteMatch, Arc<LoadedModule>)> {
+    /// The version of module `name` that serves a request with `headers`:
+    /// the stable one, or its canary.
+    pub fn select(&self, name: &str, headers: &HeaderMap) -> Option<Selected> {
+        self.current.read().unwrap().select(name, headers)
+    }
+
+    /// The module serving `path` for a request with `headers`, and where it
+    /// is mounted.
+    pub fn route(&self, path: &str, headers: &HeaderMap) -> Option<(RouteMatch, Selected)> {
         let snapshot = self.current.read().unwrap().clone();
         let target = snapshot.routes.lookup(path)?.clone();
-        let module = snapshot.modules.get(&target.module)?.clone();
-        Some((target, module))
+        let selected = snapshot.select(&target.module, headers)?;
+        Some((target, selected))
+    }
+
+    /// Records how a request to a module with a canary went, and rolls the
+    /// canary back when it tipped over a threshold.
+    pub fn observe(&self, selected: &Selected, status: StatusCode, elapsed: Duration) {
+        let Some((canary, release)) = &selected.canary else {
+            return;
+        };
+        if let Some(reason) = canary.record(*release, status.is_server_error(), elapsed) {
+            self.end_canary(canary, Some(reason));
+        }
+    }
+
+    /// The canary of module `name`.
+    pub fn canary(&self, name: &str) -> Option<Arc<Canary>> {
+        self.current.read().unwrap().canaries.get(name).cloned()
+    }
+
+    /// How module `name`'s last canary ended.
+    pub fn canary_outcome(&self, name: &str) -> Option<CanaryOutcome> {
+        self.canary_outcomes.read().unwrap().get(name).cloned()
+    }
+
+    /// Modules being loaded right now.
+    pub fn loading(&self) -> Vec<Loading> {
+        self.loading
+            .lock()
+            .unwrap()
+            .values()
+            .map(|loading| Loading {
+                elapsed_ms: loading.since.elapsed().as_millis() as u64,
+                ..loading.clone()
+            })
+            .collect()
+    }
+
+    /// Starts `canary` as module `name`'s canary, replacing any other.
+    pub fn start_canary(
+        &self,
+        config: &Config,
+        name: &str,
+        canary: Canary,
+    ) -> Result<CanaryStart, CanaryError> {
+        let version = canary.module().version().to_owned();
+        let weight = canary.weight();
+        self.apply(config, |modules, canaries| {
+            let stable = modules
+                .get(name)
+                .ok_or_else(|| CanaryError::NoStable(name.to_owned()))?;
+            if stable.version() == version {
+                return Err(CanaryError::SameAsStable(version.clone()));
+            }
+            if let Some(current) = canaries.get(name)
+                && current.module().version() == version
+            {
+                current.set_weight(weight);
+                return Ok(CanaryStart::Reweighted);
+            }
+            let replaced = canaries.insert(Arc::from(name), Arc::new(canary));
+            Ok(if replaced.is_some() {
+                CanaryStart::Replaced
+            } else {
+                CanaryStart::Started
+            })
+        })
+        .inspect(|start| {
+            tracing::info!(
+                module = name,
+                canary = %version,
+                weight_percent = f64::from(weight) / 100.0,
+                action = ?start,
+                "canary release"
+            );
+        })
+    }
+
+    /// Makes `canary` module `name`'s stable version. Requests already
+    /// running finish where they started.
+    pub fn promote_canary(
+        &self,
+        config: &Config,
+        name: &str,
+        canary: &Arc<Canary>,
+    ) -> Result<(), CanaryError> {
+        let promoted = self.apply(config, |modules, canaries| {
+            if canaries.get(name).is_some_and(|c| Arc::ptr_eq(c, canary)) {
+                canaries.remove(name);
+                modules.insert(Arc::from(name), canary.module().clone());
+                true
+            } else {
+                false
+            }
+        });
+        if !promoted {
+            // A reload of the same bytes (the file the promotion wrote) may
+            // have got there first.
+            return match self.get(name) {
+                Some(stable) if stable.version() == canary.module().version() => Ok(()),
+                _ => Err(CanaryError::NoCanary(name.to_owned())),
+            };
+        }
+        self.record_outcome(name, CanaryOutcome::new(canary, "promoted", None));
+        metrics::counter!("shanhai_canary_promotions_total", "module" => name.to_owned())
+            .increment(1);
+        tracing::info!(
+            module = name,
+            version = canary.module().version(),
+            "canary promoted to stable"
+        );
+        Ok(())
+    }
+
+    /// Stops module `name`'s canary at an operator's request.
+    pub fn rollback_canary(&self, name: &str) -> Result<(), CanaryError> {
+        let canary = self
+            .canary(name)
+            .ok_or_else(|| CanaryError::NoCanary(name.to_owned()))?;
+        self.end_canary(&canary, Some(RollbackReason::Manual));
+        Ok(())
+    }
+
+    /// Removes `canary` (if it still runs) and records why.
+    fn end_canary(&self, canary: &Arc<Canary>, reason: Option<RollbackReason>) {
+        let name = canary.module().name().to_owned();
+        let removed = self.change_canaries(|canaries| {
+            if canaries
+                .get(name.as_str())
+                .is_some_and(|c| Arc::ptr_eq(c, canary))
+            {
+                canaries.remove(name.as_str());
+                true
+            } else {
+                false
+            }
+        });
+        if !removed {
+            return;
+        }
+        let outcome = CanaryOutcome::new(canary, "rolled_back", reason);
+        let label = outcome
+            .rollback
+            .as_ref()
+            .map_or("manual", RollbackReason::label);
+        metrics::counter!("shanhai_canary_rollbacks_total", "module" => name.clone(), "reason" => label)
+            .increment(1);
+        tracing::warn!(
+            module = %name,
+            canary = canary.module().version(),
+            reason = label,
+            "canary rolled back: {}",
+            outcome.message
+        );
+        self.record_outcome(&name, outcome);
+    }
+
+    fn record_outcome(&self, name: &str, outcome: CanaryOutcome) {
+        self.canary_outcomes
+            .write()
+            .unwrap()
+            .insert(name.to_owned(), outcome);
     }
 
     /// Every loaded module, by name.
@@ -115,10 +382,121 @@ impl ModuleRegistry {
     /// that fails is logged and recorded; the others still load.
     pub async fn load_all(&self, runtime: &Runtime, config: &Config) -> usize {
         let mut names: Vec<String> = config.modules.keys().cloned().collect();
-        names.extend(discover(&config.server.modules_dir));
+        names.extend(
+            discover(&config.server.modules_dir)
+                .into_iter()
+                .filter(|name| {
+                    !config.is_canary_file(&config.server.modules_dir.join(format!("{name}.wasm")))
+                }),
+        );
         names.sort();
         names.dedup();
-        self.load_names(runtime, config, &names).await
+        let loaded = self.load_names(runtime, config, &names).await;
+        for (name, section) in &config.modules {
+            if let Some(canary) = &section.canary {
+                self.load_config_canary(runtime, config, name, canary).await;
+            }
+        }
+        loaded
+    }
+
+    /// Starts the canary `[modules.NAME.canary]` names; a failure is logged
+    /// and the stable version serves alone.
+    async fn load_config_canary(
+        &self,
+        runtime: &Runtime,
+        config: &Config,
+        name: &str,
+        canary: &crate::config::ModuleCanary,
+    ) {
+        let path = config.modules_dir_path(&canary.file);
+        let started = async {
+            let wasm = read_module(&path).await?;
+            crate::signing::verify_module(&config.signing, &path, &wasm)
+                .map_err(LoadError::from)?;
+            let signature = std::fs::read_to_string(crate::signing::signature_path(&path))
+                .ok()
+                .map(|text| text.trim().to_owned());
+            let weight = weight_basis_points(canary.weight).unwrap_or(0);
+            self.deploy_canary(runtime, config, name, wasm, signature, weight)
+                .await
+        };
+        match started.await {
+            Ok(_) => {}
+            Err(CanaryError::SameAsStable(version)) => tracing::info!(
+                module = name,
+                file = %path.display(),
+                version,
+                "the configured canary is already the stable version; not starting it"
+            ),
+            Err(err) => tracing::error!(
+                module = name,
+                file = %path.display(),
+                error = %err,
+                "configured canary refused; the stable version serves alone"
+            ),
+        }
+    }
+
+    /// Loads `wasm` (checked against `signature` as an upload would be) as
+    /// a canary of module `name` taking `weight` basis points of its
+    /// traffic, and starts it.
+    pub async fn deploy_canary(
+        &self,
+        runtime: &Runtime,
+        config: &Config,
+        name: &str,
+        wasm: Vec<u8>,
+        signature: Option<String>,
+        weight: u32,
+    ) -> Result<CanaryStart, CanaryError> {
+        let stable = self
+            .get(name)
+            .ok_or_else(|| CanaryError::NoStable(name.to_owned()))?;
+        let version = shanhai_runtime::module_version(&wasm);
+        if version == stable.version() {
+            return Err(CanaryError::SameAsStable(version));
+        }
+        let path = config.module_path(name);
+        let _loading = self.start_loading(name, true, wasm.len());
+        crate::signing::verify_bytes(&config.signing, &path, &wasm, signature.as_deref())
+            .map_err(LoadError::from)?;
+        let policy = config
+            .canary
+            .policy()
+            .map_err(|err| LoadError::Abi(err.to_string()))?;
+        let module = match self.canary(name) {
+            // Only the weight changes: keep the warm instances.
+            Some(current) if current.module().version() == version => current.module().clone(),
+            _ => {
+                let settings = config
+                    .settings_for(name)
+                    .map_err(|err| LoadError::Abi(err.to_string()))?;
+                with_progress(name, runtime.load(name, wasm.clone(), settings)).await?
+            }
+        };
+        let canary = Canary::new(module, weight, wasm, signature, policy);
+        self.start_canary(config, name, canary)
+    }
+
+    /// Marks module `name` as loading until the guard drops.
+    fn start_loading(&self, name: &str, canary: bool, bytes: usize) -> LoadingGuard<'_> {
+        let key = (name.to_owned(), canary);
+        self.loading.lock().unwrap().insert(
+            key.clone(),
+            Loading {
+                name: name.to_owned(),
+                phase: "compiling",
+                bytes,
+                canary,
+                elapsed_ms: 0,
+                since: Instant::now(),
+            },
+        );
+        LoadingGuard {
+            registry: self,
+            key,
+        }
     }
 
     /// Loads the named modules (files found through the config) and swaps
@@ -166,22 +544,32 @@ impl ModuleRegistry {
         // A configured module's file must exist (a missing one is an error
         // to report); a discovered module whose file went away is unmounted.
         if !path.exists() && !config.modules.contains_key(name) {
-            let removed = self.apply(config, |modules| modules.remove(name));
+            let removed = self.apply(config, |modules, _| modules.remove(name));
             self.failures.write().unwrap().remove(name);
             if removed.is_some() {
                 tracing::info!(module = name, path = %path.display(), "module file removed; unmounted");
             }
             return Ok(ReloadOutcome::Removed);
         }
-        match load_one(runtime, config, name, self.get(name).as_deref()).await {
+        match self.load_one(runtime, config, name).await {
             Ok(None) => {
                 self.failures.write().unwrap().remove(name);
                 Ok(ReloadOutcome::Unchanged)
             }
             Ok(Some(module)) => {
                 let version = module.version().to_owned();
-                let previous =
-                    self.apply(config, |modules| modules.insert(Arc::from(name), module));
+                let previous = self.apply(config, |modules, canaries| {
+                    // A stable file changed to the canary's version (a
+                    // promotion by hand): the canary has nothing left to do.
+                    if canaries
+                        .get(name)
+                        .is_some_and(|c| c.module().version() == version)
+                    {
+                        canaries.remove(name);
+                        tracing::info!(module = name, version = %version, "the stable file now holds the canary's version; canary ended");
+                    }
+                    modules.insert(Arc::from(name), module)
+                });
                 self.failures.write().unwrap().remove(name);
                 match previous {
                     Some(old) if old.version() == version => Ok(ReloadOutcome::Unchanged),
@@ -215,7 +603,7 @@ impl ModuleRegistry {
     /// finish on it. For modules the config names, whose missing file
     /// [`reload`](Self::reload) reports as an error instead.
     pub fn unmount(&self, config: &Config, name: &str) -> bool {
-        let removed = self.apply(config, |modules| modules.remove(name));
+        let removed = self.apply(config, |modules, _| modules.remove(name));
         self.failures.write().unwrap().remove(name);
         if removed.is_some() {
             tracing::info!(module = name, "module unmounted");
@@ -223,17 +611,20 @@ impl ModuleRegistry {
         removed.is_some()
     }
 
-    /// Builds the next snapshot from a changed module map and swaps it in.
-    /// The write lock is held while building, so concurrent changes never
-    /// lose one another.
+    /// Builds the next snapshot from changed module and canary maps and
+    /// swaps it in. The write lock is held while building, so concurrent
+    /// changes never lose one another. A module that is gone loses its
+    /// canary.
     fn apply<R>(
         &self,
         config: &Config,
-        change: impl FnOnce(&mut BTreeMap<Arc<str>, Arc<LoadedModule>>) -> R,
+        change: impl FnOnce(&mut Modules, &mut Canaries) -> R,
     ) -> R {
         let mut current = self.current.write().unwrap();
         let mut modules = current.modules.clone();
-        let result = change(&mut modules);
+        let mut canaries = current.canaries.clone();
+        let result = change(&mut modules, &mut canaries);
+        canaries.retain(|name, _| modules.contains_key(name));
         let mut routes = RouteTable::default();
         for name in modules.keys() {
             routes.add(&format!("/{name}"), name);
@@ -245,7 +636,25 @@ impl ModuleRegistry {
             }
         }
         routes.finish();
-        *current = Arc::new(Snapshot { modules, routes });
+        *current = Arc::new(Snapshot {
+            modules,
+            canaries,
+            routes: Arc::new(routes),
+        });
+        result
+    }
+
+    /// Like [`apply`](Self::apply) for a change of canaries only, which
+    /// leaves the routes as they are.
+    fn change_canaries<R>(&self, change: impl FnOnce(&mut Canaries) -> R) -> R {
+        let mut current = self.current.write().unwrap();
+        let mut canaries = current.canaries.clone();
+        let result = change(&mut canaries);
+        *current = Arc::new(Snapshot {
+            modules: current.modules.clone(),
+            canaries,
+            routes: current.routes.clone(),
+        });
         result
     }
 }
@@ -263,33 +672,80 @@ pub enum ReloadOutcome {
     Removed,
 }
 
-/// Reads, verifies and loads module `name`; `None` when its file holds
-/// exactly the version already serving (a touched file, or the watcher
-/// seeing a file the admin API just installed), so that nothing is
-/// re-initialised for nothing.
-async fn load_one(
-    runtime: &Runtime,
-    config: &Config,
-    name: &str,
-    serving: Option<&LoadedModule>,
-) -> Result<Option<Arc<LoadedModule>>, LoadError> {
-    let settings = config
-        .settings_for(name)
-        .map_err(|err| LoadError::Abi(err.to_string()))?;
-    let path = config.module_path(name);
-    let wasm = tokio::fs::read(&path).await.map_err(|err| {
+/// Removes a module's entry from the loading list when dropped.
+struct LoadingGuard<'a> {
+    registry: &'a ModuleRegistry,
+    key: (String, bool),
+}
+
+impl Drop for LoadingGuard<'_> {
+    fn drop(&mut self) {
+        self.registry.loading.lock().unwrap().remove(&self.key);
+    }
+}
+
+impl ModuleRegistry {
+    /// Reads, verifies and loads module `name`; `None` when its file holds
+    /// exactly the version already serving (a touched file, or the watcher
+    /// seeing a file the admin API just installed), so that nothing is
+    /// re-initialised for nothing.
+    async fn load_one(
+        &self,
+        runtime: &Runtime,
+        config: &Config,
+        name: &str,
+    ) -> Result<Option<Arc<LoadedModule>>, LoadError> {
+        let settings = config
+            .settings_for(name)
+            .map_err(|err| LoadError::Abi(err.to_string()))?;
+        let path = config.module_path(name);
+        let wasm = read_module(&path).await?;
+        // Before the unchanged check: a signature that stopped verifying
+        // must be reported even when the module bytes did not change.
+        crate::signing::verify_module(&config.signing, &path, &wasm)?;
+        if self
+            .get(name)
+            .is_some_and(|module| shanhai_runtime::module_version(&wasm) == module.version())
+        {
+            return Ok(None);
+        }
+        let _loading = self.start_loading(name, false, wasm.len());
+        with_progress(name, runtime.load(name, wasm, settings))
+            .await
+            .map(Some)
+    }
+}
+
+/// How often a long load says it is still going.
+const PROGRESS_EVERY: Duration = Duration::from_secs(5);
+
+/// Runs a module load, logging every [`PROGRESS_EVERY`] while it lasts: a
+/// Go module takes seconds to compile on a small box, and an operator
+/// watching the log should see it is under way.
+async fn with_progress<T>(name: &str, load: impl Future<Output = T>) -> T {
+    let started = Instant::now();
+    let mut load = std::pin::pin!(load);
+    let mut ticks =
+        tokio::time::interval_at(tokio::time::Instant::now() + PROGRESS_EVERY, PROGRESS_EVERY);
+    loop {
+        tokio::select! {
+            done = &mut load => return done,
+            _ = ticks.tick() => tracing::info!(
+                module = name,
+                elapsed_s = started.elapsed().as_secs(),
+                "still compiling"
+            ),
+        }
+    }
+}
+
+async fn read_module(path: &Path) -> Result<Vec<u8>, LoadError> {
+    tokio::fs::read(path).await.map_err(|err| {
         LoadError::Io(std::io::Error::new(
             err.kind(),
             format!("reading {}: {err}", path.display()),
         ))
-    })?;
-    // Before the unchanged check: a signature that stopped verifying must
-    // be reported even when the module bytes did not change.
-    crate::signing::verify_module(&config.signing, &path, &wasm)?;
-    if serving.is_some_and(|module| shanhai_runtime::module_version(&wasm) == module.version()) {
-        return Ok(None);
-    }
-    runtime.load(name, wasm, settings).await.map(Some)
+    })
 }
 
 /// Module names from the `*.wasm` files of a folder.

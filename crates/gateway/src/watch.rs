@@ -94,9 +94,11 @@ impl ModuleWatcher {
 }
 
 /// Maps file names in the modules folder to module names: a configured
-/// `file` first, else `NAME.wasm`.
+/// `file` first, else `NAME.wasm`. Configured canary files belong to no
+/// module: they are loaded when the gateway starts.
 struct FileNames {
     configured: HashMap<PathBuf, String>,
+    canaries: Vec<PathBuf>,
     dir: PathBuf,
 }
 
@@ -109,6 +111,11 @@ impl FileNames {
             .collect();
         Self {
             configured,
+            canaries: config
+                .modules
+                .keys()
+                .filter_map(|name| config.canary_path(name))
+                .collect(),
             dir: config.server.modules_dir.clone(),
         }
     }
@@ -122,6 +129,9 @@ impl FileNames {
         let in_dir = self.dir.join(file);
         if let Some(name) = self.configured.get(&in_dir) {
             return Some(name.clone());
+        }
+        if self.canaries.contains(&in_dir) {
+            return None;
         }
         let name = Path::new(file).file_stem()?.to_str()?;
         (Path::new(file).extension()? == "wasm" && is_module_name(name)).then(|| name.to_owned())

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use anyhow::Context;
 use http::Method;
 
-use crate::admin_client::AdminClient;
+use crate::admin_client::{AdminClient, percent};
 
 /// Upload a module to a running gateway through its admin API.
 ///
@@ -14,6 +14,10 @@ use crate::admin_client::AdminClient;
 /// finish on the old one. A module that fails to load is refused and the
 /// old version keeps serving. When FILE.sig exists next to FILE (as written
 /// by `shanhai sign`), it is sent as the module's signature.
+///
+/// With --canary PERCENT the module does not replace the stable version: it
+/// takes PERCENT of the traffic while the gateway compares the two, rolls it
+/// back by itself if it does worse, and waits for `shanhai canary promote`.
 #[derive(clap::Args)]
 pub(crate) struct Args {
     /// The module (.wasm).
@@ -24,6 +28,9 @@ pub(crate) struct Args {
     /// Module name, served at /NAME (default: FILE's name without .wasm).
     #[arg(long)]
     name: Option<String>,
+    /// Deploy as a canary taking this share of the traffic (0.01 to 100).
+    #[arg(long, value_name = "PERCENT")]
+    canary: Option<f64>,
     /// Bearer token of the admin API.
     #[arg(long, env = "SHANHAI_ADMIN_TOKEN", hide_env_values = true)]
     token: Option<String>,
@@ -56,6 +63,29 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
         Err(err) => return Err(err).with_context(|| format!("reading {}", sig_path.display())),
     }
     let client = AdminClient::new(&args.to, args.token)?;
+    if let Some(weight) = args.canary {
+        anyhow::ensure!(
+            weight > 0.0 && weight <= 100.0,
+            "--canary takes a percentage above 0 and at most 100"
+        );
+        let answer = client
+            .call(
+                Method::PUT,
+                &format!("/admin/modules/{name}/canary?weight={weight}"),
+                &headers,
+                wasm,
+            )
+            .await
+            .with_context(|| format!("deploying a canary of {name}"))?;
+        println!(
+            "canary of {name}: version {} takes {} of the traffic ({}); stable is {}",
+            answer["canary"]["version"].as_str().unwrap_or("-"),
+            percent(&answer["canary"]["weight_percent"]),
+            answer["outcome"].as_str().unwrap_or("-"),
+            answer["stable"].as_str().unwrap_or("-"),
+        );
+        return Ok(());
+    }
     let answer = client
         .call(
             Method::PUT,

@@ -1,5 +1,6 @@
 //! One file per subcommand.
 
+pub(crate) mod canary;
 pub(crate) mod compile;
 pub(crate) mod deploy;
 pub(crate) mod keygen;

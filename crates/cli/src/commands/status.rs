@@ -2,10 +2,11 @@
 
 use http::Method;
 
-use crate::admin_client::AdminClient;
+use crate::admin_client::{AdminClient, percent};
 
 /// List the modules a running gateway serves, from its admin API: name,
-/// version, kind, idle instances and the last load error.
+/// version, kind, idle instances, canary and the last load error; and the
+/// modules being compiled.
 #[derive(clap::Args)]
 pub(crate) struct Args {
     /// The gateway's admin API.
@@ -33,17 +34,43 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
         serde_json::Value::Null => "-".into(),
         other => other.to_string(),
     };
-    let mut rows = vec![["NAME", "VERSION", "KIND", "IDLE", "LAST ERROR"].map(String::from)];
+    let mut rows =
+        vec![["NAME", "VERSION", "KIND", "IDLE", "CANARY", "LAST ERROR"].map(String::from)];
     for module in answer["modules"].as_array().into_iter().flatten() {
+        let canary = &module["canary"];
+        let canary = if canary.is_null() {
+            "-".to_owned()
+        } else {
+            format!(
+                "{}@{}",
+                text(&canary["version"]),
+                percent(&canary["weight_percent"])
+            )
+        };
         rows.push([
             text(&module["name"]),
             text(&module["version"]),
             text(&module["kind"]),
             text(&module["pool"]["idle"]),
+            canary,
             text(&module["last_error"]),
         ]);
     }
-    let mut widths = [0; 4];
+    for loading in answer["loading"].as_array().into_iter().flatten() {
+        eprintln!(
+            "loading {}{}: {} for {} ms ({} bytes)",
+            text(&loading["name"]),
+            if loading["canary"] == true {
+                " (canary)"
+            } else {
+                ""
+            },
+            text(&loading["phase"]),
+            text(&loading["elapsed_ms"]),
+            text(&loading["bytes"]),
+        );
+    }
+    let mut widths = [0; 5];
     for row in &rows {
         for (width, cell) in widths.iter_mut().zip(row) {
             *width = (*width).max(cell.chars().count());
@@ -51,10 +78,10 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
     }
     for row in rows {
         let mut line = String::new();
-        for (cell, width) in row[..4].iter().zip(widths) {
+        for (cell, width) in row[..5].iter().zip(widths) {
             line.push_str(&format!("{cell:<width$}  "));
         }
-        line.push_str(&row[4]);
+        line.push_str(&row[5]);
         println!("{}", line.trim_end());
     }
     Ok(())

@@ -346,14 +346,14 @@ fn a_public_admin_listener_needs_a_token() {
 }
 
 /// A JSON-RPC client over the admin socket, one line per message.
-struct Rpc {
+pub(crate) struct Rpc {
     reader: BufReader<UnixStream>,
     writer: UnixStream,
     next_id: u64,
 }
 
 impl Rpc {
-    fn connect(path: &Path) -> Self {
+    pub(crate) fn connect(path: &Path) -> Self {
         let stream = UnixStream::connect(path).unwrap();
         stream
             .set_read_timeout(Some(std::time::Duration::from_secs(60)))
@@ -373,7 +373,7 @@ impl Rpc {
     }
 
     /// Calls `method` and returns the whole response, checking its id.
-    fn call(&mut self, method: &str, params: Value) -> Value {
+    pub(crate) fn call(&mut self, method: &str, params: Value) -> Value {
         let id = self.next_id;
         self.next_id += 1;
         let mut request = json!({"jsonrpc": "2.0", "method": method, "id": id});
@@ -386,13 +386,13 @@ impl Rpc {
         response
     }
 
-    fn result(&mut self, method: &str, params: Value) -> Value {
+    pub(crate) fn result(&mut self, method: &str, params: Value) -> Value {
         let response = self.call(method, params);
         assert!(response.get("error").is_none(), "{method}: {response}");
         response["result"].clone()
     }
 
-    fn error_code(&mut self, method: &str, params: Value) -> (i64, String) {
+    pub(crate) fn error_code(&mut self, method: &str, params: Value) -> (i64, String) {
         let response = self.call(method, params);
         let error = &response["error"];
         (
@@ -505,7 +505,7 @@ async fn json_rpc_over_the_unix_socket() {
 
 /// Checks that every line of an exposition is a comment, a sample or blank
 /// as the parser reads it (it skips what it cannot read), then parses it.
-fn scrape(text: &str) -> prometheus_parse::Scrape {
+pub(crate) fn scrape(text: &str) -> prometheus_parse::Scrape {
     for line in text.lines() {
         let info = prometheus_parse::LineInfo::parse(line);
         assert!(
@@ -770,7 +770,7 @@ fn the_socket_is_removed_on_shutdown_and_a_stale_one_replaced() {
     let mut rpc = Rpc::connect(&socket);
     assert_eq!(
         rpc.result("modules.list", Value::Null),
-        json!({"modules": []})
+        json!({"modules": [], "loading": []})
     );
     // A second gateway cannot take a socket that is in use.
     let output = Command::new(shanhai_bin())

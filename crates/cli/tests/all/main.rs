@@ -5,6 +5,7 @@
 #![allow(unreachable_pub, missing_docs)]
 
 mod admin;
+mod canary;
 mod cli;
 mod examples;
 mod hostile;

@@ -235,3 +235,35 @@ async fn sigterm_drains_requests_in_flight() {
         gw.logs()
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn compile_progress_is_visible_in_the_admin_api() {
+    // A fresh cache: the Go module really compiles (seconds on a small box).
+    let cache = tempfile::tempdir().unwrap();
+    let modules = tempfile::tempdir().unwrap();
+    let gw = Gateway::start_with(modules.path(), None, cache.path());
+    let http = Http::new();
+    install(&version_module("P"), &modules.path().join("version.wasm"));
+
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let mut seen_loading = None;
+    loop {
+        let list = http.get(&gw.admin_url("/admin/modules")).await.json();
+        if let Some(entry) = list["loading"].as_array().and_then(|l| l.first()) {
+            seen_loading = Some(entry.clone());
+        }
+        if list["modules"].as_array().is_some_and(|m| !m.is_empty()) {
+            assert!(list["loading"].as_array().unwrap().is_empty(), "{list}");
+            break;
+        }
+        assert!(Instant::now() < deadline, "never loaded: {}", gw.logs());
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let entry = seen_loading.expect("the compile was never listed as loading");
+    assert_eq!(entry["name"], "version", "{entry}");
+    assert_eq!(entry["phase"], "compiling", "{entry}");
+    assert_eq!(entry["canary"], false, "{entry}");
+    assert!(entry["bytes"].as_u64().unwrap() > 1 << 20, "{entry}");
+    let logs = gw.logs();
+    assert!(logs.contains("compiling module"), "{logs}");
+}

@@ -58,14 +58,19 @@ pub fn examples() -> &'static Path {
 /// The `version` fixture (tests/fixtures/version) built with
 /// `main.version` set to `version`, compiled into the shared cache.
 pub fn version_module(version: &str) -> PathBuf {
+    version_module_with(version, &[])
+}
+
+/// The `version` fixture with more of its settings (`status`, `delayMs`).
+/// `version` names the output file, so it must be unique per build.
+pub fn version_module_with(version: &str, settings: &[(&str, &str)]) -> PathBuf {
     let out = repo_root().join(format!("target/test-fixtures/version-{version}.wasm"));
+    let mut ldflags = format!("-ldflags=-X=main.version={version}");
+    for (name, value) in settings {
+        ldflags.push_str(&format!(" -X=main.{name}={value}"));
+    }
     let status = Command::new("go")
-        .args([
-            "build",
-            "-buildmode=c-shared",
-            &format!("-ldflags=-X=main.version={version}"),
-            "-o",
-        ])
+        .args(["build", "-buildmode=c-shared", &ldflags, "-o"])
         .arg(&out)
         .arg(".")
         .env("GOOS", "wasip1")

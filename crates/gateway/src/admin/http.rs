@@ -7,6 +7,10 @@
 //! | `PUT /admin/modules/NAME` | upload: the body is the wasm, `X-Shanhai-Signature` its signature |
 //! | `DELETE /admin/modules/NAME` | remove the file and unmount |
 //! | `POST /admin/modules/NAME/reload` | reload from the file |
+//! | `PUT /admin/modules/NAME/canary?weight=PERCENT` | start a canary: the body is the wasm, `X-Shanhai-Signature` its signature |
+//! | `GET /admin/modules/NAME/canary` | the canary and both versions' figures |
+//! | `POST /admin/modules/NAME/canary/promote` | make the canary the stable version |
+//! | `DELETE /admin/modules/NAME/canary` | roll the canary back |
 //! | `GET /admin/config` | the config, secrets redacted |
 //! | `GET /metrics` | Prometheus text format |
 //! | `GET /healthz`, `GET /readyz` | liveness, readiness |
@@ -46,6 +50,8 @@ enum Route<'a> {
     Modules,
     Module(&'a str),
     Reload(&'a str),
+    Canary(&'a str),
+    Promote(&'a str),
     Config,
     NotFound,
 }
@@ -60,6 +66,8 @@ impl<'a> Route<'a> {
             ["admin", "modules"] | ["admin", "modules", ""] => Self::Modules,
             ["admin", "modules", name] => Self::Module(name),
             ["admin", "modules", name, "reload"] => Self::Reload(name),
+            ["admin", "modules", name, "canary"] => Self::Canary(name),
+            ["admin", "modules", name, "canary", "promote"] => Self::Promote(name),
             ["admin", "config"] => Self::Config,
             _ => Self::NotFound,
         }
@@ -69,7 +77,8 @@ impl<'a> Route<'a> {
     fn allows(&self) -> &'static [Method] {
         match self {
             Self::Module(_) => &[Method::GET, Method::PUT, Method::DELETE],
-            Self::Reload(_) => &[Method::POST],
+            Self::Canary(_) => &[Method::GET, Method::PUT, Method::DELETE],
+            Self::Reload(_) | Self::Promote(_) => &[Method::POST],
             Self::NotFound => &[],
             _ => &[Method::GET],
         }
@@ -91,6 +100,7 @@ impl From<AdminError> for Failure {
             AdminError::UnknownModule(_) => StatusCode::NOT_FOUND,
             AdminError::TooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             AdminError::LoadFailed { .. } => StatusCode::UNPROCESSABLE_ENTITY,
+            AdminError::Conflict { .. } => StatusCode::CONFLICT,
             AdminError::Io(_) => StatusCode::INTERNAL_SERVER_ERROR,
         };
         Self {
@@ -187,7 +197,10 @@ impl AdminHttp {
                 format!("{} takes {}", request.uri().path(), names.join(", ")),
             );
             failure.module = match route {
-                Route::Module(name) | Route::Reload(name) => Some(name.to_owned()),
+                Route::Module(name)
+                | Route::Reload(name)
+                | Route::Canary(name)
+                | Route::Promote(name) => Some(name.to_owned()),
                 _ => None,
             };
             return Err(failure);
@@ -216,10 +229,34 @@ impl AdminHttp {
                 Method::DELETE => Ok(json(StatusCode::OK, &admin.delete(name).await?)),
                 _ => {
                     let name = name.to_owned();
-                    self.upload(request, &name).await
+                    let (wasm, signature) = read_upload(request).await?;
+                    Ok(json(
+                        StatusCode::OK,
+                        &admin.upload(&name, wasm, signature).await?,
+                    ))
                 }
             },
             Route::Reload(name) => Ok(json(StatusCode::OK, &admin.reload(name).await?)),
+            Route::Canary(name) => match *request.method() {
+                Method::GET => {
+                    let module = admin.get(name)?;
+                    Ok(json(StatusCode::OK, &module.canary_view()))
+                }
+                Method::DELETE => Ok(json(StatusCode::OK, &admin.canary_rollback(name).await?)),
+                _ => {
+                    let name = name.to_owned();
+                    let query = request.uri().query().map(str::to_owned);
+                    // The body is read first, so a refusal reaches a client
+                    // still sending it.
+                    let (wasm, signature) = read_upload(request).await?;
+                    let weight = query_weight(query.as_deref())?;
+                    Ok(json(
+                        StatusCode::OK,
+                        &admin.canary_deploy(&name, wasm, signature, weight).await?,
+                    ))
+                }
+            },
+            Route::Promote(name) => Ok(json(StatusCode::OK, &admin.canary_promote(name).await?)),
             Route::NotFound => Err(Failure::new(
                 StatusCode::NOT_FOUND,
                 "not_found",
@@ -230,48 +267,61 @@ impl AdminHttp {
             )),
         }
     }
+}
 
-    async fn upload(
-        &self,
-        request: Request<impl RequestBody>,
-        name: &str,
-    ) -> Result<Response<Full<Bytes>>, Failure> {
-        let (parts, body) = request.into_parts();
-        let signature = match parts.headers.get(SIGNATURE_HEADER) {
-            Some(value) => Some(
-                value
-                    .to_str()
-                    .map_err(|_| {
-                        AdminError::BadRequest(format!("{SIGNATURE_HEADER} is not printable text"))
-                    })?
-                    .trim()
-                    .to_owned(),
-            ),
-            None => None,
-        };
-        let declared = parts
-            .headers
-            .get(header::CONTENT_LENGTH)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.parse::<u64>().ok());
-        if declared.is_some_and(|len| len > MAX_MODULE_BYTES as u64) {
-            return Err(AdminError::TooLarge.into());
+/// The `weight` query parameter of a canary upload, in percent.
+fn query_weight(query: Option<&str>) -> Result<f64, Failure> {
+    let value = query
+        .unwrap_or("")
+        .split('&')
+        .find_map(|pair| pair.strip_prefix("weight="))
+        .ok_or_else(|| {
+            AdminError::BadRequest(
+                "a canary needs its share of traffic: ?weight=PERCENT (above 0, at most 100)"
+                    .into(),
+            )
+        })?;
+    value
+        .parse()
+        .map_err(|_| AdminError::BadRequest(format!("weight: `{value}` is not a number")).into())
+}
+
+/// The body (a module, within [`MAX_MODULE_BYTES`]) and signature header of
+/// an upload.
+async fn read_upload(
+    request: Request<impl RequestBody>,
+) -> Result<(Vec<u8>, Option<String>), Failure> {
+    let (parts, body) = request.into_parts();
+    let signature = match parts.headers.get(SIGNATURE_HEADER) {
+        Some(value) => Some(
+            value
+                .to_str()
+                .map_err(|_| {
+                    AdminError::BadRequest(format!("{SIGNATURE_HEADER} is not printable text"))
+                })?
+                .trim()
+                .to_owned(),
+        ),
+        None => None,
+    };
+    let declared = parts
+        .headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|len| len > MAX_MODULE_BYTES as u64) {
+        return Err(AdminError::TooLarge.into());
+    }
+    match Limited::new(body, MAX_MODULE_BYTES).collect().await {
+        Ok(collected) => Ok((collected.to_bytes().into(), signature)),
+        Err(err)
+            if err
+                .downcast_ref::<http_body_util::LengthLimitError>()
+                .is_some() =>
+        {
+            Err(AdminError::TooLarge.into())
         }
-        let wasm = match Limited::new(body, MAX_MODULE_BYTES).collect().await {
-            Ok(collected) => collected.to_bytes(),
-            Err(err)
-                if err
-                    .downcast_ref::<http_body_util::LengthLimitError>()
-                    .is_some() =>
-            {
-                return Err(AdminError::TooLarge.into());
-            }
-            Err(err) => {
-                return Err(AdminError::BadRequest(format!("reading the body: {err}")).into());
-            }
-        };
-        let changed = self.admin.upload(name, wasm.into(), signature).await?;
-        Ok(json(StatusCode::OK, &changed))
+        Err(err) => Err(AdminError::BadRequest(format!("reading the body: {err}")).into()),
     }
 }
 

@@ -36,9 +36,11 @@ use shanhai_runtime::{LoadedModule, Runtime};
 use tokio::net::{TcpListener, UnixListener};
 use tokio::sync::watch;
 
-use crate::config::{AdminConfig, Config, is_module_name};
-use crate::registry::{ModuleRegistry, ReloadOutcome};
+use crate::canary::{CanaryOutcome, CanaryReport};
+use crate::config::{AdminConfig, Config, is_module_name, weight_basis_points};
+use crate::registry::{CanaryError, CanaryStart, Loading, ModuleRegistry, ReloadOutcome};
 use crate::server::accept_loop;
+use crate::signing::signature_path;
 use auth::AdminAuth;
 
 /// Largest module an upload may carry.
@@ -72,6 +74,15 @@ pub(crate) enum AdminError {
         /// The load error.
         message: String,
     },
+    /// The module is not in a state that allows the operation (a canary
+    /// without a stable version, a promotion without a canary).
+    #[error("{message}")]
+    Conflict {
+        /// The module.
+        name: String,
+        /// What is in the way.
+        message: String,
+    },
     /// Writing or removing a file failed.
     #[error("{0}")]
     Io(String),
@@ -85,6 +96,7 @@ impl AdminError {
             Self::UnknownModule(_) => "unknown_module",
             Self::TooLarge => "body_too_large",
             Self::LoadFailed { .. } => "load_failed",
+            Self::Conflict { .. } => "conflict",
             Self::Io(_) => "internal",
         }
     }
@@ -92,7 +104,9 @@ impl AdminError {
     /// The module the error is about, when there is one.
     pub(crate) fn module(&self) -> Option<&str> {
         match self {
-            Self::UnknownModule(name) | Self::LoadFailed { name, .. } => Some(name),
+            Self::UnknownModule(name)
+            | Self::LoadFailed { name, .. }
+            | Self::Conflict { name, .. } => Some(name),
             _ => None,
         }
     }
@@ -110,6 +124,22 @@ pub(crate) struct ModuleInfo {
     pool: Option<PoolInfo>,
     /// Why the last load failed (an older version may still serve).
     last_error: Option<String>,
+    /// The canary taking part of the traffic, with both versions' figures.
+    canary: Option<CanaryReport>,
+    /// How the last canary ended.
+    last_canary: Option<CanaryOutcome>,
+}
+
+impl ModuleInfo {
+    /// The canary part: stable version, canary and last canary outcome.
+    pub(crate) fn canary_view(&self) -> serde_json::Value {
+        serde_json::json!({
+            "name": self.name,
+            "stable": self.version,
+            "canary": self.canary,
+            "last_canary": self.last_canary,
+        })
+    }
 }
 
 #[derive(Debug, Serialize)]
@@ -126,10 +156,24 @@ struct PoolInfo {
     scale_ups: u64,
 }
 
-/// Every module, by name.
+/// Every module, by name, and those being loaded.
 #[derive(Debug, Serialize)]
 pub(crate) struct ModuleList {
     modules: Vec<ModuleInfo>,
+    /// Modules compiling right now (a Go module takes seconds).
+    loading: Vec<Loading>,
+}
+
+/// What a canary operation did.
+#[derive(Debug, Serialize)]
+pub(crate) struct CanaryChanged {
+    name: String,
+    /// `started`, `replaced`, `reweighted`, `promoted` or `rolled_back`.
+    outcome: &'static str,
+    /// The stable version after the change.
+    stable: Option<String>,
+    /// The canary after the change, when one runs.
+    canary: Option<CanaryReport>,
 }
 
 /// What a change did.
@@ -171,7 +215,10 @@ impl Admin {
                 .map(|(name, error)| failed_info(name, error)),
         );
         modules.sort_by(|a, b| a.name.cmp(&b.name));
-        ModuleList { modules }
+        ModuleList {
+            modules,
+            loading: self.registry.loading(),
+        }
     }
 
     /// One module.
@@ -198,15 +245,7 @@ impl Admin {
         if wasm.len() > MAX_MODULE_BYTES {
             return Err(AdminError::TooLarge);
         }
-        if let Some(signature) = &signature
-            && (signature.is_empty()
-                || signature.len() > MAX_SIGNATURE_BYTES
-                || !signature.bytes().all(|b| b.is_ascii_graphic()))
-        {
-            return Err(AdminError::BadRequest(format!(
-                "the signature must be 1 to {MAX_SIGNATURE_BYTES} printable characters (base64 or hex, as in FILE.sig)"
-            )));
-        }
+        check_signature_text(signature.as_deref())?;
         let _change = self.changes.lock().await;
         let path = self.config.module_path(name);
         let sig = signature_path(&path);
@@ -288,6 +327,84 @@ impl Admin {
         self.load(name).await
     }
 
+    /// Loads `wasm` as a canary of module `name` taking `weight_percent` of
+    /// its traffic. The same version again only changes the weight.
+    pub(crate) async fn canary_deploy(
+        &self,
+        name: &str,
+        wasm: Vec<u8>,
+        signature: Option<String>,
+        weight_percent: f64,
+    ) -> Result<CanaryChanged, AdminError> {
+        check_name(name)?;
+        if wasm.len() > MAX_MODULE_BYTES {
+            return Err(AdminError::TooLarge);
+        }
+        check_signature_text(signature.as_deref())?;
+        let weight = weight_basis_points(weight_percent)
+            .map_err(|message| AdminError::BadRequest(format!("weight: {message}")))?;
+        let _change = self.changes.lock().await;
+        let start = self
+            .registry
+            .deploy_canary(&self.runtime, &self.config, name, wasm, signature, weight)
+            .await
+            .map_err(|err| canary_error(name, err))?;
+        Ok(self.canary_changed(
+            name,
+            match start {
+                CanaryStart::Started => "started",
+                CanaryStart::Replaced => "replaced",
+                CanaryStart::Reweighted => "reweighted",
+            },
+        ))
+    }
+
+    /// Makes module `name`'s canary its stable version: its file (and
+    /// signature) become the module's, so a restart serves it too.
+    pub(crate) async fn canary_promote(&self, name: &str) -> Result<CanaryChanged, AdminError> {
+        check_name(name)?;
+        let _change = self.changes.lock().await;
+        let canary = self
+            .registry
+            .canary(name)
+            .ok_or_else(|| AdminError::Conflict {
+                name: name.to_owned(),
+                message: format!("module `{name}` has no canary to promote"),
+            })?;
+        let path = self.config.module_path(name);
+        let sig = signature_path(&path);
+        // The signature first, as for an upload: the watcher's reload of the
+        // new file then finds the signature that belongs to it.
+        match canary.signature() {
+            Some(text) => write_atomically(sig, format!("{text}\n").into_bytes()).await?,
+            None => remove_if_present(&sig)?,
+        }
+        write_atomically(path, canary.wasm().to_vec()).await?;
+        self.registry
+            .promote_canary(&self.config, name, &canary)
+            .map_err(|err| canary_error(name, err))?;
+        Ok(self.canary_changed(name, "promoted"))
+    }
+
+    /// Stops module `name`'s canary; the stable version takes all traffic.
+    pub(crate) async fn canary_rollback(&self, name: &str) -> Result<CanaryChanged, AdminError> {
+        check_name(name)?;
+        let _change = self.changes.lock().await;
+        self.registry
+            .rollback_canary(name)
+            .map_err(|err| canary_error(name, err))?;
+        Ok(self.canary_changed(name, "rolled_back"))
+    }
+
+    fn canary_changed(&self, name: &str, outcome: &'static str) -> CanaryChanged {
+        CanaryChanged {
+            name: name.to_owned(),
+            outcome,
+            stable: self.registry.get(name).map(|m| m.version().to_owned()),
+            canary: self.registry.canary(name).map(|c| c.report()),
+        }
+    }
+
     /// The effective config, with secrets redacted.
     pub(crate) fn config(&self) -> serde_json::Value {
         redact::config_json(&self.config)
@@ -359,6 +476,8 @@ impl Admin {
                 }
             }),
             last_error,
+            canary: self.registry.canary(name).map(|c| c.report()),
+            last_canary: self.registry.canary_outcome(name),
         }
     }
 }
@@ -372,6 +491,36 @@ fn failed_info(name: String, error: String) -> ModuleInfo {
         routes: Vec::new(),
         pool: None,
         last_error: Some(error),
+        canary: None,
+        last_canary: None,
+    }
+}
+
+fn check_signature_text(signature: Option<&str>) -> Result<(), AdminError> {
+    match signature {
+        Some(signature)
+            if signature.is_empty()
+                || signature.len() > MAX_SIGNATURE_BYTES
+                || !signature.bytes().all(|b| b.is_ascii_graphic()) =>
+        {
+            Err(AdminError::BadRequest(format!(
+                "the signature must be 1 to {MAX_SIGNATURE_BYTES} printable characters (as in FILE.sig)"
+            )))
+        }
+        _ => Ok(()),
+    }
+}
+
+fn canary_error(name: &str, err: CanaryError) -> AdminError {
+    match err {
+        CanaryError::Load(err) => AdminError::LoadFailed {
+            name: name.to_owned(),
+            message: err.to_string(),
+        },
+        other => AdminError::Conflict {
+            name: name.to_owned(),
+            message: other.to_string(),
+        },
     }
 }
 
@@ -381,13 +530,6 @@ fn check_name(name: &str) -> Result<(), AdminError> {
     } else {
         Err(AdminError::BadName(name.to_owned()))
     }
-}
-
-/// `FILE.sig`, next to the module file.
-fn signature_path(module: &Path) -> PathBuf {
-    let mut path = module.as_os_str().to_owned();
-    path.push(".sig");
-    PathBuf::from(path)
 }
 
 /// Writes `bytes` to a temporary file beside `path`, flushes it to disk and

@@ -8,11 +8,16 @@
 //! | `modules.upload` | `{name, wasm_base64, signature?}` | `{name, version, outcome}` |
 //! | `modules.delete` | `{name}` | `{name, version: null, outcome: "removed"}` |
 //! | `modules.reload` | `{name}` | `{name, version, outcome}` |
+//! | `canary.deploy` | `{name, wasm_base64, weight, signature?}` | `{name, outcome, stable, canary}` |
+//! | `canary.get` | `{name}` | `{name, stable, canary, last_canary}` |
+//! | `canary.promote` | `{name}` | `{name, outcome, stable, canary}` |
+//! | `canary.rollback` | `{name}` | `{name, outcome, stable, canary}` |
 //! | `config.get` | none | the config, secrets redacted |
 //!
 //! Errors use the standard codes (-32700 parse error, -32600 invalid
 //! request, -32601 method not found, -32602 invalid params, -32603 internal
-//! error) and two of our own: [`LOAD_FAILED`] and [`UNKNOWN_MODULE`]. The
+//! error) and three of our own: [`LOAD_FAILED`], [`UNKNOWN_MODULE`] and
+//! [`CONFLICT`]. The
 //! error's `data` holds the HTTP API's error `kind` and module.
 //!
 //! There is no token: the socket's file mode (0600) decides who may talk.
@@ -39,6 +44,9 @@ const INTERNAL_ERROR: i64 = -32603;
 pub(crate) const LOAD_FAILED: i64 = -32000;
 /// No module of that name.
 pub(crate) const UNKNOWN_MODULE: i64 = -32001;
+/// The module's state does not allow the operation (no canary, no stable
+/// version).
+pub(crate) const CONFLICT: i64 = -32002;
 
 /// The longest request line: a base64 module at the upload limit, plus room
 /// for the rest of the request.
@@ -206,6 +214,7 @@ impl From<AdminError> for Failure {
             }
             AdminError::UnknownModule(_) => UNKNOWN_MODULE,
             AdminError::LoadFailed { .. } => LOAD_FAILED,
+            AdminError::Conflict { .. } => CONFLICT,
             AdminError::Io(_) => INTERNAL_ERROR,
         };
         Self {
@@ -230,6 +239,24 @@ struct UploadParams {
     signature: Option<String>,
 }
 
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CanaryParams {
+    name: String,
+    wasm_base64: String,
+    weight: f64,
+    signature: Option<String>,
+}
+
+fn decode_wasm(wasm_base64: &str) -> Result<Vec<u8>, Failure> {
+    if wasm_base64.len() > MAX_MODULE_BYTES / 3 * 4 + 4 {
+        return Err(AdminError::TooLarge.into());
+    }
+    base64::engine::general_purpose::STANDARD
+        .decode(wasm_base64.trim())
+        .map_err(|err| Failure::params(format!("wasm_base64: {err}")))
+}
+
 async fn call(admin: &Admin, method: &str, params: Option<Value>) -> Result<Value, Failure> {
     match method {
         "modules.list" => {
@@ -246,12 +273,7 @@ async fn call(admin: &Admin, method: &str, params: Option<Value>) -> Result<Valu
                 wasm_base64,
                 signature,
             } = parse(params)?;
-            if wasm_base64.len() > MAX_MODULE_BYTES / 3 * 4 + 4 {
-                return Err(AdminError::TooLarge.into());
-            }
-            let wasm = base64::engine::general_purpose::STANDARD
-                .decode(wasm_base64.trim())
-                .map_err(|err| Failure::params(format!("wasm_base64: {err}")))?;
+            let wasm = decode_wasm(&wasm_base64)?;
             Ok(to_value(admin.upload(&name, wasm, signature).await?))
         }
         "modules.delete" => {
@@ -262,6 +284,30 @@ async fn call(admin: &Admin, method: &str, params: Option<Value>) -> Result<Valu
             let NameParams { name } = parse(params)?;
             Ok(to_value(admin.reload(&name).await?))
         }
+        "canary.deploy" => {
+            let CanaryParams {
+                name,
+                wasm_base64,
+                weight,
+                signature,
+            } = parse(params)?;
+            let wasm = decode_wasm(&wasm_base64)?;
+            Ok(to_value(
+                admin.canary_deploy(&name, wasm, signature, weight).await?,
+            ))
+        }
+        "canary.get" => {
+            let NameParams { name } = parse(params)?;
+            Ok(admin.get(&name)?.canary_view())
+        }
+        "canary.promote" => {
+            let NameParams { name } = parse(params)?;
+            Ok(to_value(admin.canary_promote(&name).await?))
+        }
+        "canary.rollback" => {
+            let NameParams { name } = parse(params)?;
+            Ok(to_value(admin.canary_rollback(&name).await?))
+        }
         "config.get" => {
             no_params(params)?;
             Ok(admin.config())
@@ -269,7 +315,7 @@ async fn call(admin: &Admin, method: &str, params: Option<Value>) -> Result<Valu
         _ => Err(Failure {
             code: METHOD_NOT_FOUND,
             message: format!(
-                "no method `{method}`; methods: modules.list, modules.get, modules.upload, modules.delete, modules.reload, config.get"
+                "no method `{method}`; methods: modules.list, modules.get, modules.upload, modules.delete, modules.reload, canary.deploy, canary.get, canary.promote, canary.rollback, config.get"
             ),
             data: None,
         }),

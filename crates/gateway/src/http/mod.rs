@@ -24,7 +24,7 @@ use shanhai_abi::EventKind;
 use shanhai_abi::wire::{Call, Header, HttpRequest, HttpResponse};
 use shanhai_runtime::{InvokeError, LoadedModule, ModuleKind};
 
-use crate::registry::{ModuleRegistry, RouteMatch};
+use crate::registry::{ModuleRegistry, RouteMatch, Selected};
 use error::ApiError;
 
 const EXEC_PREFIX: &str = "/api/exec/";
@@ -54,7 +54,12 @@ impl HttpTrigger {
     ) -> Response<Full<Bytes>> {
         let started = std::time::Instant::now();
         let request_id = self.ids.for_request(request.headers());
-        let mut response = match self.dispatch(request, remote, &request_id).await {
+        // Which version served, when the module has a canary to judge.
+        let mut selected = None;
+        let mut response = match self
+            .dispatch(request, remote, &request_id, &mut selected)
+            .await
+        {
             Ok(response) => response,
             Err(err) => {
                 let module = err.module.clone();
@@ -96,6 +101,10 @@ impl HttpTrigger {
             metrics::histogram!("shanhai_request_duration_seconds", "module" => module.clone(), "trigger" => "http")
                 .record(started.elapsed().as_secs_f64());
         }
+        if let Some(selected) = selected {
+            self.registry
+                .observe(&selected, response.status(), started.elapsed());
+        }
         response
     }
 
@@ -104,24 +113,26 @@ impl HttpTrigger {
         request: Request<impl RequestBody>,
         remote: SocketAddr,
         request_id: &Arc<str>,
+        selected: &mut Option<Selected>,
     ) -> Result<Response<Full<Bytes>>, ApiError> {
         let path = request.uri().path();
         if let Some(rest) = path.strip_prefix(EXEC_PREFIX) {
             let rest = rest.to_owned();
-            return self.exec(request, &rest, request_id).await;
+            return self.exec(request, &rest, request_id, selected).await;
         }
         match path {
             "/healthz" => return Ok(text(StatusCode::OK, "ok\n")),
             "/readyz" => return Ok(self.readiness()),
             _ => {}
         }
-        let Some((route, module)) = self.registry.route(path) else {
+        let Some((route, chosen)) = self.registry.route(path, request.headers()) else {
             return Err(ApiError::new(
                 StatusCode::NOT_FOUND,
                 "not_found",
                 format!("no module serves {path}"),
             ));
         };
+        let module = selected.insert(chosen).module.clone();
         match module.kind() {
             ModuleKind::Reactor => self.reactor(request, remote, request_id, &module).await,
             ModuleKind::Command => {
@@ -264,6 +275,7 @@ impl HttpTrigger {
         request: Request<impl RequestBody>,
         rest: &str,
         request_id: &Arc<str>,
+        selected: &mut Option<Selected>,
     ) -> Result<Response<Full<Bytes>>, ApiError> {
         let Some((name, function)) = rest
             .split_once('/')
@@ -283,14 +295,18 @@ impl HttpTrigger {
             )
             .module(name));
         }
-        let module = self.registry.get(name).ok_or_else(|| {
-            ApiError::new(
-                StatusCode::NOT_FOUND,
-                "unknown_module",
-                format!("no module named `{name}` is loaded"),
-            )
-            .module(name)
-        })?;
+        let chosen = self
+            .registry
+            .select(name, request.headers())
+            .ok_or_else(|| {
+                ApiError::new(
+                    StatusCode::NOT_FOUND,
+                    "unknown_module",
+                    format!("no module named `{name}` is loaded"),
+                )
+                .module(name)
+            })?;
+        let module = selected.insert(chosen).module.clone();
         let (parts, body) = request.into_parts();
         let body = read_body(body, &parts.headers, &module).await?;
         if let Some(signature) = module.numeric_export(function) {
