@@ -9,7 +9,7 @@ root="$(cd "$(dirname "$0")/.." && pwd)"
 out="${1:-$root/target/modules}"
 mkdir -p "$out"
 
-go_reactors=(add hello json2k)
+go_reactors=(add hello json2k ws-echo chat modbus)
 go_commands=(cgi-echo)
 rust_modules=(hello-rs)
 

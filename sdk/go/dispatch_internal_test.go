@@ -33,6 +33,70 @@ func TestNothingRegisteredIsUnsupported(t *testing.T) {
 	})
 }
 
+func TestWebSocketWithoutHandlerIsUnsupported(t *testing.T) {
+	old := wsHandler
+	defer func() { wsHandler = old }()
+	wsHandler = nil
+	ev := (&wire.WSEvent{Type: wire.WSOpen, Conn: 1, URI: "/"}).Append(nil)
+	if status, out := hostcall.Event(eventWebSocket, ev); status != statusUnsupported || len(out) != 0 {
+		t.Errorf("WebSocket without a handler: status %d, %q", status, out)
+	}
+	HandleWebSocket(WebSocketHandler{})
+	if status, _ := hostcall.Event(eventWebSocket, ev); status != statusOK {
+		t.Errorf("WebSocket with an empty handler: status %d", status)
+	}
+}
+
+func TestTimerWithoutHandlerIsUnsupported(t *testing.T) {
+	old := timerHandler
+	defer func() { timerHandler = old }()
+	timerHandler = nil
+	ev := (&wire.TimerEvent{Timer: "t", ScheduledMs: 1, Run: 1}).Append(nil)
+	for _, env := range [][]byte{ev, []byte("not an envelope")} {
+		if status, out := hostcall.Event(eventTimer, env); status != statusUnsupported || len(out) != 0 {
+			t.Errorf("timer without a handler: status %d, %q", status, out)
+		}
+	}
+	HandleTimer(func(Timer) error { return nil })
+	if status, _ := hostcall.Event(eventTimer, ev); status != statusOK {
+		t.Errorf("timer with a handler: status %d", status)
+	}
+}
+
+func TestTCPWithoutHandlerIsUnsupported(t *testing.T) {
+	old := tcpHandler
+	defer func() { tcpHandler = old }()
+	tcpHandler = nil
+	ev := (&wire.TCPEvent{Type: wire.TCPOpen, Conn: 1, Listener: "modbus"}).Append(nil)
+	for _, env := range [][]byte{ev, []byte("not an envelope")} {
+		if status, out := hostcall.Event(eventTCP, env); status != statusUnsupported || len(out) != 0 {
+			t.Errorf("TCP without a handler: status %d, %q", status, out)
+		}
+	}
+	HandleTCP(TCPHandler{})
+	if status, _ := hostcall.Event(eventTCP, ev); status != statusOK {
+		t.Errorf("TCP with an empty handler: status %d", status)
+	}
+}
+
+// Kind 5 is reserved for MQTT, which this SDK does not handle yet.
+func TestReservedKindIsUnsupported(t *testing.T) {
+	for _, kind := range []int32{0, 5, 7, -1} {
+		if status, out := hostcall.Event(kind, nil); status != statusUnsupported || len(out) != 0 {
+			t.Errorf("kind %d: status %d, %q", kind, status, out)
+		}
+	}
+}
+
+func TestHandleTimerRefusesNil(t *testing.T) {
+	defer func() {
+		if v := recover(); v != "shanhai: HandleTimer with a nil handler" {
+			t.Errorf("recovered %v", v)
+		}
+	}()
+	HandleTimer(nil)
+}
+
 var benchRequest = (&wire.HTTPRequest{
 	Method:     "GET",
 	URI:        "/json2k?x=1",

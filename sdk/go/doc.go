@@ -38,10 +38,49 @@
 // from any package since Go 1.24) and makes the SDK's [Logger] slog's
 // default. The gateway calls _initialize once per instance, which runs the
 // init functions, and then hands the instance one event at a time: an HTTP
-// request for the handler given to [HandleHTTP], or a call of a byte
-// function registered with [Export]. Host capabilities are plain functions
-// returning errors, such as [Config]; a failed host call is a *[HostError]
-// that matches [ErrNotFound] and its siblings under errors.Is.
+// request for the handler given to [HandleHTTP], a call of a byte function
+// registered with [Export], a WebSocket event (an upgrade request, a
+// message, a closed connection) for the [WebSocketHandler] given to
+// [HandleWebSocket], a run of a timer for the function given to
+// [HandleTimer], or a TCP connection's event (a client connected, a frame,
+// the connection closed) for the [TCPHandler] given to [HandleTCP]. Host
+// capabilities are plain functions returning errors, such as [Config],
+// [WSSend] and [Broadcast]; a failed host call is a *[HostError] that
+// matches [ErrNotFound] and its siblings under errors.Is.
+//
+// # WebSocket
+//
+// The gateway holds WebSocket connections; a module only sees their
+// events. OnOpen may refuse an upgrade, OnMessage answers a message (its
+// reply goes back to the connection), OnClose learns that a connection
+// ended. During any event the module may act on any of its connections,
+// by [WSConn] or by id: send to one ([WSConn.SendText], [WSSend]), close
+// one, put it in rooms ([WSConn.Join]) and [Broadcast] to a room. The
+// events of one connection may reach different instances, so keep
+// per-connection state keyed by [WSConn.ID], and in the host's stores when
+// it must survive an instance.
+//
+// # Timers
+//
+// The gateway's config defines timers ([timers.NAME]: a schedule, a target
+// module and a payload); each run of a timer that targets the module calls
+// the handler given to [HandleTimer] with a [Timer]: its name, when the run
+// was due, its run number, how many runs were skipped because the previous
+// one was still going, and the payload. An error (or a panic) fails the
+// run, which the gateway logs and counts; a run has no other output.
+//
+// # TCP
+//
+// A listener in the gateway's config ([tcp.NAME]) accepts TCP connections
+// and cuts each byte stream into frames (by a length prefix, a delimiter,
+// or Modbus/TCP's MBAP header); each frame is an event for the module,
+// one at a time per connection, in order. OnOpen may refuse a connection
+// or greet it, OnFrame answers a frame (its reply, if not empty, is
+// written back as one frame), OnClose learns that a connection ended. An
+// error (or a panic) in OnOpen or OnFrame closes the connection. As with
+// WebSocket, one connection's events may reach different instances: keep
+// per-connection state keyed by [TCPConn.ID].
+//
 // docs/abi.md in the Shanhai repository specifies the ABI underneath.
 //
 // # Concurrency
@@ -60,8 +99,9 @@
 //   - init functions run once per instance, so do expensive set-up there.
 //
 // Because events never overlap within an instance, the SDK reuses its
-// buffers from one event to the next; that is why a request's body and a
-// byte function's input are only valid until the handler returns.
+// buffers from one event to the next; that is why a request's body, a
+// byte function's input, a WebSocket message's data, a timer's payload
+// and a TCP frame are only valid until the handler returns.
 //
 // # Testing
 //

@@ -11,8 +11,11 @@ import (
 
 // Event kinds (docs/abi.md, "Event kinds").
 const (
-	eventHTTP int32 = 1
-	eventCall int32 = 2
+	eventHTTP      int32 = 1
+	eventCall      int32 = 2
+	eventWebSocket int32 = 3
+	eventTimer     int32 = 4
+	eventTCP       int32 = 6
 )
 
 // Event statuses (docs/abi.md, "Event statuses").
@@ -43,6 +46,12 @@ func handleEvent(kind int32, in []byte) (status int32) {
 		return serveHTTPEvent(in)
 	case eventCall:
 		return callEvent(in)
+	case eventWebSocket:
+		return wsEvent(in)
+	case eventTimer:
+		return timerEvent(in)
+	case eventTCP:
+		return tcpEvent(in)
 	default:
 		return statusUnsupported
 	}

@@ -40,17 +40,30 @@ func TestReactorModuleShape(t *testing.T) {
 	if err := m.Check("reactor"); err != nil {
 		t.Fatal(err)
 	}
+	seen := map[string]bool{}
 	for _, imp := range m.Imports {
 		if imp.Module == "shanhai" {
+			seen[imp.Name] = true
 			want := map[string]string{
 				"log":          "(i32, i32, i32) -> ()",
 				"output_write": "(i32, i32) -> (i32)",
 				"config_get":   "(i32, i32) -> (i32)",
 				"staged_read":  "(i32, i32) -> (i32)",
+				"ws_send":      "(i64, i32, i32, i32) -> (i32)",
+				"ws_close":     "(i64, i32, i32, i32) -> (i32)",
+				"ws_join":      "(i64, i32, i32) -> (i32)",
+				"ws_leave":     "(i64, i32, i32) -> (i32)",
+				"ws_broadcast": "(i32, i32, i32, i32, i32, i64) -> (i32)",
 			}[imp.Name]
 			if got := imp.Type.String(); got != want {
 				t.Errorf("import shanhai.%s has type %s, want %s", imp.Name, got, want)
 			}
+		}
+	}
+	// The guest calls every host function (testdata/guest/main.go).
+	for _, name := range []string{"log", "output_write", "config_get", "staged_read", "ws_send", "ws_close", "ws_join", "ws_leave", "ws_broadcast"} {
+		if !seen[name] {
+			t.Errorf("the guest does not import shanhai.%s", name)
 		}
 	}
 	t.Logf("%d bytes, initial memory %d pages", len(b), m.MemoryMinPages)

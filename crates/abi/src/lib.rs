@@ -58,8 +58,35 @@ pub mod import {
     /// memory; returns the number of bytes copied or a negative status.
     pub const STAGED_READ: &str = "staged_read";
 
+    /// `(conn: i64, type: i32, ptr: i32, len: i32) -> i32`: send a message
+    /// (type 2 text, 3 binary) to one of the module's WebSocket connections.
+    pub const WS_SEND: &str = "ws_send";
+    /// `(conn: i64, code: i32, reason_ptr: i32, reason_len: i32) -> i32`:
+    /// close one of the module's connections.
+    pub const WS_CLOSE: &str = "ws_close";
+    /// `(conn: i64, room_ptr: i32, room_len: i32) -> i32`: add a connection
+    /// to a room of the module.
+    pub const WS_JOIN: &str = "ws_join";
+    /// `(conn: i64, room_ptr: i32, room_len: i32) -> i32`: remove a
+    /// connection from a room.
+    pub const WS_LEAVE: &str = "ws_leave";
+    /// `(room_ptr: i32, room_len: i32, type: i32, ptr: i32, len: i32,
+    /// except: i64) -> i32`: send a message to every connection in a room
+    /// but `except` (0 for none); returns how many it was queued for.
+    pub const WS_BROADCAST: &str = "ws_broadcast";
+
     /// Every host function of this ABI version, for load-time validation.
-    pub const ALL: &[&str] = &[LOG, OUTPUT_WRITE, CONFIG_GET, STAGED_READ];
+    pub const ALL: &[&str] = &[
+        LOG,
+        OUTPUT_WRITE,
+        CONFIG_GET,
+        STAGED_READ,
+        WS_SEND,
+        WS_CLOSE,
+        WS_JOIN,
+        WS_LEAVE,
+        WS_BROADCAST,
+    ];
 }
 
 /// The kind of event passed to [`EXPORT_EVENT`].
@@ -70,6 +97,14 @@ pub enum EventKind {
     Http = 1,
     /// A call of a named byte function ([`wire::Call`] in, raw bytes out).
     Call = 2,
+    /// A WebSocket event ([`wire::WsEvent`] in; a message for the
+    /// connection, or nothing, out).
+    WebSocket = 3,
+    /// A timer fired ([`wire::TimerEvent`] in; the output is ignored).
+    Timer = 4,
+    /// A TCP stream event ([`wire::TcpEvent`] in; bytes to write back out).
+    /// Kind 5 is reserved for MQTT.
+    Tcp = 6,
 }
 
 impl EventKind {
@@ -78,6 +113,9 @@ impl EventKind {
         match raw {
             1 => Some(Self::Http),
             2 => Some(Self::Call),
+            3 => Some(Self::WebSocket),
+            4 => Some(Self::Timer),
+            6 => Some(Self::Tcp),
             _ => None,
         }
     }

@@ -20,6 +20,8 @@ pub enum DecodeError {
     TooManyHeaders(u32),
     /// The HTTP status code is outside 100..=999.
     BadStatus(u16),
+    /// The WebSocket or TCP event type is not one of the ABI's.
+    BadEventType(u8),
 }
 
 impl fmt::Display for DecodeError {
@@ -29,6 +31,7 @@ impl fmt::Display for DecodeError {
             Self::NotUtf8(what) => write!(f, "{what} is not valid UTF-8"),
             Self::TooManyHeaders(n) => write!(f, "header count {n} exceeds the envelope size"),
             Self::BadStatus(s) => write!(f, "HTTP status {s} is out of range"),
+            Self::BadEventType(t) => write!(f, "event type {t} is unknown"),
         }
     }
 }
@@ -81,6 +84,223 @@ pub struct Call<'a> {
     pub function: &'a str,
     /// The input bytes.
     pub input: &'a [u8],
+}
+
+/// What happened on a WebSocket connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[repr(u8)]
+pub enum WsEventType {
+    /// A client asks to connect: the upgrade request, before the handshake
+    /// completes. The guest may refuse it.
+    Open = 1,
+    /// A text message (UTF-8).
+    Text = 2,
+    /// A binary message.
+    Binary = 3,
+    /// The connection closed; `data` is the close reason.
+    Close = 4,
+}
+
+impl WsEventType {
+    /// Decodes a raw type, `None` for values outside the ABI.
+    pub fn from_raw(raw: u8) -> Option<Self> {
+        match raw {
+            1 => Some(Self::Open),
+            2 => Some(Self::Text),
+            3 => Some(Self::Binary),
+            4 => Some(Self::Close),
+            _ => None,
+        }
+    }
+}
+
+/// A WebSocket event, event kind
+/// [`EventKind::WebSocket`](crate::EventKind::WebSocket). The output of an
+/// `Open`, `Text` or `Binary` event, when not empty, is sent to the
+/// connection: as a text message for `Open` and `Text`, binary for `Binary`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WsEvent<'a> {
+    /// What happened.
+    pub event: WsEventType,
+    /// The connection, unique within the gateway process and never 0.
+    pub connection: u64,
+    /// `Close`: the peer's close code (1005 when it sent none, 1006 when the
+    /// connection dropped without a close frame); 0 otherwise.
+    pub close_code: u16,
+    /// Path and query of the upgrade request.
+    pub uri: &'a str,
+    /// The client's address, `ip:port`.
+    pub remote_addr: &'a str,
+    /// The id of this event (the upgrade request's id for `Open`).
+    pub request_id: &'a str,
+    /// `Open`: the upgrade request's headers; empty for other events.
+    pub headers: Vec<Header<'a>>,
+    /// The message (`Text`, `Binary`), the close reason (`Close`), or
+    /// nothing (`Open`).
+    pub data: &'a [u8],
+}
+
+impl<'a> WsEvent<'a> {
+    /// Encodes the event.
+    pub fn encode(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(
+            1 + 8
+                + 2
+                + 3 * 4
+                + self.uri.len()
+                + self.remote_addr.len()
+                + self.request_id.len()
+                + headers_len(&self.headers)
+                + self.data.len(),
+        );
+        out.push(self.event as u8);
+        out.extend_from_slice(&self.connection.to_le_bytes());
+        out.extend_from_slice(&self.close_code.to_le_bytes());
+        put_field(&mut out, self.uri.as_bytes());
+        put_field(&mut out, self.remote_addr.as_bytes());
+        put_field(&mut out, self.request_id.as_bytes());
+        put_headers(&mut out, &self.headers);
+        out.extend_from_slice(self.data);
+        out
+    }
+
+    /// Decodes an event.
+    pub fn decode(bytes: &'a [u8]) -> Result<Self, DecodeError> {
+        let mut r = Reader(bytes);
+        let raw = r.take(1, "event type")?[0];
+        let event = WsEventType::from_raw(raw).ok_or(DecodeError::BadEventType(raw))?;
+        Ok(Self {
+            event,
+            connection: r.u64("connection")?,
+            close_code: r.u16("close code")?,
+            uri: r.text("uri")?,
+            remote_addr: r.text("remote address")?,
+            request_id: r.text("request id")?,
+            headers: r.headers()?,
+            data: r.0,
+        })
+    }
+}
+
+/// What happened on a TCP connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[repr(u8)]
+pub enum TcpEventType {
+    /// A client connected.
+    Open = 1,
+    /// A complete frame arrived.
+    Frame = 2,
+    /// The connection closed.
+    Close = 3,
+}
+
+impl TcpEventType {
+    /// Decodes a raw type, `None` for values outside the ABI.
+    pub fn from_raw(raw: u8) -> Option<Self> {
+        match raw {
+            1 => Some(Self::Open),
+            2 => Some(Self::Frame),
+            3 => Some(Self::Close),
+            _ => None,
+        }
+    }
+}
+
+/// A TCP stream event, event kind [`EventKind::Tcp`](crate::EventKind::Tcp).
+/// The output of an `Open` or `Frame` event, when not empty, is written
+/// back to the connection as one frame.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TcpEvent<'a> {
+    /// What happened.
+    pub event: TcpEventType,
+    /// The connection, unique within the gateway process and never 0.
+    pub connection: u64,
+    /// The listener's name (`[tcp.NAME]` in the gateway's config).
+    pub listener: &'a str,
+    /// The client's address, `ip:port`.
+    pub remote_addr: &'a str,
+    /// The id of this event.
+    pub request_id: &'a str,
+    /// `Frame`: the frame (see the listener's framing); otherwise empty.
+    pub data: &'a [u8],
+}
+
+impl<'a> TcpEvent<'a> {
+    /// Encodes the event.
+    pub fn encode(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(
+            1 + 8
+                + 3 * 4
+                + self.listener.len()
+                + self.remote_addr.len()
+                + self.request_id.len()
+                + self.data.len(),
+        );
+        out.push(self.event as u8);
+        out.extend_from_slice(&self.connection.to_le_bytes());
+        put_field(&mut out, self.listener.as_bytes());
+        put_field(&mut out, self.remote_addr.as_bytes());
+        put_field(&mut out, self.request_id.as_bytes());
+        out.extend_from_slice(self.data);
+        out
+    }
+
+    /// Decodes an event.
+    pub fn decode(bytes: &'a [u8]) -> Result<Self, DecodeError> {
+        let mut r = Reader(bytes);
+        let raw = r.take(1, "event type")?[0];
+        let event = TcpEventType::from_raw(raw).ok_or(DecodeError::BadEventType(raw))?;
+        Ok(Self {
+            event,
+            connection: r.u64("connection")?,
+            listener: r.text("listener")?,
+            remote_addr: r.text("remote address")?,
+            request_id: r.text("request id")?,
+            data: r.0,
+        })
+    }
+}
+
+/// A timer run, event kind [`EventKind::Timer`](crate::EventKind::Timer).
+/// The output is ignored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TimerEvent<'a> {
+    /// The timer's name (`[timers.NAME]` in the gateway's config).
+    pub timer: &'a str,
+    /// When this run was due, in milliseconds since the Unix epoch (before
+    /// jitter).
+    pub scheduled_unix_ms: u64,
+    /// 1 for the timer's first run since the gateway started, then 2, 3, ...
+    pub run: u64,
+    /// Runs skipped since the previous one because it was still running.
+    pub skipped: u32,
+    /// The timer's payload, from the config.
+    pub payload: &'a [u8],
+}
+
+impl<'a> TimerEvent<'a> {
+    /// Encodes the event.
+    pub fn encode(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(4 + self.timer.len() + 8 + 8 + 4 + self.payload.len());
+        put_field(&mut out, self.timer.as_bytes());
+        out.extend_from_slice(&self.scheduled_unix_ms.to_le_bytes());
+        out.extend_from_slice(&self.run.to_le_bytes());
+        out.extend_from_slice(&self.skipped.to_le_bytes());
+        out.extend_from_slice(self.payload);
+        out
+    }
+
+    /// Decodes an event.
+    pub fn decode(bytes: &'a [u8]) -> Result<Self, DecodeError> {
+        let mut r = Reader(bytes);
+        Ok(Self {
+            timer: r.text("timer name")?,
+            scheduled_unix_ms: r.u64("scheduled time")?,
+            run: r.u64("run number")?,
+            skipped: r.u32("skipped runs")?,
+            payload: r.0,
+        })
+    }
 }
 
 impl<'a> HttpRequest<'a> {
@@ -213,6 +433,11 @@ impl<'a> Reader<'a> {
         Ok(u16::from_le_bytes([b[0], b[1]]))
     }
 
+    fn u64(&mut self, what: &'static str) -> Result<u64, DecodeError> {
+        let b = self.take(8, what)?;
+        Ok(u64::from_le_bytes(b.try_into().expect("8 bytes")))
+    }
+
     fn u32(&mut self, what: &'static str) -> Result<u32, DecodeError> {
         let b = self.take(4, what)?;
         Ok(u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
@@ -290,6 +515,15 @@ mod tests {
     }
 
     #[test]
+    fn unknown_ws_event_types_are_errors() {
+        assert_eq!(WsEvent::decode(&[9]), Err(DecodeError::BadEventType(9)));
+        assert_eq!(
+            WsEvent::decode(&[]),
+            Err(DecodeError::Truncated("event type"))
+        );
+    }
+
+    #[test]
     fn bad_status_and_truncation_are_errors() {
         assert_eq!(
             HttpResponse::decode(&42u16.to_le_bytes()),
@@ -324,6 +558,64 @@ mod tests {
             let _ = HttpResponse::decode(&bytes);
             let _ = HttpRequest::decode(&bytes);
             let _ = Call::decode(&bytes);
+            let _ = WsEvent::decode(&bytes);
+            let _ = TimerEvent::decode(&bytes);
+            let _ = TcpEvent::decode(&bytes);
+        }
+
+        #[test]
+        fn tcp_events_round_trip(
+            raw in 1u8..=3,
+            connection in 1u64..,
+            listener in "[a-z0-9_-]{1,20}",
+            data in proptest::collection::vec(any::<u8>(), 0..128),
+        ) {
+            let event = TcpEvent {
+                event: TcpEventType::from_raw(raw).unwrap(),
+                connection,
+                listener: &listener,
+                remote_addr: "127.0.0.1:502",
+                request_id: "r-1",
+                data: &data,
+            };
+            let encoded = event.encode();
+            prop_assert_eq!(TcpEvent::decode(&encoded).unwrap(), event);
+        }
+
+        #[test]
+        fn timer_events_round_trip(
+            timer in "[a-z0-9_-]{1,20}",
+            scheduled_unix_ms in any::<u64>(),
+            run in 1u64..,
+            skipped in any::<u32>(),
+            payload in proptest::collection::vec(any::<u8>(), 0..64),
+        ) {
+            let event = TimerEvent { timer: &timer, scheduled_unix_ms, run, skipped, payload: &payload };
+            let encoded = event.encode();
+            prop_assert_eq!(TimerEvent::decode(&encoded).unwrap(), event);
+        }
+
+        #[test]
+        fn ws_events_round_trip(
+            raw in 1u8..=4,
+            connection in 1u64..,
+            close_code in any::<u16>(),
+            uri in "/[ -~]{0,40}",
+            headers in proptest::collection::vec(header(), 0..4),
+            data in proptest::collection::vec(any::<u8>(), 0..256),
+        ) {
+            let event = WsEvent {
+                event: WsEventType::from_raw(raw).unwrap(),
+                connection,
+                close_code,
+                uri: &uri,
+                remote_addr: "127.0.0.1:1",
+                request_id: "r-1",
+                headers: headers.iter().map(|(n, v)| Header { name: n, value: v }).collect(),
+                data: &data,
+            };
+            let encoded = event.encode();
+            prop_assert_eq!(WsEvent::decode(&encoded).unwrap(), event);
         }
 
         #[test]

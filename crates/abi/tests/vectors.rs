@@ -2,7 +2,10 @@
 //! both implementations must produce and accept exactly these bytes.
 
 use serde_json::Value;
-use shanhai_abi::wire::{Call, Header, HttpRequest, HttpResponse};
+use shanhai_abi::wire::{
+    Call, Header, HttpRequest, HttpResponse, TcpEvent, TcpEventType, TimerEvent, WsEvent,
+    WsEventType,
+};
 
 fn vectors() -> Value {
     let path = concat!(
@@ -100,5 +103,87 @@ fn calls_match_the_go_sdk() {
         let expected = unhex(case["hex"].as_str().unwrap());
         assert_eq!(call.encode(), expected, "{}", case["name"]);
         assert_eq!(Call::decode(&expected).unwrap(), call, "{}", case["name"]);
+    }
+}
+
+#[test]
+fn ws_events_match_the_go_sdk() {
+    let all = vectors();
+    let cases = all["ws_event"].as_array().unwrap();
+    assert!(!cases.is_empty());
+    for case in cases {
+        let owned = headers(&case["headers"]);
+        let data = unhex(case["data_hex"].as_str().unwrap());
+        let raw_type = u8::try_from(case["type"].as_u64().unwrap()).unwrap();
+        let event = WsEvent {
+            event: WsEventType::from_raw(raw_type).unwrap(),
+            connection: case["connection"].as_u64().unwrap(),
+            close_code: u16::try_from(case["close_code"].as_u64().unwrap()).unwrap(),
+            uri: case["uri"].as_str().unwrap(),
+            remote_addr: case["remote_addr"].as_str().unwrap(),
+            request_id: case["request_id"].as_str().unwrap(),
+            headers: borrowed(&owned),
+            data: &data,
+        };
+        let expected = unhex(case["hex"].as_str().unwrap());
+        assert_eq!(event.encode(), expected, "{}", case["name"]);
+        assert_eq!(
+            WsEvent::decode(&expected).unwrap(),
+            event,
+            "{}",
+            case["name"]
+        );
+    }
+}
+
+#[test]
+fn timer_events_match_the_go_sdk() {
+    let all = vectors();
+    let cases = all["timer_event"].as_array().unwrap();
+    assert!(!cases.is_empty());
+    for case in cases {
+        let payload = unhex(case["payload_hex"].as_str().unwrap());
+        let event = TimerEvent {
+            timer: case["timer"].as_str().unwrap(),
+            scheduled_unix_ms: case["scheduled_ms"].as_u64().unwrap(),
+            run: case["run"].as_u64().unwrap(),
+            skipped: u32::try_from(case["skipped"].as_u64().unwrap()).unwrap(),
+            payload: &payload,
+        };
+        let expected = unhex(case["hex"].as_str().unwrap());
+        assert_eq!(event.encode(), expected, "{}", case["name"]);
+        assert_eq!(
+            TimerEvent::decode(&expected).unwrap(),
+            event,
+            "{}",
+            case["name"]
+        );
+    }
+}
+
+#[test]
+fn tcp_events_match_the_go_sdk() {
+    let all = vectors();
+    let cases = all["tcp_event"].as_array().unwrap();
+    assert!(!cases.is_empty());
+    for case in cases {
+        let data = unhex(case["data_hex"].as_str().unwrap());
+        let raw_type = u8::try_from(case["type"].as_u64().unwrap()).unwrap();
+        let event = TcpEvent {
+            event: TcpEventType::from_raw(raw_type).unwrap(),
+            connection: case["connection"].as_u64().unwrap(),
+            listener: case["listener"].as_str().unwrap(),
+            remote_addr: case["remote_addr"].as_str().unwrap(),
+            request_id: case["request_id"].as_str().unwrap(),
+            data: &data,
+        };
+        let expected = unhex(case["hex"].as_str().unwrap());
+        assert_eq!(event.encode(), expected, "{}", case["name"]);
+        assert_eq!(
+            TcpEvent::decode(&expected).unwrap(),
+            event,
+            "{}",
+            case["name"]
+        );
     }
 }

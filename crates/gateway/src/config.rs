@@ -77,6 +77,178 @@ pub struct Config {
     /// How canary releases are judged.
     #[serde(default)]
     pub canary: CanaryConfig,
+    /// The WebSocket trigger.
+    #[serde(default)]
+    pub websocket: WebSocketConfig,
+    /// Timers, by name.
+    #[serde(default)]
+    pub timers: BTreeMap<String, TimerConfig>,
+    /// TCP stream listeners, by name.
+    #[serde(default)]
+    pub tcp: BTreeMap<String, TcpConfig>,
+}
+
+/// `[tcp.NAME]`: a TCP listener whose frames run a module.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct TcpConfig {
+    /// Address to listen on.
+    pub listen: SocketAddr,
+    /// The module that handles the frames.
+    pub module: String,
+    /// How the stream is cut into frames: `length`, `delimiter` or `modbus`.
+    pub framing: crate::tcp::Framing,
+    /// `length` framing: bytes of the big-endian length prefix (1, 2 or 4).
+    #[serde(default = "default_length_bytes")]
+    pub length_bytes: usize,
+    /// `delimiter` framing: the bytes that end a frame.
+    #[serde(default = "default_delimiter")]
+    pub delimiter: String,
+    /// Largest frame; a bigger one closes the connection.
+    #[serde(default = "default_max_frame_bytes")]
+    pub max_frame_bytes: usize,
+    /// Close a connection that sends nothing for this long, in
+    /// milliseconds; 0 disables it.
+    #[serde(default = "default_tcp_idle_timeout_ms")]
+    pub idle_timeout_ms: u64,
+    /// Connections held at most; more are accepted and closed at once.
+    #[serde(default = "default_tcp_max_connections")]
+    pub max_connections: usize,
+}
+
+fn default_length_bytes() -> usize {
+    4
+}
+
+fn default_delimiter() -> String {
+    "\n".into()
+}
+
+fn default_max_frame_bytes() -> usize {
+    64 << 10
+}
+
+fn default_tcp_idle_timeout_ms() -> u64 {
+    60_000
+}
+
+fn default_tcp_max_connections() -> usize {
+    1000
+}
+
+/// `[timers.NAME]`: run a module on a schedule.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct TimerConfig {
+    /// The module to run.
+    pub module: String,
+    /// Run every this many milliseconds, at a fixed rate.
+    pub every_ms: Option<u64>,
+    /// Or: a cron expression with seconds, in UTC
+    /// (`sec min hour day-of-month month day-of-week`).
+    pub cron: Option<String>,
+    /// Delay each run by a random amount below this many milliseconds.
+    #[serde(default)]
+    pub jitter_ms: u64,
+    /// Passed to the module with every run.
+    #[serde(default)]
+    pub payload: String,
+    /// Start a run even while the previous one is still going.
+    #[serde(default)]
+    pub overlap: bool,
+}
+
+/// `[websocket]`: limits and heartbeats of WebSocket connections.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct WebSocketConfig {
+    /// Connections the process holds at most; upgrades beyond get 503.
+    pub max_connections: usize,
+    /// Connections one module holds at most (see also
+    /// `[modules.NAME.websocket] max_connections`).
+    pub max_connections_per_module: usize,
+    /// Largest message, either direction; a client's bigger one closes it
+    /// with 1009.
+    pub max_message_bytes: usize,
+    /// Bytes queued for one connection before it is closed (1008) as a
+    /// consumer that cannot keep up.
+    pub send_queue_bytes: usize,
+    /// Messages queued for one connection before the same.
+    pub send_queue_messages: usize,
+    /// How often each connection is pinged, in milliseconds.
+    pub ping_interval_ms: u64,
+    /// A peer silent this long (no pong, no data) is evicted, in
+    /// milliseconds.
+    pub peer_timeout_ms: u64,
+    /// A connection without a data message this long is closed, in
+    /// milliseconds; 0 disables it.
+    pub idle_timeout_ms: u64,
+}
+
+impl Default for WebSocketConfig {
+    fn default() -> Self {
+        let settings = crate::ws::WsSettings::default();
+        Self {
+            max_connections: settings.max_connections,
+            max_connections_per_module: settings.max_connections_per_module,
+            max_message_bytes: settings.max_message_bytes,
+            send_queue_bytes: settings.send_queue_bytes,
+            send_queue_messages: settings.send_queue_messages,
+            ping_interval_ms: settings.ping_interval.as_millis() as u64,
+            peer_timeout_ms: settings.peer_timeout.as_millis() as u64,
+            idle_timeout_ms: 0,
+        }
+    }
+}
+
+impl WebSocketConfig {
+    /// The trigger's settings, once validated.
+    pub(crate) fn settings(&self) -> Result<crate::ws::WsSettings, ConfigError> {
+        let positive = [
+            ("max_connections", self.max_connections as u64),
+            (
+                "max_connections_per_module",
+                self.max_connections_per_module as u64,
+            ),
+            ("max_message_bytes", self.max_message_bytes as u64),
+            ("send_queue_bytes", self.send_queue_bytes as u64),
+            ("send_queue_messages", self.send_queue_messages as u64),
+            ("ping_interval_ms", self.ping_interval_ms),
+            ("peer_timeout_ms", self.peer_timeout_ms),
+        ];
+        if let Some((key, _)) = positive.iter().find(|(_, value)| *value == 0) {
+            return Err(ConfigError::Invalid(format!(
+                "websocket.{key} must be positive"
+            )));
+        }
+        if self.peer_timeout_ms <= self.ping_interval_ms {
+            return Err(ConfigError::Invalid(
+                "websocket.peer_timeout_ms must exceed ping_interval_ms, or every peer is evicted before it can answer a ping".into(),
+            ));
+        }
+        Ok(crate::ws::WsSettings {
+            max_connections: self.max_connections,
+            max_connections_per_module: self.max_connections_per_module,
+            max_message_bytes: self.max_message_bytes,
+            send_queue_bytes: self.send_queue_bytes,
+            send_queue_messages: self.send_queue_messages,
+            ping_interval: Duration::from_millis(self.ping_interval_ms),
+            peer_timeout: Duration::from_millis(self.peer_timeout_ms),
+            idle_timeout: (self.idle_timeout_ms > 0)
+                .then(|| Duration::from_millis(self.idle_timeout_ms)),
+            ..crate::ws::WsSettings::default()
+        })
+    }
+}
+
+/// `[modules.NAME.websocket]`.
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ModuleWebSocket {
+    /// Paths where the module accepts upgrades; default `/NAME/ws`.
+    pub routes: Option<Vec<String>>,
+    /// Connections this module holds at most.
+    pub max_connections: Option<usize>,
 }
 
 /// `[canary]`: when a canary is rolled back by itself.
@@ -292,6 +464,8 @@ pub struct ModuleConfig {
     pub vars: BTreeMap<String, String>,
     /// A canary of this module, started with the gateway.
     pub canary: Option<ModuleCanary>,
+    /// The module's WebSocket routes and limit.
+    pub websocket: Option<ModuleWebSocket>,
     /// Limits overriding `[defaults]`.
     #[serde(flatten)]
     pub limits: LimitsConfig,
@@ -345,6 +519,41 @@ impl Config {
             }
         }
         self.canary.policy()?;
+        self.websocket.settings()?;
+        for (name, timer) in &self.timers {
+            if !is_module_name(name) || !is_module_name(&timer.module) {
+                return Err(ConfigError::Invalid(format!(
+                    "timers.{name}: timer and module names may contain only letters, digits, '-' and '_'"
+                )));
+            }
+            crate::timer::Schedule::of(name, timer)?;
+        }
+        for (name, tcp) in &self.tcp {
+            if !is_module_name(name) || !is_module_name(&tcp.module) {
+                return Err(ConfigError::Invalid(format!(
+                    "tcp.{name}: listener and module names may contain only letters, digits, '-' and '_'"
+                )));
+            }
+            if tcp.max_connections == 0 {
+                return Err(ConfigError::Invalid(format!(
+                    "tcp.{name}.max_connections must be positive"
+                )));
+            }
+            crate::tcp::Framer::of(name, tcp)?;
+        }
+        for (name, module) in &self.modules {
+            for route in module
+                .websocket
+                .iter()
+                .flat_map(|w| w.routes.iter().flatten())
+            {
+                if !route.starts_with('/') || route.ends_with("/*") {
+                    return Err(ConfigError::Invalid(format!(
+                        "modules.{name}.websocket.routes: `{route}` must be an exact path starting with '/'"
+                    )));
+                }
+            }
+        }
         crate::signing::parse_trusted_keys(&self.signing)
             .map_err(|err| ConfigError::Invalid(err.to_string()))?;
         if self.runtime.total_instances == 0 || self.runtime.epoch_tick_ms == 0 {
@@ -443,6 +652,21 @@ impl Config {
             .keys()
             .filter_map(|name| self.canary_path(name))
             .any(|canary| canary == path)
+    }
+
+    /// Where module `name` accepts WebSocket upgrades.
+    pub fn websocket_routes(&self, name: &str) -> Vec<String> {
+        self.modules
+            .get(name)
+            .and_then(|m| m.websocket.as_ref())
+            .and_then(|w| w.routes.clone())
+            .unwrap_or_else(|| vec![format!("/{name}/ws")])
+    }
+
+    /// The most WebSocket connections module `name` may hold, when its
+    /// section says.
+    pub fn websocket_limit(&self, name: &str) -> Option<usize> {
+        self.modules.get(name)?.websocket.as_ref()?.max_connections
     }
 
     /// A file named relative to `modules_dir`.

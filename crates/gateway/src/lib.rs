@@ -12,10 +12,14 @@ mod http;
 mod registry;
 mod server;
 pub mod signing;
+mod tcp;
+mod timer;
 mod watch;
+mod ws;
 
 pub use config::{Config, ConfigError};
 pub use http::{HttpTrigger, RequestBody};
 pub use registry::{CanaryError, CanaryStart, ModuleRegistry, ReloadOutcome, RouteMatch, Selected};
 pub use server::Gateway;
+pub use tcp::Framing;
 pub use watch::ModuleWatcher;

@@ -27,6 +27,8 @@ pub struct RouteMatch {
 
 #[derive(Default)]
 struct RouteTable {
+    /// WebSocket routes: exact paths to module names.
+    websocket: HashMap<String, Arc<str>>,
     exact: HashMap<String, RouteMatch>,
     /// `(prefix, target)`, longest prefix first.
     prefixes: Vec<(String, RouteMatch)>,
@@ -78,7 +80,7 @@ struct Snapshot {
 }
 
 impl Snapshot {
-    fn select(&self, name: &str, headers: &HeaderMap) -> Option<Selected> {
+    fn select(&self, name: &str, key: Option<&[u8]>) -> Option<Selected> {
         let stable = self.modules.get(name)?;
         let Some(canary) = self.canaries.get(name) else {
             return Some(Selected {
@@ -86,7 +88,6 @@ impl Snapshot {
                 canary: None,
             });
         };
-        let key = headers.get(canary.sticky_header()).map(|v| v.as_bytes());
         let release = canary.choose(key);
         let module = match release {
             Release::Stable => stable.clone(),
@@ -97,6 +98,15 @@ impl Snapshot {
             canary: Some((canary.clone(), release)),
         })
     }
+}
+
+/// The sticky key of a request to module `name`: the value of its canary's
+/// sticky header.
+fn sticky_key<'h>(snapshot: &Snapshot, name: &str, headers: &'h HeaderMap) -> Option<&'h [u8]> {
+    let canary = snapshot.canaries.get(name)?;
+    headers
+        .get(canary.sticky_header())
+        .map(http::HeaderValue::as_bytes)
 }
 
 /// The version of a module chosen for one request.
@@ -190,7 +200,26 @@ impl ModuleRegistry {
     /// The version of module `name` that serves a request with `headers`:
     /// the stable one, or its canary.
     pub fn select(&self, name: &str, headers: &HeaderMap) -> Option<Selected> {
-        self.current.read().unwrap().select(name, headers)
+        let snapshot = self.current.read().unwrap().clone();
+        let key = sticky_key(&snapshot, name, headers);
+        snapshot.select(name, key)
+    }
+
+    /// The version of module `name` for sticky key `key` (a WebSocket
+    /// connection uses its id, so it meets one version throughout).
+    pub fn select_keyed(&self, name: &str, key: Option<&[u8]>) -> Option<Selected> {
+        self.current.read().unwrap().select(name, key)
+    }
+
+    /// The module whose WebSocket route is `path`.
+    pub fn websocket_route(&self, path: &str) -> Option<Arc<str>> {
+        self.current
+            .read()
+            .unwrap()
+            .routes
+            .websocket
+            .get(path)
+            .cloned()
     }
 
     /// The module serving `path` for a request with `headers`, and where it
@@ -198,7 +227,8 @@ impl ModuleRegistry {
     pub fn route(&self, path: &str, headers: &HeaderMap) -> Option<(RouteMatch, Selected)> {
         let snapshot = self.current.read().unwrap().clone();
         let target = snapshot.routes.lookup(path)?.clone();
-        let selected = snapshot.select(&target.module, headers)?;
+        let key = sticky_key(&snapshot, &target.module, headers);
+        let selected = snapshot.select(&target.module, key)?;
         Some((target, selected))
     }
 
@@ -629,10 +659,14 @@ impl ModuleRegistry {
         for name in modules.keys() {
             routes.add(&format!("/{name}"), name);
             routes.add(&format!("/{name}/*"), name);
-            if let Some(section) = config.modules.get(&**name) {
+            let section = config.modules.get(&**name);
+            if let Some(section) = section {
                 for route in &section.routes {
                     routes.add(route, name);
                 }
+            }
+            for route in config.websocket_routes(name) {
+                routes.websocket.insert(route, name.clone());
             }
         }
         routes.finish();

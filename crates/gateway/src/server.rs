@@ -23,7 +23,10 @@ use crate::admin::{AdminListeners, AdminServer};
 use crate::config::Config;
 use crate::http::HttpTrigger;
 use crate::registry::ModuleRegistry;
+use crate::tcp::TcpTrigger;
+use crate::timer::TimerTrigger;
 use crate::watch::ModuleWatcher;
+use crate::ws::WsTrigger;
 
 /// A running gateway: its address, and the handle that stops it.
 pub struct Gateway {
@@ -32,6 +35,9 @@ pub struct Gateway {
     shutdown: watch::Sender<bool>,
     server: tokio::task::JoinHandle<GracefulShutdown>,
     drain_timeout: Duration,
+    websocket: Arc<WsTrigger>,
+    timers: TimerTrigger,
+    tcp: TcpTrigger,
     admin: Option<AdminServer>,
     _watcher: Option<ModuleWatcher>,
 }
@@ -66,7 +72,18 @@ impl Gateway {
         } else {
             None
         };
-        let trigger = Arc::new(HttpTrigger::new(registry.clone()));
+        let websocket = WsTrigger::new(
+            registry.clone(),
+            config.clone(),
+            config.websocket.settings()?,
+        );
+        runtime.set_websocket_host(websocket.hub().clone());
+        let trigger = Arc::new(HttpTrigger::with_websocket(
+            registry.clone(),
+            websocket.clone(),
+        ));
+        let timers = TimerTrigger::start(registry.clone(), &config);
+        let tcp = TcpTrigger::start(registry.clone(), &config).await?;
         let (shutdown, stop) = watch::channel(false);
         let admin = admin_listeners
             .map(|listeners| {
@@ -90,6 +107,9 @@ impl Gateway {
             shutdown,
             server,
             drain_timeout: Duration::from_millis(config.server.drain_timeout_ms),
+            websocket,
+            timers,
+            tcp,
             admin,
             _watcher: watcher,
         })
@@ -110,6 +130,11 @@ impl Gateway {
         self.admin.as_ref().and_then(AdminServer::socket)
     }
 
+    /// Each TCP listener's name and bound address.
+    pub fn tcp_addrs(&self) -> &[(String, SocketAddr)] {
+        self.tcp.addrs()
+    }
+
     /// The loaded modules.
     pub fn registry(&self) -> &Arc<ModuleRegistry> {
         &self.registry
@@ -120,6 +145,8 @@ impl Gateway {
     /// every connection finished in time.
     pub async fn stop(self) -> bool {
         let _ = self.shutdown.send(true);
+        let timers = self.timers.stop();
+        let tcp = self.tcp.stop();
         let Ok(connections) = self.server.await else {
             return false;
         };
@@ -131,13 +158,18 @@ impl Gateway {
             timeout_ms = self.drain_timeout.as_millis() as u64,
             "draining connections"
         );
+        let websocket = self.websocket.clone();
+        let drain_timeout = self.drain_timeout;
         let drain = async {
             let admin = async {
                 if let Some(admin) = admin {
                     admin.await;
                 }
             };
-            tokio::join!(connections.shutdown(), admin);
+            // WebSocket connections left hyper when they upgraded: they are
+            // closed (1001) and waited for here.
+            let websocket = websocket.shutdown(drain_timeout);
+            tokio::join!(connections.shutdown(), admin, websocket, timers, tcp);
         };
         let drained = tokio::time::timeout(self.drain_timeout, drain)
             .await
@@ -184,7 +216,7 @@ where
             async move { Ok::<_, std::convert::Infallible>(response.await) }
         });
         let connection = builder
-            .serve_connection(TokioIo::new(stream), service)
+            .serve_connection_with_upgrades(TokioIo::new(stream), service)
             .into_owned();
         let connection = connections.watch(connection);
         tokio::spawn(async move {

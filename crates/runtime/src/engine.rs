@@ -14,7 +14,8 @@ use wasmtime::{
 
 use crate::cache::CompileCache;
 use crate::error::LoadError;
-use crate::host::{self, HostState};
+use crate::host::ws::WebSocketHost;
+use crate::host::{self, HostServices, HostState};
 use crate::limits::ModuleSettings;
 use crate::module::LoadedModule;
 
@@ -64,6 +65,7 @@ pub(crate) struct RuntimeInner {
     pub(crate) linker: Linker<HostState>,
     pub(crate) cache: Option<CompileCache>,
     pub(crate) config: RuntimeConfig,
+    pub(crate) services: Arc<HostServices>,
     ticker_stop: Arc<AtomicBool>,
 }
 
@@ -94,9 +96,16 @@ impl Runtime {
                 linker,
                 cache,
                 config,
+                services: Arc::default(),
                 ticker_stop,
             }),
         })
+    }
+
+    /// Installs the connection hub behind the `ws_*` host functions. Only
+    /// the first call takes effect: a process has one hub.
+    pub fn set_websocket_host(&self, host: Arc<dyn WebSocketHost>) {
+        let _ = self.inner.services.websocket.set(host);
     }
 
     /// The engine settings this runtime was built with.

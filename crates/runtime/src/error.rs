@@ -108,9 +108,11 @@ impl InvokeError {
 
     /// Whether the failure discarded the instance (it trapped or hit a limit).
     pub fn discards_instance(&self) -> bool {
+        // An exit is final for a reactor too: its runtime (Go's) is gone.
         matches!(
             self,
             Self::Trap(_)
+                | Self::Exit { .. }
                 | Self::StackOverflow
                 | Self::Timeout(_)
                 | Self::MemoryLimit(_)

@@ -25,6 +25,7 @@ mod stdio;
 pub use cache::CompileCache;
 pub use engine::{Runtime, RuntimeConfig, module_version};
 pub use error::{InvokeError, LoadError};
+pub use host::ws::{WebSocketHost, WsMessage};
 pub use limits::{ModuleLimits, ModuleSettings};
 pub use module::{CommandOutput, LoadedModule, ModuleKind, NumType, NumValue, NumericSignature};
 pub use pool::PoolStats;

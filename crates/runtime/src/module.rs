@@ -131,6 +131,7 @@ impl LoadedModule {
                 name: Arc::from(name),
                 version: Arc::from(&sha256[..crate::engine::VERSION_BYTES * 2]),
                 vars: settings.vars,
+                services: runtime.services.clone(),
             }),
             runtime,
             kind,
@@ -705,6 +706,9 @@ fn handler_name(kind: EventKind) -> &'static str {
     match kind {
         EventKind::Http => "HTTP",
         EventKind::Call => "byte-function",
+        EventKind::WebSocket => "WebSocket",
+        EventKind::Timer => "timer",
+        EventKind::Tcp => "TCP",
     }
 }
 

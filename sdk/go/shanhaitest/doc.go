@@ -14,5 +14,41 @@
 //		...
 //	}
 //
+// WebSocket handlers are driven through a [WSClient], the client end of a
+// connection the mock host holds; the mock also records what the guest
+// did with its connections (messages, rooms, broadcasts, closes):
+//
+//	func TestChat(t *testing.T) {
+//		shanhaitest.Reset()
+//		alice, err := shanhaitest.Connect(httptest.NewRequest("GET", "/chat?room=lobby", nil))
+//		...
+//		reply, err := alice.SendText("hello")
+//		...
+//		got := alice.Received()            // everything alice was sent
+//		rooms := alice.Rooms()             // rooms she joined
+//		all := shanhaitest.Broadcasts()    // every broadcast
+//		err = alice.Close(1000, "bye")     // her close event
+//	}
+//
+// A timer handler gets runs from [FireTimer]:
+//
+//	func TestCleanup(t *testing.T) {
+//		shanhaitest.Reset()
+//		err := shanhaitest.FireTimer(shanhai.Timer{Name: "cleanup", Payload: []byte("7d")})
+//		...
+//	}
+//
+// A TCP handler gets a connection's events from a [TCPClient]: frames are
+// passed whole, as the listener's framing cuts them from the stream:
+//
+//	func TestModbus(t *testing.T) {
+//		shanhaitest.Reset()
+//		c, err := shanhaitest.ConnectTCP("modbus", "192.0.2.7:50123") // open event
+//		...
+//		reply, err := c.Send(adu)           // a frame event; the handler's reply
+//		frames := c.Received()              // the greeting, if any, and every reply
+//		err = c.Close()                     // the close event
+//	}
+//
 // The package is empty in a wasm build.
 package shanhaitest

@@ -23,8 +23,11 @@ import (
 
 // Event kinds, as passed to Dispatch.
 const (
-	KindHTTP int32 = 1
-	KindCall int32 = 2
+	KindHTTP      int32 = 1
+	KindCall      int32 = 2
+	KindWebSocket int32 = 3
+	KindTimer     int32 = 4
+	KindTCP       int32 = 6
 )
 
 // Event statuses, as returned by Dispatch (docs/abi.md, "Event
@@ -36,8 +39,8 @@ const (
 	StatusUnsupported int32 = 3
 )
 
-// EventError is the error Do and Call return when the guest answers an
-// event with a status other than ok.
+// EventError is the error Do, Call, FireTimer and the WebSocket and TCP
+// helpers return when the guest answers an event with a status other than ok.
 type EventError struct {
 	// Status is the event status the guest returned.
 	Status int32
@@ -68,8 +71,9 @@ type LogLine struct {
 	Text string
 }
 
-// Reset clears the mock host: its log, its config variables and its
-// output limit. Registered handlers are the guest's and stay.
+// Reset clears the mock host: its log, its config variables, its output
+// and message limits, and its WebSocket connections, rooms and broadcasts.
+// Registered handlers are the guest's and stay.
 func Reset() { hostcall.Reset() }
 
 // SetConfig sets the module config variable key, which the guest reads
@@ -148,32 +152,50 @@ func Encode(r *http.Request) ([]byte, error) {
 			return nil, fmt.Errorf("shanhaitest: reading the request body: %w", err)
 		}
 	}
-	uri := r.RequestURI
-	if uri == "" {
-		uri = r.URL.RequestURI()
-	}
-	id := r.Header.Get("X-Request-Id")
+	id, headers := requestHeaders(r)
 	req := wire.HTTPRequest{
 		Method:     r.Method,
-		URI:        uri,
+		URI:        requestURI(r),
+		RequestID:  id,
 		RemoteAddr: r.RemoteAddr,
+		Headers:    headers,
 		Body:       body,
 	}
+	return req.Append(nil), nil
+}
+
+// requestURI is the path and query of r as the gateway passes them on.
+func requestURI(r *http.Request) string {
+	if r.RequestURI != "" {
+		return r.RequestURI
+	}
+	return r.URL.RequestURI()
+}
+
+// requestHeaders returns r's request id and its headers as the gateway
+// sends them: a host header from r.Host, an x-request-id header (generated
+// when r has none, which gives the id), then r.Header with lower-case
+// names.
+func requestHeaders(r *http.Request) (id string, headers []wire.Header) {
+	id = r.Header.Get("X-Request-Id")
 	if r.Host != "" {
-		req.Headers = append(req.Headers, wire.Header{Name: "host", Value: r.Host})
+		headers = append(headers, wire.Header{Name: "host", Value: r.Host})
 	}
 	if id == "" {
-		id = "shanhaitest-" + strconv.FormatUint(requestIDs.Add(1), 10)
-		req.Headers = append(req.Headers, wire.Header{Name: "x-request-id", Value: id})
+		id = newRequestID()
+		headers = append(headers, wire.Header{Name: "x-request-id", Value: id})
 	}
-	req.RequestID = id
 	// Sorted, so that one request always gives the same envelope.
 	for _, name := range slices.Sorted(maps.Keys(r.Header)) {
 		for _, v := range r.Header[name] {
-			req.Headers = append(req.Headers, wire.Header{Name: strings.ToLower(name), Value: v})
+			headers = append(headers, wire.Header{Name: strings.ToLower(name), Value: v})
 		}
 	}
-	return req.Append(nil), nil
+	return id, headers
+}
+
+func newRequestID() string {
+	return "shanhaitest-" + strconv.FormatUint(requestIDs.Add(1), 10)
 }
 
 // Call calls the guest's byte function named function with input, as

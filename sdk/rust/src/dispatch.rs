@@ -3,18 +3,27 @@
 //! the native mock host, so the mock exercises exactly this code.
 
 use http::header::{HeaderName, HeaderValue};
-use http::{Method, Request, Response, Uri};
-use shanhai_abi::wire::{Call, Header, HttpRequest, HttpResponse};
+use http::{HeaderMap, Method, Request, Response, Uri};
+use shanhai_abi::wire::{
+    Call, Header, HttpRequest, HttpResponse, TcpEvent, TcpEventType, TimerEvent, WsEvent,
+    WsEventType,
+};
 use shanhai_abi::{EventKind, EventStatus};
 
 use crate::handlers::{Handlers, RemoteAddr, RequestId};
 use crate::host;
+use crate::tcp::TcpConn;
+use crate::timer::Timer;
+use crate::ws::{WsConn, WsMessage};
 
 /// Handles one event of raw `kind` whose envelope is `envelope`.
 pub(crate) fn dispatch(handlers: &Handlers, kind: i32, envelope: &[u8]) -> EventStatus {
     match EventKind::from_raw(kind) {
         Some(EventKind::Http) => http_event(handlers, envelope),
         Some(EventKind::Call) => call_event(handlers, envelope),
+        Some(EventKind::WebSocket) => ws_event(handlers, envelope),
+        Some(EventKind::Timer) => timer_event(handlers, envelope),
+        Some(EventKind::Tcp) => tcp_event(handlers, envelope),
         None => EventStatus::Unsupported,
     }
 }
@@ -51,6 +60,119 @@ fn call_event(handlers: &Handlers, envelope: &[u8]) -> EventStatus {
     }
 }
 
+fn ws_event(handlers: &Handlers, envelope: &[u8]) -> EventStatus {
+    let Some(handler) = handlers.websocket_handler() else {
+        return EventStatus::Unsupported;
+    };
+    let event = match WsEvent::decode(envelope) {
+        Ok(event) => event,
+        Err(error) => return fail(&format!("malformed WebSocket event envelope: {error}")),
+    };
+    let mut headers = HeaderMap::new();
+    if let Err(message) = append_headers(&mut headers, &event.headers) {
+        return fail(&message);
+    }
+    let conn = WsConn::new(
+        event.connection,
+        event.uri.to_owned(),
+        event.remote_addr.to_owned(),
+        event.request_id.to_owned(),
+        headers,
+    );
+    match event.event {
+        WsEventType::Open => match handler.open_handler() {
+            Some(on_open) => write_reply(on_open(&conn), true),
+            None => EventStatus::Ok,
+        },
+        WsEventType::Text | WsEventType::Binary => {
+            let Some(on_message) = handler.message_handler() else {
+                return EventStatus::Ok;
+            };
+            let message = if event.event == WsEventType::Text {
+                match std::str::from_utf8(event.data) {
+                    Ok(text) => WsMessage::Text(text),
+                    Err(_) => return fail("the text message is not valid UTF-8"),
+                }
+            } else {
+                WsMessage::Binary(event.data)
+            };
+            write_reply(on_message(&conn, message), message.is_text())
+        }
+        WsEventType::Close => {
+            if let Some(on_close) = handler.close_handler() {
+                on_close(
+                    &conn,
+                    event.close_code,
+                    &String::from_utf8_lossy(event.data),
+                );
+            }
+            EventStatus::Ok
+        }
+    }
+}
+
+/// Runs the timer handler. A run's output is ignored, so a successful run
+/// writes none.
+fn timer_event(handlers: &Handlers, envelope: &[u8]) -> EventStatus {
+    let Some(handler) = handlers.timer_handler() else {
+        return EventStatus::Unsupported;
+    };
+    let event = match TimerEvent::decode(envelope) {
+        Ok(event) => event,
+        Err(error) => return fail(&format!("malformed timer event envelope: {error}")),
+    };
+    match handler(&Timer::from_wire(&event)) {
+        Ok(()) => EventStatus::Ok,
+        Err(message) => fail(&message),
+    }
+}
+
+/// Runs the TCP handler's callback for the event. A non-empty reply is the
+/// output (a frame to write back); an `Err` is status error, on which the
+/// gateway closes the connection.
+fn tcp_event(handlers: &Handlers, envelope: &[u8]) -> EventStatus {
+    let Some(handler) = handlers.tcp_handler() else {
+        return EventStatus::Unsupported;
+    };
+    let event = match TcpEvent::decode(envelope) {
+        Ok(event) => event,
+        Err(error) => return fail(&format!("malformed TCP event envelope: {error}")),
+    };
+    let conn = TcpConn::from_wire(&event);
+    let reply = match event.event {
+        TcpEventType::Open => match handler.open_handler() {
+            Some(on_open) => on_open(&conn),
+            None => return EventStatus::Ok,
+        },
+        TcpEventType::Frame => match handler.frame_handler() {
+            Some(on_frame) => on_frame(&conn, event.data),
+            None => return EventStatus::Ok,
+        },
+        TcpEventType::Close => {
+            if let Some(on_close) = handler.close_handler() {
+                on_close(&conn);
+            }
+            return EventStatus::Ok;
+        }
+    };
+    write_reply(reply, false)
+}
+
+/// Writes a WebSocket or TCP handler's reply, if any, as the event's
+/// output. A text reply (to an open or a text message) that is not UTF-8 fails the
+/// event, as `ws_send` refuses such text, rather than reach the gateway as
+/// a text message it cannot send.
+fn write_reply(reply: Result<Vec<u8>, String>, text: bool) -> EventStatus {
+    match reply {
+        Ok(reply) if reply.is_empty() => EventStatus::Ok,
+        Ok(reply) if text && std::str::from_utf8(&reply).is_err() => {
+            fail("a text reply is not valid UTF-8")
+        }
+        Ok(reply) => write_result(&reply),
+        Err(message) => fail(&message),
+    }
+}
+
 fn write_result(output: &[u8]) -> EventStatus {
     match host::output_write(output) {
         Ok(()) => EventStatus::Ok,
@@ -77,9 +199,17 @@ pub(crate) fn decode_request(envelope: &[u8]) -> Result<Request<Vec<u8>>, String
         .map_err(|_| format!("invalid HTTP method {:?}", wire.method))?;
     *request.uri_mut() =
         Uri::try_from(wire.uri).map_err(|e| format!("invalid request URI {:?}: {e}", wire.uri))?;
-    let headers = request.headers_mut();
-    headers.reserve(wire.headers.len());
-    for header in &wire.headers {
+    append_headers(request.headers_mut(), &wire.headers)?;
+    let extensions = request.extensions_mut();
+    extensions.insert(RequestId(wire.request_id.to_owned()));
+    extensions.insert(RemoteAddr(wire.remote_addr.to_owned()));
+    Ok(request)
+}
+
+/// Adds the headers of an envelope to `headers`.
+fn append_headers(headers: &mut HeaderMap, wire: &[Header<'_>]) -> Result<(), String> {
+    headers.reserve(wire.len());
+    for header in wire {
         let name = HeaderName::from_bytes(header.name).map_err(|_| {
             format!(
                 "invalid header name {:?}",
@@ -90,10 +220,7 @@ pub(crate) fn decode_request(envelope: &[u8]) -> Result<Request<Vec<u8>>, String
             .map_err(|_| format!("invalid value for header {name}"))?;
         headers.append(name, value);
     }
-    let extensions = request.extensions_mut();
-    extensions.insert(RequestId(wire.request_id.to_owned()));
-    extensions.insert(RemoteAddr(wire.remote_addr.to_owned()));
-    Ok(request)
+    Ok(())
 }
 
 /// Encodes an [`http::Response`] as an HttpResponse envelope.

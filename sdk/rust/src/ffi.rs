@@ -19,6 +19,19 @@ mod raw {
         pub(super) fn output_write(ptr: *const u8, len: i32) -> i32;
         pub(super) fn config_get(key_ptr: *const u8, key_len: i32) -> i32;
         pub(super) fn staged_read(ptr: *mut u8, len: i32) -> i32;
+        pub(super) fn ws_send(conn: u64, kind: i32, ptr: *const u8, len: i32) -> i32;
+        pub(super) fn ws_close(conn: u64, code: i32, reason_ptr: *const u8, reason_len: i32)
+        -> i32;
+        pub(super) fn ws_join(conn: u64, room_ptr: *const u8, room_len: i32) -> i32;
+        pub(super) fn ws_leave(conn: u64, room_ptr: *const u8, room_len: i32) -> i32;
+        pub(super) fn ws_broadcast(
+            room_ptr: *const u8,
+            room_len: i32,
+            kind: i32,
+            ptr: *const u8,
+            len: i32,
+            except: u64,
+        ) -> i32;
     }
 
     // SAFETY: `shanhai_sdk::export!` defines this symbol with exactly this
@@ -64,6 +77,47 @@ pub(crate) fn staged_read(buf: &mut [u8]) -> Result<usize, HostError> {
     // pattern is a valid `u8`.
     let copied = check(unsafe { raw::staged_read(buf.as_mut_ptr(), len) })?;
     Ok(copied.min(buf.len()))
+}
+
+pub(crate) fn ws_send(conn: u64, kind: i32, data: &[u8]) -> Result<(), HostError> {
+    let len = abi_len(data.len())?;
+    // SAFETY: the range lies inside `data`, borrowed for the whole call; the
+    // host copies it and keeps no reference.
+    check(unsafe { raw::ws_send(conn, kind, data.as_ptr(), len) }).map(drop)
+}
+
+pub(crate) fn ws_close(conn: u64, code: u16, reason: &str) -> Result<(), HostError> {
+    let len = abi_len(reason.len())?;
+    // SAFETY: the range lies inside `reason`, borrowed for the whole call;
+    // the host only reads it.
+    check(unsafe { raw::ws_close(conn, i32::from(code), reason.as_ptr(), len) }).map(drop)
+}
+
+pub(crate) fn ws_join(conn: u64, room: &str) -> Result<(), HostError> {
+    let len = abi_len(room.len())?;
+    // SAFETY: the range lies inside `room`, borrowed for the whole call; the
+    // host only reads it.
+    check(unsafe { raw::ws_join(conn, room.as_ptr(), len) }).map(drop)
+}
+
+pub(crate) fn ws_leave(conn: u64, room: &str) -> Result<(), HostError> {
+    let len = abi_len(room.len())?;
+    // SAFETY: the range lies inside `room`, borrowed for the whole call; the
+    // host only reads it.
+    check(unsafe { raw::ws_leave(conn, room.as_ptr(), len) }).map(drop)
+}
+
+pub(crate) fn ws_broadcast(
+    room: &str,
+    kind: i32,
+    data: &[u8],
+    except: u64,
+) -> Result<usize, HostError> {
+    let room_len = abi_len(room.len())?;
+    let len = abi_len(data.len())?;
+    // SAFETY: both ranges lie inside `room` and `data`, borrowed for the
+    // whole call; the host copies them and keeps no reference.
+    check(unsafe { raw::ws_broadcast(room.as_ptr(), room_len, kind, data.as_ptr(), len, except) })
 }
 
 thread_local! {

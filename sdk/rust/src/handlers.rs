@@ -6,6 +6,10 @@ use std::fmt::{self, Display};
 
 use http::{Request, Response};
 
+use crate::tcp::TcpConn;
+use crate::timer::Timer;
+use crate::ws::{WsConn, WsMessage};
+
 /// The request id the gateway gave an HTTP request, found in the
 /// [`Request`]'s extensions (it is also in the `x-request-id` header when
 /// the gateway sets one).
@@ -99,11 +103,351 @@ impl<T: Into<Vec<u8>>, E: Display> IntoCallOutput for Result<T, E> {
     }
 }
 
+/// What a WebSocket open or message handler may return: the reply, sent to
+/// the connection when it is not empty — bytes (`Vec<u8>`), text
+/// (`String`, `&str`), `()` or `None` for no reply — or a `Result` of one
+/// whose error is [`Display`]. The reply to an open or a text message is
+/// sent as text, so it must be UTF-8; the reply to a binary message is
+/// binary.
+///
+/// An error answers the event with
+/// [`EventStatus::Error`](crate::EventStatus::Error) and the error's text:
+/// for an open, the gateway refuses the upgrade with 403 and that text; for
+/// a message, it sends the client an error message and keeps the
+/// connection open.
+pub trait IntoWsReply {
+    /// Converts the handler's return value (an empty reply is none); `Err`
+    /// holds the error message.
+    fn into_ws_reply(self) -> Result<Vec<u8>, String>;
+}
+
+impl IntoWsReply for () {
+    fn into_ws_reply(self) -> Result<Vec<u8>, String> {
+        Ok(Vec::new())
+    }
+}
+
+impl IntoWsReply for Vec<u8> {
+    fn into_ws_reply(self) -> Result<Vec<u8>, String> {
+        Ok(self)
+    }
+}
+
+impl IntoWsReply for String {
+    fn into_ws_reply(self) -> Result<Vec<u8>, String> {
+        Ok(self.into_bytes())
+    }
+}
+
+impl IntoWsReply for &str {
+    fn into_ws_reply(self) -> Result<Vec<u8>, String> {
+        Ok(self.as_bytes().to_vec())
+    }
+}
+
+impl<T: IntoWsReply> IntoWsReply for Option<T> {
+    fn into_ws_reply(self) -> Result<Vec<u8>, String> {
+        self.map_or(Ok(Vec::new()), IntoWsReply::into_ws_reply)
+    }
+}
+
+impl<T: IntoWsReply, E: Display> IntoWsReply for Result<T, E> {
+    fn into_ws_reply(self) -> Result<Vec<u8>, String> {
+        self.map_err(|error| error.to_string())?.into_ws_reply()
+    }
+}
+
+/// What a timer handler may return: `()`, or a `Result<(), E>` whose error
+/// is [`Display`]. An error fails the run: the event answers
+/// [`EventStatus::Error`](crate::EventStatus::Error) with the error's text,
+/// which the gateway logs and counts. A run has no other output.
+pub trait IntoTimerResult {
+    /// Converts the handler's return value; `Err` holds the error message.
+    fn into_timer_result(self) -> Result<(), String>;
+}
+
+impl IntoTimerResult for () {
+    fn into_timer_result(self) -> Result<(), String> {
+        Ok(())
+    }
+}
+
+impl<E: Display> IntoTimerResult for Result<(), E> {
+    fn into_timer_result(self) -> Result<(), String> {
+        self.map_err(|error| error.to_string())
+    }
+}
+
+/// What a TCP open or frame handler may return: the reply, written to the
+/// connection as one frame when it is not empty — bytes (`Vec<u8>`,
+/// `&'static [u8]`), text (`String`, `&str`), `()` or `None` for no reply —
+/// or a `Result` of one whose error is [`Display`].
+///
+/// An error answers the event with
+/// [`EventStatus::Error`](crate::EventStatus::Error) and the error's text,
+/// and the gateway closes the connection, with a log line.
+pub trait IntoTcpReply {
+    /// Converts the handler's return value (an empty reply is none); `Err`
+    /// holds the error message.
+    fn into_tcp_reply(self) -> Result<Vec<u8>, String>;
+}
+
+impl IntoTcpReply for () {
+    fn into_tcp_reply(self) -> Result<Vec<u8>, String> {
+        Ok(Vec::new())
+    }
+}
+
+impl IntoTcpReply for Vec<u8> {
+    fn into_tcp_reply(self) -> Result<Vec<u8>, String> {
+        Ok(self)
+    }
+}
+
+impl IntoTcpReply for &[u8] {
+    fn into_tcp_reply(self) -> Result<Vec<u8>, String> {
+        Ok(self.to_vec())
+    }
+}
+
+impl IntoTcpReply for String {
+    fn into_tcp_reply(self) -> Result<Vec<u8>, String> {
+        Ok(self.into_bytes())
+    }
+}
+
+impl IntoTcpReply for &str {
+    fn into_tcp_reply(self) -> Result<Vec<u8>, String> {
+        Ok(self.as_bytes().to_vec())
+    }
+}
+
+impl<T: IntoTcpReply> IntoTcpReply for Option<T> {
+    fn into_tcp_reply(self) -> Result<Vec<u8>, String> {
+        self.map_or(Ok(Vec::new()), IntoTcpReply::into_tcp_reply)
+    }
+}
+
+impl<T: IntoTcpReply, E: Display> IntoTcpReply for Result<T, E> {
+    fn into_tcp_reply(self) -> Result<Vec<u8>, String> {
+        self.map_err(|error| error.to_string())?.into_tcp_reply()
+    }
+}
+
 type HttpHandler = Box<dyn Fn(Request<Vec<u8>>) -> Result<Response<Vec<u8>>, String>>;
 type ByteFunction = Box<dyn Fn(&[u8]) -> Result<Vec<u8>, String>>;
+type WsOpenHandler = Box<dyn Fn(&WsConn) -> Result<Vec<u8>, String>>;
+type WsMessageHandler = Box<dyn Fn(&WsConn, WsMessage<'_>) -> Result<Vec<u8>, String>>;
+type WsCloseHandler = Box<dyn Fn(&WsConn, u16, &str)>;
+type TimerHandler = Box<dyn Fn(&Timer) -> Result<(), String>>;
+type TcpOpenHandler = Box<dyn Fn(&TcpConn) -> Result<Vec<u8>, String>>;
+type TcpFrameHandler = Box<dyn Fn(&TcpConn, &[u8]) -> Result<Vec<u8>, String>>;
+type TcpCloseHandler = Box<dyn Fn(&TcpConn)>;
 
-/// The user code of a module: at most one HTTP handler and any number of
-/// byte functions, each under a name.
+/// The WebSocket part of a module's [`Handlers`] (event kind 3): what runs
+/// when a client asks to connect, for each message, and when a connection
+/// has ended. Each is optional; a handler with none of them accepts every
+/// connection and ignores its messages.
+///
+/// ```
+/// use shanhai_sdk::{Handlers, HostError, WebSocketHandler, WsConn, WsMessage};
+///
+/// fn handlers() -> Handlers {
+///     Handlers::new().websocket(
+///         WebSocketHandler::new()
+///             .on_open(|conn: &WsConn| conn.join("lobby").map(|()| "welcome"))
+///             .on_message(|conn: &WsConn, message: WsMessage<'_>| {
+///                 shanhai_sdk::broadcast("lobby", message, Some(conn.id())).map(drop)
+///             })
+///             .on_close(|conn: &WsConn, code: u16, _reason: &str| {
+///                 shanhai_sdk::info!("connection {} closed with {code}", conn.id());
+///             }),
+///     )
+/// }
+/// # let _ = handlers();
+/// ```
+#[derive(Default)]
+pub struct WebSocketHandler {
+    open: Option<WsOpenHandler>,
+    message: Option<WsMessageHandler>,
+    close: Option<WsCloseHandler>,
+}
+
+impl WebSocketHandler {
+    /// A handler that accepts every connection and ignores its messages.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Sets what runs when a client asks to upgrade, before the handshake
+    /// completes: [`WsConn::headers`] holds the upgrade request's headers.
+    /// An `Err` refuses the connection (403 with the error's text); a
+    /// non-empty reply is sent as the first, text, message.
+    pub fn on_open<F, R>(mut self, handler: F) -> Self
+    where
+        F: Fn(&WsConn) -> R + 'static,
+        R: IntoWsReply,
+    {
+        self.open = Some(Box::new(move |conn| handler(conn).into_ws_reply()));
+        self
+    }
+
+    /// Sets what runs for each complete message. A non-empty reply goes
+    /// back to the connection with the message's type; an `Err` is
+    /// reported to the client, which stays connected.
+    pub fn on_message<F, R>(mut self, handler: F) -> Self
+    where
+        F: Fn(&WsConn, WsMessage<'_>) -> R + 'static,
+        R: IntoWsReply,
+    {
+        self.message = Some(Box::new(move |conn, message| {
+            handler(conn, message).into_ws_reply()
+        }));
+        self
+    }
+
+    /// Sets what runs once a connection has ended, whichever side closed
+    /// it, with the peer's close code (1005 when its close frame had none,
+    /// 1006 when the connection dropped) and reason. The connection can no
+    /// longer be acted on.
+    pub fn on_close<F>(mut self, handler: F) -> Self
+    where
+        F: Fn(&WsConn, u16, &str) + 'static,
+    {
+        self.close = Some(Box::new(handler));
+        self
+    }
+
+    pub(crate) fn open_handler(&self) -> Option<&WsOpenHandler> {
+        self.open.as_ref()
+    }
+
+    pub(crate) fn message_handler(&self) -> Option<&WsMessageHandler> {
+        self.message.as_ref()
+    }
+
+    pub(crate) fn close_handler(&self) -> Option<&WsCloseHandler> {
+        self.close.as_ref()
+    }
+}
+
+impl fmt::Debug for WebSocketHandler {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("WebSocketHandler")
+            .field("on_open", &self.open.is_some())
+            .field("on_message", &self.message.is_some())
+            .field("on_close", &self.close.is_some())
+            .finish()
+    }
+}
+
+/// The TCP part of a module's [`Handlers`] (event kind 6): what runs when a
+/// client connects to a listener (`[tcp.NAME]` in the gateway's config)
+/// that targets the module, for each frame the listener cuts from the
+/// stream, and when a connection has ended. Each is optional; a handler
+/// with none of them accepts every connection and writes nothing back.
+///
+/// The frames of one connection arrive one at a time, in order. The
+/// listener's framing decides what a frame is and how a reply is written:
+/// with `length` and `delimiter` framing the gateway adds the length or the
+/// delimiter to the reply; with `modbus` framing a frame is a whole
+/// Modbus/TCP ADU (MBAP header included) and the reply must be one too.
+///
+/// ```
+/// use shanhai_sdk::{Handlers, TcpConn, TcpHandler};
+///
+/// fn handlers() -> Handlers {
+///     Handlers::new().tcp(
+///         TcpHandler::new()
+///             .on_open(|conn: &TcpConn| format!("hello {}", conn.remote_addr()))
+///             .on_frame(|_conn: &TcpConn, frame: &[u8]| match frame {
+///                 b"quit" => Err("client quit"),
+///                 line => Ok(line.to_ascii_uppercase()),
+///             })
+///             .on_close(|conn: &TcpConn| {
+///                 shanhai_sdk::info!("connection {} closed", conn.id());
+///             }),
+///     )
+/// }
+/// # let _ = handlers();
+/// ```
+#[derive(Default)]
+pub struct TcpHandler {
+    open: Option<TcpOpenHandler>,
+    frame: Option<TcpFrameHandler>,
+    close: Option<TcpCloseHandler>,
+}
+
+impl TcpHandler {
+    /// A handler that accepts every connection and writes nothing back.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Sets what runs when a client has connected. An `Err` closes the
+    /// connection (the close handler still runs); a non-empty reply is
+    /// written to it first, as one frame.
+    pub fn on_open<F, R>(mut self, handler: F) -> Self
+    where
+        F: Fn(&TcpConn) -> R + 'static,
+        R: IntoTcpReply,
+    {
+        self.open = Some(Box::new(move |conn| handler(conn).into_tcp_reply()));
+        self
+    }
+
+    /// Sets what runs for each frame (see [`TcpHandler`] for what a frame
+    /// is). A non-empty reply is written back as one frame; an empty one
+    /// writes nothing; an `Err` closes the connection.
+    pub fn on_frame<F, R>(mut self, handler: F) -> Self
+    where
+        F: Fn(&TcpConn, &[u8]) -> R + 'static,
+        R: IntoTcpReply,
+    {
+        self.frame = Some(Box::new(move |conn, frame| {
+            handler(conn, frame).into_tcp_reply()
+        }));
+        self
+    }
+
+    /// Sets what runs once a connection has ended, whichever side closed
+    /// it (the gateway does after an `Err` or a malformed frame), for every
+    /// connection, including one the open handler refused. Nothing it does
+    /// reaches the client any more.
+    pub fn on_close<F>(mut self, handler: F) -> Self
+    where
+        F: Fn(&TcpConn) + 'static,
+    {
+        self.close = Some(Box::new(handler));
+        self
+    }
+
+    pub(crate) fn open_handler(&self) -> Option<&TcpOpenHandler> {
+        self.open.as_ref()
+    }
+
+    pub(crate) fn frame_handler(&self) -> Option<&TcpFrameHandler> {
+        self.frame.as_ref()
+    }
+
+    pub(crate) fn close_handler(&self) -> Option<&TcpCloseHandler> {
+        self.close.as_ref()
+    }
+}
+
+impl fmt::Debug for TcpHandler {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TcpHandler")
+            .field("on_open", &self.open.is_some())
+            .field("on_frame", &self.frame.is_some())
+            .field("on_close", &self.close.is_some())
+            .finish()
+    }
+}
+
+/// The user code of a module: at most one HTTP handler, any number of byte
+/// functions, each under a name, at most one [`WebSocketHandler`], at most
+/// one timer handler and at most one [`TcpHandler`].
 ///
 /// Build it in a function and hand that function to
 /// [`export!`](crate::export); the SDK calls it once per instance, before
@@ -125,6 +469,9 @@ type ByteFunction = Box<dyn Fn(&[u8]) -> Result<Vec<u8>, String>>;
 pub struct Handlers {
     http: Option<HttpHandler>,
     functions: BTreeMap<String, ByteFunction>,
+    websocket: Option<WebSocketHandler>,
+    timer: Option<TimerHandler>,
+    tcp: Option<TcpHandler>,
 }
 
 impl Handlers {
@@ -178,6 +525,94 @@ impl Handlers {
         self
     }
 
+    /// Sets the handler of WebSocket events (event kind 3). Without one,
+    /// upgrade requests get the gateway's 404 `no_handler`.
+    ///
+    /// Connections are held by the gateway, not by an instance: one
+    /// connection's events may reach different instances, so per-connection
+    /// state kept in statics must be keyed by [`WsConn::id`] and may be lost
+    /// with an instance.
+    ///
+    /// # Panics
+    /// If a WebSocket handler is already set.
+    pub fn websocket(mut self, handler: WebSocketHandler) -> Self {
+        assert!(
+            self.websocket.is_none(),
+            "a WebSocket handler is already registered"
+        );
+        self.websocket = Some(handler);
+        self
+    }
+
+    /// Sets the handler of timer runs (event kind 4): every run of every
+    /// timer that targets the module (`[timers.NAME]` in the gateway's
+    /// config) calls it with the [`Timer`]; [`Timer::name`] tells the
+    /// timers apart. It returns anything [`IntoTimerResult`]: an `Err`
+    /// fails the run, which the gateway logs and counts. Without a handler,
+    /// timer events answer [`Unsupported`](crate::EventStatus::Unsupported).
+    ///
+    /// ```
+    /// use shanhai_sdk::{Handlers, HostError, Timer, WsMessage};
+    ///
+    /// fn handlers() -> Handlers {
+    ///     Handlers::new().timer(|timer: &Timer| -> Result<(), HostError> {
+    ///         shanhai_sdk::info!("{} run {}", timer.name(), timer.run());
+    ///         shanhai_sdk::broadcast("lobby", WsMessage::Text("tick"), None)?;
+    ///         Ok(())
+    ///     })
+    /// }
+    /// # let _ = handlers();
+    /// ```
+    ///
+    /// # Panics
+    /// If a timer handler is already set.
+    pub fn timer<F, R>(mut self, handler: F) -> Self
+    where
+        F: Fn(&Timer) -> R + 'static,
+        R: IntoTimerResult,
+    {
+        assert!(
+            self.timer.is_none(),
+            "a timer handler is already registered"
+        );
+        self.timer = Some(Box::new(move |timer| handler(timer).into_timer_result()));
+        self
+    }
+
+    /// Sets the handler of TCP stream events (event kind 6): the
+    /// connections of every TCP listener (`[tcp.NAME]` in the gateway's
+    /// config) that targets the module. Without one, TCP events answer
+    /// [`Unsupported`](crate::EventStatus::Unsupported) and the gateway
+    /// closes the connections.
+    ///
+    /// Connections are held by the gateway, not by an instance: one
+    /// connection's events may reach different instances, so per-connection
+    /// state kept in statics must be keyed by [`TcpConn::id`] and may be
+    /// lost with an instance.
+    ///
+    /// # Panics
+    /// If a TCP handler is already set.
+    pub fn tcp(mut self, handler: TcpHandler) -> Self {
+        assert!(self.tcp.is_none(), "a TCP handler is already registered");
+        self.tcp = Some(handler);
+        self
+    }
+
+    /// Whether a TCP handler is set.
+    pub fn has_tcp(&self) -> bool {
+        self.tcp.is_some()
+    }
+
+    /// Whether a timer handler is set.
+    pub fn has_timer(&self) -> bool {
+        self.timer.is_some()
+    }
+
+    /// Whether a WebSocket handler is set.
+    pub fn has_websocket(&self) -> bool {
+        self.websocket.is_some()
+    }
+
     /// Whether an HTTP handler is set.
     pub fn has_http(&self) -> bool {
         self.http.is_some()
@@ -195,6 +630,18 @@ impl Handlers {
     pub(crate) fn byte_function(&self, name: &str) -> Option<&ByteFunction> {
         self.functions.get(name)
     }
+
+    pub(crate) fn websocket_handler(&self) -> Option<&WebSocketHandler> {
+        self.websocket.as_ref()
+    }
+
+    pub(crate) fn timer_handler(&self) -> Option<&TimerHandler> {
+        self.timer.as_ref()
+    }
+
+    pub(crate) fn tcp_handler(&self) -> Option<&TcpHandler> {
+        self.tcp.as_ref()
+    }
 }
 
 impl fmt::Debug for Handlers {
@@ -202,6 +649,9 @@ impl fmt::Debug for Handlers {
         f.debug_struct("Handlers")
             .field("http", &self.has_http())
             .field("functions", &self.functions.keys().collect::<Vec<_>>())
+            .field("websocket", &self.websocket)
+            .field("timer", &self.has_timer())
+            .field("tcp", &self.tcp)
             .finish()
     }
 }
@@ -222,6 +672,44 @@ mod tests {
     }
 
     #[test]
+    fn ws_replies_convert() {
+        assert_eq!(().into_ws_reply(), Ok(Vec::new()));
+        assert_eq!("hi".into_ws_reply(), Ok(b"hi".to_vec()));
+        assert_eq!(String::from("hi").into_ws_reply(), Ok(b"hi".to_vec()));
+        assert_eq!(None::<String>.into_ws_reply(), Ok(Vec::new()));
+        assert_eq!(Some(vec![1u8]).into_ws_reply(), Ok(vec![1]));
+        let ok: Result<&str, String> = Ok("x");
+        assert_eq!(ok.into_ws_reply(), Ok(b"x".to_vec()));
+        let err: Result<(), &str> = Err("nope");
+        assert_eq!(err.into_ws_reply(), Err("nope".to_owned()));
+    }
+
+    #[test]
+    fn timer_results_convert() {
+        assert_eq!(().into_timer_result(), Ok(()));
+        assert_eq!(Ok::<(), &str>(()).into_timer_result(), Ok(()));
+        let err: Result<(), crate::HostError> = Err(crate::HostError::Denied);
+        assert_eq!(
+            err.into_timer_result(),
+            Err("host call failed: denied".to_owned())
+        );
+    }
+
+    #[test]
+    #[should_panic(expected = "a timer handler is already registered")]
+    fn a_second_timer_handler_panics() {
+        let _ = Handlers::new().timer(|_: &Timer| ()).timer(|_: &Timer| ());
+    }
+
+    #[test]
+    #[should_panic(expected = "a WebSocket handler is already registered")]
+    fn a_second_websocket_handler_panics() {
+        let _ = Handlers::new()
+            .websocket(WebSocketHandler::new())
+            .websocket(WebSocketHandler::new());
+    }
+
+    #[test]
     #[should_panic(expected = "a byte function named `f` is already registered")]
     fn duplicate_function_names_panic() {
         let _ = Handlers::new()
@@ -234,8 +722,46 @@ mod tests {
         let handlers = Handlers::new().function("b", |_: &[u8]| Vec::new());
         assert_eq!(
             format!("{handlers:?}"),
-            r#"Handlers { http: false, functions: ["b"] }"#
+            r#"Handlers { http: false, functions: ["b"], websocket: None, timer: false, tcp: None }"#
         );
         assert_eq!(handlers.function_names().collect::<Vec<_>>(), ["b"]);
+        let handlers = Handlers::new().websocket(WebSocketHandler::new().on_close(|_, _, _| ()));
+        assert!(handlers.has_websocket());
+        assert_eq!(
+            format!("{handlers:?}"),
+            "Handlers { http: false, functions: [], websocket: Some(WebSocketHandler { \
+             on_open: false, on_message: false, on_close: true }), timer: false, tcp: None }"
+        );
+        let handlers = Handlers::new().timer(|_: &Timer| ());
+        assert!(handlers.has_timer());
+        assert!(format!("{handlers:?}").ends_with("timer: true, tcp: None }"));
+        let handlers = Handlers::new().tcp(TcpHandler::new().on_frame(|_, _| ()));
+        assert!(handlers.has_tcp());
+        assert!(format!("{handlers:?}").ends_with(
+            "tcp: Some(TcpHandler { on_open: false, on_frame: true, on_close: false }) }"
+        ));
+    }
+
+    #[test]
+    fn tcp_replies_convert() {
+        assert_eq!(().into_tcp_reply(), Ok(Vec::new()));
+        assert_eq!(b"\x00\xff"[..].into_tcp_reply(), Ok(vec![0, 255]));
+        assert_eq!("hi".into_tcp_reply(), Ok(b"hi".to_vec()));
+        assert_eq!(String::from("hi").into_tcp_reply(), Ok(b"hi".to_vec()));
+        assert_eq!(None::<Vec<u8>>.into_tcp_reply(), Ok(Vec::new()));
+        assert_eq!(Some(vec![1u8]).into_tcp_reply(), Ok(vec![1]));
+        let err: Result<Vec<u8>, crate::HostError> = Err(crate::HostError::Denied);
+        assert_eq!(
+            err.into_tcp_reply(),
+            Err("host call failed: denied".to_owned())
+        );
+    }
+
+    #[test]
+    #[should_panic(expected = "a TCP handler is already registered")]
+    fn a_second_tcp_handler_panics() {
+        let _ = Handlers::new()
+            .tcp(TcpHandler::new())
+            .tcp(TcpHandler::new());
     }
 }

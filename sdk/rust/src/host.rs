@@ -3,9 +3,13 @@
 //! elsewhere.
 
 #[cfg(target_arch = "wasm32")]
-pub(crate) use crate::ffi::{config_get, log, output_write, staged_read};
+pub(crate) use crate::ffi::{
+    config_get, log, output_write, staged_read, ws_broadcast, ws_close, ws_join, ws_leave, ws_send,
+};
 #[cfg(not(target_arch = "wasm32"))]
-pub(crate) use crate::mock::imports::{config_get, log, output_write, staged_read};
+pub(crate) use crate::mock::imports::{
+    config_get, log, output_write, staged_read, ws_broadcast, ws_close, ws_join, ws_leave, ws_send,
+};
 
 use crate::HostError;
 

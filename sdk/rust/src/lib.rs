@@ -1,6 +1,7 @@
 //! Write [Shanhai](https://github.com/shanhai-edge/shanhai) edge functions
-//! in Rust: register an HTTP handler and named byte functions, build a
-//! `wasm32-wasip1` cdylib, and the gateway runs it.
+//! in Rust: register an HTTP handler, named byte functions, WebSocket
+//! handlers, a timer handler and TCP handlers, build a `wasm32-wasip1`
+//! cdylib, and the gateway runs it.
 //!
 //! A complete module (`src/lib.rs` of a crate with
 //! `crate-type = ["cdylib"]`):
@@ -54,10 +55,27 @@
 //! - A byte-function call runs the function registered under its name
 //!   ([`IntoCallOutput`]); an unknown name answers
 //!   [`EventStatus::NotFound`], an `Err` [`EventStatus::Error`].
+//! - A WebSocket event goes to the [`WebSocketHandler`] set with
+//!   [`Handlers::websocket`]: an open (which the handler may refuse with
+//!   an `Err`), a message ([`WsMessage`]) or the end of a connection. The
+//!   handler sees the connection as a [`WsConn`]; a reply it returns
+//!   ([`IntoWsReply`]) is sent to the connection. During any event the
+//!   module may send to ([`WsConn::send_text`], [`ws_send`]), close and
+//!   group ([`WsConn::join`], [`broadcast`]) any of its connections.
+//! - A timer run goes to the handler set with [`Handlers::timer`], which
+//!   gets the [`Timer`] (its name, when it was due, its run number, the
+//!   runs skipped, the payload); an `Err` ([`IntoTimerResult`]) fails the
+//!   run, which the gateway logs and counts.
+//! - A TCP stream event goes to the [`TcpHandler`] set with
+//!   [`Handlers::tcp`]: a client connected (which the handler may refuse
+//!   with an `Err`), a frame cut from the stream by the listener's framing,
+//!   or the end of a connection. The handler sees the connection as a
+//!   [`TcpConn`]; a non-empty reply ([`IntoTcpReply`]) is written back as
+//!   one frame, and an `Err` makes the gateway close the connection.
 //! - An event kind the module has no handler for answers
 //!   [`EventStatus::Unsupported`].
 //! - Host functions return [`HostError`] instead of trapping: see
-//!   [`config`] and the [`log`] module.
+//!   [`config`], the [`log`] module and the WebSocket functions.
 //!
 //! Rust's `wasm32-wasip1` cdylibs export no `_initialize` (the host treats
 //! it as optional); besides the exports above, a module built with this
@@ -93,6 +111,9 @@ mod host;
 mod input;
 #[cfg(any(target_arch = "wasm32", test))]
 mod registry;
+mod tcp;
+mod timer;
+mod ws;
 
 #[cfg(target_arch = "wasm32")]
 mod ffi;
@@ -106,7 +127,13 @@ pub use shanhai_abi::{EventKind, EventStatus, HostStatus, LogLevel};
 
 pub use crate::config::config;
 pub use crate::error::HostError;
-pub use crate::handlers::{Handlers, IntoCallOutput, IntoHttpResponse, RemoteAddr, RequestId};
+pub use crate::handlers::{
+    Handlers, IntoCallOutput, IntoHttpResponse, IntoTcpReply, IntoTimerResult, IntoWsReply,
+    RemoteAddr, RequestId, TcpHandler, WebSocketHandler,
+};
+pub use crate::tcp::TcpConn;
+pub use crate::timer::Timer;
+pub use crate::ws::{WsConn, WsMessage, broadcast, ws_send};
 
 /// Makes this module's [`Handlers`] the ones the host's events reach.
 ///

@@ -3,8 +3,24 @@
 //! [`MockHost`] plays the gateway's part: it encodes events into the same
 //! envelopes, runs them through the same dispatch code as the wasm exports,
 //! and serves the host functions (`log`, `output_write`, `config_get`,
-//! `staged_read`) from its own state. So `cargo test` exercises a module's
-//! handlers end to end without a wasm runtime.
+//! `staged_read` and the `ws_*` functions) from its own state. So
+//! `cargo test` exercises a module's handlers end to end without a wasm
+//! runtime.
+//!
+//! For WebSocket handlers it also holds the connections, as the gateway
+//! does: [`MockHost::ws_open`] connects a client, [`MockHost::ws_text`],
+//! [`MockHost::ws_binary`] and [`MockHost::ws_close`] deliver its events,
+//! and what the guest did is recorded: what each connection was sent
+//! ([`MockHost::ws_received`]), its rooms, the guest's closes and every
+//! broadcast. [`MockHost::timer`] delivers a timer run.
+//!
+//! For TCP handlers it holds the client end of each connection:
+//! [`MockHost::tcp_open`] connects a client to a listener,
+//! [`MockHost::tcp_frame`] delivers one whole frame (as the listener's
+//! framing cuts it from the stream) and returns the reply,
+//! [`MockHost::tcp_close`] delivers the close event (a failed event
+//! delivers it too, as the gateway closes the connection then), and
+//! [`MockHost::tcp_received`] lists what the client was written.
 //!
 //! ```
 //! use shanhai_sdk::Handlers;
@@ -24,18 +40,84 @@
 //! assert_eq!(response.body(), b"hi edge");
 //! assert_eq!(host.logs()[0].message, "greeting edge");
 //! ```
+//!
+//! A WebSocket chat:
+//!
+//! ```
+//! use shanhai_sdk::http::Request;
+//! use shanhai_sdk::mock::{MockHost, SentMessage};
+//! use shanhai_sdk::{Handlers, WebSocketHandler, WsConn, WsMessage};
+//!
+//! let chat = WebSocketHandler::new()
+//!     .on_open(|conn: &WsConn| conn.join("lobby"))
+//!     .on_message(|conn: &WsConn, message: WsMessage<'_>| {
+//!         shanhai_sdk::broadcast("lobby", message, Some(conn.id())).map(|n| format!("sent to {n}"))
+//!     });
+//! let mut host = MockHost::new(Handlers::new().websocket(chat));
+//! let alice = host.ws_open(Request::get("/chat").body(()).unwrap()).unwrap();
+//! let bob = host.ws_open(Request::get("/chat").body(()).unwrap()).unwrap();
+//! assert_eq!(host.ws_text(alice, "hi").unwrap(), b"sent to 1");
+//! assert_eq!(host.ws_received(bob), [SentMessage::Text("hi".into())]);
+//! assert_eq!(host.room_members("lobby"), [alice, bob]);
+//! host.ws_close(bob, 1000, "bye").unwrap();
+//! assert_eq!(host.room_members("lobby"), [alice]);
+//! ```
+//!
+//! A timer:
+//!
+//! ```
+//! use shanhai_sdk::mock::MockHost;
+//! use shanhai_sdk::{EventStatus, Handlers, Timer};
+//!
+//! let cleanup = |timer: &Timer| match timer.payload() {
+//!     b"" => Err("nothing to clean"),
+//!     dir => {
+//!         shanhai_sdk::info!("run {}: cleaning {}", timer.run(), String::from_utf8_lossy(dir));
+//!         Ok(())
+//!     }
+//! };
+//! let mut host = MockHost::new(Handlers::new().timer(cleanup));
+//! host.timer(&Timer::new("cleanup").with_payload("tmp/")).unwrap();
+//! assert_eq!(host.logs()[0].message, "run 1: cleaning tmp/");
+//! let failure = host.timer(&Timer::new("cleanup").with_run(2)).unwrap_err();
+//! assert_eq!((failure.status, failure.message.as_str()), (EventStatus::Error, "nothing to clean"));
+//! ```
+//!
+//! A TCP line service:
+//!
+//! ```
+//! use shanhai_sdk::mock::MockHost;
+//! use shanhai_sdk::{EventStatus, Handlers, TcpConn, TcpHandler};
+//!
+//! let upper = TcpHandler::new()
+//!     .on_open(|conn: &TcpConn| format!("hello {}", conn.remote_addr()))
+//!     .on_frame(|_: &TcpConn, frame: &[u8]| match frame {
+//!         b"quit" => Err("bye"),
+//!         line => Ok(line.to_ascii_uppercase()),
+//!     });
+//! let mut host = MockHost::new(Handlers::new().tcp(upper));
+//! let conn = host.tcp_open("lines", "192.0.2.7:4000").unwrap();
+//! assert_eq!(host.tcp_frame(conn, b"ping").unwrap(), b"PING");
+//! let failure = host.tcp_frame(conn, b"quit").unwrap_err();
+//! assert_eq!((failure.status, failure.message.as_str()), (EventStatus::Error, "bye"));
+//! assert!(!host.tcp_is_open(conn)); // closed after the error, and its close event delivered
+//! assert_eq!(host.tcp_received(conn), [&b"hello 192.0.2.7:4000"[..], b"PING"]);
+//! ```
 
 use std::cell::RefCell;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 
 use http::header::{HeaderName, HeaderValue};
+use http::request::Parts;
 use http::{Request, Response, StatusCode};
-use shanhai_abi::wire::{Call, Header, HttpRequest, HttpResponse};
+use shanhai_abi::wire::{
+    Call, Header, HttpRequest, HttpResponse, TcpEvent, TcpEventType, WsEvent, WsEventType,
+};
 use shanhai_abi::{EventKind, EventStatus, LogLevel};
 
 use crate::dispatch::dispatch;
-use crate::{Handlers, RemoteAddr, RequestId};
+use crate::{Handlers, HostError, RemoteAddr, RequestId, Timer};
 
 /// The remote address [`MockHost::http`] reports when the request carries
 /// no [`RemoteAddr`] extension.
@@ -78,6 +160,114 @@ impl fmt::Display for Failure {
 
 impl std::error::Error for Failure {}
 
+/// A message the guest sent to a connection (with `ws_send`,
+/// `ws_broadcast`, or as an event's reply).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum SentMessage {
+    /// A text message.
+    Text(String),
+    /// A binary message.
+    Binary(Vec<u8>),
+}
+
+impl SentMessage {
+    /// The message as the SDK's borrowed [`WsMessage`](crate::WsMessage).
+    pub fn as_ws_message(&self) -> crate::WsMessage<'_> {
+        match self {
+            Self::Text(text) => crate::WsMessage::Text(text),
+            Self::Binary(data) => crate::WsMessage::Binary(data),
+        }
+    }
+}
+
+/// One `ws_broadcast` the host accepted.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Broadcast {
+    /// The room it went to.
+    pub room: String,
+    /// What was sent.
+    pub message: SentMessage,
+    /// The connection left out.
+    pub except: Option<u64>,
+    /// What the call returned: how many connections it was queued for.
+    pub recipients: usize,
+}
+
+/// The host's side of one WebSocket connection.
+#[derive(Debug, Default)]
+struct Connection {
+    /// The upgrade request's path and query, sent with every event.
+    uri: String,
+    /// The client's address, sent with every event.
+    remote_addr: String,
+    /// The connection is over: every call on it answers `not_found`.
+    ended: bool,
+    /// The guest's `ws_close`; nothing more can be sent after it.
+    closed_by_guest: Option<(u16, String)>,
+    rooms: BTreeSet<String>,
+    received: Vec<SentMessage>,
+}
+
+impl Connection {
+    fn can_send(&self) -> bool {
+        !self.ended && self.closed_by_guest.is_none()
+    }
+}
+
+/// The gateway's WebSocket hub, for one module.
+#[derive(Debug, Default)]
+struct WsHub {
+    connections: BTreeMap<u64, Connection>,
+    broadcasts: Vec<Broadcast>,
+    max_message_bytes: Option<usize>,
+}
+
+impl WsHub {
+    /// A connection the guest may act on.
+    fn live(&mut self, id: u64) -> Result<&mut Connection, HostError> {
+        self.connections
+            .get_mut(&id)
+            .filter(|c| !c.ended)
+            .ok_or(HostError::NotFound)
+    }
+
+    /// Validates a `ws_send` or `ws_broadcast` message as the host does.
+    fn message(&self, kind: i32, data: &[u8]) -> Result<SentMessage, HostError> {
+        if self.max_message_bytes.is_some_and(|max| data.len() > max) {
+            return Err(HostError::TooLarge);
+        }
+        match WsEventType::from_raw(u8::try_from(kind).unwrap_or(0)) {
+            Some(WsEventType::Text) => std::str::from_utf8(data)
+                .map(|text| SentMessage::Text(text.to_owned()))
+                .map_err(|_| HostError::InvalidArgument),
+            Some(WsEventType::Binary) => Ok(SentMessage::Binary(data.to_vec())),
+            _ => Err(HostError::InvalidArgument),
+        }
+    }
+}
+
+/// Rooms are UTF-8 names of 1 to 256 bytes (`&str` is UTF-8 already);
+/// `ws_join` refuses others, `ws_leave` and `ws_broadcast` treat them as
+/// rooms nobody is in, as the gateway does.
+fn check_room(room: &str) -> Result<(), HostError> {
+    if (1..=256).contains(&room.len()) {
+        Ok(())
+    } else {
+        Err(HostError::InvalidArgument)
+    }
+}
+
+/// The client end of one TCP connection. No host function acts on TCP
+/// connections, so only the [`MockHost`] sees them.
+#[derive(Debug)]
+struct TcpClient {
+    listener: String,
+    remote_addr: String,
+    /// The close event has been delivered.
+    ended: bool,
+    received: Vec<Vec<u8>>,
+}
+
 /// What the host functions see during an event.
 #[derive(Debug, Default)]
 struct HostState {
@@ -86,6 +276,7 @@ struct HostState {
     staged: Option<Vec<u8>>,
     output: Vec<u8>,
     logs: Vec<LogRecord>,
+    ws: WsHub,
 }
 
 thread_local! {
@@ -100,7 +291,11 @@ thread_local! {
 pub struct MockHost {
     handlers: Handlers,
     state: HostState,
+    tcp: BTreeMap<u64, TcpClient>,
     events: u64,
+    /// The last connection id given out, WebSocket or TCP: ids are unique
+    /// across both, as in the gateway.
+    connections: u64,
 }
 
 impl MockHost {
@@ -110,7 +305,9 @@ impl MockHost {
         Self {
             handlers,
             state: HostState::default(),
+            tcp: BTreeMap::new(),
             events: 0,
+            connections: 0,
         }
     }
 
@@ -128,7 +325,7 @@ impl MockHost {
 
     /// Limits the output of one event to `limit` bytes, like the module's
     /// `max_response_bytes`; a larger `output_write` fails with
-    /// [`HostError::TooLarge`](crate::HostError::TooLarge).
+    /// [`HostError::TooLarge`].
     pub fn with_max_response_bytes(mut self, limit: usize) -> Self {
         self.state.max_response_bytes = Some(limit);
         self
@@ -168,27 +365,13 @@ impl MockHost {
     ) -> Result<Response<Vec<u8>>, Failure> {
         let (parts, body) = request.into_parts();
         let body = body.into();
-        let request_id = parts
-            .extensions
-            .get::<RequestId>()
-            .map_or_else(|| format!("mock-{}", self.events + 1), |id| id.0.clone());
-        let remote_addr = parts
-            .extensions
-            .get::<RemoteAddr>()
-            .map_or(DEFAULT_REMOTE_ADDR, RemoteAddr::as_str);
+        let request_id = self.request_id(&parts);
         let envelope = HttpRequest {
             method: parts.method.as_str(),
-            uri: parts.uri.path_and_query().map_or("/", |pq| pq.as_str()),
+            uri: path_and_query(&parts),
             request_id: &request_id,
-            remote_addr,
-            headers: parts
-                .headers
-                .iter()
-                .map(|(name, value)| Header {
-                    name: name.as_str().as_bytes(),
-                    value: value.as_bytes(),
-                })
-                .collect(),
+            remote_addr: remote_addr(&parts),
+            headers: wire_headers(&parts),
             body: &body,
         }
         .encode();
@@ -202,6 +385,353 @@ impl MockHost {
         let envelope = Call { function, input }.encode();
         self.event(EventKind::Call as i32, &envelope).into_result()
     }
+
+    /// Delivers a run of `timer` to the guest's timer handler, as the
+    /// gateway does when the timer is due: `Ok` when the handler succeeded,
+    /// else the [`Failure`] ([`Error`](EventStatus::Error) with the
+    /// handler's message, or [`Unsupported`](EventStatus::Unsupported)
+    /// without a timer handler). Build the run with [`Timer::new`] and its
+    /// `with_` methods.
+    pub fn timer(&mut self, timer: &Timer) -> Result<(), Failure> {
+        self.event(EventKind::Timer as i32, &timer.encode())
+            .into_result()
+            .map(drop)
+    }
+
+    /// Limits the messages the guest may send (`ws_send`, `ws_broadcast`)
+    /// to `limit` bytes, like the gateway's `max_message_bytes`; a larger
+    /// one fails with [`HostError::TooLarge`].
+    pub fn with_max_message_bytes(mut self, limit: usize) -> Self {
+        self.state.ws.max_message_bytes = Some(limit);
+        self
+    }
+
+    /// A client asks to upgrade with `request`: delivers the open event and
+    /// returns the new connection's id, or the [`Failure`] that refused it
+    /// (the gateway's 403, or 404 `no_handler` for
+    /// [`Unsupported`](EventStatus::Unsupported)). The guest's reply, if
+    /// any, is the connection's first (text) message.
+    ///
+    /// The envelope is built as for [`http`](Self::http) (path and query,
+    /// headers, [`RequestId`] and [`RemoteAddr`] extensions); the body is
+    /// ignored. The connection exists during the open event, so the guest
+    /// may already join rooms or send to it.
+    pub fn ws_open<B>(&mut self, request: Request<B>) -> Result<u64, Failure> {
+        let (parts, _) = request.into_parts();
+        self.connections += 1;
+        let id = self.connections;
+        self.state.ws.connections.insert(
+            id,
+            Connection {
+                uri: path_and_query(&parts).to_owned(),
+                remote_addr: remote_addr(&parts).to_owned(),
+                ..Connection::default()
+            },
+        );
+        let request_id = self.request_id(&parts);
+        let envelope = WsEvent {
+            event: WsEventType::Open,
+            connection: id,
+            close_code: 0,
+            uri: path_and_query(&parts),
+            remote_addr: remote_addr(&parts),
+            request_id: &request_id,
+            headers: wire_headers(&parts),
+            data: b"",
+        }
+        .encode();
+        match self
+            .event(EventKind::WebSocket as i32, &envelope)
+            .into_result()
+        {
+            Ok(reply) => {
+                self.deliver(id, reply, true);
+                Ok(id)
+            }
+            Err(failure) => {
+                self.end(id);
+                Err(failure)
+            }
+        }
+    }
+
+    /// The client sends the text message `text` on connection `id`: delivers
+    /// the message event and returns the guest's reply (empty for none).
+    /// The reply is also queued for the client, after what the guest sent
+    /// during the event, unless the guest closed the connection.
+    ///
+    /// # Panics
+    /// If `id` is not an open connection of this host.
+    pub fn ws_text(&mut self, id: u64, text: &str) -> Result<Vec<u8>, Failure> {
+        self.ws_message(id, WsEventType::Text, text.as_bytes())
+    }
+
+    /// [`ws_text`](Self::ws_text) for a binary message; the reply is binary.
+    ///
+    /// # Panics
+    /// If `id` is not an open connection of this host.
+    pub fn ws_binary(&mut self, id: u64, data: &[u8]) -> Result<Vec<u8>, Failure> {
+        self.ws_message(id, WsEventType::Binary, data)
+    }
+
+    /// Connection `id` ends with `code` and `reason`: it leaves its rooms,
+    /// the guest's calls on it answer `not_found` from now on, and the
+    /// guest gets its close event. Pass the code the client sent (1005 for
+    /// none, 1006 for a dropped connection) or, after the guest closed it,
+    /// the code the client echoed.
+    ///
+    /// # Panics
+    /// If `id` is not an open connection of this host.
+    pub fn ws_close(&mut self, id: u64, code: u16, reason: &str) -> Result<(), Failure> {
+        self.assert_open(id);
+        self.end(id);
+        let envelope = self.ws_envelope(id, WsEventType::Close, code, reason.as_bytes());
+        self.event(EventKind::WebSocket as i32, &envelope)
+            .into_result()
+            .map(drop)
+    }
+
+    /// Every message connection `id` has been sent, in the order the
+    /// gateway would send them: those the guest sent during an event, then
+    /// the event's reply.
+    pub fn ws_received(&self, id: u64) -> &[SentMessage] {
+        self.state
+            .ws
+            .connections
+            .get(&id)
+            .map_or(&[], |c| &c.received)
+    }
+
+    /// The code and reason the guest closed connection `id` with, if it
+    /// did. After that the mock, like the gateway, sends the connection
+    /// nothing more (no data may follow a close frame): `ws_send` and
+    /// `ws_join` answer `not_found`, broadcasts skip it and an event's reply
+    /// is dropped. A second `ws_close` succeeds but changes nothing: the
+    /// first one wins.
+    pub fn ws_closed_by_guest(&self, id: u64) -> Option<(u16, &str)> {
+        let connection = self.state.ws.connections.get(&id)?;
+        let (code, reason) = connection.closed_by_guest.as_ref()?;
+        Some((*code, reason))
+    }
+
+    /// The rooms connection `id` is in, sorted.
+    pub fn ws_rooms(&self, id: u64) -> Vec<&str> {
+        self.state
+            .ws
+            .connections
+            .get(&id)
+            .map_or_else(Vec::new, |c| c.rooms.iter().map(String::as_str).collect())
+    }
+
+    /// The connections in `room`, sorted.
+    pub fn room_members(&self, room: &str) -> Vec<u64> {
+        self.state
+            .ws
+            .connections
+            .iter()
+            .filter(|(_, c)| c.rooms.contains(room))
+            .map(|(id, _)| *id)
+            .collect()
+    }
+
+    /// Every broadcast so far, oldest first.
+    pub fn broadcasts(&self) -> &[Broadcast] {
+        &self.state.ws.broadcasts
+    }
+
+    /// A client connects from `remote_addr` to the TCP listener named
+    /// `listener`: delivers the open event and returns the new
+    /// connection's id, or the [`Failure`] that refused it
+    /// ([`Unsupported`](EventStatus::Unsupported) when the module has no
+    /// TCP handler). The guest's reply, if any, is the first frame the
+    /// client receives. A refused connection is closed, and, as after
+    /// every connection, the gateway delivers its close event; so does the
+    /// mock.
+    pub fn tcp_open(&mut self, listener: &str, remote_addr: &str) -> Result<u64, Failure> {
+        self.connections += 1;
+        let id = self.connections;
+        self.tcp.insert(
+            id,
+            TcpClient {
+                listener: listener.to_owned(),
+                remote_addr: remote_addr.to_owned(),
+                ended: false,
+                received: Vec::new(),
+            },
+        );
+        self.tcp_event(id, TcpEventType::Open, b"").map(|_| id)
+    }
+
+    /// The client on connection `id` sends `frame`, one whole frame as the
+    /// listener's framing cuts it (with `modbus` framing, a whole ADU,
+    /// header included): delivers the frame event and returns the guest's
+    /// reply (empty for none), which is also what the client receives.
+    ///
+    /// A [`Failure`] (the handler's `Err`) makes the gateway close the
+    /// connection and deliver its close event; so does the mock, and
+    /// [`tcp_is_open`](Self::tcp_is_open) turns false.
+    ///
+    /// # Panics
+    /// If `id` is not an open TCP connection of this host.
+    pub fn tcp_frame(&mut self, id: u64, frame: &[u8]) -> Result<Vec<u8>, Failure> {
+        assert!(self.tcp_is_open(id), "TCP connection {id} is not open");
+        self.tcp_event(id, TcpEventType::Frame, frame)
+    }
+
+    /// Connection `id` ends, whichever side closed it: delivers its close
+    /// event. The gateway ignores the event's outcome; the mock returns
+    /// it.
+    ///
+    /// # Panics
+    /// If `id` is not an open TCP connection of this host.
+    pub fn tcp_close(&mut self, id: u64) -> Result<(), Failure> {
+        assert!(self.tcp_is_open(id), "TCP connection {id} is not open");
+        self.tcp_end(id).into_result().map(drop)
+    }
+
+    /// Whether TCP connection `id` is open: its close event has not been
+    /// delivered (after [`tcp_close`](Self::tcp_close), or after a failed
+    /// event).
+    pub fn tcp_is_open(&self, id: u64) -> bool {
+        self.tcp.get(&id).is_some_and(|c| !c.ended)
+    }
+
+    /// Every frame TCP connection `id` has been written, oldest first: the
+    /// open event's reply, then the replies to its frames (empty replies
+    /// write nothing).
+    pub fn tcp_received(&self, id: u64) -> &[Vec<u8>] {
+        self.tcp.get(&id).map_or(&[], |c| &c.received)
+    }
+
+    /// Delivers an open or frame event for connection `id` and keeps its
+    /// reply for the client; a failure ends the connection, as the gateway
+    /// does.
+    fn tcp_event(&mut self, id: u64, kind: TcpEventType, data: &[u8]) -> Result<Vec<u8>, Failure> {
+        let envelope = self.tcp_envelope(id, kind, data);
+        let result = self.event(EventKind::Tcp as i32, &envelope).into_result();
+        match &result {
+            Ok(reply) if !reply.is_empty() => {
+                let client = self
+                    .tcp
+                    .get_mut(&id)
+                    .expect("connections are never removed");
+                client.received.push(reply.clone());
+            }
+            Ok(_) => {}
+            Err(_) => {
+                self.tcp_end(id);
+            }
+        }
+        result
+    }
+
+    /// Ends connection `id` and delivers its close event.
+    fn tcp_end(&mut self, id: u64) -> Outcome {
+        let envelope = self.tcp_envelope(id, TcpEventType::Close, b"");
+        if let Some(client) = self.tcp.get_mut(&id) {
+            client.ended = true;
+        }
+        self.event(EventKind::Tcp as i32, &envelope)
+    }
+
+    /// An event of connection `id`, with a fresh request id.
+    fn tcp_envelope(&self, id: u64, kind: TcpEventType, data: &[u8]) -> Vec<u8> {
+        let client = &self.tcp[&id];
+        TcpEvent {
+            event: kind,
+            connection: id,
+            listener: &client.listener,
+            remote_addr: &client.remote_addr,
+            request_id: &format!("mock-{}", self.events + 1),
+            data,
+        }
+        .encode()
+    }
+
+    fn ws_message(&mut self, id: u64, kind: WsEventType, data: &[u8]) -> Result<Vec<u8>, Failure> {
+        self.assert_open(id);
+        let envelope = self.ws_envelope(id, kind, 0, data);
+        let reply = self
+            .event(EventKind::WebSocket as i32, &envelope)
+            .into_result()?;
+        self.deliver(id, reply.clone(), kind == WsEventType::Text);
+        Ok(reply)
+    }
+
+    fn ws_envelope(&self, id: u64, kind: WsEventType, close_code: u16, data: &[u8]) -> Vec<u8> {
+        let connection = &self.state.ws.connections[&id];
+        WsEvent {
+            event: kind,
+            connection: id,
+            close_code,
+            uri: &connection.uri,
+            remote_addr: &connection.remote_addr,
+            request_id: &format!("mock-{}", self.events + 1),
+            headers: Vec::new(),
+            data,
+        }
+        .encode()
+    }
+
+    fn assert_open(&self, id: u64) {
+        assert!(
+            self.state.ws.connections.get(&id).is_some_and(|c| !c.ended),
+            "WebSocket connection {id} is not open"
+        );
+    }
+
+    /// Sends an event's reply to the client, as the gateway does.
+    fn deliver(&mut self, id: u64, reply: Vec<u8>, text: bool) {
+        let Some(connection) = self.state.ws.connections.get_mut(&id) else {
+            return;
+        };
+        if reply.is_empty() || !connection.can_send() {
+            return;
+        }
+        connection.received.push(if text {
+            SentMessage::Text(String::from_utf8(reply).expect("the SDK checks text replies"))
+        } else {
+            SentMessage::Binary(reply)
+        });
+    }
+
+    fn end(&mut self, id: u64) {
+        if let Some(connection) = self.state.ws.connections.get_mut(&id) {
+            connection.ended = true;
+            connection.rooms.clear();
+        }
+    }
+
+    /// The request's [`RequestId`], or `mock-N` for the next event.
+    fn request_id(&self, parts: &Parts) -> String {
+        parts
+            .extensions
+            .get::<RequestId>()
+            .map_or_else(|| format!("mock-{}", self.events + 1), |id| id.0.clone())
+    }
+}
+
+/// Only the path and query of a URI travel, as on the real gateway.
+fn path_and_query(parts: &Parts) -> &str {
+    parts.uri.path_and_query().map_or("/", |pq| pq.as_str())
+}
+
+fn remote_addr(parts: &Parts) -> &str {
+    parts
+        .extensions
+        .get::<RemoteAddr>()
+        .map_or(DEFAULT_REMOTE_ADDR, RemoteAddr::as_str)
+}
+
+fn wire_headers(parts: &Parts) -> Vec<Header<'_>> {
+    parts
+        .headers
+        .iter()
+        .map(|(name, value)| Header {
+            name: name.as_str().as_bytes(),
+            value: value.as_bytes(),
+        })
+        .collect()
 }
 
 impl Outcome {
@@ -252,7 +782,7 @@ impl Drop for ActiveEvent<'_> {
 
 /// The mock's host functions, called through [`crate::host`].
 pub(crate) mod imports {
-    use super::{LogRecord, STATE};
+    use super::{Broadcast, LogRecord, STATE, check_room};
     use crate::HostError;
     use shanhai_abi::LogLevel;
 
@@ -291,6 +821,82 @@ pub(crate) mod imports {
             let n = staged.len().min(buf.len());
             buf[..n].copy_from_slice(&staged[..n]);
             Ok(n)
+        })
+    }
+
+    pub(crate) fn ws_send(conn: u64, kind: i32, data: &[u8]) -> Result<(), HostError> {
+        STATE.with_borrow_mut(|state| {
+            let message = state.ws.message(kind, data)?;
+            let connection = state.ws.live(conn)?;
+            if !connection.can_send() {
+                return Err(HostError::NotFound);
+            }
+            connection.received.push(message);
+            Ok(())
+        })
+    }
+
+    pub(crate) fn ws_close(conn: u64, code: u16, reason: &str) -> Result<(), HostError> {
+        let valid_code = matches!(code, 1000 | 1001 | 1008 | 1011 | 3000..=4999);
+        if !valid_code || reason.len() > 123 {
+            return Err(HostError::InvalidArgument);
+        }
+        STATE.with_borrow_mut(|state| {
+            // As on the gateway, the first close wins.
+            state
+                .ws
+                .live(conn)?
+                .closed_by_guest
+                .get_or_insert_with(|| (code, reason.to_owned()));
+            Ok(())
+        })
+    }
+
+    pub(crate) fn ws_join(conn: u64, room: &str) -> Result<(), HostError> {
+        check_room(room)?;
+        STATE.with_borrow_mut(|state| {
+            let connection = state.ws.live(conn)?;
+            if !connection.can_send() {
+                return Err(HostError::NotFound);
+            }
+            connection.rooms.insert(room.to_owned());
+            Ok(())
+        })
+    }
+
+    /// A name no room can have is simply a room the connection is not in.
+    pub(crate) fn ws_leave(conn: u64, room: &str) -> Result<(), HostError> {
+        STATE.with_borrow_mut(|state| {
+            if state.ws.live(conn)?.rooms.remove(room) {
+                Ok(())
+            } else {
+                Err(HostError::NotFound)
+            }
+        })
+    }
+
+    pub(crate) fn ws_broadcast(
+        room: &str,
+        kind: i32,
+        data: &[u8],
+        except: u64,
+    ) -> Result<usize, HostError> {
+        STATE.with_borrow_mut(|state| {
+            let message = state.ws.message(kind, data)?;
+            let mut recipients = 0;
+            for (id, connection) in &mut state.ws.connections {
+                if *id != except && connection.can_send() && connection.rooms.contains(room) {
+                    connection.received.push(message.clone());
+                    recipients += 1;
+                }
+            }
+            state.ws.broadcasts.push(Broadcast {
+                room: room.to_owned(),
+                message,
+                except: (except != 0).then_some(except),
+                recipients,
+            });
+            Ok(recipients)
         })
     }
 }

@@ -56,6 +56,9 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
     if let Some(admin) = gateway.admin_addr() {
         println!("admin listening on http://{admin}");
     }
+    for (name, addr) in gateway.tcp_addrs() {
+        println!("tcp {name} listening on {addr}");
+    }
     println!("listening on http://{}", gateway.addr());
     let mut signals = Signals::new()?;
     let signal = signals.next().await;

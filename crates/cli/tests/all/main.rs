@@ -5,10 +5,16 @@
 #![allow(unreachable_pub, missing_docs)]
 
 mod admin;
+mod browser;
 mod canary;
+mod chat;
 mod cli;
 mod examples;
 mod hostile;
 mod reload;
 mod signing;
+mod tcp;
+mod timer;
 mod util;
+mod ws;
+mod wsclient;

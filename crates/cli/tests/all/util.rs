@@ -64,21 +64,34 @@ pub fn version_module(version: &str) -> PathBuf {
 /// The `version` fixture with more of its settings (`status`, `delayMs`).
 /// `version` names the output file, so it must be unique per build.
 pub fn version_module_with(version: &str, settings: &[(&str, &str)]) -> PathBuf {
-    let out = repo_root().join(format!("target/test-fixtures/version-{version}.wasm"));
-    let mut ldflags = format!("-ldflags=-X=main.version={version}");
+    let mut ldflags = format!("-X=main.version={version}");
     for (name, value) in settings {
         ldflags.push_str(&format!(" -X=main.{name}={value}"));
     }
+    fixture("version", &format!("version-{version}"), &ldflags)
+}
+
+/// Builds the Go program in tests/fixtures/`dir` into
+/// target/test-fixtures/`out`.wasm with `ldflags`, and compiles it into the
+/// shared cache.
+pub fn fixture(dir: &str, out: &str, ldflags: &str) -> PathBuf {
+    let out = repo_root().join(format!("target/test-fixtures/{out}.wasm"));
     let status = Command::new("go")
-        .args(["build", "-buildmode=c-shared", &ldflags, "-o"])
+        .args(["build", "-buildmode=c-shared"])
+        .arg(format!("-ldflags={ldflags}"))
+        .arg("-o")
         .arg(&out)
         .arg(".")
         .env("GOOS", "wasip1")
         .env("GOARCH", "wasm")
-        .current_dir(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/version"))
+        .current_dir(
+            Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("tests/fixtures")
+                .join(dir),
+        )
         .status()
         .expect("running go build");
-    assert!(status.success(), "building the version fixture failed");
+    assert!(status.success(), "building the {dir} fixture failed");
     let status = Command::new(shanhai_bin())
         .arg("compile")
         .arg("--cache-dir")
@@ -122,6 +135,8 @@ pub struct Gateway {
     pub addr: SocketAddr,
     /// The admin listener, unless the config disables it.
     pub admin: Option<SocketAddr>,
+    /// The TCP listeners, by name.
+    pub tcp: std::collections::BTreeMap<String, SocketAddr>,
     /// The admin JSON-RPC socket, when this helper chose it (the test's
     /// config had no `[admin]` section).
     pub admin_socket: Option<PathBuf>,
@@ -185,11 +200,20 @@ impl Gateway {
         let mut stdout = BufReader::new(child.stdout.take().unwrap());
         // `admin listening on ...` (when enabled), then `listening on ...`.
         let mut admin = None;
+        let mut tcp = std::collections::BTreeMap::new();
         let addr = loop {
             let mut line = String::new();
             stdout.read_line(&mut line).unwrap();
             if let Some(addr) = line.trim().strip_prefix("admin listening on http://") {
                 admin = Some(addr.parse().unwrap());
+                continue;
+            }
+            if let Some((name, addr)) = line
+                .trim()
+                .strip_prefix("tcp ")
+                .and_then(|rest| rest.split_once(" listening on "))
+            {
+                tcp.insert(name.to_owned(), addr.parse().unwrap());
                 continue;
             }
             let Some(addr) = line.trim().strip_prefix("listening on http://") else {
@@ -204,6 +228,7 @@ impl Gateway {
         Self {
             addr,
             admin,
+            tcp,
             admin_socket: admin_socket.filter(|_| admin.is_some()),
             child,
             stderr,

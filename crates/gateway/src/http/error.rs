@@ -64,6 +64,10 @@ impl ApiError {
             header::CONTENT_TYPE,
             HeaderValue::from_static("application/json"),
         );
+        if self.status == StatusCode::UPGRADE_REQUIRED {
+            // RFC 6455 §4.4: say which WebSocket version we speak.
+            headers.insert("sec-websocket-version", HeaderValue::from_static("13"));
+        }
         if let Some(seconds) = self.retry_after {
             headers.insert(header::RETRY_AFTER, HeaderValue::from(seconds));
         }

@@ -9,7 +9,7 @@
 //! - `/healthz` and `/readyz` report liveness and readiness.
 
 mod cgi;
-mod error;
+pub(crate) mod error;
 mod exec;
 
 use std::net::SocketAddr;
@@ -25,6 +25,7 @@ use shanhai_abi::wire::{Call, Header, HttpRequest, HttpResponse};
 use shanhai_runtime::{InvokeError, LoadedModule, ModuleKind};
 
 use crate::registry::{ModuleRegistry, RouteMatch, Selected};
+use crate::ws::WsTrigger;
 use error::ApiError;
 
 const EXEC_PREFIX: &str = "/api/exec/";
@@ -34,14 +35,24 @@ static X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 pub struct HttpTrigger {
     registry: Arc<ModuleRegistry>,
     ids: RequestIds,
+    websocket: Option<Arc<WsTrigger>>,
 }
 
 impl HttpTrigger {
-    /// A trigger serving the modules of `registry`.
+    /// A trigger serving the modules of `registry` (no WebSocket upgrades).
     pub fn new(registry: Arc<ModuleRegistry>) -> Self {
         Self {
             registry,
             ids: RequestIds::new(),
+            websocket: None,
+        }
+    }
+
+    /// A trigger that also upgrades requests at WebSocket routes.
+    pub(crate) fn with_websocket(registry: Arc<ModuleRegistry>, websocket: Arc<WsTrigger>) -> Self {
+        Self {
+            websocket: Some(websocket),
+            ..Self::new(registry)
         }
     }
 
@@ -124,6 +135,15 @@ impl HttpTrigger {
             "/healthz" => return Ok(text(StatusCode::OK, "ok\n")),
             "/readyz" => return Ok(self.readiness()),
             _ => {}
+        }
+        if let Some(websocket) = &self.websocket
+            && crate::ws::is_upgrade(&request)
+            && let Some(name) = self.registry.websocket_route(path)
+        {
+            return websocket
+                .upgrade(request, remote, request_id, &name)
+                .await
+                .map(|response| served_by(response, &name));
         }
         let Some((route, chosen)) = self.registry.route(path, request.headers()) else {
             return Err(ApiError::new(

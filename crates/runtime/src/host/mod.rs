@@ -10,9 +10,10 @@
 pub(crate) mod config;
 pub(crate) mod log;
 pub(crate) mod output;
+pub(crate) mod ws;
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Instant;
 
 use shanhai_abi::HostStatus;
@@ -25,6 +26,22 @@ pub(crate) struct ModuleContext {
     pub(crate) name: Arc<str>,
     pub(crate) version: Arc<str>,
     pub(crate) vars: BTreeMap<String, String>,
+    pub(crate) services: Arc<HostServices>,
+}
+
+/// The services host functions forward to, installed by the process that
+/// owns the triggers (the gateway) once, before serving.
+#[derive(Default)]
+pub(crate) struct HostServices {
+    pub(crate) websocket: OnceLock<Arc<dyn ws::WebSocketHost>>,
+}
+
+impl std::fmt::Debug for HostServices {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HostServices")
+            .field("websocket", &self.websocket.get().is_some())
+            .finish()
+    }
 }
 
 /// State of the event an instance is handling right now; reset before each.
@@ -155,6 +172,7 @@ pub(crate) fn add_to_linker(linker: &mut Linker<HostState>) -> wasmtime::Result<
     log::add_to_linker(linker)?;
     output::add_to_linker(linker)?;
     config::add_to_linker(linker)?;
+    ws::add_to_linker(linker)?;
     Ok(())
 }
 

@@ -18,3 +18,10 @@ const (
 	StatusInternal        int32 = -6
 	StatusNothingStaged   int32 = -7
 )
+
+// WebSocket message types of ws_send and ws_broadcast (docs/abi.md, "Host
+// imports"): the values of the WsEvent types text and binary.
+const (
+	WSText   int32 = 2
+	WSBinary int32 = 3
+)

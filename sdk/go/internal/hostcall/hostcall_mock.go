@@ -67,13 +67,14 @@ func DiscardOutput() {
 }
 
 // Reset restores the mock host's initial state: no logs, no config, the
-// default output limit.
+// default output limit, no WebSocket connections.
 func Reset() {
 	mu.Lock()
 	defer mu.Unlock()
 	logs, output, staged, hasStaged = nil, nil, nil, false
 	config = map[string]string{}
 	maxOutput = DefaultMaxOutput
+	resetWS()
 }
 
 // SetConfig sets (or, with ok false, removes) a config variable.

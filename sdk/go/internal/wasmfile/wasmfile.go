@@ -212,7 +212,10 @@ func (r *reader) limits() uint64 {
 // allowedImports lists what a Shanhai module may import (docs/abi.md,
 // "Module kinds").
 var allowedImports = map[string]map[string]bool{
-	"shanhai":                {"log": true, "output_write": true, "config_get": true, "staged_read": true},
+	"shanhai": {
+		"log": true, "output_write": true, "config_get": true, "staged_read": true,
+		"ws_send": true, "ws_close": true, "ws_join": true, "ws_leave": true, "ws_broadcast": true,
+	},
 	"wasi_snapshot_preview1": nil, // any WASI preview-1 function
 }
 

@@ -10,7 +10,8 @@
 // The guest's hot path uses the allocation-free pieces: [RequestSpans]
 // locates the parts of a request inside the host-written buffer, and the
 // Append functions build a response in a reused buffer. The value types
-// ([HTTPRequest], [HTTPResponse], [Call]) are for tests and the mock host.
+// ([HTTPRequest], [HTTPResponse], [Call], [WSEvent], [TimerEvent],
+// [TCPEvent]) are for tests and the mock host.
 package wire
 
 import (
@@ -34,6 +35,7 @@ const (
 	errNotUTF8
 	errTooManyHeaders
 	errBadStatus
+	errBadEventType
 )
 
 func (e *DecodeError) Error() string {
@@ -44,6 +46,8 @@ func (e *DecodeError) Error() string {
 		return e.what + " is not valid UTF-8"
 	case errTooManyHeaders:
 		return "header count " + strconv.FormatUint(uint64(e.number), 10) + " exceeds the envelope size"
+	case errBadEventType:
+		return "event type " + strconv.FormatUint(uint64(e.number), 10) + " is unknown"
 	default:
 		return "HTTP status " + strconv.FormatUint(uint64(e.number), 10) + " is out of range"
 	}
@@ -229,6 +233,276 @@ func (c *Call) Append(dst []byte) []byte {
 	return append(dst, c.Input...)
 }
 
+// WSEventType says what happened on a WebSocket connection (the first
+// byte of a WsEvent envelope).
+type WSEventType uint8
+
+// WebSocket event types (docs/abi.md, "WsEvent").
+const (
+	WSOpen   WSEventType = 1
+	WSText   WSEventType = 2
+	WSBinary WSEventType = 3
+	WSClose  WSEventType = 4
+)
+
+// WSEventSpans locates the parts of a WsEvent envelope without copying
+// them. Reuse one value across events: Decode reuses the Headers array.
+type WSEventSpans struct {
+	Type      WSEventType
+	Conn      uint64
+	CloseCode uint16
+	URI       Span
+	// RemoteAddr and RequestID follow URI in the envelope.
+	RemoteAddr, RequestID Span
+	Headers               []HeaderSpan
+	// Data is the offset at which the data (message, close reason) starts;
+	// it runs to the end of the envelope, and everything before it is the
+	// envelope's head.
+	Data int
+}
+
+// Decode locates the parts of the WsEvent envelope b. It checks what
+// crates/abi checks: the event type, lengths, the header count against the
+// remaining bytes, and that the three text fields are UTF-8.
+func (e *WSEventSpans) Decode(b []byte) error {
+	if len(b) < 1 {
+		return &DecodeError{kind: errTruncated, what: "event type"}
+	}
+	e.Type = WSEventType(b[0])
+	if e.Type < WSOpen || e.Type > WSClose {
+		return &DecodeError{kind: errBadEventType, number: uint32(b[0])}
+	}
+	if len(b) < 1+8 {
+		return &DecodeError{kind: errTruncated, what: "connection"}
+	}
+	e.Conn = binary.LittleEndian.Uint64(b[1:])
+	if len(b) < 1+8+2 {
+		return &DecodeError{kind: errTruncated, what: "close code"}
+	}
+	e.CloseCode = binary.LittleEndian.Uint16(b[9:])
+	d := decoder{b: b, off: 11}
+	var err error
+	if e.URI, err = d.text("uri"); err != nil {
+		return err
+	}
+	if e.RemoteAddr, err = d.text("remote address"); err != nil {
+		return err
+	}
+	if e.RequestID, err = d.text("request id"); err != nil {
+		return err
+	}
+	if e.Headers, err = d.headers(e.Headers[:0]); err != nil {
+		return err
+	}
+	e.Data = d.off
+	return nil
+}
+
+// WSEvent is a WsEvent envelope (event kind 3) as values.
+type WSEvent struct {
+	Type       WSEventType
+	Conn       uint64
+	CloseCode  uint16
+	URI        string
+	RemoteAddr string
+	RequestID  string
+	Headers    []Header
+	Data       []byte
+}
+
+// Append appends the encoded event to dst.
+func (e *WSEvent) Append(dst []byte) []byte {
+	dst = append(dst, byte(e.Type))
+	dst = binary.LittleEndian.AppendUint64(dst, e.Conn)
+	dst = AppendU16(dst, e.CloseCode)
+	dst = AppendFieldString(dst, e.URI)
+	dst = AppendFieldString(dst, e.RemoteAddr)
+	dst = AppendFieldString(dst, e.RequestID)
+	dst = appendHeaders(dst, e.Headers)
+	return append(dst, e.Data...)
+}
+
+// DecodeWSEvent decodes a WsEvent envelope into a copy.
+func DecodeWSEvent(b []byte) (WSEvent, error) {
+	var s WSEventSpans
+	if err := s.Decode(b); err != nil {
+		return WSEvent{}, err
+	}
+	head := string(b[:s.Data])
+	e := WSEvent{
+		Type:       s.Type,
+		Conn:       s.Conn,
+		CloseCode:  s.CloseCode,
+		URI:        s.URI.In(head),
+		RemoteAddr: s.RemoteAddr.In(head),
+		RequestID:  s.RequestID.In(head),
+		Data:       append([]byte(nil), b[s.Data:]...),
+	}
+	for _, h := range s.Headers {
+		e.Headers = append(e.Headers, Header{Name: h.Name.In(head), Value: h.Value.In(head)})
+	}
+	return e, nil
+}
+
+// TimerEventSpans locates the parts of a TimerEvent envelope without
+// copying them.
+type TimerEventSpans struct {
+	Timer Span
+	// ScheduledMs is when the run was due, in milliseconds since the Unix
+	// epoch.
+	ScheduledMs uint64
+	Run         uint64
+	Skipped     uint32
+	// Payload is the offset at which the payload starts; it runs to the end
+	// of the envelope.
+	Payload int
+}
+
+// Decode locates the parts of the TimerEvent envelope b. It checks what
+// crates/abi checks: lengths, and that the timer's name is UTF-8.
+func (e *TimerEventSpans) Decode(b []byte) error {
+	d := decoder{b: b}
+	var err error
+	if e.Timer, err = d.text("timer name"); err != nil {
+		return err
+	}
+	if e.ScheduledMs, err = d.u64("scheduled time"); err != nil {
+		return err
+	}
+	if e.Run, err = d.u64("run number"); err != nil {
+		return err
+	}
+	if e.Skipped, err = d.u32("skipped runs"); err != nil {
+		return err
+	}
+	e.Payload = d.off
+	return nil
+}
+
+// TimerEvent is a TimerEvent envelope (event kind 4) as values.
+type TimerEvent struct {
+	Timer       string
+	ScheduledMs uint64
+	Run         uint64
+	Skipped     uint32
+	Payload     []byte
+}
+
+// Append appends the encoded event to dst.
+func (e *TimerEvent) Append(dst []byte) []byte {
+	dst = AppendFieldString(dst, e.Timer)
+	dst = binary.LittleEndian.AppendUint64(dst, e.ScheduledMs)
+	dst = binary.LittleEndian.AppendUint64(dst, e.Run)
+	dst = AppendU32(dst, e.Skipped)
+	return append(dst, e.Payload...)
+}
+
+// DecodeTimerEvent decodes a TimerEvent envelope into a copy.
+func DecodeTimerEvent(b []byte) (TimerEvent, error) {
+	var s TimerEventSpans
+	if err := s.Decode(b); err != nil {
+		return TimerEvent{}, err
+	}
+	return TimerEvent{
+		Timer:       string(s.Timer.Bytes(b)),
+		ScheduledMs: s.ScheduledMs,
+		Run:         s.Run,
+		Skipped:     s.Skipped,
+		Payload:     append([]byte(nil), b[s.Payload:]...),
+	}, nil
+}
+
+// TCPEventType says what happened on a TCP connection (the first byte of
+// a TcpEvent envelope).
+type TCPEventType uint8
+
+// TCP event types (docs/abi.md, "TcpEvent").
+const (
+	TCPOpen  TCPEventType = 1
+	TCPFrame TCPEventType = 2
+	TCPClose TCPEventType = 3
+)
+
+// TCPEventSpans locates the parts of a TcpEvent envelope without copying
+// them.
+type TCPEventSpans struct {
+	Type TCPEventType
+	Conn uint64
+	// Listener, RemoteAddr and RequestID follow each other in the
+	// envelope.
+	Listener, RemoteAddr, RequestID Span
+	// Data is the offset at which the data (a frame) starts; it runs to
+	// the end of the envelope, and everything before it is the envelope's
+	// head.
+	Data int
+}
+
+// Decode locates the parts of the TcpEvent envelope b. It checks what
+// crates/abi checks: the event type, lengths, and that the three text
+// fields are UTF-8.
+func (e *TCPEventSpans) Decode(b []byte) error {
+	if len(b) < 1 {
+		return &DecodeError{kind: errTruncated, what: "event type"}
+	}
+	e.Type = TCPEventType(b[0])
+	if e.Type < TCPOpen || e.Type > TCPClose {
+		return &DecodeError{kind: errBadEventType, number: uint32(b[0])}
+	}
+	d := decoder{b: b, off: 1}
+	var err error
+	if e.Conn, err = d.u64("connection"); err != nil {
+		return err
+	}
+	if e.Listener, err = d.text("listener"); err != nil {
+		return err
+	}
+	if e.RemoteAddr, err = d.text("remote address"); err != nil {
+		return err
+	}
+	if e.RequestID, err = d.text("request id"); err != nil {
+		return err
+	}
+	e.Data = d.off
+	return nil
+}
+
+// TCPEvent is a TcpEvent envelope (event kind 6) as values.
+type TCPEvent struct {
+	Type       TCPEventType
+	Conn       uint64
+	Listener   string
+	RemoteAddr string
+	RequestID  string
+	Data       []byte
+}
+
+// Append appends the encoded event to dst.
+func (e *TCPEvent) Append(dst []byte) []byte {
+	dst = append(dst, byte(e.Type))
+	dst = binary.LittleEndian.AppendUint64(dst, e.Conn)
+	dst = AppendFieldString(dst, e.Listener)
+	dst = AppendFieldString(dst, e.RemoteAddr)
+	dst = AppendFieldString(dst, e.RequestID)
+	return append(dst, e.Data...)
+}
+
+// DecodeTCPEvent decodes a TcpEvent envelope into a copy.
+func DecodeTCPEvent(b []byte) (TCPEvent, error) {
+	var s TCPEventSpans
+	if err := s.Decode(b); err != nil {
+		return TCPEvent{}, err
+	}
+	head := string(b[:s.Data])
+	return TCPEvent{
+		Type:       s.Type,
+		Conn:       s.Conn,
+		Listener:   s.Listener.In(head),
+		RemoteAddr: s.RemoteAddr.In(head),
+		RequestID:  s.RequestID.In(head),
+		Data:       append([]byte(nil), b[s.Data:]...),
+	}, nil
+}
+
 func appendHeaders(dst []byte, headers []Header) []byte {
 	dst = AppendU32(dst, uint32(len(headers)))
 	for _, h := range headers {
@@ -252,6 +526,15 @@ func (d *decoder) u32(what string) (uint32, error) {
 	}
 	v := binary.LittleEndian.Uint32(d.b[d.off:])
 	d.off += 4
+	return v, nil
+}
+
+func (d *decoder) u64(what string) (uint64, error) {
+	if len(d.b)-d.off < 8 {
+		return 0, &DecodeError{kind: errTruncated, what: what}
+	}
+	v := binary.LittleEndian.Uint64(d.b[d.off:])
+	d.off += 8
 	return v, nil
 }
 

@@ -1,5 +1,7 @@
 // Command guest is the smallest SDK reactor, built by the SDK's tests to
-// check the shape of the module the Go toolchain produces.
+// check the shape of the module the Go toolchain produces. Its handlers
+// call every host function, so that the build imports them all: the Go
+// linker drops imports nothing calls.
 package main
 
 import (
@@ -11,8 +13,38 @@ import (
 
 func init() {
 	shanhai.HandleHTTP(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		io.WriteString(w, "ok")
+		greeting, err := shanhai.Config("greeting")
+		if err != nil {
+			greeting = "ok"
+		}
+		io.WriteString(w, greeting)
 	}))
+	shanhai.HandleWebSocket(shanhai.WebSocketHandler{
+		OnOpen: func(c *shanhai.WSConn) ([]byte, error) {
+			return nil, c.Join("all")
+		},
+		OnMessage: func(c *shanhai.WSConn, m shanhai.WSMessage) ([]byte, error) {
+			if _, err := shanhai.Broadcast("all", m, c.ID); err != nil {
+				return nil, err
+			}
+			if err := c.SendText("sent"); err != nil {
+				return nil, err
+			}
+			if err := c.Leave("all"); err != nil {
+				return nil, err
+			}
+			return nil, c.Close(1000, "done")
+		},
+	})
+	shanhai.HandleTimer(func(t shanhai.Timer) error {
+		_, err := shanhai.Broadcast("all", shanhai.WSMessage{Text: true, Data: []byte(t.Name)}, 0)
+		return err
+	})
+	shanhai.HandleTCP(shanhai.TCPHandler{
+		OnFrame: func(_ *shanhai.TCPConn, frame []byte) ([]byte, error) {
+			return frame, nil
+		},
+	})
 }
 
 func main() {}

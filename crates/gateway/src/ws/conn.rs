@@ -1,0 +1,405 @@
+//! One task per WebSocket connection: reads frames, runs the module on each
+//! message, writes what the hub queued, and closes properly.
+//!
+//! While idle the task holds no buffers: reads go through a scratch buffer
+//! on the stack and only the bytes of an incomplete frame are kept; the
+//! write buffer exists only while writing.
+
+use std::future::poll_fn;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Poll, ready};
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
+use hyper::upgrade::Upgraded;
+use hyper_util::rt::TokioIo;
+use shanhai_abi::EventKind;
+use shanhai_abi::wire::{WsEvent, WsEventType};
+use shanhai_runtime::{InvokeError, WsMessage};
+use tokio::io::{AsyncRead, AsyncWriteExt, ReadBuf};
+
+use super::WsTrigger;
+use super::codec::{self, Decoder, Incoming};
+use super::hub::{CloseCause, Connection, Outgoing};
+
+/// What every event of a connection carries.
+pub(crate) struct ConnInfo {
+    pub(crate) uri: Box<str>,
+    pub(crate) remote: Box<str>,
+    /// The upgrade request's id; message ids extend it.
+    pub(crate) request_id: Arc<str>,
+}
+
+/// Largest batch of queued frames written with one call.
+const WRITE_BATCH: usize = 64 << 10;
+
+/// Messages handled from one read before the replies are written: a client
+/// pipelining many small messages must not overflow its own send queue.
+const FLUSH_EVERY: usize = 64;
+
+type Io = TokioIo<Upgraded>;
+
+/// How the connection ended, for the module's close event.
+struct Ended {
+    code: u16,
+    reason: String,
+}
+
+/// Runs a connection until it closes, then tells the module and leaves
+/// the hub.
+pub(crate) async fn run(
+    upgraded: Upgraded,
+    connection: Arc<Connection>,
+    trigger: Arc<WsTrigger>,
+    module: Arc<str>,
+    info: Arc<ConnInfo>,
+) {
+    let mut io = TokioIo::new(upgraded);
+    let mut session = Session {
+        connection: &connection,
+        trigger: &trigger,
+        module: &module,
+        info: &info,
+        events: 0,
+        close_sent: false,
+    };
+    tracing::debug!(
+        module = &*module,
+        connection = connection.id,
+        request_id = &*info.request_id,
+        remote = &*info.remote,
+        "WebSocket connection open"
+    );
+    let ended = session.serve(&mut io).await;
+    tracing::debug!(
+        module = &*module,
+        connection = connection.id,
+        code = ended.code,
+        "WebSocket connection closed"
+    );
+    // The close event is delivered once, after the connection is done.
+    // Leave the hub first: the module's close event must not find the
+    // connection still there to send to.
+    trigger.hub.remove(&connection);
+    Box::pin(session.deliver(WsEventType::Close, ended.code, ended.reason.as_bytes())).await;
+    metrics::counter!("shanhai_ws_closed_total", "module" => module.to_string(), "code" => ended.code.to_string())
+        .increment(1);
+}
+
+struct Session<'a> {
+    connection: &'a Arc<Connection>,
+    trigger: &'a Arc<WsTrigger>,
+    module: &'a Arc<str>,
+    info: &'a ConnInfo,
+    /// Events delivered so far: numbers the request ids.
+    events: u64,
+    /// Whether our close frame went out.
+    close_sent: bool,
+}
+
+impl Session<'_> {
+    async fn serve(&mut self, io: &mut Io) -> Ended {
+        let hub = self.trigger.hub.clone();
+        let mut decoder = Decoder::new(hub.settings.max_message_bytes);
+        let mut input = BytesMut::new();
+        loop {
+            // Everything already received, message by message.
+            let mut handled = 0;
+            loop {
+                match decoder.decode(&mut input) {
+                    Ok(Some(incoming)) => {
+                        // Boxed like every busy path: the idle task stays small.
+                        if let Some(ended) = Box::pin(self.on_frame(io, incoming)).await {
+                            return ended;
+                        }
+                        handled += 1;
+                        if handled % FLUSH_EVERY == 0
+                            && let Some(ended) = Box::pin(self.flush(io)).await
+                        {
+                            return ended;
+                        }
+                    }
+                    Ok(None) => break,
+                    Err(err) => {
+                        let code = err.close_code();
+                        tracing::debug!(module = &**self.module, connection = self.connection.id, error = %err, "closing a WebSocket connection for a protocol error");
+                        let _ = Box::pin(self.write_close(io, code, &err.to_string())).await;
+                        return Ended {
+                            code,
+                            reason: err.to_string(),
+                        };
+                    }
+                }
+            }
+            if input.is_empty() && input.capacity() > 0 {
+                // Idle connections keep no read buffer.
+                input = BytesMut::new();
+            }
+            // Then whatever the module and the sweeper queued.
+            if self.connection.has_pending()
+                && let Some(ended) = Box::pin(self.flush(io)).await
+            {
+                return ended;
+            }
+            tokio::select! {
+                read = read_some(io, &mut input) => match read {
+                    Ok(0) | Err(_) => return Ended { code: 1006, reason: String::new() },
+                    Ok(_) => {}
+                },
+                () = self.connection.wake.notified() => {}
+            }
+        }
+    }
+
+    /// Handles one message or control frame; `Some` when the connection
+    /// ended.
+    async fn on_frame(&mut self, io: &mut Io, incoming: Incoming) -> Option<Ended> {
+        let hub = &self.trigger.hub;
+        match incoming {
+            Incoming::Text(data) => {
+                hub.seen(self.connection, true);
+                self.on_message(WsEventType::Text, data).await
+            }
+            Incoming::Binary(data) => {
+                hub.seen(self.connection, true);
+                self.on_message(WsEventType::Binary, data).await
+            }
+            Incoming::Ping(data) => {
+                hub.seen(self.connection, false);
+                let _ = hub.push(self.connection, Outgoing::Pong(data));
+                None
+            }
+            Incoming::Pong(_) => {
+                hub.seen(self.connection, false);
+                None
+            }
+            Incoming::Close(close) => {
+                // Echo the peer's code (RFC 6455 §5.5.1), unless we already
+                // sent our own close frame.
+                let (code, reason) = close.unwrap_or((1005, String::new()));
+                if !self.close_sent {
+                    let echo = if code == 1005 { 1000 } else { code };
+                    let _ = self.write_close(io, echo, "").await;
+                }
+                let _ = io.shutdown().await;
+                Some(Ended { code, reason })
+            }
+        }
+    }
+
+    async fn on_message(&mut self, kind: WsEventType, data: Bytes) -> Option<Ended> {
+        // Boxed: the invocation's state is large and lives only while the
+        // module runs, so it must not be part of every idle connection's
+        // task.
+        if let Some(reply) = Box::pin(self.deliver(kind, 0, &data)).await {
+            let message = WsMessage {
+                text: kind == WsEventType::Text,
+                data: Bytes::from(reply),
+            };
+            if message.text && std::str::from_utf8(&message.data).is_err() {
+                self.send_error(
+                    "bad_output",
+                    "the module replied to a text message with bytes that are not UTF-8",
+                );
+            } else if message.data.len() > self.trigger.hub.settings.max_message_bytes {
+                self.send_error(
+                    "response_too_large",
+                    "the module's reply exceeds websocket.max_message_bytes",
+                );
+            } else {
+                let _ = self
+                    .trigger
+                    .hub
+                    .push(self.connection, Outgoing::Message(message));
+            }
+        }
+        None
+    }
+
+    /// Runs the module on one event; returns its output for a message that
+    /// succeeded. A failure is logged and, for a message, reported to the
+    /// client as an error message; the connection stays open.
+    async fn deliver(
+        &mut self,
+        kind: WsEventType,
+        close_code: u16,
+        data: &[u8],
+    ) -> Option<Vec<u8>> {
+        self.events += 1;
+        let request_id: Arc<str> = Arc::from(format!("{}.{}", self.info.request_id, self.events));
+        let key = self.connection.id.to_le_bytes();
+        let Some(selected) = self.trigger.registry.select_keyed(self.module, Some(&key)) else {
+            self.connection
+                .close(1001, "module unloaded", CloseCause::Unloaded);
+            return None;
+        };
+        let envelope = WsEvent {
+            event: kind,
+            connection: self.connection.id,
+            close_code,
+            uri: &self.info.uri,
+            remote_addr: &self.info.remote,
+            request_id: &request_id,
+            headers: Vec::new(),
+            data,
+        }
+        .encode();
+        let started = std::time::Instant::now();
+        let result = selected
+            .module
+            .invoke_event(EventKind::WebSocket, &envelope, request_id.clone())
+            .await;
+        let status = match &result {
+            Ok(_) => "ok",
+            Err(err) => err.kind(),
+        };
+        metrics::counter!("shanhai_requests_total", "module" => self.module.to_string(), "trigger" => "websocket", "status" => status)
+            .increment(1);
+        metrics::histogram!("shanhai_request_duration_seconds", "module" => self.module.to_string(), "trigger" => "websocket")
+            .record(started.elapsed().as_secs_f64());
+        match result {
+            Ok(output) => (!output.is_empty()).then_some(output),
+            // The module handles messages but not this event type.
+            Err(InvokeError::NoHandler(_)) if kind == WsEventType::Close => None,
+            Err(err) => {
+                tracing::warn!(
+                    module = &**self.module,
+                    connection = self.connection.id,
+                    request_id = &*request_id,
+                    kind = err.kind(),
+                    "WebSocket event failed: {err}"
+                );
+                if kind != WsEventType::Close {
+                    self.send_error_with_id(err.kind(), &err.to_string(), &request_id);
+                }
+                None
+            }
+        }
+    }
+
+    fn send_error(&self, kind: &str, message: &str) {
+        let request_id = format!("{}.{}", self.info.request_id, self.events);
+        self.send_error_with_id(kind, message, &request_id);
+    }
+
+    /// The error message a client gets when its message failed.
+    fn send_error_with_id(&self, kind: &str, message: &str, request_id: &str) {
+        let body = serde_json::json!({
+            "error": kind,
+            "message": message,
+            "module": &**self.module,
+            "request_id": request_id,
+        });
+        let _ = self.trigger.hub.push(
+            self.connection,
+            Outgoing::Message(WsMessage {
+                text: true,
+                data: Bytes::from(body.to_string()),
+            }),
+        );
+    }
+
+    /// Writes everything queued. When the connection is closing, writes
+    /// the close frame and waits for the peer's answer; returns how it
+    /// ended.
+    async fn flush(&mut self, io: &mut Io) -> Option<Ended> {
+        let (queued, closing) = self.connection.take();
+        if !queued.is_empty() {
+            let mut batch = Vec::new();
+            for item in queued {
+                match item {
+                    Outgoing::Message(message) if message.text => {
+                        codec::encode_text(&message.data, &mut batch)
+                    }
+                    Outgoing::Message(message) => codec::encode_binary(&message.data, &mut batch),
+                    Outgoing::Ping => codec::encode_ping(b"", &mut batch),
+                    Outgoing::Pong(data) => codec::encode_pong(&data, &mut batch),
+                }
+                if batch.len() >= WRITE_BATCH {
+                    if self.write(io, &batch).await.is_err() {
+                        return Some(dropped());
+                    }
+                    batch.clear();
+                }
+            }
+            if !batch.is_empty() && self.write(io, &batch).await.is_err() {
+                return Some(dropped());
+            }
+        }
+        let (code, reason, cause) = closing?;
+        if cause != CloseCause::Module {
+            metrics::counter!("shanhai_ws_closed_by_gateway_total", "module" => self.module.to_string(), "reason" => cause.label())
+                .increment(1);
+        }
+        if self.write_close(io, code, &reason).await.is_err() {
+            return Some(Ended { code, reason });
+        }
+        Box::pin(self.await_close(io)).await;
+        Some(Ended { code, reason })
+    }
+
+    /// Writes with a deadline: a peer that stopped reading must not hold
+    /// the task forever.
+    async fn write(&self, io: &mut Io, bytes: &[u8]) -> std::io::Result<()> {
+        let timeout = self.trigger.hub.settings.peer_timeout;
+        match tokio::time::timeout(timeout, io.write_all(bytes)).await {
+            Ok(result) => result,
+            Err(_) => Err(std::io::ErrorKind::TimedOut.into()),
+        }
+    }
+
+    async fn write_close(&mut self, io: &mut Io, code: u16, reason: &str) -> std::io::Result<()> {
+        self.close_sent = true;
+        let mut frame = Vec::new();
+        codec::encode_close(code, reason, &mut frame);
+        let timeout = self.trigger.hub.settings.close_timeout;
+        match tokio::time::timeout(timeout, io.write_all(&frame)).await {
+            Ok(result) => result,
+            Err(_) => Err(std::io::ErrorKind::TimedOut.into()),
+        }
+    }
+
+    /// After our close frame: reads (and drops) until the peer's close
+    /// frame or the close timeout, then closes the socket.
+    async fn await_close(&self, io: &mut Io) {
+        let settings = &self.trigger.hub.settings;
+        let mut decoder = Decoder::new(settings.max_message_bytes);
+        let mut input = BytesMut::new();
+        let wait = async {
+            loop {
+                match decoder.decode(&mut input) {
+                    Ok(Some(Incoming::Close(_))) | Err(_) => return,
+                    Ok(Some(_)) => continue,
+                    Ok(None) => {}
+                }
+                match read_some(io, &mut input).await {
+                    Ok(0) | Err(_) => return,
+                    Ok(_) => {}
+                }
+            }
+        };
+        let _ = tokio::time::timeout(settings.close_timeout, wait).await;
+        let _ = tokio::time::timeout(Duration::from_millis(100), io.shutdown()).await;
+    }
+}
+
+fn dropped() -> Ended {
+    Ended {
+        code: 1006,
+        reason: String::new(),
+    }
+}
+
+/// Reads what is available into `buf` through a scratch buffer on the
+/// stack, so a connection waiting for data owns no read buffer.
+async fn read_some(io: &mut Io, buf: &mut BytesMut) -> std::io::Result<usize> {
+    poll_fn(|cx| {
+        let mut scratch = [0u8; 8192];
+        let mut read = ReadBuf::new(&mut scratch);
+        ready!(Pin::new(&mut *io).poll_read(cx, &mut read))?;
+        buf.extend_from_slice(read.filled());
+        Poll::Ready(Ok(read.filled().len()))
+    })
+    .await
+}
