@@ -476,7 +476,8 @@ fn bucket_upper(bucket: usize) -> Duration {
     Duration::from_secs_f64((2f64).powf((bucket + 1) as f64 / BUCKETS_PER_OCTAVE) / 1e6)
 }
 
-fn unix_ms(time: SystemTime) -> u64 {
+/// Milliseconds since the Unix epoch (0 before it).
+pub(crate) fn unix_ms(time: SystemTime) -> u64 {
     time.duration_since(SystemTime::UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as u64)
 }

@@ -18,6 +18,7 @@ use tokio::sync::watch;
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 
+use crate::canary::unix_ms;
 use crate::config::{Config, ConfigError, TimerConfig};
 use crate::registry::ModuleRegistry;
 
@@ -58,7 +59,8 @@ impl Schedule {
                 // Fixed rate from the start: the k-th run is due at start + k·every.
                 let elapsed = after.duration_since(start).unwrap_or_default();
                 let k = elapsed.as_nanos() / every.as_nanos() + 1;
-                let offset = every.saturating_mul(k as u32);
+                // In nanoseconds: `k` outgrows u32 after 49 days of 1 ms.
+                let offset = Duration::from_nanos((every.as_nanos() * k) as u64);
                 Due {
                     wall: start + offset,
                     at: every_start + offset,
@@ -257,11 +259,6 @@ impl Run {
     }
 }
 
-fn unix_ms(time: SystemTime) -> u64 {
-    time.duration_since(SystemTime::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64)
-}
-
 /// A uniformly random duration below `max` (zero for zero): spreads timers
 /// of many gateways that share a schedule.
 fn random_below(max: Duration) -> Duration {
@@ -315,6 +312,11 @@ mod tests {
         assert_eq!(due.at, mono + Duration::from_millis(300));
         let due = schedule.next_after(start, start, mono);
         assert_eq!(due.wall, start + Duration::from_millis(100));
+        // Far beyond u32::MAX intervals the grid still holds.
+        let fine = Schedule::of("t", &timer(Some(1), None)).unwrap();
+        let later = start + Duration::from_secs(60 * 86_400);
+        let due = fine.next_after(later, start, mono);
+        assert_eq!(due.wall, later + Duration::from_millis(1));
     }
 
     #[test]
