@@ -9,6 +9,7 @@ mod admin;
 pub mod canary;
 pub mod config;
 mod http;
+mod metered;
 mod registry;
 mod server;
 pub mod signing;

@@ -22,6 +22,7 @@ use tokio::sync::{Semaphore, watch};
 use tokio::task::JoinSet;
 
 use crate::config::{ConfigError, TcpConfig};
+use crate::metered;
 use crate::registry::ModuleRegistry;
 
 /// How a listener cuts its stream into frames.
@@ -422,21 +423,23 @@ impl Connection {
             data,
         }
         .encode();
-        let started = std::time::Instant::now();
-        let result = selected
-            .module
-            .invoke_event(EventKind::Tcp, &envelope, request_id.clone())
-            .await;
-        let status = match &result {
-            Ok(_) => "ok",
-            Err(err) => err.kind(),
+        // Close events are not requests: they are not counted.
+        let result = if kind == TcpEventType::Close {
+            selected
+                .module
+                .invoke_event(EventKind::Tcp, &envelope, request_id.clone())
+                .await
+        } else {
+            metered::invoke(
+                &selected.module,
+                "tcp",
+                EventKind::Tcp,
+                &envelope,
+                request_id.clone(),
+            )
+            .await
+            .0
         };
-        if kind != TcpEventType::Close {
-            metrics::counter!("shanhai_requests_total", "module" => module.to_string(), "trigger" => "tcp", "status" => status)
-                .increment(1);
-            metrics::histogram!("shanhai_request_duration_seconds", "module" => module.to_string(), "trigger" => "tcp")
-                .record(started.elapsed().as_secs_f64());
-        }
         match result {
             Ok(output) => Ok(Some(output)),
             Err(_) if kind == TcpEventType::Close => Ok(None),

@@ -20,6 +20,7 @@ use tokio::time::Instant;
 
 use crate::canary::unix_ms;
 use crate::config::{Config, ConfigError, TimerConfig};
+use crate::metered;
 use crate::registry::ModuleRegistry;
 
 /// When a timer is due.
@@ -224,20 +225,14 @@ impl Run {
             payload: &self.payload,
         }
         .encode();
-        let started = std::time::Instant::now();
-        let result = selected
-            .module
-            .invoke_event(EventKind::Timer, &envelope, request_id.clone())
-            .await;
-        let elapsed = started.elapsed();
-        let status = match &result {
-            Ok(_) => "ok",
-            Err(err) => err.kind(),
-        };
-        metrics::counter!("shanhai_requests_total", "module" => self.module.to_string(), "trigger" => "timer", "status" => status)
-            .increment(1);
-        metrics::histogram!("shanhai_request_duration_seconds", "module" => self.module.to_string(), "trigger" => "timer")
-            .record(elapsed.as_secs_f64());
+        let (result, elapsed) = metered::invoke(
+            &selected.module,
+            "timer",
+            EventKind::Timer,
+            &envelope,
+            request_id.clone(),
+        )
+        .await;
         match result {
             Ok(_) => tracing::debug!(
                 timer = &*self.name,

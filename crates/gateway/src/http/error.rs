@@ -27,6 +27,16 @@ impl ApiError {
         }
     }
 
+    /// 404 `unknown_module`: no module of that name is loaded.
+    pub(crate) fn unknown_module(name: &str) -> Self {
+        Self::new(
+            StatusCode::NOT_FOUND,
+            "unknown_module",
+            format!("no module named `{name}` is loaded"),
+        )
+        .module(name)
+    }
+
     pub(crate) fn module(mut self, name: &str) -> Self {
         self.module = Some(name.to_owned());
         self

@@ -318,14 +318,7 @@ impl HttpTrigger {
         let chosen = self
             .registry
             .select(name, request.headers())
-            .ok_or_else(|| {
-                ApiError::new(
-                    StatusCode::NOT_FOUND,
-                    "unknown_module",
-                    format!("no module named `{name}` is loaded"),
-                )
-                .module(name)
-            })?;
+            .ok_or_else(|| ApiError::unknown_module(name))?;
         let module = selected.insert(chosen).module.clone();
         let (parts, body) = request.into_parts();
         let body = read_body(body, &parts.headers, &module).await?;

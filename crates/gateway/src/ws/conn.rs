@@ -22,6 +22,7 @@ use tokio::io::{AsyncRead, AsyncWriteExt, ReadBuf};
 use super::WsTrigger;
 use super::codec::{self, Decoder, Incoming};
 use super::hub::{CloseCause, Connection, Outgoing};
+use crate::metered;
 
 /// What every event of a connection carries.
 pub(crate) struct ConnInfo {
@@ -245,19 +246,14 @@ impl Session<'_> {
             data,
         }
         .encode();
-        let started = std::time::Instant::now();
-        let result = selected
-            .module
-            .invoke_event(EventKind::WebSocket, &envelope, request_id.clone())
-            .await;
-        let status = match &result {
-            Ok(_) => "ok",
-            Err(err) => err.kind(),
-        };
-        metrics::counter!("shanhai_requests_total", "module" => self.module.to_string(), "trigger" => "websocket", "status" => status)
-            .increment(1);
-        metrics::histogram!("shanhai_request_duration_seconds", "module" => self.module.to_string(), "trigger" => "websocket")
-            .record(started.elapsed().as_secs_f64());
+        let (result, _) = metered::invoke(
+            &selected.module,
+            "websocket",
+            EventKind::WebSocket,
+            &envelope,
+            request_id.clone(),
+        )
+        .await;
         match result {
             Ok(output) => (!output.is_empty()).then_some(output),
             // The module handles messages but not this event type.

@@ -194,14 +194,7 @@ impl WsTrigger {
             let selected = self
                 .registry
                 .select_keyed(name, Some(&connection.id.to_le_bytes()))
-                .ok_or_else(|| {
-                    ApiError::new(
-                        StatusCode::NOT_FOUND,
-                        "unknown_module",
-                        format!("no module named `{name}` is loaded"),
-                    )
-                    .module(name)
-                })?;
+                .ok_or_else(|| ApiError::unknown_module(name))?;
             let module = selected.module;
             if module.kind() != ModuleKind::Reactor {
                 return Err(ApiError::from_invoke(
