@@ -9,7 +9,7 @@ root="$(cd "$(dirname "$0")/.." && pwd)"
 out="${1:-$root/target/modules}"
 mkdir -p "$out"
 
-go_reactors=(add hello json2k ws-echo chat modbus)
+go_reactors=(add hello json2k ws-echo chat modbus mqtt-transform sensor-poll rules exif dp-noise crypto fsm etl)
 go_commands=(cgi-echo)
 rust_modules=(hello-rs)
 

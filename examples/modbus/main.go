@@ -24,12 +24,21 @@
 //     the connection.
 //
 // Every request is logged as one line ([DecodeRequest] decodes it into a
-// [Request], which marshals to JSON for when the module publishes requests
-// to MQTT):
+// [Request]):
 //
 //	modbus request transaction=1 unit=1 function=3 address=0 quantity=2
 //	modbus request transaction=2 unit=1 function=16 address=10 quantity=2 values=7,8
 //	modbus exception transaction=3 unit=1 function=5 exception=1
+//
+// When the config variable mqtt_topic is set, every request the server
+// carries out (not the exceptions) is also published to that topic, as
+// JSON, at QoS 0 and not retained, before the response goes back:
+//
+//	{"transaction":2,"unit":1,"function":16,"address":10,"quantity":2,"values":[7,8]}
+//
+// The module's mqtt_publish grant must cover the topic. A publication the
+// gateway refuses (no grant, no MQTT client, a full queue) does not change
+// the Modbus response: the module logs a warning and answers as usual.
 //
 // The registers start from two config variables, holding and input, each a
 // comma-separated list of address=value pairs in decimal, such as
@@ -57,6 +66,9 @@
 //	[modules.modbus.vars]
 //	holding = "0=100,1=200,7=42"
 //	input = "0=1,1=2"
+//	mqtt_topic = "plc/requests"
+//	[modules.modbus.grants]
+//	mqtt_publish = ["plc/requests"]
 //
 // Build:
 //
@@ -65,6 +77,7 @@ package main
 
 import (
 	"encoding/binary"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -148,8 +161,8 @@ func (e Exception) Error() string {
 	}
 }
 
-// Request is one decoded request: what the module logs, and what it will
-// publish to MQTT. It marshals to JSON as, for example,
+// Request is one decoded request: what the module logs, and what it
+// publishes to MQTT. It marshals to JSON as, for example,
 // {"transaction":1,"unit":1,"function":3,"address":0,"quantity":2}; a
 // write adds "values".
 type Request struct {
@@ -231,6 +244,9 @@ func DecodeRequest(adu []byte) (Request, error) {
 type bank struct {
 	holding [bankSize]uint16
 	input   [bankSize]uint16
+	// mqttTopic is the config variable mqtt_topic, the topic requests are
+	// published to; empty for none.
+	mqttTopic string
 }
 
 // registers is this instance's bank, nil until the first event loads it.
@@ -239,12 +255,17 @@ type bank struct {
 var registers *bank
 
 // loadBank returns the instance's bank, loading it from the config
-// variables holding and input the first time.
+// variables holding, input and mqtt_topic the first time.
 func loadBank() (*bank, error) {
 	if registers != nil {
 		return registers, nil
 	}
 	b := new(bank)
+	topic, err := shanhai.Config("mqtt_topic")
+	if err != nil && !errors.Is(err, shanhai.ErrNotFound) {
+		return nil, fmt.Errorf("reading config variable mqtt_topic: %w", err)
+	}
+	b.mqttTopic = topic
 	for _, v := range []struct {
 		key string
 		dst *[bankSize]uint16
@@ -312,6 +333,7 @@ func (b *bank) serve(adu []byte) ([]byte, error) {
 	} else {
 		logRequest(r)
 		pdu = b.apply(r)
+		b.publish(r)
 	}
 	out := make([]byte, 0, headerLen+len(pdu))
 	out = be.AppendUint16(out, r.Transaction)
@@ -335,6 +357,22 @@ func logRequest(r Request) {
 		args = append(args, "values", strings.Join(values, ","))
 	}
 	slog.Info("modbus request", args...)
+}
+
+// publish publishes r, a request the server carried out, as JSON to the
+// topic of the config variable mqtt_topic, if it is set. A refusal is
+// logged; it must not change the Modbus response.
+func (b *bank) publish(r Request) {
+	if b.mqttTopic == "" {
+		return
+	}
+	payload, err := json.Marshal(r)
+	if err == nil {
+		err = shanhai.PublishMQTT(b.mqttTopic, payload, 0, false)
+	}
+	if err != nil {
+		slog.Warn("modbus publish failed", "topic", b.mqttTopic, "transaction", r.Transaction, "error", err)
+	}
 }
 
 // apply carries out r, a request DecodeRequest accepted, and returns the

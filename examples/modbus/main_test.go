@@ -12,6 +12,7 @@ import (
 	"strings"
 	"testing"
 
+	shanhai "github.com/shanhai-edge/shanhai/sdk/go"
 	"github.com/shanhai-edge/shanhai/sdk/go/shanhaitest"
 )
 
@@ -376,4 +377,74 @@ func logText(lines []shanhaitest.LogLine) string {
 		fmt.Fprintf(&b, "%d %s\n", l.Level, l.Text)
 	}
 	return b.String()
+}
+
+// With mqtt_topic set, every request carried out is published as JSON, in
+// order; exceptions are not.
+func TestRequestsArePublished(t *testing.T) {
+	c := start(t, "holding", "0=100", "mqtt_topic", "plc/requests")
+	shanhaitest.GrantMQTTPublish("plc/#")
+	send(t, c, adu(1, byte(3), 0, 2), adu(1, byte(3), byte(4), 100, 0))
+	send(t, c, adu(2, byte(5), 0, 0xff00), exception(2, 5, IllegalFunction))
+	send(t, c, adu(3, byte(16), 10, 2, byte(4), 7, 8), adu(3, byte(16), 10, 2))
+	want := []string{
+		`{"transaction":1,"unit":1,"function":3,"address":0,"quantity":2}`,
+		`{"transaction":3,"unit":1,"function":16,"address":10,"quantity":2,"values":[7,8]}`,
+	}
+	got := shanhaitest.MQTTPublished()
+	if len(got) != len(want) {
+		t.Fatalf("published %+v", got)
+	}
+	for i, m := range got {
+		if m.Topic != "plc/requests" || m.QoS != 0 || m.Retain || string(m.Payload) != want[i] {
+			t.Errorf("publication %d: %s %d %v %s", i, m.Topic, m.QoS, m.Retain, m.Payload)
+		}
+	}
+}
+
+// Without mqtt_topic nothing is published, grant or not.
+func TestNothingIsPublishedWithoutATopic(t *testing.T) {
+	c := start(t)
+	shanhaitest.GrantMQTTPublish("#")
+	send(t, c, adu(1, byte(3), 0, 1), adu(1, byte(3), byte(2), 0))
+	if got := shanhaitest.MQTTPublished(); got != nil {
+		t.Errorf("published %+v", got)
+	}
+}
+
+// A refused publication leaves the Modbus response as it is and logs a
+// warning.
+func TestRefusedPublicationsOnlyWarn(t *testing.T) {
+	for _, tc := range []struct {
+		name  string
+		setup func()
+		want  string
+	}{
+		{"no grant", func() {}, "shanhai: mqtt_publish: denied: no mqtt_publish grant matches topic `plc/requests`"},
+		{"no MQTT client", func() {
+			shanhaitest.GrantMQTTPublish("plc/requests")
+			shanhaitest.FailMQTTPublish(shanhai.ErrUnavailable, "MQTT is not enabled in this gateway")
+		}, "shanhai: mqtt_publish: unavailable: MQTT is not enabled in this gateway"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c := start(t, "holding", "0=5", "mqtt_topic", "plc/requests")
+			tc.setup()
+			send(t, c, adu(1, byte(3), 0, 1), adu(1, byte(3), byte(2), 5))
+			request := adu(2, byte(6), 0, 9)
+			send(t, c, request, request)
+			if c.Closed() {
+				t.Fatal("the connection was closed")
+			}
+			var warnings []string
+			for _, l := range shanhaitest.Logs() {
+				if l.Level == 3 {
+					warnings = append(warnings, l.Text)
+				}
+			}
+			want := fmt.Sprintf("modbus publish failed topic=plc/requests transaction=1 error=%q", tc.want)
+			if len(warnings) != 2 || warnings[0] != want {
+				t.Errorf("warnings %q, want %q and one for transaction 2", warnings, want)
+			}
+		})
+	}
 }

@@ -42,10 +42,11 @@
 // registered with [Export], a WebSocket event (an upgrade request, a
 // message, a closed connection) for the [WebSocketHandler] given to
 // [HandleWebSocket], a run of a timer for the function given to
-// [HandleTimer], or a TCP connection's event (a client connected, a frame,
-// the connection closed) for the [TCPHandler] given to [HandleTCP]. Host
-// capabilities are plain functions returning errors, such as [Config],
-// [WSSend] and [Broadcast]; a failed host call is a *[HostError] that
+// [HandleTimer], a TCP connection's event (a client connected, a frame,
+// the connection closed) for the [TCPHandler] given to [HandleTCP], or an
+// MQTT message for the function given to [HandleMQTT]. Host capabilities
+// are plain functions returning errors, such as [Config], [WSSend],
+// [Broadcast] and [PublishMQTT]; a failed host call is a *[HostError] that
 // matches [ErrNotFound] and its siblings under errors.Is.
 //
 // # WebSocket
@@ -80,6 +81,37 @@
 // error (or a panic) in OnOpen or OnFrame closes the connection. As with
 // WebSocket, one connection's events may reach different instances: keep
 // per-connection state keyed by [TCPConn.ID].
+//
+// # MQTT
+//
+// A trigger in the gateway's config ([mqtt.triggers.NAME]) subscribes to
+// a topic filter and delivers each message to the handler given to
+// [HandleMQTT] as an [MQTTMessage]. The handler returns the messages to
+// publish ([MQTTPublish]; an empty Topic means the trigger's
+// output_topic); an error (or a panic) fails the event, and the gateway
+// retries a QoS 1 message, then sends it to a dead-letter topic. Messages
+// may arrive more than once, so handlers should be idempotent. During any
+// event, [PublishMQTT] publishes to the topics the module's mqtt_publish
+// grant allows.
+//
+// # State and devices
+//
+// The host's stores and devices are capabilities that the module's
+// [modules.NAME.grants] must grant; without a grant a call fails with
+// [ErrDenied], and the error's text says which grant is missing. A KV
+// store ([Store]: "" the module's own with kv = true, a name a shared
+// store in kv_stores) gets, sets with a TTL, deletes, lists by prefix,
+// compares-and-swaps and increments keys. A SQLite database ([Database]:
+// "" the module's own with sqlite = true, a name in sqlite_databases)
+// runs one statement at a time with arguments ([DB.Exec], [DB.Query]).
+// [HTTPClient] (over [Transport]) sends requests to the hosts of the http
+// grant ("host", "host:port", "*.domain"), and [GPIORead] and [GPIOWrite]
+// use the pins of gpio_in and gpio_out:
+//
+//	n, err := shanhai.Store("").Increment("visits", 1)
+//	rows, err := shanhai.Database("").Query("SELECT body FROM notes WHERE id = ?1", id)
+//	resp, err := shanhai.HTTPClient.Get("https://api.example.com/today")
+//	err = shanhai.GPIOWrite(18, true)
 //
 // docs/abi.md in the Shanhai repository specifies the ABI underneath.
 //

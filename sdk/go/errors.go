@@ -2,6 +2,7 @@ package shanhai
 
 import (
 	"strconv"
+	"strings"
 
 	"github.com/shanhai-edge/shanhai/sdk/go/internal/hostcall"
 )
@@ -19,6 +20,10 @@ type HostError struct {
 	Func string
 	// Status is the negative status the host returned.
 	Status int32
+	// Message is the host's explanation of the failure, when it gave one
+	// (the calls marked † in docs/abi.md may, e.g. which grant is
+	// missing); empty otherwise.
+	Message string
 }
 
 // Sentinel errors, one per host status (the values of docs/abi.md). A
@@ -40,15 +45,23 @@ var (
 	// ErrNothingStaged: staged_read was called with nothing staged, which
 	// means an SDK bug rather than a guest one.
 	ErrNothingStaged error = &HostError{Status: -7}
+	// ErrConflict: a compare-and-swap found another value.
+	ErrConflict error = &HostError{Status: -8}
 )
 
-// Error returns e.g. "shanhai: config_get: not found".
+// Error returns e.g. "shanhai: config_get: not found", followed by the
+// host's message when there is one: "shanhai: mqtt_publish: denied: no
+// mqtt_publish grant matches topic `a/b`".
 func (e *HostError) Error() string {
 	msg := "shanhai: "
 	if e.Func != "" {
 		msg += e.Func + ": "
 	}
-	return msg + statusName(e.Status)
+	msg += statusName(e.Status)
+	if e.Message != "" {
+		msg += ": " + e.Message
+	}
+	return msg
 }
 
 // Is reports whether target is the sentinel for e's status, so that
@@ -75,6 +88,8 @@ func statusName(status int32) string {
 		return "internal error"
 	case hostcall.StatusNothingStaged:
 		return "nothing staged"
+	case hostcall.StatusConflict:
+		return "conflict"
 	default:
 		return "unknown status " + strconv.FormatInt(int64(status), 10)
 	}
@@ -88,6 +103,27 @@ func hostResult(fn string, raw int32) (int, error) {
 		return 0, &HostError{Func: fn, Status: raw}
 	}
 	return int(raw), nil
+}
+
+// maxHostMessage bounds the explanation read after a failed † call:
+// staged_read cannot say how long the staged value is, so a longer one is
+// cut.
+const maxHostMessage = 1024
+
+// clearingResult is hostResult for the host imports that clear the stage
+// (the calls marked † in docs/abi.md): when one fails, the host may have
+// staged a UTF-8 message that explains why, which becomes the
+// *HostError's Message. Nothing staged (nothing_staged) means no message.
+func clearingResult(fn string, raw int32) (int, error) {
+	if raw >= 0 {
+		return int(raw), nil
+	}
+	err := &HostError{Func: fn, Status: raw}
+	buf := make([]byte, maxHostMessage)
+	if n := hostcall.StagedRead(buf); n > 0 {
+		err.Message = strings.ToValidUTF8(string(buf[:n]), "\uFFFD")
+	}
+	return 0, err
 }
 
 // readStaged copies a value of n bytes that the host has just staged (the

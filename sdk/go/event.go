@@ -15,6 +15,7 @@ const (
 	eventCall      int32 = 2
 	eventWebSocket int32 = 3
 	eventTimer     int32 = 4
+	eventMQTT      int32 = 5
 	eventTCP       int32 = 6
 )
 
@@ -50,6 +51,8 @@ func handleEvent(kind int32, in []byte) (status int32) {
 		return wsEvent(in)
 	case eventTimer:
 		return timerEvent(in)
+	case eventMQTT:
+		return mqttEvent(in)
 	case eventTCP:
 		return tcpEvent(in)
 	default:

@@ -54,6 +54,17 @@ func TestReactorModuleShape(t *testing.T) {
 				"ws_join":      "(i64, i32, i32) -> (i32)",
 				"ws_leave":     "(i64, i32, i32) -> (i32)",
 				"ws_broadcast": "(i32, i32, i32, i32, i32, i64) -> (i32)",
+				"mqtt_publish": "(i32, i32, i32, i32, i32, i32) -> (i32)",
+				"kv_get":       "(i32, i32, i32, i32) -> (i32)",
+				"kv_set":       "(i32, i32, i32, i32, i32, i32, i64) -> (i32)",
+				"kv_delete":    "(i32, i32, i32, i32) -> (i32)",
+				"kv_list":      "(i32, i32, i32, i32, i32, i32, i32) -> (i32)",
+				"kv_cas":       "(i32, i32, i32, i32, i32, i32, i32, i32, i64) -> (i32)",
+				"kv_incr":      "(i32, i32, i32, i32, i64, i32) -> (i32)",
+				"sql_exec":     "(i32, i32, i32, i32, i32, i32) -> (i32)",
+				"http_fetch":   "(i32, i32) -> (i32)",
+				"gpio_read":    "(i32) -> (i32)",
+				"gpio_write":   "(i32, i32) -> (i32)",
 			}[imp.Name]
 			if got := imp.Type.String(); got != want {
 				t.Errorf("import shanhai.%s has type %s, want %s", imp.Name, got, want)
@@ -61,7 +72,8 @@ func TestReactorModuleShape(t *testing.T) {
 		}
 	}
 	// The guest calls every host function (testdata/guest/main.go).
-	for _, name := range []string{"log", "output_write", "config_get", "staged_read", "ws_send", "ws_close", "ws_join", "ws_leave", "ws_broadcast"} {
+	for _, name := range []string{"log", "output_write", "config_get", "staged_read", "ws_send", "ws_close", "ws_join", "ws_leave", "ws_broadcast", "mqtt_publish",
+		"kv_get", "kv_set", "kv_delete", "kv_list", "kv_cas", "kv_incr", "sql_exec", "http_fetch", "gpio_read", "gpio_write"} {
 		if !seen[name] {
 			t.Errorf("the guest does not import shanhai.%s", name)
 		}

@@ -22,6 +22,7 @@
 //! assert_eq!(HttpRequest::decode(&bytes).unwrap(), request);
 //! ```
 
+pub mod grant;
 pub mod wire;
 
 /// The ABI version this crate describes; a guest reports its own through
@@ -75,6 +76,49 @@ pub mod import {
     /// but `except` (0 for none); returns how many it was queued for.
     pub const WS_BROADCAST: &str = "ws_broadcast";
 
+    /// `(topic_ptr: i32, topic_len: i32, payload_ptr: i32, payload_len:
+    /// i32, qos: i32, retain: i32) -> i32`: publish an MQTT message to a
+    /// topic the module is granted.
+    pub const MQTT_PUBLISH: &str = "mqtt_publish";
+
+    /// `(store_ptr, store_len, key_ptr, key_len: i32) -> i32`: stage a
+    /// value of a KV store (an empty store name is the module's own);
+    /// returns its length or a negative status.
+    pub const KV_GET: &str = "kv_get";
+    /// `(store_ptr, store_len, key_ptr, key_len, value_ptr, value_len: i32,
+    /// ttl_ms: i64) -> i32`: set a value (ttl 0: no expiry).
+    pub const KV_SET: &str = "kv_set";
+    /// `(store_ptr, store_len, key_ptr, key_len: i32) -> i32`: delete a key;
+    /// `not_found` when it did not exist.
+    pub const KV_DELETE: &str = "kv_delete";
+    /// `(store_ptr, store_len, prefix_ptr, prefix_len, cursor_ptr,
+    /// cursor_len, limit: i32) -> i32`: stage a
+    /// [`KeyPage`](crate::wire::KeyPage) of keys with a prefix.
+    pub const KV_LIST: &str = "kv_list";
+    /// `(store_ptr, store_len, key_ptr, key_len, expected_ptr, expected_len,
+    /// new_ptr, new_len: i32, ttl_ms: i64) -> i32`: compare-and-swap
+    /// (`expected_len` −1: the key must be absent); 0 or `conflict`.
+    pub const KV_CAS: &str = "kv_cas";
+    /// `(store_ptr, store_len, key_ptr, key_len: i32, delta: i64,
+    /// result_ptr: i32) -> i32`: atomic increment; the new value is written
+    /// at `result_ptr` as an `i64`.
+    pub const KV_INCR: &str = "kv_incr";
+
+    /// `(db_ptr, db_len, sql_ptr, sql_len, params_ptr, params_len: i32) ->
+    /// i32`: run one SQL statement; stages a
+    /// [`SqlResult`](crate::wire::SqlResult) and returns its length.
+    pub const SQL_EXEC: &str = "sql_exec";
+
+    /// `(request_ptr: i32, request_len: i32) -> i32`: an outbound HTTP
+    /// request ([`HttpRequest`](crate::wire::HttpRequest) with an absolute
+    /// URL); stages the [`HttpResponse`](crate::wire::HttpResponse).
+    pub const HTTP_FETCH: &str = "http_fetch";
+
+    /// `(pin: i32) -> i32`: read a GPIO pin; 0 or 1.
+    pub const GPIO_READ: &str = "gpio_read";
+    /// `(pin: i32, value: i32) -> i32`: drive a GPIO output pin.
+    pub const GPIO_WRITE: &str = "gpio_write";
+
     /// Every host function of this ABI version, for load-time validation.
     pub const ALL: &[&str] = &[
         LOG,
@@ -86,6 +130,17 @@ pub mod import {
         WS_JOIN,
         WS_LEAVE,
         WS_BROADCAST,
+        MQTT_PUBLISH,
+        KV_GET,
+        KV_SET,
+        KV_DELETE,
+        KV_LIST,
+        KV_CAS,
+        KV_INCR,
+        SQL_EXEC,
+        HTTP_FETCH,
+        GPIO_READ,
+        GPIO_WRITE,
     ];
 }
 
@@ -102,8 +157,10 @@ pub enum EventKind {
     WebSocket = 3,
     /// A timer fired ([`wire::TimerEvent`] in; the output is ignored).
     Timer = 4,
+    /// An MQTT message ([`wire::MqttMessage`] in; [`wire::MqttOutput`], the
+    /// messages to publish, out).
+    Mqtt = 5,
     /// A TCP stream event ([`wire::TcpEvent`] in; bytes to write back out).
-    /// Kind 5 is reserved for MQTT.
     Tcp = 6,
 }
 
@@ -115,6 +172,7 @@ impl EventKind {
             2 => Some(Self::Call),
             3 => Some(Self::WebSocket),
             4 => Some(Self::Timer),
+            5 => Some(Self::Mqtt),
             6 => Some(Self::Tcp),
             _ => None,
         }
@@ -168,6 +226,8 @@ pub enum HostStatus {
     Internal = -6,
     /// Nothing is staged for [`import::STAGED_READ`].
     NothingStaged = -7,
+    /// A compare-and-swap found another value than the expected one.
+    Conflict = -8,
 }
 
 impl HostStatus {
@@ -181,6 +241,7 @@ impl HostStatus {
             -5 => Some(Self::Unavailable),
             -6 => Some(Self::Internal),
             -7 => Some(Self::NothingStaged),
+            -8 => Some(Self::Conflict),
             _ => None,
         }
     }
@@ -195,6 +256,7 @@ impl HostStatus {
             Self::Unavailable => "unavailable",
             Self::Internal => "internal error",
             Self::NothingStaged => "nothing staged",
+            Self::Conflict => "conflict",
         }
     }
 }

@@ -9,6 +9,12 @@
 
 use std::fmt;
 
+mod mqtt;
+mod state;
+
+pub use mqtt::{MqttMessage, MqttOutput, MqttPublish};
+pub use state::{KeyPage, SqlResult, SqlValue, decode_sql_params, encode_sql_params};
+
 /// Why an envelope could not be decoded.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum DecodeError {
@@ -22,6 +28,10 @@ pub enum DecodeError {
     BadStatus(u16),
     /// The WebSocket or TCP event type is not one of the ABI's.
     BadEventType(u8),
+    /// A SQL value's tag is not one of the ABI's.
+    BadValueTag(u8),
+    /// Bytes follow the last element of the named envelope.
+    Trailing(&'static str),
 }
 
 impl fmt::Display for DecodeError {
@@ -32,6 +42,8 @@ impl fmt::Display for DecodeError {
             Self::TooManyHeaders(n) => write!(f, "header count {n} exceeds the envelope size"),
             Self::BadStatus(s) => write!(f, "HTTP status {s} is out of range"),
             Self::BadEventType(t) => write!(f, "event type {t} is unknown"),
+            Self::BadValueTag(t) => write!(f, "SQL value tag {t} is unknown"),
+            Self::Trailing(what) => write!(f, "bytes after the end of the {what}"),
         }
     }
 }
@@ -450,6 +462,25 @@ impl<'a> Reader<'a> {
 
     fn text(&mut self, what: &'static str) -> Result<&'a str, DecodeError> {
         std::str::from_utf8(self.field(what)?).map_err(|_| DecodeError::NotUtf8(what))
+    }
+
+    /// A `u32` count of elements that take at least `min_bytes` each,
+    /// refused when the remaining bytes cannot hold that many.
+    fn count(&mut self, min_bytes: usize, what: &'static str) -> Result<usize, DecodeError> {
+        let count = self.u32(what)?;
+        if count as usize > self.0.len() / min_bytes {
+            return Err(DecodeError::TooManyHeaders(count));
+        }
+        Ok(count as usize)
+    }
+
+    /// Refuses bytes after the last element.
+    fn end(&self, what: &'static str) -> Result<(), DecodeError> {
+        if self.0.is_empty() {
+            Ok(())
+        } else {
+            Err(DecodeError::Trailing(what))
+        }
     }
 
     fn headers(&mut self) -> Result<Vec<Header<'a>>, DecodeError> {

@@ -3,8 +3,9 @@
 
 use serde_json::Value;
 use shanhai_abi::wire::{
-    Call, Header, HttpRequest, HttpResponse, TcpEvent, TcpEventType, TimerEvent, WsEvent,
-    WsEventType,
+    Call, Header, HttpRequest, HttpResponse, KeyPage, MqttMessage, MqttOutput, MqttPublish,
+    SqlResult, SqlValue, TcpEvent, TcpEventType, TimerEvent, WsEvent, WsEventType,
+    decode_sql_params, encode_sql_params,
 };
 
 fn vectors() -> Value {
@@ -182,6 +183,193 @@ fn tcp_events_match_the_go_sdk() {
         assert_eq!(
             TcpEvent::decode(&expected).unwrap(),
             event,
+            "{}",
+            case["name"]
+        );
+    }
+}
+
+/// The owned data behind a [`SqlValue`] of the vectors (`{"type": ...}`).
+enum OwnedSqlValue {
+    Null,
+    Integer(i64),
+    Real(f64),
+    Text(String),
+    Blob(Vec<u8>),
+}
+
+impl OwnedSqlValue {
+    fn parse(value: &Value) -> Self {
+        match value["type"].as_str().unwrap() {
+            "null" => Self::Null,
+            "integer" => Self::Integer(value["integer"].as_i64().unwrap()),
+            "real" => Self::Real(value["real"].as_f64().unwrap()),
+            "text" => Self::Text(value["text"].as_str().unwrap().to_owned()),
+            "blob" => Self::Blob(unhex(value["hex"].as_str().unwrap())),
+            other => panic!("unknown SQL value type {other}"),
+        }
+    }
+
+    fn borrow(&self) -> SqlValue<'_> {
+        match self {
+            Self::Null => SqlValue::Null,
+            Self::Integer(v) => SqlValue::Integer(*v),
+            Self::Real(v) => SqlValue::Real(*v),
+            Self::Text(v) => SqlValue::Text(v),
+            Self::Blob(v) => SqlValue::Blob(v),
+        }
+    }
+}
+
+fn sql_values(values: &Value) -> Vec<OwnedSqlValue> {
+    values
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(OwnedSqlValue::parse)
+        .collect()
+}
+
+#[test]
+fn key_pages_match_the_go_sdk() {
+    let all = vectors();
+    let cases = all["key_page"].as_array().unwrap();
+    assert!(!cases.is_empty());
+    for case in cases {
+        let keys: Vec<&[u8]> = case["keys"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|k| k.as_str().unwrap().as_bytes())
+            .collect();
+        let page = KeyPage {
+            keys,
+            next: case["next"].as_str().unwrap().as_bytes(),
+        };
+        let expected = unhex(case["hex"].as_str().unwrap());
+        assert_eq!(page.encode(), expected, "{}", case["name"]);
+        assert_eq!(
+            KeyPage::decode(&expected).unwrap(),
+            page,
+            "{}",
+            case["name"]
+        );
+    }
+}
+
+#[test]
+fn sql_params_match_the_go_sdk() {
+    let all = vectors();
+    let cases = all["sql_params"].as_array().unwrap();
+    assert!(!cases.is_empty());
+    for case in cases {
+        let owned = sql_values(&case["values"]);
+        let params: Vec<SqlValue<'_>> = owned.iter().map(OwnedSqlValue::borrow).collect();
+        let expected = unhex(case["hex"].as_str().unwrap());
+        assert_eq!(encode_sql_params(&params), expected, "{}", case["name"]);
+        assert_eq!(
+            decode_sql_params(&expected).unwrap(),
+            params,
+            "{}",
+            case["name"]
+        );
+    }
+}
+
+#[test]
+fn sql_results_match_the_go_sdk() {
+    let all = vectors();
+    let cases = all["sql_result"].as_array().unwrap();
+    assert!(!cases.is_empty());
+    for case in cases {
+        let owned: Vec<Vec<OwnedSqlValue>> = case["rows"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(sql_values)
+            .collect();
+        let result = SqlResult {
+            rows_affected: case["rows_affected"].as_u64().unwrap(),
+            last_insert_rowid: case["last_insert_rowid"].as_i64().unwrap(),
+            columns: case["columns"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|c| c.as_str().unwrap())
+                .collect(),
+            rows: owned
+                .iter()
+                .map(|row| row.iter().map(OwnedSqlValue::borrow).collect())
+                .collect(),
+        };
+        let expected = unhex(case["hex"].as_str().unwrap());
+        assert_eq!(result.encode(), expected, "{}", case["name"]);
+        assert_eq!(
+            SqlResult::decode(&expected).unwrap(),
+            result,
+            "{}",
+            case["name"]
+        );
+    }
+}
+
+#[test]
+fn mqtt_messages_match_the_go_sdk() {
+    let all = vectors();
+    let cases = all["mqtt_message"].as_array().unwrap();
+    assert!(!cases.is_empty());
+    for case in cases {
+        let owned = headers(&case["properties"]);
+        let payload = unhex(case["payload_hex"].as_str().unwrap());
+        let message = MqttMessage {
+            topic: case["topic"].as_str().unwrap(),
+            trigger: case["trigger"].as_str().unwrap(),
+            request_id: case["request_id"].as_str().unwrap(),
+            qos: u8::try_from(case["qos"].as_u64().unwrap()).unwrap(),
+            retain: case["retain"].as_bool().unwrap(),
+            attempt: u32::try_from(case["attempt"].as_u64().unwrap()).unwrap(),
+            properties: borrowed(&owned),
+            payload: &payload,
+        };
+        let expected = unhex(case["hex"].as_str().unwrap());
+        assert_eq!(message.encode(), expected, "{}", case["name"]);
+        assert_eq!(
+            MqttMessage::decode(&expected).unwrap(),
+            message,
+            "{}",
+            case["name"]
+        );
+    }
+}
+
+#[test]
+fn mqtt_outputs_match_the_go_sdk() {
+    let all = vectors();
+    let cases = all["mqtt_output"].as_array().unwrap();
+    assert!(!cases.is_empty());
+    for case in cases {
+        let raw = case["messages"].as_array().unwrap();
+        let payloads: Vec<Vec<u8>> = raw
+            .iter()
+            .map(|m| unhex(m["payload_hex"].as_str().unwrap()))
+            .collect();
+        let output = MqttOutput {
+            messages: raw
+                .iter()
+                .zip(&payloads)
+                .map(|(m, payload)| MqttPublish {
+                    topic: m["topic"].as_str().unwrap(),
+                    qos: u8::try_from(m["qos"].as_u64().unwrap()).unwrap(),
+                    retain: m["retain"].as_bool().unwrap(),
+                    payload,
+                })
+                .collect(),
+        };
+        let expected = unhex(case["hex"].as_str().unwrap());
+        assert_eq!(output.encode(), expected, "{}", case["name"]);
+        assert_eq!(
+            MqttOutput::decode(&expected).unwrap(),
+            output,
             "{}",
             case["name"]
         );

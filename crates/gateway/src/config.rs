@@ -27,6 +27,7 @@ use serde::{Deserialize, Serialize};
 use shanhai_runtime::{ModuleLimits, ModuleSettings, RuntimeConfig};
 
 use crate::canary::CanaryPolicy;
+pub use crate::mqtt::config::{MqttConfig, MqttTriggerConfig};
 
 /// Why a configuration could not be used.
 #[derive(Debug, thiserror::Error)]
@@ -86,6 +87,292 @@ pub struct Config {
     /// TCP stream listeners, by name.
     #[serde(default)]
     pub tcp: BTreeMap<String, TcpConfig>,
+    /// MQTT: the client, the embedded broker and the triggers; off unless
+    /// the section exists.
+    pub mqtt: Option<MqttConfig>,
+    /// Where modules' state lives.
+    #[serde(default)]
+    pub state: StateConfig,
+    /// The key-value store behind `kv_*`.
+    #[serde(default)]
+    pub kv: KvConfig,
+    /// The SQLite databases behind `sql_exec`.
+    #[serde(default)]
+    pub sqlite: SqliteConfig,
+    /// Outbound HTTP from modules (`http_fetch`).
+    #[serde(default)]
+    pub outbound_http: OutboundHttpConfig,
+    /// GPIO through the Linux sysfs interface.
+    #[serde(default)]
+    pub gpio: GpioConfig,
+}
+
+/// `[state]`.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StateConfig {
+    /// Folder of the embedded KV store and the SQLite databases.
+    pub data_dir: PathBuf,
+}
+
+impl Default for StateConfig {
+    fn default() -> Self {
+        Self {
+            data_dir: PathBuf::from(".shanhai/data"),
+        }
+    }
+}
+
+/// Which KV backend serves `kv_*`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum KvBackend {
+    /// A redb file in `state.data_dir` (one gateway).
+    Embedded,
+    /// A Redis server (several gateways sharing state).
+    Redis,
+}
+
+/// `[kv]`.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct KvConfig {
+    /// `embedded` (default) or `redis`.
+    pub backend: KvBackend,
+    /// The Redis server, e.g. `redis://127.0.0.1:6379/0`. Prefer `redis_url_env`
+    /// when the URL holds a password.
+    pub redis_url: Option<String>,
+    /// Environment variable holding the Redis URL.
+    pub redis_url_env: Option<String>,
+    /// Bytes of the in-process LRU cache in front of the backend; 0 disables it.
+    pub cache_bytes: usize,
+    /// With Redis: the longest a cached value is served after it was read,
+    /// in milliseconds (another gateway may have changed it since).
+    pub redis_cache_ttl_ms: u64,
+    /// Largest value a module may store.
+    pub max_value_bytes: usize,
+}
+
+impl Default for KvConfig {
+    fn default() -> Self {
+        let settings = shanhai_state::KvSettings::default();
+        Self {
+            backend: KvBackend::Embedded,
+            redis_url: None,
+            redis_url_env: None,
+            cache_bytes: settings.cache_bytes,
+            redis_cache_ttl_ms: settings.redis_cache_ttl.as_millis() as u64,
+            max_value_bytes: settings.max_value_bytes,
+        }
+    }
+}
+
+impl KvConfig {
+    /// The store's settings.
+    pub fn settings(&self) -> shanhai_state::KvSettings {
+        shanhai_state::KvSettings {
+            cache_bytes: self.cache_bytes,
+            redis_cache_ttl: Duration::from_millis(self.redis_cache_ttl_ms),
+            max_value_bytes: self.max_value_bytes,
+            ..shanhai_state::KvSettings::default()
+        }
+    }
+
+    /// The Redis URL, from `redis_url_env` or `redis_url`.
+    pub fn redis_url(&self) -> Result<String, ConfigError> {
+        if let Some(var) = &self.redis_url_env {
+            return std::env::var(var).map_err(|_| {
+                ConfigError::Invalid(format!(
+                    "kv.redis_url_env: the environment variable {var} is not set"
+                ))
+            });
+        }
+        self.redis_url.clone().ok_or_else(|| {
+            ConfigError::Invalid(
+                "kv.backend = \"redis\" needs kv.redis_url or kv.redis_url_env".into(),
+            )
+        })
+    }
+}
+
+/// `[sqlite]`.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SqliteConfig {
+    /// Longest one statement may run, in milliseconds.
+    pub timeout_ms: u64,
+    /// Most rows one query may return.
+    pub max_rows: usize,
+    /// Largest result of one statement, in bytes.
+    pub max_result_bytes: usize,
+}
+
+impl Default for SqliteConfig {
+    fn default() -> Self {
+        let limits = shanhai_state::SqlLimits::default();
+        Self {
+            timeout_ms: limits.timeout.as_millis() as u64,
+            max_rows: limits.max_rows,
+            max_result_bytes: limits.max_result_bytes,
+        }
+    }
+}
+
+impl SqliteConfig {
+    /// The databases' limits.
+    pub fn limits(&self) -> shanhai_state::SqlLimits {
+        shanhai_state::SqlLimits {
+            timeout: Duration::from_millis(self.timeout_ms),
+            max_rows: self.max_rows,
+            max_result_bytes: self.max_result_bytes,
+        }
+    }
+}
+
+/// `[outbound_http]`.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct OutboundHttpConfig {
+    /// Longest a request may take, connection included, in milliseconds
+    /// (the module's deadline still applies).
+    pub timeout_ms: u64,
+    /// Largest response body a module may receive.
+    pub max_response_bytes: usize,
+}
+
+impl Default for OutboundHttpConfig {
+    fn default() -> Self {
+        let settings = shanhai_runtime::OutboundHttpSettings::default();
+        Self {
+            timeout_ms: settings.timeout.as_millis() as u64,
+            max_response_bytes: settings.max_response_bytes,
+        }
+    }
+}
+
+/// `[gpio]`.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct GpioConfig {
+    /// The sysfs GPIO folder (`export`, `gpioN/direction`, `gpioN/value`).
+    pub sysfs_root: PathBuf,
+}
+
+impl Default for GpioConfig {
+    fn default() -> Self {
+        Self {
+            sysfs_root: PathBuf::from("/sys/class/gpio"),
+        }
+    }
+}
+
+/// `[modules.NAME.grants]`: what the module's host calls may touch. Each
+/// capability is denied unless granted here.
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct GrantsConfig {
+    /// The module's own KV namespace.
+    pub kv: bool,
+    /// Shared KV stores, by name.
+    pub kv_stores: Vec<String>,
+    /// The module's own SQLite database.
+    pub sqlite: bool,
+    /// Shared SQLite databases, by name.
+    pub sqlite_databases: Vec<String>,
+    /// Hosts outbound HTTP may reach: `host`, `host:port` or `*.domain`.
+    pub http: Vec<String>,
+    /// Topic filters `mqtt_publish` may publish to.
+    pub mqtt_publish: Vec<String>,
+    /// GPIO pins the module may read.
+    pub gpio_in: Vec<u32>,
+    /// GPIO pins the module may drive.
+    pub gpio_out: Vec<u32>,
+}
+
+impl GrantsConfig {
+    fn grants(&self) -> shanhai_runtime::Grants {
+        shanhai_runtime::Grants {
+            kv: self.kv,
+            kv_stores: self.kv_stores.clone(),
+            sqlite: self.sqlite,
+            sqlite_databases: self.sqlite_databases.clone(),
+            http: self.http.clone(),
+            mqtt_publish: self.mqtt_publish.clone(),
+            gpio_in: self.gpio_in.clone(),
+            gpio_out: self.gpio_out.clone(),
+        }
+    }
+
+    fn validate(&self, module: &str) -> Result<(), ConfigError> {
+        let invalid = |key: &str, message: String| {
+            Err(ConfigError::Invalid(format!(
+                "modules.{module}.grants.{key}: {message}"
+            )))
+        };
+        for (key, names) in [
+            ("kv_stores", &self.kv_stores),
+            ("sqlite_databases", &self.sqlite_databases),
+        ] {
+            if let Some(bad) = names.iter().find(|n| !is_module_name(n)) {
+                return invalid(
+                    key,
+                    format!("`{bad}`: a name may contain only letters, digits, '-' and '_'"),
+                );
+            }
+        }
+        for filter in &self.mqtt_publish {
+            if let Some(why) = topic_filter_error(filter) {
+                return invalid("mqtt_publish", format!("`{filter}`: {why}"));
+            }
+        }
+        for host in &self.http {
+            if host.is_empty() || host.contains(['/', '@', ' ']) {
+                return invalid(
+                    "http",
+                    format!("`{host}` is not a host, host:port or *.domain"),
+                );
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Why `filter` is not a valid MQTT topic filter, if it is not.
+pub fn topic_filter_error(filter: &str) -> Option<&'static str> {
+    if filter.is_empty() {
+        return Some("a topic filter cannot be empty");
+    }
+    let levels: Vec<&str> = filter.split('/').collect();
+    for (i, level) in levels.iter().enumerate() {
+        if level.contains('#') && (*level != "#" || i + 1 != levels.len()) {
+            return Some("`#` must be a whole level and the last one");
+        }
+        if level.contains('+') && *level != "+" {
+            return Some("`+` must be a whole level");
+        }
+    }
+    None
+}
+
+/// Expands `${VAR}` references to environment variables in a secret's value.
+fn expand_env(value: &str) -> Result<String, String> {
+    let mut out = String::with_capacity(value.len());
+    let mut rest = value;
+    while let Some(start) = rest.find("${") {
+        out.push_str(&rest[..start]);
+        let after = &rest[start + 2..];
+        let Some(end) = after.find('}') else {
+            return Err("an unterminated `${`".into());
+        };
+        let var = &after[..end];
+        match std::env::var(var) {
+            Ok(v) => out.push_str(&v),
+            Err(_) => return Err(format!("the environment variable {var} is not set")),
+        }
+        rest = &after[end + 1..];
+    }
+    out.push_str(rest);
+    Ok(out)
 }
 
 /// `[tcp.NAME]`: a TCP listener whose frames run a module.
@@ -462,6 +749,13 @@ pub struct ModuleConfig {
     /// Config variables readable by the guest.
     #[serde(default)]
     pub vars: BTreeMap<String, String>,
+    /// Secrets readable by the guest like variables; `${VAR}` expands to
+    /// environment variable VAR. Never logged or shown by the admin API.
+    #[serde(default)]
+    pub secrets: BTreeMap<String, String>,
+    /// Capabilities granted to the module.
+    #[serde(default)]
+    pub grants: GrantsConfig,
     /// A canary of this module, started with the gateway.
     pub canary: Option<ModuleCanary>,
     /// The module's WebSocket routes and limit.
@@ -511,6 +805,7 @@ impl Config {
                     )));
                 }
             }
+            module.grants.validate(name)?;
             self.settings_for(name)?;
             if let Some(canary) = &module.canary {
                 weight_basis_points(canary.weight).map_err(|message| {
@@ -541,6 +836,9 @@ impl Config {
             }
             crate::tcp::Framer::of(name, tcp)?;
         }
+        if let Some(mqtt) = &self.mqtt {
+            mqtt.validate()?;
+        }
         for (name, module) in &self.modules {
             for route in module
                 .websocket
@@ -556,6 +854,18 @@ impl Config {
         }
         crate::signing::parse_trusted_keys(&self.signing)
             .map_err(|err| ConfigError::Invalid(err.to_string()))?;
+        if self.kv.backend == KvBackend::Redis {
+            self.kv.redis_url()?;
+        }
+        if self.sqlite.timeout_ms == 0
+            || self.sqlite.max_rows == 0
+            || self.outbound_http.timeout_ms == 0
+        {
+            return Err(ConfigError::Invalid(
+                "sqlite.timeout_ms, sqlite.max_rows and outbound_http.timeout_ms must be positive"
+                    .into(),
+            ));
+        }
         if self.runtime.total_instances == 0 || self.runtime.epoch_tick_ms == 0 {
             return Err(ConfigError::Invalid(
                 "runtime.total_instances and runtime.epoch_tick_ms must be positive".into(),
@@ -633,9 +943,17 @@ impl Config {
                 "{section}.max_memory_mb: a 32-bit WebAssembly memory cannot exceed 4096 MiB"
             )));
         }
+        let mut vars = module.map(|m| m.vars.clone()).unwrap_or_default();
+        for (key, value) in module.iter().flat_map(|m| &m.secrets) {
+            let value = expand_env(value)
+                .map_err(|why| ConfigError::Invalid(format!("{section}.secrets.{key}: {why}")))?;
+            vars.insert(key.clone(), value);
+        }
+        let grants = module.map(|m| m.grants.grants()).unwrap_or_default();
         Ok(ModuleSettings {
             limits,
-            vars: module.map(|m| m.vars.clone()).unwrap_or_default(),
+            vars,
+            grants,
         })
     }
 

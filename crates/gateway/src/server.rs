@@ -22,6 +22,7 @@ use tokio::sync::watch;
 use crate::admin::{AdminListeners, AdminServer};
 use crate::config::Config;
 use crate::http::HttpTrigger;
+use crate::mqtt::MqttTrigger;
 use crate::registry::ModuleRegistry;
 use crate::tcp::TcpTrigger;
 use crate::timer::TimerTrigger;
@@ -38,6 +39,7 @@ pub struct Gateway {
     websocket: Arc<WsTrigger>,
     timers: TimerTrigger,
     tcp: TcpTrigger,
+    mqtt: Option<MqttTrigger>,
     admin: Option<AdminServer>,
     _watcher: Option<ModuleWatcher>,
 }
@@ -50,6 +52,7 @@ impl Gateway {
     /// the start.
     pub async fn start(config: Config) -> anyhow::Result<Self> {
         let runtime = Runtime::new(config.runtime_config())?;
+        crate::state::install(&runtime, &config).await?;
         let registry = Arc::new(ModuleRegistry::default());
         let listener = TcpListener::bind(config.server.listen)
             .await
@@ -82,6 +85,11 @@ impl Gateway {
             registry.clone(),
             websocket.clone(),
         ));
+        // Before timers and TCP listeners, whose modules may publish.
+        let mqtt = MqttTrigger::start(registry.clone(), &config).await?;
+        if let Some(mqtt) = &mqtt {
+            runtime.set_mqtt_host(mqtt.host());
+        }
         let timers = TimerTrigger::start(registry.clone(), &config);
         let tcp = TcpTrigger::start(registry.clone(), &config).await?;
         let (shutdown, stop) = watch::channel(false);
@@ -110,6 +118,7 @@ impl Gateway {
             websocket,
             timers,
             tcp,
+            mqtt,
             admin,
             _watcher: watcher,
         })
@@ -135,6 +144,12 @@ impl Gateway {
         self.tcp.addrs()
     }
 
+    /// The embedded MQTT broker's MQTT 3.1.1 and MQTT 5 listeners, when it
+    /// runs.
+    pub fn mqtt_addrs(&self) -> Option<(SocketAddr, SocketAddr)> {
+        self.mqtt.as_ref().and_then(MqttTrigger::broker_addrs)
+    }
+
     /// The loaded modules.
     pub fn registry(&self) -> &Arc<ModuleRegistry> {
         &self.registry
@@ -147,6 +162,11 @@ impl Gateway {
         let _ = self.shutdown.send(true);
         let timers = self.timers.stop();
         let tcp = self.tcp.stop();
+        let mqtt = async {
+            if let Some(mqtt) = self.mqtt {
+                mqtt.stop().await;
+            }
+        };
         let Ok(connections) = self.server.await else {
             return false;
         };
@@ -169,7 +189,7 @@ impl Gateway {
             // WebSocket connections left hyper when they upgraded: they are
             // closed (1001) and waited for here.
             let websocket = websocket.shutdown(drain_timeout);
-            tokio::join!(connections.shutdown(), admin, websocket, timers, tcp);
+            tokio::join!(connections.shutdown(), admin, websocket, timers, tcp, mqtt);
         };
         let drained = tokio::time::timeout(self.drain_timeout, drain)
             .await

@@ -108,6 +108,40 @@ impl Runtime {
         let _ = self.inner.services.websocket.set(host);
     }
 
+    /// Installs the MQTT client behind `mqtt_publish`. Only the first call
+    /// takes effect.
+    pub fn set_mqtt_host(&self, host: Arc<dyn crate::MqttHost>) {
+        let _ = self.inner.services.mqtt.set(host);
+    }
+
+    /// Installs the key-value store behind `kv_*`. Only the first call
+    /// takes effect; without one, `kv_*` answer `unavailable`.
+    pub fn set_kv_store(&self, store: Arc<shanhai_state::KvStore>) {
+        let _ = self.inner.services.kv.set(store);
+    }
+
+    /// Installs the SQLite databases behind `sql_exec`. Only the first call
+    /// takes effect; without them, `sql_exec` answers `unavailable`.
+    pub fn set_sql_databases(&self, databases: crate::SqlServices) {
+        let _ = self.inner.services.sql.set(databases);
+    }
+
+    /// Sets the limits of `http_fetch`, before the first module uses it
+    /// (the defaults apply otherwise). Only the first call takes effect.
+    pub fn set_outbound_http(&self, settings: crate::OutboundHttpSettings) {
+        let _ = self
+            .inner
+            .services
+            .http
+            .set(crate::host::http::OutboundHttp::new(settings));
+    }
+
+    /// Sets the sysfs GPIO folder of `gpio_*` (default `/sys/class/gpio`).
+    /// Only the first call takes effect.
+    pub fn set_gpio_root(&self, root: std::path::PathBuf) {
+        let _ = self.inner.services.gpio_root.set(root);
+    }
+
     /// The engine settings this runtime was built with.
     pub fn config(&self) -> &RuntimeConfig {
         &self.inner.config

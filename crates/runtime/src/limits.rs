@@ -61,7 +61,9 @@ impl Default for ModuleLimits {
 pub struct ModuleSettings {
     /// Resource limits.
     pub limits: ModuleLimits,
-    /// Config variables readable by the guest (`config_get`; environment
-    /// variables for command modules).
+    /// Config variables and secrets readable by the guest (`config_get`;
+    /// environment variables for command modules).
     pub vars: BTreeMap<String, String>,
+    /// What the module's host calls may touch.
+    pub grants: crate::Grants,
 }

@@ -131,6 +131,7 @@ impl LoadedModule {
                 name: Arc::from(name),
                 version: Arc::from(&sha256[..crate::engine::VERSION_BYTES * 2]),
                 vars: settings.vars,
+                grants: settings.grants,
                 services: runtime.services.clone(),
             }),
             runtime,
@@ -708,6 +709,7 @@ fn handler_name(kind: EventKind) -> &'static str {
         EventKind::Call => "byte-function",
         EventKind::WebSocket => "WebSocket",
         EventKind::Timer => "timer",
+        EventKind::Mqtt => "MQTT",
         EventKind::Tcp => "TCP",
     }
 }

@@ -50,5 +50,32 @@
 //		err = c.Close()                     // the close event
 //	}
 //
+// The state capabilities (KV, SQL, outbound HTTP, GPIO) are denied until
+// a test grants them with [SetGrants], as on the gateway; the KV stores
+// are real (with TTLs on a clock [AdvanceClock] moves), SQL statements
+// and outbound requests go to handlers the test installs ([HandleSQL],
+// [HandleFetch]), and GPIO pins exist once [SetGPIO] sets them:
+//
+//	func TestVisits(t *testing.T) {
+//		shanhaitest.Reset()
+//		shanhaitest.SetGrants(shanhaitest.Grants{KV: true})
+//		resp, err := shanhaitest.Do(httptest.NewRequest("GET", "/visits", nil))
+//		...
+//		v, ok := shanhaitest.KVValue("", "visits") // what the module stored
+//	}
+//
+// An MQTT handler gets messages from [DeliverMQTT], which returns what
+// the handler gave the gateway to publish; [shanhai.PublishMQTT] is
+// denied every topic until [GrantMQTTPublish] grants it, and
+// [MQTTPublished] lists what it published:
+//
+//	func TestTransform(t *testing.T) {
+//		shanhaitest.Reset()
+//		shanhaitest.GrantMQTTPublish("devices/+/cmd")
+//		out, err := shanhaitest.DeliverMQTT(shanhai.MQTTMessage{Topic: "sensors/1/set", Payload: reading})
+//		...
+//		sent := shanhaitest.MQTTPublished()
+//	}
+//
 // The package is empty in a wasm build.
 package shanhaitest

@@ -27,6 +27,7 @@ const (
 	KindCall      int32 = 2
 	KindWebSocket int32 = 3
 	KindTimer     int32 = 4
+	KindMQTT      int32 = 5
 	KindTCP       int32 = 6
 )
 
@@ -39,8 +40,8 @@ const (
 	StatusUnsupported int32 = 3
 )
 
-// EventError is the error Do, Call, FireTimer and the WebSocket and TCP
-// helpers return when the guest answers an event with a status other than ok.
+// EventError is the error Do, Call, FireTimer, DeliverMQTT and the
+// WebSocket and TCP helpers return when the guest answers an event with a status other than ok.
 type EventError struct {
 	// Status is the event status the guest returned.
 	Status int32
@@ -72,7 +73,9 @@ type LogLine struct {
 }
 
 // Reset clears the mock host: its log, its config variables, its output
-// and message limits, and its WebSocket connections, rooms and broadcasts.
+// and message limits, its WebSocket connections, rooms and broadcasts, and
+// its MQTT grant, publications and failures, and its state grants (all
+// denied), KV stores, clock, SQL and fetch handlers and GPIO pins.
 // Registered handlers are the guest's and stay.
 func Reset() { hostcall.Reset() }
 

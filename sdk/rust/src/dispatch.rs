@@ -5,13 +5,14 @@
 use http::header::{HeaderName, HeaderValue};
 use http::{HeaderMap, Method, Request, Response, Uri};
 use shanhai_abi::wire::{
-    Call, Header, HttpRequest, HttpResponse, TcpEvent, TcpEventType, TimerEvent, WsEvent,
-    WsEventType,
+    Call, Header, HttpRequest, HttpResponse, MqttMessage, TcpEvent, TcpEventType, TimerEvent,
+    WsEvent, WsEventType,
 };
 use shanhai_abi::{EventKind, EventStatus};
 
 use crate::handlers::{Handlers, RemoteAddr, RequestId};
 use crate::host;
+use crate::mqtt::{self, Message};
 use crate::tcp::TcpConn;
 use crate::timer::Timer;
 use crate::ws::{WsConn, WsMessage};
@@ -23,6 +24,7 @@ pub(crate) fn dispatch(handlers: &Handlers, kind: i32, envelope: &[u8]) -> Event
         Some(EventKind::Call) => call_event(handlers, envelope),
         Some(EventKind::WebSocket) => ws_event(handlers, envelope),
         Some(EventKind::Timer) => timer_event(handlers, envelope),
+        Some(EventKind::Mqtt) => mqtt_event(handlers, envelope),
         Some(EventKind::Tcp) => tcp_event(handlers, envelope),
         None => EventStatus::Unsupported,
     }
@@ -156,6 +158,27 @@ fn tcp_event(handlers: &Handlers, envelope: &[u8]) -> EventStatus {
         }
     };
     write_reply(reply, false)
+}
+
+/// Runs the MQTT handler. Its messages, if any, are the output (an
+/// MqttOutput); none writes nothing, which the gateway reads as a count of
+/// 0.
+fn mqtt_event(handlers: &Handlers, envelope: &[u8]) -> EventStatus {
+    let Some(handler) = handlers.mqtt_handler() else {
+        return EventStatus::Unsupported;
+    };
+    let message = match MqttMessage::decode(envelope) {
+        Ok(message) => message,
+        Err(error) => return fail(&format!("malformed MQTT message envelope: {error}")),
+    };
+    match handler(&Message::from_wire(&message)) {
+        Ok(messages) if messages.is_empty() => EventStatus::Ok,
+        Ok(messages) => match mqtt::encode_output(&messages) {
+            Ok(output) => write_result(&output),
+            Err(message) => fail(&message),
+        },
+        Err(message) => fail(&message),
+    }
 }
 
 /// Writes a WebSocket or TCP handler's reply, if any, as the event's

@@ -1,4 +1,5 @@
-//! [`HostError`]: a failed host function call.
+//! [`HostError`]: a failed host function call; [`Error`]: one with the
+//! host's explanation.
 
 use std::fmt;
 
@@ -29,6 +30,8 @@ pub enum HostError {
     Internal,
     /// `staged_read` was called with nothing staged.
     NothingStaged,
+    /// A compare-and-swap found another value than the expected one.
+    Conflict,
     /// A negative status this SDK does not know.
     Unknown(i32),
 }
@@ -50,6 +53,7 @@ impl HostError {
             Self::Unavailable => Some(HostStatus::Unavailable),
             Self::Internal => Some(HostStatus::Internal),
             Self::NothingStaged => Some(HostStatus::NothingStaged),
+            Self::Conflict => Some(HostStatus::Conflict),
             Self::Unknown(_) => None,
         }
     }
@@ -73,6 +77,7 @@ impl From<HostStatus> for HostError {
             HostStatus::Unavailable => Self::Unavailable,
             HostStatus::Internal => Self::Internal,
             HostStatus::NothingStaged => Self::NothingStaged,
+            HostStatus::Conflict => Self::Conflict,
         }
     }
 }
@@ -88,6 +93,91 @@ impl fmt::Display for HostError {
 
 impl std::error::Error for HostError {}
 
+/// A failed host call with the host's explanation, when it gave one: what
+/// the wrappers of the host functions that may explain their failures
+/// (those marked † in `docs/abi.md`, such as
+/// [`mqtt::publish`](crate::mqtt::publish)) return.
+///
+/// Match on [`kind`](Self::kind); the message is for people (it says, for
+/// example, which grant is missing).
+///
+/// ```
+/// use shanhai_sdk::{Error, HostError};
+///
+/// let error = Error::new("mqtt_publish", HostError::Denied, Some("no grant".into()));
+/// assert_eq!(error.kind(), HostError::Denied);
+/// assert_eq!(error.to_string(), "mqtt_publish failed: denied: no grant");
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Error {
+    function: &'static str,
+    kind: HostError,
+    message: Option<String>,
+}
+
+impl Error {
+    /// The failure of host function `function` with `kind`, and the host's
+    /// `message`.
+    pub fn new(function: &'static str, kind: HostError, message: Option<String>) -> Self {
+        Self {
+            function,
+            kind,
+            message,
+        }
+    }
+
+    /// Why it failed: the host status.
+    pub fn kind(&self) -> HostError {
+        self.kind
+    }
+
+    /// The host function that failed, e.g. `mqtt_publish`.
+    pub fn function(&self) -> &'static str {
+        self.function
+    }
+
+    /// The host's explanation, if it gave one.
+    pub fn message(&self) -> Option<&str> {
+        self.message.as_deref()
+    }
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.kind.status() {
+            Some(status) => write!(f, "{} failed: {}", self.function, status.name())?,
+            None => write!(
+                f,
+                "{} failed with unknown status {}",
+                self.function,
+                self.kind.raw()
+            )?,
+        }
+        match &self.message {
+            Some(message) => write!(f, ": {message}"),
+            None => Ok(()),
+        }
+    }
+}
+
+impl std::error::Error for Error {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        Some(&self.kind)
+    }
+}
+
+impl From<Error> for HostError {
+    fn from(error: Error) -> Self {
+        error.kind
+    }
+}
+
+impl PartialEq<HostError> for Error {
+    fn eq(&self, other: &HostError) -> bool {
+        self.kind == *other
+    }
+}
+
 /// Splits a host function's result into a non-negative count and an error.
 #[cfg(any(target_arch = "wasm32", test))]
 pub(crate) fn check(raw: i32) -> Result<usize, HostError> {
@@ -100,7 +190,7 @@ mod tests {
 
     #[test]
     fn every_abi_status_round_trips() {
-        for raw in -7..=-1 {
+        for raw in -8..=-1 {
             let error = HostError::from_raw(raw);
             assert!(!matches!(error, HostError::Unknown(_)), "{raw}");
             assert_eq!(error.raw(), raw);
@@ -117,6 +207,24 @@ mod tests {
         assert_eq!(
             error.to_string(),
             "host call failed with unknown status -42"
+        );
+    }
+
+    #[test]
+    fn errors_carry_the_host_message() {
+        let error = Error::new("mqtt_publish", HostError::Unavailable, None);
+        assert_eq!(error.to_string(), "mqtt_publish failed: unavailable");
+        assert_eq!(error, HostError::Unavailable);
+        assert_eq!(HostError::from(error.clone()), HostError::Unavailable);
+        assert_eq!((error.function(), error.message()), ("mqtt_publish", None));
+        let error = Error::new("kv_cas", HostError::from_raw(-99), Some("why".into()));
+        assert_eq!(
+            error.to_string(),
+            "kv_cas failed with unknown status -99: why"
+        );
+        assert_eq!(
+            HostError::Conflict.to_string(),
+            "host call failed: conflict"
         );
     }
 

@@ -12,6 +12,8 @@ use crate::error::check;
 use crate::input::InputBuffer;
 use crate::{HostError, dispatch, registry};
 
+pub(crate) mod state;
+
 mod raw {
     #[link(wasm_import_module = "shanhai")]
     unsafe extern "C" {
@@ -31,6 +33,14 @@ mod raw {
             ptr: *const u8,
             len: i32,
             except: u64,
+        ) -> i32;
+        pub(super) fn mqtt_publish(
+            topic_ptr: *const u8,
+            topic_len: i32,
+            payload_ptr: *const u8,
+            payload_len: i32,
+            qos: i32,
+            retain: i32,
         ) -> i32;
     }
 
@@ -118,6 +128,29 @@ pub(crate) fn ws_broadcast(
     // SAFETY: both ranges lie inside `room` and `data`, borrowed for the
     // whole call; the host copies them and keeps no reference.
     check(unsafe { raw::ws_broadcast(room.as_ptr(), room_len, kind, data.as_ptr(), len, except) })
+}
+
+pub(crate) fn mqtt_publish(
+    topic: &str,
+    payload: &[u8],
+    qos: i32,
+    retain: bool,
+) -> Result<(), HostError> {
+    let topic_len = abi_len(topic.len())?;
+    let payload_len = abi_len(payload.len())?;
+    // SAFETY: both ranges lie inside `topic` and `payload`, borrowed for the
+    // whole call; the host copies them and keeps no reference.
+    check(unsafe {
+        raw::mqtt_publish(
+            topic.as_ptr(),
+            topic_len,
+            payload.as_ptr(),
+            payload_len,
+            qos,
+            i32::from(retain),
+        )
+    })
+    .map(drop)
 }
 
 thread_local! {

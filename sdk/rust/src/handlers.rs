@@ -6,6 +6,7 @@ use std::fmt::{self, Display};
 
 use http::{Request, Response};
 
+use crate::mqtt::{IntoMqttOutput, Message, Publish};
 use crate::tcp::TcpConn;
 use crate::timer::Timer;
 use crate::ws::{WsConn, WsMessage};
@@ -243,6 +244,7 @@ type TimerHandler = Box<dyn Fn(&Timer) -> Result<(), String>>;
 type TcpOpenHandler = Box<dyn Fn(&TcpConn) -> Result<Vec<u8>, String>>;
 type TcpFrameHandler = Box<dyn Fn(&TcpConn, &[u8]) -> Result<Vec<u8>, String>>;
 type TcpCloseHandler = Box<dyn Fn(&TcpConn)>;
+type MqttHandler = Box<dyn Fn(&Message) -> Result<Vec<Publish>, String>>;
 
 /// The WebSocket part of a module's [`Handlers`] (event kind 3): what runs
 /// when a client asks to connect, for each message, and when a connection
@@ -447,7 +449,8 @@ impl fmt::Debug for TcpHandler {
 
 /// The user code of a module: at most one HTTP handler, any number of byte
 /// functions, each under a name, at most one [`WebSocketHandler`], at most
-/// one timer handler and at most one [`TcpHandler`].
+/// one timer handler, at most one [`TcpHandler`] and at most one MQTT
+/// handler.
 ///
 /// Build it in a function and hand that function to
 /// [`export!`](crate::export); the SDK calls it once per instance, before
@@ -472,6 +475,7 @@ pub struct Handlers {
     websocket: Option<WebSocketHandler>,
     timer: Option<TimerHandler>,
     tcp: Option<TcpHandler>,
+    mqtt: Option<MqttHandler>,
 }
 
 impl Handlers {
@@ -598,6 +602,51 @@ impl Handlers {
         self
     }
 
+    /// Sets the handler of MQTT messages (event kind 5): every message a
+    /// trigger of the gateway (`[mqtt.triggers.NAME]`) delivers to the
+    /// module calls it with the [`Message`]. It returns anything
+    /// [`IntoMqttOutput`]: the messages to publish, in order (one with an
+    /// empty topic goes to the trigger's `output_topic`; any other topic
+    /// needs the module's `mqtt_publish` grant), or an `Err`, which fails
+    /// the event: the gateway drops a QoS 0 message and retries a QoS 1
+    /// message, then sends it to the dead-letter topic. A message may be
+    /// delivered more than once ([`Message::attempt`]), so the handler
+    /// should be idempotent. Without a handler, MQTT events answer
+    /// [`Unsupported`](crate::EventStatus::Unsupported).
+    ///
+    /// ```
+    /// use shanhai_sdk::Handlers;
+    /// use shanhai_sdk::mqtt::{Message, Publish};
+    ///
+    /// fn handlers() -> Handlers {
+    ///     Handlers::new().mqtt(|message: &Message| {
+    ///         let id = message.topic().split('/').nth(1).unwrap_or_default();
+    ///         vec![
+    ///             Publish::to_output_topic(message.payload().to_vec()),
+    ///             Publish::new(format!("devices/{id}/ack"), "ok").with_qos(1),
+    ///         ]
+    ///     })
+    /// }
+    /// # let _ = handlers();
+    /// ```
+    ///
+    /// # Panics
+    /// If an MQTT handler is already set.
+    pub fn mqtt<F, R>(mut self, handler: F) -> Self
+    where
+        F: Fn(&Message) -> R + 'static,
+        R: IntoMqttOutput,
+    {
+        assert!(self.mqtt.is_none(), "an MQTT handler is already registered");
+        self.mqtt = Some(Box::new(move |message| handler(message).into_mqtt_output()));
+        self
+    }
+
+    /// Whether an MQTT handler is set.
+    pub fn has_mqtt(&self) -> bool {
+        self.mqtt.is_some()
+    }
+
     /// Whether a TCP handler is set.
     pub fn has_tcp(&self) -> bool {
         self.tcp.is_some()
@@ -642,6 +691,10 @@ impl Handlers {
     pub(crate) fn tcp_handler(&self) -> Option<&TcpHandler> {
         self.tcp.as_ref()
     }
+
+    pub(crate) fn mqtt_handler(&self) -> Option<&MqttHandler> {
+        self.mqtt.as_ref()
+    }
 }
 
 impl fmt::Debug for Handlers {
@@ -652,6 +705,7 @@ impl fmt::Debug for Handlers {
             .field("websocket", &self.websocket)
             .field("timer", &self.has_timer())
             .field("tcp", &self.tcp)
+            .field("mqtt", &self.has_mqtt())
             .finish()
     }
 }
@@ -722,7 +776,7 @@ mod tests {
         let handlers = Handlers::new().function("b", |_: &[u8]| Vec::new());
         assert_eq!(
             format!("{handlers:?}"),
-            r#"Handlers { http: false, functions: ["b"], websocket: None, timer: false, tcp: None }"#
+            r#"Handlers { http: false, functions: ["b"], websocket: None, timer: false, tcp: None, mqtt: false }"#
         );
         assert_eq!(handlers.function_names().collect::<Vec<_>>(), ["b"]);
         let handlers = Handlers::new().websocket(WebSocketHandler::new().on_close(|_, _, _| ()));
@@ -730,15 +784,16 @@ mod tests {
         assert_eq!(
             format!("{handlers:?}"),
             "Handlers { http: false, functions: [], websocket: Some(WebSocketHandler { \
-             on_open: false, on_message: false, on_close: true }), timer: false, tcp: None }"
+             on_open: false, on_message: false, on_close: true }), timer: false, tcp: None, \
+             mqtt: false }"
         );
         let handlers = Handlers::new().timer(|_: &Timer| ());
         assert!(handlers.has_timer());
-        assert!(format!("{handlers:?}").ends_with("timer: true, tcp: None }"));
+        assert!(format!("{handlers:?}").ends_with("timer: true, tcp: None, mqtt: false }"));
         let handlers = Handlers::new().tcp(TcpHandler::new().on_frame(|_, _| ()));
         assert!(handlers.has_tcp());
         assert!(format!("{handlers:?}").ends_with(
-            "tcp: Some(TcpHandler { on_open: false, on_frame: true, on_close: false }) }"
+            "tcp: Some(TcpHandler { on_open: false, on_frame: true, on_close: false }), mqtt: false }"
         ));
     }
 
@@ -755,6 +810,21 @@ mod tests {
             err.into_tcp_reply(),
             Err("host call failed: denied".to_owned())
         );
+    }
+
+    #[test]
+    fn mqtt_handlers_register_once() {
+        let handlers = Handlers::new().mqtt(|_: &Message| ());
+        assert!(handlers.has_mqtt());
+        assert!(format!("{handlers:?}").ends_with("mqtt: true }"));
+    }
+
+    #[test]
+    #[should_panic(expected = "an MQTT handler is already registered")]
+    fn a_second_mqtt_handler_panics() {
+        let _ = Handlers::new()
+            .mqtt(|_: &Message| ())
+            .mqtt(|_: &Message| ());
     }
 
     #[test]

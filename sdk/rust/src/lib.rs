@@ -1,7 +1,7 @@
 //! Write [Shanhai](https://github.com/shanhai-edge/shanhai) edge functions
 //! in Rust: register an HTTP handler, named byte functions, WebSocket
-//! handlers, a timer handler and TCP handlers, build a `wasm32-wasip1`
-//! cdylib, and the gateway runs it.
+//! handlers, a timer handler, TCP handlers and an MQTT handler, build a
+//! `wasm32-wasip1` cdylib, and the gateway runs it.
 //!
 //! A complete module (`src/lib.rs` of a crate with
 //! `crate-type = ["cdylib"]`):
@@ -72,10 +72,23 @@
 //!   or the end of a connection. The handler sees the connection as a
 //!   [`TcpConn`]; a non-empty reply ([`IntoTcpReply`]) is written back as
 //!   one frame, and an `Err` makes the gateway close the connection.
+//! - An MQTT message that a trigger (`[mqtt.triggers.NAME]`) delivers
+//!   goes to the handler set with [`Handlers::mqtt`], which gets the
+//!   [`mqtt::Message`] and returns the messages to publish
+//!   ([`mqtt::Publish`], [`mqtt::IntoMqttOutput`]); an `Err` fails the
+//!   event (the gateway retries a QoS 1 message). During any event the
+//!   module may publish with [`mqtt::publish`], within its grant.
 //! - An event kind the module has no handler for answers
 //!   [`EventStatus::Unsupported`].
+//! - The host's stores and devices are capabilities, usable during any
+//!   event once granted in the module's `[modules.NAME.grants]` (see
+//!   [State and devices](#state-and-devices)): KV stores ([`kv::Store`]),
+//!   SQLite databases ([`sql::Database`]), outbound HTTP ([`fetch()`]) and
+//!   GPIO pins ([`gpio`]).
 //! - Host functions return [`HostError`] instead of trapping: see
-//!   [`config`], the [`log`] module and the WebSocket functions.
+//!   [`config`], the [`log`] module and the WebSocket functions. Those
+//!   that may explain a failure return an [`Error`], which carries the
+//!   host's message (for example, which grant is missing).
 //!
 //! Rust's `wasm32-wasip1` cdylibs export no `_initialize` (the host treats
 //! it as optional); besides the exports above, a module built with this
@@ -84,6 +97,63 @@
 //! only from `shanhai` and `wasi_snapshot_preview1`. If the host refuses a
 //! module for importing `env.__shanhai_sdk_register_v1`, the module forgot
 //! [`export!`].
+//!
+//! # State and devices
+//!
+//! Each capability needs a grant; without one a call fails with
+//! [`HostError::Denied`] (never a trap), and the [`Error`]'s message says
+//! which grant is missing:
+//!
+//! ```toml
+//! [modules.shop.grants]
+//! kv = true                          # kv::Store::own()
+//! kv_stores = ["sessions"]           # kv::Store::shared("sessions")
+//! sqlite = true                      # sql::Database::own()
+//! sqlite_databases = ["catalog"]     # sql::Database::shared("catalog")
+//! http = ["api.example.com", "127.0.0.1:8081", "*.internal.example"]
+//! gpio_in = [17]                     # gpio::read(17)
+//! gpio_out = [18]                    # gpio::write(18, ..) and gpio::read(18)
+//! ```
+//!
+//! - **KV** ([`kv`]): [`get`](kv::Store::get) (`None` when absent),
+//!   [`set`](kv::Store::set) with an optional TTL,
+//!   [`delete`](kv::Store::delete), [`list`](kv::Store::list) and
+//!   [`keys`](kv::Store::keys) by prefix,
+//!   [`compare_and_swap`](kv::Store::compare_and_swap) and
+//!   [`increment`](kv::Store::increment), both atomic on the host. The
+//!   module's own store is its own namespace; a shared store is shared by
+//!   every module granted it.
+//! - **SQL** ([`sql`]): [`execute`](sql::Database::execute) and
+//!   [`query`](sql::Database::query) run one statement with
+//!   [`sql::Value`] parameters bound to `?1`, `?2`, ...; bad SQL is
+//!   [`HostError::InvalidArgument`] with SQLite's message.
+//! - **Outbound HTTP** ([`fetch()`]): an [`http::Request`] with an
+//!   absolute URI to a granted host (`host`, `host:port` or `*.domain`),
+//!   answered with an [`http::Response`].
+//! - **GPIO** ([`gpio`]): [`read`](gpio::read) the pins of `gpio_in` (and
+//!   `gpio_out`), [`write`](gpio::write) those of `gpio_out`.
+//!
+//! ```
+//! use std::time::Duration;
+//! use shanhai_sdk::http::{Request, Response};
+//! use shanhai_sdk::{Error, kv::Store, sql::Database};
+//!
+//! fn visit(_request: Request<Vec<u8>>) -> Result<Response<String>, Error> {
+//!     let n = Store::own().increment("visits", 1)?;
+//!     Store::shared("sessions").set("last", n.to_string(), Some(Duration::from_secs(60)))?;
+//!     Database::own().execute("INSERT INTO visits (n) VALUES (?1)", &[n.into()])?;
+//!     Ok(Response::new(format!("visit {n}\n")))
+//! }
+//! #
+//! # let mut host = shanhai_sdk::mock::MockHost::new(shanhai_sdk::Handlers::new().http(visit))
+//! #     .with_kv_grant("")
+//! #     .with_kv_grant("sessions")
+//! #     .with_sqlite_grant("")
+//! #     .with_sql_handler(|_, _, _| Ok(shanhai_sdk::mock::SqlReply::changed(1, 1)));
+//! # let response = host.http(Request::get("/").body("").unwrap()).unwrap();
+//! # assert_eq!(response.body(), b"visit 1\n");
+//! # assert_eq!(host.kv_value("sessions", "last"), Some(&b"1"[..]));
+//! ```
 //!
 //! # Panics and state
 //!
@@ -105,6 +175,7 @@
 mod config;
 mod dispatch;
 mod error;
+mod fetch;
 mod handlers;
 mod host;
 #[cfg(any(target_arch = "wasm32", test))]
@@ -118,15 +189,20 @@ mod ws;
 #[cfg(target_arch = "wasm32")]
 mod ffi;
 
+pub mod gpio;
+pub mod kv;
 pub mod log;
 #[cfg(not(target_arch = "wasm32"))]
 pub mod mock;
+pub mod mqtt;
+pub mod sql;
 
 pub use http;
 pub use shanhai_abi::{EventKind, EventStatus, HostStatus, LogLevel};
 
 pub use crate::config::config;
-pub use crate::error::HostError;
+pub use crate::error::{Error, HostError};
+pub use crate::fetch::fetch;
 pub use crate::handlers::{
     Handlers, IntoCallOutput, IntoHttpResponse, IntoTcpReply, IntoTimerResult, IntoWsReply,
     RemoteAddr, RequestId, TcpHandler, WebSocketHandler,

@@ -3,7 +3,8 @@
 //! [`MockHost`] plays the gateway's part: it encodes events into the same
 //! envelopes, runs them through the same dispatch code as the wasm exports,
 //! and serves the host functions (`log`, `output_write`, `config_get`,
-//! `staged_read` and the `ws_*` functions) from its own state. So
+//! `staged_read`, the `ws_*` functions and `mqtt_publish`) from its own
+//! state. So
 //! `cargo test` exercises a module's handlers end to end without a wasm
 //! runtime.
 //!
@@ -21,6 +22,26 @@
 //! [`MockHost::tcp_close`] delivers the close event (a failed event
 //! delivers it too, as the gateway closes the connection then), and
 //! [`MockHost::tcp_received`] lists what the client was written.
+//!
+//! For MQTT handlers, [`MockHost::mqtt`] delivers a message as a trigger
+//! does and returns the messages the handler returned for the gateway to
+//! publish. The mock also plays the gateway's MQTT client for
+//! [`mqtt::publish`](crate::mqtt::publish): it checks the topic, the QoS
+//! and the module's `mqtt_publish` grant ([`MockHost::with_mqtt_grant`];
+//! none by default, which denies every topic, as the gateway does) and
+//! records what it accepted ([`MockHost::mqtt_published`]).
+//!
+//! For the state capabilities it is the gateway's stores and devices, and
+//! denies everything until a test grants it, as the gateway does
+//! ([`MockHost::with_kv_grant`], [`with_sqlite_grant`](MockHost::with_sqlite_grant),
+//! [`with_http_grant`](MockHost::with_http_grant),
+//! [`with_gpio_in_grant`](MockHost::with_gpio_in_grant),
+//! [`with_gpio_out_grant`](MockHost::with_gpio_out_grant)). Its KV stores
+//! are real, with TTLs on a virtual clock ([`MockHost::advance_clock`]);
+//! SQL statements and outbound requests go to handlers the test installs
+//! ([`MockHost::with_sql_handler`], [`MockHost::with_fetch_handler`]), as
+//! the mock runs no SQLite and reaches no network; GPIO pins exist once
+//! set ([`MockHost::with_gpio_pin`]) and record what the guest wrote.
 //!
 //! ```
 //! use shanhai_sdk::Handlers;
@@ -103,6 +124,29 @@
 //! assert!(!host.tcp_is_open(conn)); // closed after the error, and its close event delivered
 //! assert_eq!(host.tcp_received(conn), [&b"hello 192.0.2.7:4000"[..], b"PING"]);
 //! ```
+//!
+//! An MQTT bridge:
+//!
+//! ```
+//! use shanhai_sdk::mock::MockHost;
+//! use shanhai_sdk::mqtt::{self, Message, Publish};
+//! use shanhai_sdk::{Handlers, HostError};
+//!
+//! let bridge = |message: &Message| -> Result<Publish, shanhai_sdk::Error> {
+//!     mqtt::publish("audit/raw", message.payload(), 1, false)?;
+//!     Ok(Publish::to_output_topic(message.payload().to_ascii_uppercase()))
+//! };
+//! let mut host = MockHost::new(Handlers::new().mqtt(bridge));
+//! let refused = host.mqtt(&Message::new("in/1").with_payload("hi")).unwrap_err();
+//! assert_eq!(
+//!     refused.message,
+//!     "mqtt_publish failed: denied: no mqtt_publish grant matches topic `audit/raw`"
+//! );
+//! let mut host = MockHost::new(Handlers::new().mqtt(bridge)).with_mqtt_grant("audit/#");
+//! let out = host.mqtt(&Message::new("in/1").with_payload("hi")).unwrap();
+//! assert_eq!(out, [Publish::to_output_topic("HI")]);
+//! assert_eq!(host.mqtt_published(), [Publish::new("audit/raw", "hi").with_qos(1)]);
+//! ```
 
 use std::cell::RefCell;
 use std::collections::{BTreeMap, BTreeSet};
@@ -112,12 +156,18 @@ use http::header::{HeaderName, HeaderValue};
 use http::request::Parts;
 use http::{Request, Response, StatusCode};
 use shanhai_abi::wire::{
-    Call, Header, HttpRequest, HttpResponse, TcpEvent, TcpEventType, WsEvent, WsEventType,
+    Call, Header, HttpRequest, HttpResponse, MqttOutput, TcpEvent, TcpEventType, WsEvent,
+    WsEventType,
 };
 use shanhai_abi::{EventKind, EventStatus, LogLevel};
 
 use crate::dispatch::dispatch;
+use crate::mqtt::{Message, Publish};
 use crate::{Handlers, HostError, RemoteAddr, RequestId, Timer};
+
+pub(crate) mod state;
+
+pub use state::{HostFailure, SqlReply};
 
 /// The remote address [`MockHost::http`] reports when the request carries
 /// no [`RemoteAddr`] extension.
@@ -268,6 +318,17 @@ struct TcpClient {
     received: Vec<Vec<u8>>,
 }
 
+/// The gateway's MQTT client, as `mqtt_publish` sees it for one module.
+#[derive(Debug, Default)]
+struct MqttClient {
+    /// The module's `mqtt_publish` grant: topic filters.
+    grants: Vec<String>,
+    /// What a publication that passes the checks fails with, if anything.
+    failure: Option<(HostError, String)>,
+    max_payload_bytes: Option<usize>,
+    published: Vec<Publish>,
+}
+
 /// What the host functions see during an event.
 #[derive(Debug, Default)]
 struct HostState {
@@ -277,6 +338,8 @@ struct HostState {
     output: Vec<u8>,
     logs: Vec<LogRecord>,
     ws: WsHub,
+    mqtt: MqttClient,
+    stores: state::StateHost,
 }
 
 thread_local! {
@@ -396,6 +459,61 @@ impl MockHost {
         self.event(EventKind::Timer as i32, &timer.encode())
             .into_result()
             .map(drop)
+    }
+
+    /// Delivers `message` to the guest's MQTT handler, as a trigger of the
+    /// gateway does with a message that matches its filter, and returns
+    /// the messages the handler returned for the gateway to publish (a
+    /// message with an empty topic goes to the trigger's `output_topic`);
+    /// else the [`Failure`] ([`Error`](EventStatus::Error) with the
+    /// handler's message, or [`Unsupported`](EventStatus::Unsupported)
+    /// without an MQTT handler). A message without a request id gets
+    /// `mock-N`. Build the message with [`Message::new`] and its `with_`
+    /// methods.
+    ///
+    /// # Panics
+    /// If the guest's output is not a well-formed MqttOutput (an SDK bug).
+    pub fn mqtt(&mut self, message: &Message) -> Result<Vec<Publish>, Failure> {
+        let envelope = message.encode(&format!("mock-{}", self.events + 1));
+        let output = self
+            .event(EventKind::Mqtt as i32, &envelope)
+            .into_result()?;
+        let output = MqttOutput::decode(&output)
+            .unwrap_or_else(|e| panic!("the guest wrote a malformed MqttOutput: {e}"));
+        Ok(output.messages.iter().map(Publish::from_wire).collect())
+    }
+
+    /// Adds `filter` (a topic filter with the wildcards `+` and `#`) to
+    /// the module's `mqtt_publish` grant, as `[modules.NAME.grants]
+    /// mqtt_publish = [...]` does on a real gateway. Without one,
+    /// [`mqtt::publish`](crate::mqtt::publish) is denied every topic.
+    pub fn with_mqtt_grant(mut self, filter: impl Into<String>) -> Self {
+        self.state.mqtt.grants.push(filter.into());
+        self
+    }
+
+    /// Limits the payloads [`mqtt::publish`](crate::mqtt::publish) accepts
+    /// to `limit` bytes, like the gateway's `mqtt.max_payload_bytes`; a
+    /// larger one fails with [`HostError::TooLarge`].
+    pub fn with_max_mqtt_payload_bytes(mut self, limit: usize) -> Self {
+        self.state.mqtt.max_payload_bytes = Some(limit);
+        self
+    }
+
+    /// Makes every [`mqtt::publish`](crate::mqtt::publish) that passes the
+    /// checks of topic, QoS and grant fail with `error` and the host's
+    /// explanation `message` (none when empty), the way a gateway without
+    /// an MQTT client ([`HostError::Unavailable`]) answers; `None` makes
+    /// them succeed again.
+    pub fn set_mqtt_failure(&mut self, failure: Option<(HostError, &str)>) {
+        self.state.mqtt.failure = failure.map(|(error, message)| (error, message.to_owned()));
+    }
+
+    /// Every message the guest published with
+    /// [`mqtt::publish`](crate::mqtt::publish) that the host accepted,
+    /// oldest first.
+    pub fn mqtt_published(&self) -> &[Publish] {
+        &self.state.mqtt.published
     }
 
     /// Limits the messages the guest may send (`ws_send`, `ws_broadcast`)
@@ -784,7 +902,9 @@ impl Drop for ActiveEvent<'_> {
 pub(crate) mod imports {
     use super::{Broadcast, LogRecord, STATE, check_room};
     use crate::HostError;
+    use crate::mqtt::Publish;
     use shanhai_abi::LogLevel;
+    use shanhai_abi::grant::{invalid_topic, topic_matches};
 
     pub(crate) fn log(level: LogLevel, message: &str) {
         STATE.with_borrow_mut(|state| {
@@ -897,6 +1017,58 @@ pub(crate) mod imports {
                 recipients,
             });
             Ok(recipients)
+        })
+    }
+
+    /// The runtime's checks and explanations (crates/runtime's
+    /// host/mqtt.rs), then the failure set with
+    /// [`MockHost::set_mqtt_failure`](super::MockHost::set_mqtt_failure),
+    /// then the payload limit. Like every call marked † in the ABI, it
+    /// first clears what is staged.
+    pub(crate) fn mqtt_publish(
+        topic: &str,
+        payload: &[u8],
+        qos: i32,
+        retain: bool,
+    ) -> Result<(), HostError> {
+        STATE.with_borrow_mut(|state| {
+            state.staged = None;
+            let mut fail = |error: HostError, message: &str| {
+                if !message.is_empty() {
+                    state.staged = Some(message.as_bytes().to_vec());
+                }
+                Err(error)
+            };
+            if let Some(why) = invalid_topic(topic) {
+                return fail(HostError::InvalidArgument, why);
+            }
+            let Ok(qos @ (0 | 1)) = u8::try_from(qos) else {
+                return fail(HostError::InvalidArgument, "qos must be 0 or 1");
+            };
+            let mqtt = &state.mqtt;
+            if !mqtt
+                .grants
+                .iter()
+                .any(|filter| topic_matches(filter, topic))
+            {
+                let detail = format!("no mqtt_publish grant matches topic `{topic}`");
+                return fail(HostError::Denied, &detail);
+            }
+            if let Some((error, message)) = mqtt.failure.clone() {
+                return fail(error, &message);
+            }
+            if mqtt
+                .max_payload_bytes
+                .is_some_and(|max| payload.len() > max)
+            {
+                return Err(HostError::TooLarge);
+            }
+            state.mqtt.published.push(
+                Publish::new(topic, payload)
+                    .with_qos(qos)
+                    .with_retain(retain),
+            );
+            Ok(())
         })
     }
 }

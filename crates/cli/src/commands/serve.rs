@@ -59,6 +59,10 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
     for (name, addr) in gateway.tcp_addrs() {
         println!("tcp {name} listening on {addr}");
     }
+    if let Some((v4, v5)) = gateway.mqtt_addrs() {
+        println!("mqtt listening on {v4}");
+        println!("mqtt v5 listening on {v5}");
+    }
     println!("listening on http://{}", gateway.addr());
     let mut signals = Signals::new()?;
     let signal = signals.next().await;

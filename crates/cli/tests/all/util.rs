@@ -137,6 +137,9 @@ pub struct Gateway {
     pub admin: Option<SocketAddr>,
     /// The TCP listeners, by name.
     pub tcp: std::collections::BTreeMap<String, SocketAddr>,
+    /// The embedded MQTT broker's MQTT 3.1.1 and MQTT 5 listeners, when it
+    /// runs.
+    pub mqtt: Option<(SocketAddr, SocketAddr)>,
     /// The admin JSON-RPC socket, when this helper chose it (the test's
     /// config had no `[admin]` section).
     pub admin_socket: Option<PathBuf>,
@@ -201,6 +204,8 @@ impl Gateway {
         // `admin listening on ...` (when enabled), then `listening on ...`.
         let mut admin = None;
         let mut tcp = std::collections::BTreeMap::new();
+        let mut mqtt_v4 = None;
+        let mut mqtt = None;
         let addr = loop {
             let mut line = String::new();
             stdout.read_line(&mut line).unwrap();
@@ -216,6 +221,14 @@ impl Gateway {
                 tcp.insert(name.to_owned(), addr.parse().unwrap());
                 continue;
             }
+            if let Some(addr) = line.trim().strip_prefix("mqtt listening on ") {
+                mqtt_v4 = Some(addr.parse().unwrap());
+                continue;
+            }
+            if let Some(addr) = line.trim().strip_prefix("mqtt v5 listening on ") {
+                mqtt = mqtt_v4.map(|v4| (v4, addr.parse().unwrap()));
+                continue;
+            }
             let Some(addr) = line.trim().strip_prefix("listening on http://") else {
                 let _ = child.kill();
                 panic!(
@@ -229,6 +242,7 @@ impl Gateway {
             addr,
             admin,
             tcp,
+            mqtt,
             admin_socket: admin_socket.filter(|_| admin.is_some()),
             child,
             stderr,

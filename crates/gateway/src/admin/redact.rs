@@ -22,9 +22,11 @@ pub(crate) fn config_json(config: &Config) -> Value {
     if let Some(modules) = json["modules"].as_object_mut() {
         for section in modules.values_mut() {
             drop_nulls(section);
-            if let Some(vars) = section["vars"].as_object_mut() {
-                for value in vars.values_mut() {
-                    *value = json!(REDACTED);
+            for key in ["vars", "secrets"] {
+                if let Some(values) = section[key].as_object_mut() {
+                    for value in values.values_mut() {
+                        *value = json!(REDACTED);
+                    }
                 }
             }
         }
@@ -45,13 +47,13 @@ mod tests {
     #[test]
     fn secrets_never_appear() {
         let config = Config::parse(
-            "[admin]\ntoken = \"tok-123\"\n[modules.a]\ndeadline_ms = 7\n[modules.a.vars]\napi_key = \"key-456\"\n",
+            "[admin]\ntoken = \"tok-123\"\n[modules.a]\ndeadline_ms = 7\n[modules.a.vars]\napi_key = \"key-456\"\n[modules.a.secrets]\nsigning = \"sec-789\"\n",
         )
         .unwrap();
         let json = config_json(&config);
         let text = json.to_string();
         assert!(
-            !text.contains("tok-123") && !text.contains("key-456"),
+            !text.contains("tok-123") && !text.contains("key-456") && !text.contains("sec-789"),
             "{text}"
         );
         assert_eq!(json["modules"]["a"]["vars"]["api_key"], REDACTED);

@@ -8,8 +8,13 @@
 //! staged in [`EventState::staged`] and copied by `staged_read`.
 
 pub(crate) mod config;
+pub(crate) mod gpio;
+pub(crate) mod http;
+pub(crate) mod kv;
 pub(crate) mod log;
+pub(crate) mod mqtt;
 pub(crate) mod output;
+pub(crate) mod sql;
 pub(crate) mod ws;
 
 use std::collections::BTreeMap;
@@ -26,6 +31,7 @@ pub(crate) struct ModuleContext {
     pub(crate) name: Arc<str>,
     pub(crate) version: Arc<str>,
     pub(crate) vars: BTreeMap<String, String>,
+    pub(crate) grants: crate::Grants,
     pub(crate) services: Arc<HostServices>,
 }
 
@@ -34,12 +40,25 @@ pub(crate) struct ModuleContext {
 #[derive(Default)]
 pub(crate) struct HostServices {
     pub(crate) websocket: OnceLock<Arc<dyn ws::WebSocketHost>>,
+    pub(crate) mqtt: OnceLock<Arc<dyn mqtt::MqttHost>>,
+    pub(crate) kv: OnceLock<Arc<shanhai_state::KvStore>>,
+    pub(crate) sql: OnceLock<sql::SqlServices>,
+    pub(crate) http: OnceLock<http::OutboundHttp>,
+    pub(crate) gpio_root: OnceLock<std::path::PathBuf>,
+    /// When each (module, capability) was last logged as denied, so that a
+    /// guest calling in a loop cannot flood the log.
+    pub(crate) denied_logged:
+        std::sync::Mutex<std::collections::HashMap<(Arc<str>, &'static str), Instant>>,
 }
 
 impl std::fmt::Debug for HostServices {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("HostServices")
             .field("websocket", &self.websocket.get().is_some())
+            .field("mqtt", &self.mqtt.get().is_some())
+            .field("kv", &self.kv.get().map(|kv| kv.backend_name()))
+            .field("sql", &self.sql.get().is_some())
+            .field("gpio_root", &self.gpio_root.get())
             .finish()
     }
 }
@@ -173,6 +192,11 @@ pub(crate) fn add_to_linker(linker: &mut Linker<HostState>) -> wasmtime::Result<
     output::add_to_linker(linker)?;
     config::add_to_linker(linker)?;
     ws::add_to_linker(linker)?;
+    mqtt::add_to_linker(linker)?;
+    kv::add_to_linker(linker)?;
+    sql::add_to_linker(linker)?;
+    http::add_to_linker(linker)?;
+    gpio::add_to_linker(linker)?;
     Ok(())
 }
 
@@ -192,6 +216,57 @@ pub(crate) fn guest_bytes<'a>(
         .get_mut(start..end)
         .ok_or(HostStatus::InvalidArgument)?;
     Ok((bytes, state))
+}
+
+/// A call the module has no grant for: logs it (at most once a minute per
+/// module and capability), stages `detail` for the SDK's error message and
+/// returns `denied`.
+pub(crate) fn denied(state: &mut HostState, capability: &'static str, detail: String) -> i32 {
+    let module = &state.module;
+    let now = Instant::now();
+    let log = {
+        let mut logged = module
+            .services
+            .denied_logged
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let key = (module.name.clone(), capability);
+        match logged.get(&key) {
+            Some(last) if now.duration_since(*last) < std::time::Duration::from_secs(60) => false,
+            _ => {
+                logged.insert(key, now);
+                true
+            }
+        }
+    };
+    if log {
+        tracing::warn!(
+            module = &*module.name,
+            request_id = &*state.event.request_id,
+            capability,
+            "capability denied: {detail}"
+        );
+    }
+    fail(state, HostStatus::Denied, detail)
+}
+
+/// A failed call of a † host function: stages `message` for the SDK's error
+/// and returns `status`.
+pub(crate) fn fail(state: &mut HostState, status: HostStatus, message: impl Into<String>) -> i32 {
+    state.event.staged = Some(message.into().into_bytes());
+    status as i32
+}
+
+/// Reads a UTF-8 string argument.
+pub(crate) fn guest_str(
+    caller: &mut Caller<'_, HostState>,
+    ptr: i32,
+    len: i32,
+) -> Result<String, HostStatus> {
+    let (bytes, _) = guest_bytes(caller, ptr, len)?;
+    std::str::from_utf8(bytes)
+        .map(str::to_owned)
+        .map_err(|_| HostStatus::InvalidArgument)
 }
 
 /// Stages a value for `staged_read` and returns its length as the ABI's

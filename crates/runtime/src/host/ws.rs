@@ -12,7 +12,7 @@ use bytes::Bytes;
 use shanhai_abi::{HostStatus, IMPORT_MODULE, import};
 use wasmtime::{Caller, Linker};
 
-use super::{HostState, guest_bytes};
+use super::{HostState, guest_bytes, guest_str};
 
 /// A WebSocket message.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -64,14 +64,6 @@ fn status(result: Result<(), HostStatus>) -> i32 {
         Ok(()) => 0,
         Err(status) => status as i32,
     }
-}
-
-/// Reads a UTF-8 string argument.
-fn guest_str(caller: &mut Caller<'_, HostState>, ptr: i32, len: i32) -> Result<String, HostStatus> {
-    let (bytes, _) = guest_bytes(caller, ptr, len)?;
-    std::str::from_utf8(bytes)
-        .map(str::to_owned)
-        .map_err(|_| HostStatus::InvalidArgument)
 }
 
 /// Reads a message argument of ABI type `kind`.

@@ -17,6 +17,7 @@ const (
 	StatusUnavailable     int32 = -5
 	StatusInternal        int32 = -6
 	StatusNothingStaged   int32 = -7
+	StatusConflict        int32 = -8
 )
 
 // WebSocket message types of ws_send and ws_broadcast (docs/abi.md, "Host

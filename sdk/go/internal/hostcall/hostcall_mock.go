@@ -67,7 +67,8 @@ func DiscardOutput() {
 }
 
 // Reset restores the mock host's initial state: no logs, no config, the
-// default output limit, no WebSocket connections.
+// default output limit, no WebSocket connections, no MQTT grants or
+// publications, no state grants, KV entries, responders or GPIO pins.
 func Reset() {
 	mu.Lock()
 	defer mu.Unlock()
@@ -75,6 +76,8 @@ func Reset() {
 	config = map[string]string{}
 	maxOutput = DefaultMaxOutput
 	resetWS()
+	resetMQTT()
+	resetState()
 }
 
 // SetConfig sets (or, with ok false, removes) a config variable.

@@ -215,6 +215,8 @@ var allowedImports = map[string]map[string]bool{
 	"shanhai": {
 		"log": true, "output_write": true, "config_get": true, "staged_read": true,
 		"ws_send": true, "ws_close": true, "ws_join": true, "ws_leave": true, "ws_broadcast": true,
+		"mqtt_publish": true, "http_fetch": true, "sql_exec": true, "gpio_read": true, "gpio_write": true,
+		"kv_get": true, "kv_set": true, "kv_delete": true, "kv_list": true, "kv_cas": true, "kv_incr": true,
 	},
 	"wasi_snapshot_preview1": nil, // any WASI preview-1 function
 }

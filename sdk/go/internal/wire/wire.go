@@ -36,6 +36,8 @@ const (
 	errTooManyHeaders
 	errBadStatus
 	errBadEventType
+	errBadValueTag
+	errTrailing
 )
 
 func (e *DecodeError) Error() string {
@@ -48,6 +50,10 @@ func (e *DecodeError) Error() string {
 		return "header count " + strconv.FormatUint(uint64(e.number), 10) + " exceeds the envelope size"
 	case errBadEventType:
 		return "event type " + strconv.FormatUint(uint64(e.number), 10) + " is unknown"
+	case errBadValueTag:
+		return "SQL value tag " + strconv.FormatUint(uint64(e.number), 10) + " is unknown"
+	case errTrailing:
+		return "bytes after the end of the " + e.what
 	default:
 		return "HTTP status " + strconv.FormatUint(uint64(e.number), 10) + " is out of range"
 	}
@@ -536,6 +542,27 @@ func (d *decoder) u64(what string) (uint64, error) {
 	v := binary.LittleEndian.Uint64(d.b[d.off:])
 	d.off += 8
 	return v, nil
+}
+
+// count reads a uint32 count of elements that take at least minBytes each,
+// refused when the remaining bytes cannot hold that many.
+func (d *decoder) count(minBytes int, what string) (int, error) {
+	n, err := d.u32(what)
+	if err != nil {
+		return 0, err
+	}
+	if uint64(n) > uint64(len(d.b)-d.off)/uint64(minBytes) {
+		return 0, &DecodeError{kind: errTooManyHeaders, number: n}
+	}
+	return int(n), nil
+}
+
+// end refuses bytes after the last element of the envelope named what.
+func (d *decoder) end(what string) error {
+	if d.off != len(d.b) {
+		return &DecodeError{kind: errTrailing, what: what}
+	}
+	return nil
 }
 
 func (d *decoder) field(what string) (Span, error) {

@@ -45,6 +45,45 @@ func init() {
 			return frame, nil
 		},
 	})
+	shanhai.HandleMQTT(func(m *shanhai.MQTTMessage) ([]shanhai.MQTTPublish, error) {
+		err := shanhai.PublishMQTT("echo/"+m.Topic, m.Payload, m.QoS, false)
+		return []shanhai.MQTTPublish{{Payload: m.Payload}}, err
+	})
+	shanhai.Export("state", func(in []byte) ([]byte, error) {
+		kv := shanhai.Store("")
+		if err := kv.Set("k", in, 0); err != nil {
+			return nil, err
+		}
+		v, err := kv.Get("k")
+		if err != nil {
+			return nil, err
+		}
+		if _, _, err := kv.List("", "", 0); err != nil {
+			return nil, err
+		}
+		if _, err := kv.CompareAndSwap("k", v, nil, 0); err != nil {
+			return nil, err
+		}
+		if _, err := kv.Increment("n", 1); err != nil {
+			return nil, err
+		}
+		if err := kv.Delete("k"); err != nil {
+			return nil, err
+		}
+		if _, err := shanhai.Database("").Query("SELECT ?1", 1); err != nil {
+			return nil, err
+		}
+		resp, err := shanhai.HTTPClient.Get("http://127.0.0.1:8081/")
+		if err != nil {
+			return nil, err
+		}
+		resp.Body.Close()
+		high, err := shanhai.GPIORead(17)
+		if err != nil {
+			return nil, err
+		}
+		return v, shanhai.GPIOWrite(18, high)
+	})
 }
 
 func main() {}

@@ -1,0 +1,880 @@
+//! The MQTT trigger against real brokers: the gateway's embedded broker and
+//! a real `mosquitto` started per test on a free port, with real clients
+//! (rumqttc in the test, `mosquitto_pub` as a device would). The
+//! `mqttprobe` fixture (tests/fixtures/mqttprobe) says what it got.
+//!
+//! Every wait has a deadline; no test sleeps for an outcome.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, OnceLock};
+use std::time::{Duration, Instant};
+
+use rumqttc::v5::mqttbytes::QoS;
+use rumqttc::v5::mqttbytes::v5::{Packet, PublishProperties};
+use rumqttc::v5::{AsyncClient, Event, MqttOptions};
+use tokio::sync::mpsc;
+
+use crate::util::{Gateway, Http, fixture, modules_with};
+
+fn mqttprobe() -> &'static PathBuf {
+    static BUILT: OnceLock<PathBuf> = OnceLock::new();
+    BUILT.get_or_init(|| fixture("mqttprobe", "mqttprobe", ""))
+}
+
+fn probe_folder() -> tempfile::TempDir {
+    let modules = tempfile::tempdir().unwrap();
+    std::fs::copy(mqttprobe(), modules.path().join("probe.wasm")).unwrap();
+    modules
+}
+
+/// A port nobody listens on right now.
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A real mosquitto on 127.0.0.1, killed on drop.
+struct Mosquitto {
+    child: Child,
+    addr: SocketAddr,
+    dir: tempfile::TempDir,
+}
+
+impl Mosquitto {
+    fn start(persistent: bool) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        // The port is free when chosen; another process may take it before
+        // mosquitto binds, so a failed start is retried on another port.
+        for _ in 0..5 {
+            let port = free_port();
+            let conf = dir.path().join("mosquitto.conf");
+            std::fs::write(
+                &conf,
+                format!(
+                    "listener {port} 127.0.0.1\nallow_anonymous true\npersistence {persistent}\npersistence_location {}/\nmax_queued_messages 0\nuser root\nlog_dest file {}\nlog_type error\nlog_type warning\nlog_type notice\nlog_type information\n",
+                    dir.path().display(),
+                    dir.path().join("mosquitto.log").display()
+                ),
+            )
+            .unwrap();
+            // Debian installs it in /usr/sbin, which may not be on PATH.
+            let bin = ["/usr/sbin/mosquitto", "/usr/local/sbin/mosquitto"]
+                .into_iter()
+                .find(|p| std::path::Path::new(p).exists())
+                .unwrap_or("mosquitto");
+            let mut child = Command::new(bin)
+                .arg("-c")
+                .arg(&conf)
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .expect("starting mosquitto (apt package mosquitto)");
+            let addr = SocketAddr::from(([127, 0, 0, 1], port));
+            let deadline = Instant::now() + Duration::from_secs(5);
+            while Instant::now() < deadline {
+                if child.try_wait().unwrap().is_some() {
+                    break;
+                }
+                if std::net::TcpStream::connect(addr).is_ok() {
+                    return Self { child, addr, dir };
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        panic!(
+            "mosquitto did not start; its log:\n{}",
+            std::fs::read_to_string(dir.path().join("mosquitto.log")).unwrap_or_default()
+        );
+    }
+
+    fn url(&self) -> String {
+        format!("mqtt://{}", self.addr)
+    }
+
+    fn logs(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("mosquitto.log")).unwrap_or_default()
+    }
+}
+
+impl Drop for Mosquitto {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A message a test client received.
+#[derive(Debug, Clone)]
+struct Msg {
+    topic: String,
+    payload: Vec<u8>,
+    properties: BTreeMap<String, String>,
+}
+
+impl Msg {
+    fn text(&self) -> String {
+        String::from_utf8_lossy(&self.payload).into_owned()
+    }
+}
+
+/// A real MQTT 5 client (rumqttc) with its event loop on a task.
+struct Client {
+    client: AsyncClient,
+    received: mpsc::UnboundedReceiver<Msg>,
+    acked: Arc<AtomicUsize>,
+    subscribed: Arc<AtomicUsize>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Client {
+    async fn connect(addr: SocketAddr, id: &str) -> Self {
+        let mut options = MqttOptions::new(id, addr.ip().to_string(), addr.port());
+        options
+            .set_keep_alive(Duration::from_secs(30))
+            .set_max_packet_size(Some(2 << 20));
+        let (client, mut eventloop) = AsyncClient::new(options, 1000);
+        let (tx, received) = mpsc::unbounded_channel();
+        let acked = Arc::new(AtomicUsize::new(0));
+        let subscribed = Arc::new(AtomicUsize::new(0));
+        let (connected_tx, connected) = tokio::sync::oneshot::channel();
+        let mut connected_tx = Some(connected_tx);
+        let (a, s) = (acked.clone(), subscribed.clone());
+        let task = tokio::spawn(async move {
+            loop {
+                match eventloop.poll().await {
+                    Ok(Event::Incoming(Packet::ConnAck(_))) => {
+                        if let Some(tx) = connected_tx.take() {
+                            let _ = tx.send(());
+                        }
+                    }
+                    Ok(Event::Incoming(Packet::Publish(p))) => {
+                        let properties = p
+                            .properties
+                            .map(|p| p.user_properties.into_iter().collect())
+                            .unwrap_or_default();
+                        let _ = tx.send(Msg {
+                            topic: String::from_utf8_lossy(&p.topic).into_owned(),
+                            payload: p.payload.to_vec(),
+                            properties,
+                        });
+                    }
+                    Ok(Event::Incoming(Packet::PubAck(_))) => {
+                        a.fetch_add(1, Ordering::SeqCst);
+                    }
+                    Ok(Event::Incoming(Packet::SubAck(_))) => {
+                        s.fetch_add(1, Ordering::SeqCst);
+                    }
+                    Ok(_) => {}
+                    Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
+                }
+            }
+        });
+        tokio::time::timeout(Duration::from_secs(10), connected)
+            .await
+            .expect("the test client could not connect")
+            .unwrap();
+        Self {
+            client,
+            received,
+            acked,
+            subscribed,
+            task,
+        }
+    }
+
+    /// Subscribes and waits for the SUBACK.
+    async fn subscribe(&self, filter: &str) {
+        let before = self.subscribed.load(Ordering::SeqCst);
+        self.client
+            .subscribe(filter, QoS::AtLeastOnce)
+            .await
+            .unwrap();
+        wait_until("the SUBACK", Duration::from_secs(10), || {
+            self.subscribed.load(Ordering::SeqCst) > before
+        })
+        .await;
+    }
+
+    async fn publish(&self, topic: &str, qos: u8, payload: impl Into<Vec<u8>>) {
+        self.publish_with(topic, qos, payload, PublishProperties::default())
+            .await;
+    }
+
+    async fn publish_with(
+        &self,
+        topic: &str,
+        qos: u8,
+        payload: impl Into<Vec<u8>>,
+        properties: PublishProperties,
+    ) {
+        let qos = if qos == 0 {
+            QoS::AtMostOnce
+        } else {
+            QoS::AtLeastOnce
+        };
+        self.client
+            .publish_with_properties(topic, qos, false, payload.into(), properties)
+            .await
+            .unwrap();
+    }
+
+    /// The next message, within `within`.
+    async fn next(&mut self, within: Duration) -> Option<Msg> {
+        tokio::time::timeout(within, self.received.recv())
+            .await
+            .ok()
+            .flatten()
+    }
+
+    /// The next message, or a panic that shows `gw`'s log.
+    async fn expect(&mut self, gw: &Gateway, what: &str) -> Msg {
+        match self.next(Duration::from_secs(15)).await {
+            Some(msg) => msg,
+            None => panic!("no message: {what}; gateway log:\n{}", gw.logs()),
+        }
+    }
+}
+
+impl Drop for Client {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+async fn wait_until(what: &str, within: Duration, mut done: impl FnMut() -> bool) {
+    let deadline = Instant::now() + within;
+    while !done() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Waits until every trigger in `triggers` has logged its SUBACK, `times`
+/// times each (a restarted gateway logs again into a new log).
+async fn wait_subscribed(gw: &Gateway, triggers: &[&str]) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let logs = gw.logs();
+        let missing: Vec<&&str> = triggers
+            .iter()
+            .filter(|t| {
+                !logs.lines().any(|line| {
+                    line.contains("MQTT trigger subscribed")
+                        && line.contains(&format!("\"trigger\":\"{t}\""))
+                })
+            })
+            .collect();
+        if missing.is_empty() {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "triggers {missing:?} never subscribed; log:\n{}",
+            logs
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// The `[mqtt]` section for an external broker, or for the embedded one on
+/// free ports.
+fn mqtt_section(url: Option<&str>, client_id: &str) -> String {
+    match url {
+        Some(url) => format!("[mqtt]\nurl = \"{url}\"\nclient_id = \"{client_id}\"\n"),
+        None => format!(
+            "[mqtt]\nlisten = \"127.0.0.1:0\"\nlisten_v5 = \"127.0.0.1:0\"\nclient_id = \"{client_id}\"\n"
+        ),
+    }
+}
+
+/// `mosquitto_pub`, the way a device publishes (MQTT 3.1.1 unless told).
+fn mosquitto_pub(addr: SocketAddr, args: &[&str]) {
+    let status = Command::new("mosquitto_pub")
+        .args(["-h", "127.0.0.1", "-p", &addr.port().to_string()])
+        .args(args)
+        .status()
+        .expect("running mosquitto_pub (apt package mosquitto-clients)");
+    assert!(status.success(), "mosquitto_pub {args:?}");
+}
+
+const ROUTING: &str = r#"
+[mqtt.triggers.raw]
+filter = "sensors/+/raw/#"
+module = "probe"
+output_topic = "out/{1}/{2}"
+
+[mqtt.triggers.copy]
+filter = "copy/#"
+module = "probe"
+qos = 0
+output_topic = "copied/{topic}"
+"#;
+
+/// Wildcard routing and output topics against the broker at `url`
+/// (`None`: the embedded one); `addrs` says where MQTT 3.1.1 devices and
+/// MQTT 5 clients connect.
+async fn routing(url: Option<&str>, addrs: impl Fn(&Gateway) -> (SocketAddr, SocketAddr)) {
+    let modules = probe_folder();
+    let config = format!("{}{ROUTING}", mqtt_section(url, "routing"));
+    let gw = Gateway::start(modules.path(), Some(&config));
+    wait_subscribed(&gw, &["raw", "copy"]).await;
+    let (addr, v5) = addrs(&gw);
+    let mut sub = Client::connect(v5, "routing-sub").await;
+    sub.subscribe("out/#").await;
+    sub.subscribe("copied/#").await;
+
+    // A device on MQTT 3.1.1, QoS 1: `+` is {1}, the rest after `#` is {2}.
+    mosquitto_pub(
+        addr,
+        &["-q", "1", "-t", "sensors/t1/raw/a/b", "-m", "hello"],
+    );
+    let msg = sub.expect(&gw, "the raw trigger's output").await;
+    assert_eq!(msg.topic, "out/t1/a/b");
+    assert_eq!(msg.text(), "sensors/t1/raw/a/b|hello|q1|rfalse|a1|");
+
+    // `#` matching no level at all: {2} is empty.
+    mosquitto_pub(addr, &["-q", "1", "-t", "sensors/t2/raw", "-m", "x"]);
+    let msg = sub.expect(&gw, "the raw trigger's output").await;
+    assert_eq!(msg.topic, "out/t2/");
+
+    // An MQTT 5 client's user properties and content type reach the module;
+    // a subscription of QoS 0 delivers at QoS 0.
+    let properties = PublishProperties {
+        user_properties: vec![("unit".into(), "celsius".into())],
+        content_type: Some("text/plain".into()),
+        ..PublishProperties::default()
+    };
+    let publisher = Client::connect(v5, "routing-pub").await;
+    publisher.publish_with("copy/x/y", 1, "p", properties).await;
+    let msg = sub.expect(&gw, "the copy trigger's output").await;
+    assert_eq!(msg.topic, "copied/copy/x/y");
+    assert_eq!(
+        msg.text(),
+        "copy/x/y|p|q0|rfalse|a1|$content_type=text/plain;unit=celsius"
+    );
+
+    // Topics no filter matches reach no module.
+    publisher.publish("sensors/t1/cooked", 1, "no").await;
+    publisher.publish("copyx/y", 1, "no").await;
+    publisher.publish("copy/z", 0, "yes").await;
+    let msg = sub.expect(&gw, "the copy trigger's output").await;
+    assert_eq!(msg.topic, "copied/copy/z", "{}", msg.text());
+    assert!(
+        sub.next(Duration::from_millis(300)).await.is_none(),
+        "nothing else is published"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn wildcards_route_to_output_topics_on_the_embedded_broker() {
+    routing(None, |gw| gw.mqtt.expect("the embedded broker runs")).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn wildcards_route_to_output_topics_on_mosquitto() {
+    let broker = Mosquitto::start(false);
+    let addr = broker.addr;
+    routing(Some(&broker.url()), move |gw| {
+        assert!(gw.mqtt.is_none(), "no embedded broker with a url");
+        (addr, addr)
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_failing_qos1_message_is_retried_until_it_succeeds() {
+    let broker = Mosquitto::start(false);
+    let modules = probe_folder();
+    let config = format!(
+        "{}[mqtt.triggers.t]\nfilter = \"jobs/+\"\nmodule = \"probe\"\noutput_topic = \"done/{{1}}\"\nretry_initial_ms = 50\n",
+        mqtt_section(Some(&broker.url()), "retry")
+    );
+    let gw = Gateway::start(modules.path(), Some(&config));
+    wait_subscribed(&gw, &["t"]).await;
+    let mut sub = Client::connect(broker.addr, "retry-sub").await;
+    sub.subscribe("done/#").await;
+
+    let started = Instant::now();
+    mosquitto_pub(
+        broker.addr,
+        &["-q", "1", "-t", "jobs/1", "-m", "fail-until:3"],
+    );
+    let msg = sub.expect(&gw, "the output after two retries").await;
+    assert_eq!(msg.topic, "done/1");
+    assert_eq!(msg.text(), "jobs/1|fail-until:3|q1|rfalse|a3|");
+    // Backoff: 50 ms, then 100 ms.
+    assert!(started.elapsed() >= Duration::from_millis(150));
+    let logs = gw.logs();
+    let retries: Vec<&str> = logs
+        .lines()
+        .filter(|l| l.contains("MQTT message failed; retrying"))
+        .collect();
+    assert_eq!(retries.len(), 2, "{logs}");
+    assert!(
+        retries[0].contains("attempt 1 failed on purpose")
+            && retries[0].contains("\"request_id\":\"mqtt-t-"),
+        "{}",
+        retries[0]
+    );
+    // Counted: two retries, three module runs.
+    let metrics = Http::new().get(&gw.admin_url("/metrics")).await.text();
+    assert!(
+        metrics
+            .lines()
+            .any(|l| l.starts_with("shanhai_mqtt_retries_total{trigger=\"t\"} 2")),
+        "{metrics}"
+    );
+    assert!(
+        metrics
+            .lines()
+            .any(|l| l.starts_with("shanhai_requests_total")
+                && l.contains("trigger=\"mqtt\"")
+                && l.contains("status=\"guest_error\"")
+                && l.ends_with(" 2")),
+        "{metrics}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn after_max_attempts_a_message_goes_to_the_dead_letter_topic_and_is_acknowledged() {
+    let broker = Mosquitto::start(true);
+    let modules = probe_folder();
+    let config = format!(
+        "{}[mqtt.triggers.t]\nfilter = \"jobs/+\"\nmodule = \"probe\"\noutput_topic = \"done/{{1}}\"\nmax_attempts = 3\nretry_initial_ms = 10\n",
+        mqtt_section(Some(&broker.url()), "dead")
+    );
+    let mut gw = Gateway::start(modules.path(), Some(&config));
+    wait_subscribed(&gw, &["t"]).await;
+    let mut sub = Client::connect(broker.addr, "dead-sub").await;
+    sub.subscribe("shanhai/dead-letter/#").await;
+    sub.subscribe("done/#").await;
+
+    mosquitto_pub(
+        broker.addr,
+        &[
+            "-V",
+            "mqttv5",
+            "-q",
+            "1",
+            "-t",
+            "jobs/7",
+            "-m",
+            "fail",
+            "-D",
+            "publish",
+            "user-property",
+            "origin",
+            "device-7",
+        ],
+    );
+    let dead = sub.expect(&gw, "the dead letter").await;
+    assert_eq!(dead.topic, "shanhai/dead-letter/t");
+    assert_eq!(dead.text(), "fail", "the original payload");
+    let p = &dead.properties;
+    assert_eq!(p["error"], "asked to fail", "{p:?}");
+    assert_eq!(p["error_kind"], "guest_error");
+    assert_eq!(p["original_topic"], "jobs/7");
+    assert_eq!(p["attempts"], "3");
+    assert_eq!(p["trigger"], "t");
+    assert_eq!(p["module"], "probe");
+    assert!(p["request_id"].starts_with("mqtt-t-"), "{p:?}");
+    assert!(
+        gw.logs().contains("sending it to the dead-letter topic"),
+        "{}",
+        gw.logs()
+    );
+
+    // The message was acknowledged: after a graceful restart (the session
+    // persists) it is not delivered again, and new messages are.
+    gw.terminate();
+    assert!(gw.wait_exit(Duration::from_secs(20)).is_some());
+    let gw = Gateway::start(modules.path(), Some(&config));
+    wait_subscribed(&gw, &["t"]).await;
+    mosquitto_pub(broker.addr, &["-q", "1", "-t", "jobs/8", "-m", "ok"]);
+    let msg = sub.expect(&gw, "the output after the restart").await;
+    assert_eq!(msg.topic, "done/8", "{}", msg.text());
+    assert!(
+        sub.next(Duration::from_millis(500)).await.is_none(),
+        "no second dead letter"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_shared_subscription_splits_messages_between_two_gateways() {
+    const N: usize = 200;
+    let broker = Mosquitto::start(false);
+    let modules = probe_folder();
+    let config = |name: &str| {
+        format!(
+            "{}[mqtt.triggers.t]\nfilter = \"jobs/+\"\nmodule = \"probe\"\nshared_group = \"workers\"\noutput_topic = \"done/{name}/{{1}}\"\n",
+            mqtt_section(Some(&broker.url()), &format!("shared-{name}"))
+        )
+    };
+    let a = Gateway::start(modules.path(), Some(&config("a")));
+    let b = Gateway::start(modules.path(), Some(&config("b")));
+    wait_subscribed(&a, &["t"]).await;
+    wait_subscribed(&b, &["t"]).await;
+    let mut sub = Client::connect(broker.addr, "shared-sub").await;
+    sub.subscribe("done/#").await;
+    let publisher = Client::connect(broker.addr, "shared-pub").await;
+    for i in 0..N {
+        publisher
+            .publish(&format!("jobs/{i}"), 1, format!("{i}"))
+            .await;
+    }
+
+    let mut seen: BTreeMap<usize, Vec<String>> = BTreeMap::new();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while seen.len() < N {
+        let Some(msg) = sub.next(Duration::from_secs(1)).await else {
+            assert!(
+                Instant::now() < deadline,
+                "{} of {N} processed; logs:\n{}\n{}",
+                seen.len(),
+                a.logs(),
+                b.logs()
+            );
+            continue;
+        };
+        let mut levels = msg.topic.split('/').skip(1);
+        let gateway = levels.next().unwrap().to_owned();
+        let i: usize = levels.next().unwrap().parse().unwrap();
+        seen.entry(i).or_default().push(gateway);
+    }
+    // Nothing arrives twice.
+    while let Some(msg) = sub.next(Duration::from_millis(500)).await {
+        let i: usize = msg.topic.rsplit('/').next().unwrap().parse().unwrap();
+        seen.entry(i).or_default().push(msg.topic);
+    }
+    let twice: Vec<_> = seen.iter().filter(|(_, g)| g.len() > 1).collect();
+    assert!(twice.is_empty(), "processed more than once: {twice:?}");
+    let by_a = seen.values().filter(|g| g[0] == "a").count();
+    assert!(
+        by_a > 0 && by_a < N,
+        "both gateways take a share: a {by_a}, b {}",
+        N - by_a
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn messages_streaming_in_survive_a_killed_gateway() {
+    const N: usize = 300;
+    let broker = Mosquitto::start(true);
+    let modules = probe_folder();
+    let config = format!(
+        "{}[mqtt.triggers.t]\nfilter = \"stream/+\"\nmodule = \"probe\"\noutput_topic = \"acks/{{1}}\"\n",
+        mqtt_section(Some(&broker.url()), "crash")
+    );
+    let gw = Gateway::start(modules.path(), Some(&config));
+    wait_subscribed(&gw, &["t"]).await;
+    let mut sub = Client::connect(broker.addr, "crash-sub").await;
+    sub.subscribe("acks/#").await;
+    let publisher = Arc::new(Client::connect(broker.addr, "crash-pub").await);
+
+    // A steady stream while the gateway is killed and restarted.
+    let stream = {
+        let publisher = publisher.clone();
+        tokio::spawn(async move {
+            for i in 0..N {
+                publisher
+                    .publish(&format!("stream/{i}"), 1, "sleep:20")
+                    .await;
+                tokio::time::sleep(Duration::from_millis(2)).await;
+            }
+        })
+    };
+    let mut processed = BTreeSet::new();
+    let mut runs = 0usize;
+    let mut record = |msg: Msg, processed: &mut BTreeSet<usize>| {
+        runs += 1;
+        let i: usize = msg.topic.rsplit('/').next().unwrap().parse().unwrap();
+        processed.insert(i);
+    };
+    while processed.len() < N / 4 {
+        let msg = sub.expect(&gw, "acks before the kill").await;
+        record(msg, &mut processed);
+    }
+    let before_kill = processed.len();
+    let accepted_at_kill = publisher.acked.load(Ordering::SeqCst);
+    drop(gw); // SIGKILL: no drain, no DISCONNECT.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let gw = Gateway::start(modules.path(), Some(&config));
+    stream.await.unwrap();
+    wait_until("the broker's PUBACKs", Duration::from_secs(30), || {
+        publisher.acked.load(Ordering::SeqCst) == N
+    })
+    .await;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while processed.len() < N {
+        match sub.next(Duration::from_secs(1)).await {
+            Some(msg) => record(msg, &mut processed),
+            None => assert!(
+                Instant::now() < deadline,
+                "{} of {N} processed ({before_kill} before the kill); missing {:?}; log:\n{}\nmosquitto:\n{}",
+                processed.len(),
+                (0..N)
+                    .filter(|i| !processed.contains(i))
+                    .collect::<Vec<_>>(),
+                gw.logs(),
+                broker.logs()
+            ),
+        }
+    }
+    // Messages the broker had accepted but the gateway had not finished
+    // (in its hands, unacknowledged, or queued for it) when it died.
+    assert!(
+        before_kill < accepted_at_kill && accepted_at_kill < N,
+        "the kill happened mid-stream: {before_kill} processed, {accepted_at_kill} accepted"
+    );
+    eprintln!(
+        "crash test: {N} messages; at the kill {accepted_at_kill} accepted, {before_kill} processed; {runs} outputs ({} duplicates)",
+        runs - N
+    );
+}
+
+const PUBLISH_GRANTS: &str = r#"
+[mqtt.triggers.cmd]
+filter = "cmd"
+module = "probe"
+qos = 0
+output_topic = "cmd/out"
+
+[modules.probe.grants]
+mqtt_publish = ["allowed/#"]
+"#;
+
+#[tokio::test(flavor = "multi_thread")]
+async fn mqtt_publish_needs_a_grant_and_a_refusal_is_an_error_not_a_trap() {
+    let modules = probe_folder();
+    let config = format!("{}{PUBLISH_GRANTS}", mqtt_section(None, "grants"));
+    let gw = Gateway::start(modules.path(), Some(&config));
+    wait_subscribed(&gw, &["cmd"]).await;
+    let addr = gw.mqtt.unwrap().1;
+    let mut sub = Client::connect(addr, "grants-sub").await;
+    sub.subscribe("allowed/#").await;
+    sub.subscribe("denied/#").await;
+    sub.subscribe("cmd/out").await;
+    let publisher = Client::connect(addr, "grants-pub").await;
+
+    // Granted: the host call's message and the event's reply both arrive.
+    publisher.publish("cmd", 0, "publish:allowed/x").await;
+    let mut got = BTreeMap::new();
+    for _ in 0..2 {
+        let msg = sub.expect(&gw, "the granted publish").await;
+        got.insert(msg.topic.clone(), msg.text());
+    }
+    assert_eq!(got["allowed/x"], "from-probe");
+    assert_eq!(got["cmd/out"], "published");
+
+    // Denied: PublishMQTT returns the SDK's error; the event goes on.
+    publisher.publish("cmd", 0, "publish:denied/x").await;
+    let msg = sub.expect(&gw, "the reply after a denied publish").await;
+    assert_eq!(msg.topic, "cmd/out");
+    let text = msg.text();
+    assert!(
+        text.starts_with("publish error: shanhai: mqtt_publish: denied")
+            && text.contains("denied/x"),
+        "{text}"
+    );
+    let logs = gw.logs();
+    assert!(
+        logs.lines().any(|l| l.contains("capability denied")
+            && l.contains("mqtt_publish")
+            && l.contains("denied/x")),
+        "{logs}"
+    );
+    assert!(!logs.contains("trap"), "{logs}");
+
+    // An explicit output topic needs the grant too; a refused one fails the
+    // event, which drops a QoS 0 message with a log line.
+    publisher.publish("cmd", 0, "explicit:denied/y").await;
+    publisher.publish("cmd", 0, "explicit:allowed/y").await;
+    let msg = sub.expect(&gw, "the granted explicit output").await;
+    assert_eq!(
+        (msg.topic.as_str(), msg.text().as_str()),
+        ("allowed/y", "explicit")
+    );
+    wait_until("the refusal's log line", Duration::from_secs(10), || {
+        gw.logs().lines().any(|l| {
+            l.contains("dropping a QoS 0 message: the module failed")
+                && l.contains("no mqtt_publish grant of module probe matches topic `denied/y`")
+        })
+    })
+    .await;
+    assert!(
+        sub.next(Duration::from_millis(300)).await.is_none(),
+        "nothing reached denied/y"
+    );
+}
+
+#[test]
+fn bad_mqtt_configs_are_refused_at_start() {
+    let modules = tempfile::tempdir().unwrap();
+    for (config, expected) in [
+        (
+            "[mqtt.triggers.t]\nfilter = \"a/#/b\"\nmodule = \"m\"\n",
+            "mqtt.triggers.t.filter",
+        ),
+        (
+            "[mqtt.triggers.t]\nfilter = \"a/b+\"\nmodule = \"m\"\n",
+            "`+` must be a whole level",
+        ),
+        (
+            "[mqtt.triggers.t]\nfilter = \"a\"\nmodule = \"m\"\ntopic = \"x\"\n",
+            "unknown field `topic`",
+        ),
+        ("[mqtt]\nbroker = \"mqtt://x\"\n", "unknown field `broker`"),
+        (
+            "[mqtt.triggers.t]\nfilter = \"a/+\"\nmodule = \"m\"\noutput_topic = \"o/{2}\"\n",
+            "mqtt.triggers.t.output_topic",
+        ),
+        ("[mqtt]\nurl = \"mqtt://u:p@host\"\n", "mqtt.url"),
+    ] {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("shanhai.toml");
+        std::fs::write(&path, config).unwrap();
+        let output = Command::new(crate::util::shanhai_bin())
+            .args(["serve", "--listen", "127.0.0.1:0", "--modules"])
+            .arg(modules.path())
+            .arg("--config")
+            .arg(&path)
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(!output.status.success(), "{config} was accepted");
+        assert!(stderr.contains(expected), "{config}: {stderr}");
+    }
+}
+
+fn reading_json() -> &'static str {
+    r#"{"sensor":258,"time":1735689600,"temperature_c":21.5,"humidity_pct":45.25,"battery_mv":3300}"#
+}
+
+fn reading_binary() -> Vec<u8> {
+    vec![
+        0x01, 0x01, 0x02, 0x67, 0x74, 0x85, 0x80, 0x08, 0x66, 0x11, 0xad, 0x0c, 0xe4,
+    ]
+}
+
+const TRANSFORM: &str = r#"
+[mqtt.triggers.raw]
+filter = "sensors/+/raw"
+module = "mqtt-transform"
+qos = 1
+output_topic = "sensors/{1}/json"
+
+[mqtt.triggers.set]
+filter = "sensors/+/set"
+module = "mqtt-transform"
+qos = 1
+
+[modules.mqtt-transform.grants]
+mqtt_publish = ["devices/+/cmd"]
+"#;
+
+#[tokio::test(flavor = "multi_thread")]
+async fn mqtt_transform_converts_binary_to_json_and_back() {
+    let modules = modules_with(&["mqtt-transform"]);
+    let config = format!("{}{TRANSFORM}", mqtt_section(None, "transform"));
+    let gw = Gateway::start(modules.path(), Some(&config));
+    wait_subscribed(&gw, &["raw", "set"]).await;
+    let (v4, v5) = gw.mqtt.unwrap();
+    let mut sub = Client::connect(v5, "transform-sub").await;
+    sub.subscribe("sensors/+/json").await;
+    sub.subscribe("devices/#").await;
+
+    let device = Client::connect(v5, "transform-device").await;
+    device.publish("sensors/258/raw", 1, reading_binary()).await;
+    let msg = sub.expect(&gw, "the JSON reading").await;
+    assert_eq!(msg.topic, "sensors/258/json");
+    assert_eq!(msg.text(), reading_json());
+
+    // JSON → binary, from an MQTT 3.1.1 device.
+    mosquitto_pub(
+        v4,
+        &["-q", "1", "-t", "sensors/258/set", "-m", reading_json()],
+    );
+    let msg = sub.expect(&gw, "the binary command").await;
+    assert_eq!(msg.topic, "devices/258/cmd");
+    assert_eq!(msg.payload, reading_binary());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sensor_poll_publishes_readings_on_its_timer() {
+    let modules = modules_with(&["sensor-poll"]);
+    let config = format!(
+        "{}[timers.poll]\nmodule = \"sensor-poll\"\nevery_ms = 200\npayload = \"1,2\"\n\n[modules.sensor-poll.grants]\nmqtt_publish = [\"sensors/+/reading\"]\n",
+        mqtt_section(None, "poll")
+    );
+    let gw = Gateway::start(modules.path(), Some(&config));
+    let mut sub = Client::connect(gw.mqtt.unwrap().1, "poll-sub").await;
+    sub.subscribe("sensors/+/reading").await;
+    let mut runs: BTreeMap<u64, BTreeSet<u64>> = BTreeMap::new();
+    // Two complete runs after subscribing (the first may be partial).
+    while runs.values().filter(|s| s.len() == 2).count() < 2 {
+        let msg = sub.expect(&gw, "a reading").await;
+        let reading: serde_json::Value = serde_json::from_slice(&msg.payload).unwrap();
+        let sensor = reading["sensor"].as_u64().unwrap();
+        assert_eq!(msg.topic, format!("sensors/{sensor}/reading"));
+        for field in ["time", "temperature_c", "humidity_pct", "battery_mv"] {
+            assert!(reading[field].is_number(), "{reading}");
+        }
+        runs.entry(reading["run"].as_u64().unwrap())
+            .or_default()
+            .insert(sensor);
+    }
+    assert!(runs.values().all(|s| s.is_subset(&BTreeSet::from([1, 2]))));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn modbus_requests_are_published_to_mqtt() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    let modules = modules_with(&["modbus"]);
+    let config = format!(
+        "{}[tcp.plc]\nlisten = \"127.0.0.1:0\"\nmodule = \"modbus\"\nframing = \"modbus\"\n\n[modules.modbus]\nmax_instances = 1\n[modules.modbus.vars]\nmqtt_topic = \"plc/requests\"\n[modules.modbus.grants]\nmqtt_publish = [\"plc/requests\"]\n",
+        mqtt_section(None, "modbus")
+    );
+    let gw = Gateway::start(modules.path(), Some(&config));
+    let mut sub = Client::connect(gw.mqtt.unwrap().1, "modbus-sub").await;
+    sub.subscribe("plc/requests").await;
+    let mut plc = tokio::net::TcpStream::connect(gw.tcp["plc"]).await.unwrap();
+    // FC 16: write 7, 8 at register 10, transaction 2, unit 1.
+    let request = [0, 2, 0, 0, 0, 11, 1, 16, 0, 10, 0, 2, 4, 0, 7, 0, 8];
+    plc.write_all(&request).await.unwrap();
+    let mut reply = [0u8; 12];
+    tokio::time::timeout(Duration::from_secs(10), plc.read_exact(&mut reply))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(reply, [0, 2, 0, 0, 0, 6, 1, 16, 0, 10, 0, 2]);
+    let msg = sub.expect(&gw, "the decoded request").await;
+    assert_eq!(
+        msg.text(),
+        r#"{"transaction":2,"unit":1,"function":16,"address":10,"quantity":2,"values":[7,8]}"#
+    );
+    // A read is published without values.
+    plc.write_all(&[0, 3, 0, 0, 0, 6, 1, 3, 0, 10, 0, 2])
+        .await
+        .unwrap();
+    let mut reply = [0u8; 13];
+    tokio::time::timeout(Duration::from_secs(10), plc.read_exact(&mut reply))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(&reply[9..], &[0, 7, 0, 8]);
+    let msg = sub.expect(&gw, "the decoded read").await;
+    assert_eq!(
+        msg.text(),
+        r#"{"transaction":3,"unit":1,"function":3,"address":10,"quantity":2}"#
+    );
+}

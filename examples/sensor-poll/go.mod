@@ -1,0 +1,7 @@
+module github.com/shanhai-edge/shanhai/examples/sensor-poll
+
+go 1.24
+
+require github.com/shanhai-edge/shanhai/sdk/go v0.0.0
+
+replace github.com/shanhai-edge/shanhai/sdk/go => ../../sdk/go

@@ -1,0 +1,180 @@
+#!/usr/bin/env bash
+# State benchmarks (issue 6): KV get/set per second from a Go guest, with
+# cache hits and misses, on the embedded store and on Redis, beside
+# redis-benchmark against the same Redis in the same run; SQLite inserts and
+# queries per second from a Go guest beside native rusqlite (criterion, in
+# the same run). The figures in docs/benchmarks.md ("State") come from it.
+#
+#   scripts/bench-state.sh
+#
+# Every request goes through the gateway's HTTP trigger into the
+# `stateprobe` Go fixture (crates/cli/tests/fixtures/stateprobe), which
+# makes one host call per request; GET /probe/config?key=none (one host
+# call, no state) is the baseline of that path.
+#
+# Environment: BENCH_DURATION [5s]  BENCH_RUNS [3]  BENCH_CONNECTIONS [32]
+#              BENCH_RESULTS [target/bench-state]
+set -euo pipefail
+
+root="$(cd "$(dirname "$0")/.." && pwd)"
+duration="${BENCH_DURATION:-5s}"
+runs="${BENCH_RUNS:-3}"
+connections="${BENCH_CONNECTIONS:-32}"
+results="${BENCH_RESULTS:-$root/target/bench-state}"
+
+for tool in wrk curl go redis-server redis-benchmark python3 cargo; do
+  command -v "$tool" >/dev/null || { echo "bench-state.sh: $tool is not installed (apt-get install -y wrk redis-server)" >&2; exit 1; }
+done
+
+work="$(mktemp -d "${TMPDIR:-/tmp}/shanhai-bench-state.XXXXXX")"
+pids=()
+cleanup() {
+  for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
+  for pid in "${pids[@]}"; do wait "$pid" 2>/dev/null || true; done
+  rm -rf "$work"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+rm -rf "$results"
+mkdir -p "$results/wrk" "$work/modules"
+
+free_port() {
+  python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
+}
+
+echo "== building" >&2
+cargo build --release --quiet --manifest-path "$root/Cargo.toml" -p shanhai-cli
+shanhai="$root/target/release/shanhai"
+(cd "$root/crates/cli/tests/fixtures/stateprobe" &&
+  GOOS=wasip1 GOARCH=wasm go build -buildmode=c-shared -o "$work/modules/probe.wasm" .)
+
+redis_port="$(free_port)"
+redis-server --port "$redis_port" --bind 127.0.0.1 --save "" --appendonly no >"$work/redis.log" 2>&1 &
+pids+=($!)
+for _ in $(seq 1 500); do redis-cli -p "$redis_port" ping >/dev/null 2>&1 && break; sleep 0.01; done
+
+# start_gateway NAME KV-SECTION: a gateway on its own data folder; sets $url.
+start_gateway() {
+  local name="$1" kv="$2"
+  mkdir -p "$work/$name"
+  cat >"$work/$name/shanhai.toml" <<TOML
+[server]
+cache_dir = "$work/cache"
+watch = false
+[admin]
+enabled = false
+[state]
+data_dir = "$work/$name/data"
+$kv
+[modules.probe]
+max_instances = 4
+[modules.probe.grants]
+kv = true
+sqlite = true
+TOML
+  SHANHAI_LOG=warn "$shanhai" serve --config "$work/$name/shanhai.toml" --modules "$work/modules" \
+    --listen 127.0.0.1:0 >"$work/$name/out" 2>"$work/$name/err" &
+  pids+=($!)
+  url=
+  for _ in $(seq 1 3000); do
+    url="$(sed -n 's|^listening on ||p' "$work/$name/out")"
+    [[ -n "$url" ]] && break
+    sleep 0.01
+  done
+  [[ -n "$url" ]] || { echo "bench-state.sh: gateway $name did not start:" >&2; cat "$work/$name/err" >&2; exit 1; }
+  # A 64-byte value, as redis-benchmark -d 64 uses.
+  curl -sf -X POST --data-binary "$(printf 'v%.0s' $(seq 1 64))" "$url/probe/kv/set?key=hot" >/dev/null
+}
+
+start_gateway embedded-cached ""
+embedded_cached="$url"
+start_gateway embedded-uncached $'[kv]\ncache_bytes = 0'
+embedded_uncached="$url"
+start_gateway redis-cached $'[kv]\nbackend = "redis"\nredis_url = "redis://127.0.0.1:'"$redis_port"$'/0"'
+redis_cached="$url"
+start_gateway redis-uncached $'[kv]\nbackend = "redis"\ncache_bytes = 0\nredis_url = "redis://127.0.0.1:'"$redis_port"$'/0"'
+redis_uncached="$url"
+
+# A fresh key per request: every set is a real write.
+cat >"$work/set.lua" <<'LUA'
+local n = 0
+request = function()
+  n = n + 1
+  return wrk.format("POST", "/probe/kv/set?key=k-" .. math.random(1, 1e9) .. "-" .. n, nil, string.rep("v", 64))
+end
+LUA
+cat >"$work/insert.lua" <<'LUA'
+wrk.method = "POST"
+wrk.body = '{"sql":"INSERT INTO readings (device, value) VALUES (?1, ?2)","args":["d1",21.5]}'
+LUA
+cat >"$work/select.lua" <<'LUA'
+wrk.method = "POST"
+wrk.body = '{"sql":"SELECT device, value FROM readings WHERE id = ?1","args":[1],"query":true}'
+LUA
+curl -sf -X POST -d '{"sql":"CREATE TABLE readings (id INTEGER PRIMARY KEY, device TEXT, value REAL)"}' \
+  "$embedded_cached/probe/sql" >/dev/null
+curl -sf -X POST --data-binary @- "$embedded_cached/probe/sql" >/dev/null <<<'{"sql":"INSERT INTO readings (device, value) VALUES (?1, ?2)","args":["d0",1]}'
+
+measure() {
+  local label="$1" url="$2" lua="${3:-}" n log
+  n=$(($( (cat "$work/$label.runs" 2>/dev/null || true) | wc -l) + 1))
+  log="$results/wrk/$label.$n.txt"
+  local script=()
+  [[ -n "$lua" ]] && script=(-s "$work/$lua")
+  echo "\$ wrk -t2 -c$connections -d$duration --latency ${script[*]} $url" >"$log"
+  wrk -t2 -c"$connections" -d"$duration" --latency "${script[@]}" "$url" >>"$log" 2>&1
+  awk '
+    function ms(v) { if (v ~ /us$/) return v / 1000; if (v ~ /ms$/) return v + 0; if (v ~ /s$/) return v * 1000; return v }
+    /^Requests\/sec:/ { rps = $2 }
+    $1 == "50%" { p50 = ms($2) }
+    $1 == "99%" { p99 = ms($2) }
+    /Non-2xx or 3xx responses:/ { errors += $NF }
+    END { printf "%.0f %.3f %.3f %d\n", rps, p50, p99, errors }
+  ' "$log" >>"$work/$label.runs"
+  read -r rps p50 p99 errors < <(tail -1 "$work/$label.runs")
+  printf '  %-22s run %d: %8s req/s  p50 %7s ms  p99 %7s ms  non-2xx %s\n' "$label" "$n" "$rps" "$p50" "$p99" "$errors" >&2
+}
+
+redis_bench() {
+  local n
+  local label="redis-benchmark-$1"
+  n=$(($( (cat "$work/$label.runs" 2>/dev/null || true) | wc -l) + 1))
+  redis-benchmark -p "$redis_port" -c "$connections" -n 200000 -d 64 -t "$1" --csv >"$results/$label.$n.csv" 2>/dev/null
+  # "test","rps","avg_latency_ms","min_latency_ms","p50_latency_ms","p95_latency_ms","p99_latency_ms","max_latency_ms"
+  awk -F'"' 'NR == 2 { printf "%.0f %.3f %.3f 0\n", $4, $10, $14 }' "$results/$label.$n.csv" >>"$work/$label.runs"
+  read -r rps p50 p99 _ < <(tail -1 "$work/$label.runs")
+  printf '  %-22s run %d: %8s req/s  p50 %7s ms  p99 %7s ms\n' "redis-benchmark $1" "$n" "$rps" "$p50" "$p99" >&2
+}
+
+median() {
+  awk -v c="$2" '{ print $c }' "$work/$1.runs" | sort -g |
+    awk -v c="$2" '{ v[NR] = $1 } END { m = NR % 2 ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2; printf(c == 1 ? "%.0f\n" : "%.2f\n", m) }'
+}
+
+echo "== load: wrk -t2 -c$connections -d$duration, $runs runs each, $(nproc) cores" >&2
+for ((i = 1; i <= runs; i++)); do
+  measure baseline "$embedded_cached/probe/config?key=none"
+  measure embedded-get-hit "$embedded_cached/probe/kv/get?key=hot"
+  measure embedded-get-miss "$embedded_uncached/probe/kv/get?key=hot"
+  measure embedded-set "$embedded_cached" set.lua
+  measure redis-get-hit "$redis_cached/probe/kv/get?key=hot"
+  measure redis-get-miss "$redis_uncached/probe/kv/get?key=hot"
+  measure redis-set "$redis_cached" set.lua
+  redis_bench get
+  redis_bench set
+  measure sqlite-insert "$embedded_cached/probe/sql" insert.lua
+  measure sqlite-select "$embedded_cached/probe/sql" select.lua
+done
+
+echo "== native rusqlite (criterion, crates/state/benches/state.rs)" >&2
+(cd "$root" && cargo bench --quiet -p shanhai-state --bench state -- --noplot sqlite 2>/dev/null) | tee "$results/criterion.txt" |
+  grep -E '^(sqlite|state)|time:' >&2 || true
+
+{
+  echo "| measurement | req/s (median) | p50 ms | p99 ms | non-2xx |"
+  echo "| --- | --- | --- | --- | --- |"
+  for label in baseline embedded-get-hit embedded-get-miss embedded-set redis-get-hit redis-get-miss redis-set \
+    redis-benchmark-get redis-benchmark-set sqlite-insert sqlite-select; do
+    echo "| $label | $(median "$label" 1) | $(median "$label" 2) | $(median "$label" 3) | $(awk '{ s += $4 } END { print s + 0 }' "$work/$label.runs") |"
+  done
+} | tee "$results/results.md"
