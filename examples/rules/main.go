@@ -137,18 +137,19 @@ type Violation struct {
 	Message string `json:"message"`
 }
 
-// compiled is a Rule ready to check values: patterns compiled, fields in
-// a fixed order, so that violations always come in the same order.
-type compiled struct {
+// Compiled is a rule set, or one of its rules, ready to check values:
+// patterns compiled, fields in a fixed order, so that violations always
+// come in the same order.
+type Compiled struct {
 	Rule
 	pattern *regexp.Regexp
 	names   []string // sorted field names
-	fields  map[string]*compiled
-	items   *compiled
+	fields  map[string]*Compiled
+	items   *Compiled
 }
 
 // Compile checks a rule set and prepares it for [Validate].
-func Compile(set []byte) (*compiled, error) {
+func Compile(set []byte) (*Compiled, error) {
 	dec := json.NewDecoder(bytes.NewReader(set))
 	dec.DisallowUnknownFields()
 	dec.UseNumber() // enum values compare as numbers, not float64 approximations
@@ -168,11 +169,11 @@ func Compile(set []byte) (*compiled, error) {
 
 var types = []string{"string", "number", "integer", "boolean", "object", "array"}
 
-func compile(r *Rule, path string) (*compiled, error) {
+func compile(r *Rule, path string) (*Compiled, error) {
 	if r == nil {
 		return nil, fmt.Errorf("%s: a rule must be an object, not null", path)
 	}
-	c := &compiled{Rule: *r}
+	c := &Compiled{Rule: *r}
 	if r.Type != "" && !slices.Contains(types, r.Type) {
 		return nil, fmt.Errorf("%s: unknown type %q (the types are %s)", path, r.Type, strings.Join(types, ", "))
 	}
@@ -196,7 +197,7 @@ func compile(r *Rule, path string) (*compiled, error) {
 		if r.Type != "object" {
 			return nil, fmt.Errorf("%s: fields and strict need type object", path)
 		}
-		c.fields = make(map[string]*compiled, len(r.Fields))
+		c.fields = make(map[string]*Compiled, len(r.Fields))
 		for name, f := range r.Fields {
 			fc, err := compile(f, fieldPath(path, name))
 			if err != nil {
@@ -222,13 +223,13 @@ func compile(r *Rule, path string) (*compiled, error) {
 
 // Validate checks doc, a decoded JSON document (numbers as json.Number),
 // against the rule set c and returns every violation.
-func Validate(c *compiled, doc any) []Violation {
+func Validate(c *Compiled, doc any) []Violation {
 	var out []Violation
 	c.check(doc, "$", &out)
 	return out
 }
 
-func (c *compiled) check(v any, path string, out *[]Violation) {
+func (c *Compiled) check(v any, path string, out *[]Violation) {
 	add := func(format string, args ...any) {
 		*out = append(*out, Violation{Path: path, Message: fmt.Sprintf(format, args...)})
 	}
@@ -288,7 +289,7 @@ func (c *compiled) check(v any, path string, out *[]Violation) {
 	}
 }
 
-func (c *compiled) checkLength(n int, unit string, add func(string, ...any)) {
+func (c *Compiled) checkLength(n int, unit string, add func(string, ...any)) {
 	if c.MinLength != nil && n < *c.MinLength {
 		add("must have at least %d %s, not %d", *c.MinLength, unit, n)
 	}
@@ -399,12 +400,12 @@ func sortedKeys(m map[string]any) []string {
 // instance may have replaced a set a moment ago), so every request reads
 // the set; only compiling is saved. compiles counts the cache misses.
 var (
-	cache    = make(map[[sha256.Size]byte]*compiled)
+	cache    = make(map[[sha256.Size]byte]*Compiled)
 	compiles int
 )
 
 // ruleSet returns the compiled set stored as raw.
-func ruleSet(raw []byte) (*compiled, error) {
+func ruleSet(raw []byte) (*Compiled, error) {
 	sum := sha256.Sum256(raw)
 	if c, ok := cache[sum]; ok {
 		return c, nil

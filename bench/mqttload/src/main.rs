@@ -126,6 +126,9 @@ fn options(id: &str, broker: SocketAddr) -> MqttOptions {
     options
         .set_keep_alive(Duration::from_secs(30))
         .set_max_packet_size(Some(1 << 20));
+    let mut network = rumqttc::NetworkOptions::new();
+    network.set_tcp_nodelay(true);
+    options.set_network_options(network);
     options
 }
 
@@ -136,7 +139,9 @@ async fn mqtt(args: MqttArgs) -> anyhow::Result<serde_json::Value> {
     let window = Arc::new(Semaphore::new(args.window));
     let received = Arc::new(AtomicUsize::new(0));
     let last_receipt = Arc::new(AtomicU64::new(0));
-    let histogram = Arc::new(Mutex::new(Histogram::<u64>::new(3)?));
+    let histogram = Arc::new(Mutex::new(Histogram::<u64>::new_with_bounds(
+        1, 60_000_000, 3,
+    )?));
     let first_measured = Arc::new(AtomicU64::new(0));
     let pid = std::process::id();
 
@@ -253,7 +258,9 @@ async fn modbus(args: ModbusArgs) -> anyhow::Result<serde_json::Value> {
     let measuring = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let count = Arc::new(AtomicUsize::new(0));
-    let histogram = Arc::new(Mutex::new(Histogram::<u64>::new(3)?));
+    let histogram = Arc::new(Mutex::new(Histogram::<u64>::new_with_bounds(
+        1, 60_000_000, 3,
+    )?));
     let mut tasks = tokio::task::JoinSet::new();
     for c in 0..args.connections {
         let mut stream = tokio::net::TcpStream::connect(args.addr).await?;

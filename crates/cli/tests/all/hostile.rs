@@ -274,3 +274,64 @@ async fn fuel_limits_cpu_when_enabled() {
     let reply = http.post(&gw.url("/api/exec/spin/ok"), "[]").await;
     assert_eq!((reply.status, reply.text().as_str()), (200, "7"));
 }
+
+/// Calls the state host functions with pointers outside memory, garbage
+/// envelopes and no grants: each answers a status, never a trap.
+const STATE_ABUSE: &str = r#"(module
+  (import "shanhai" "kv_get" (func $kv_get (param i32 i32 i32 i32) (result i32)))
+  (import "shanhai" "kv_incr" (func $kv_incr (param i32 i32 i32 i32 i64 i32) (result i32)))
+  (import "shanhai" "kv_set" (func $kv_set (param i32 i32 i32 i32 i32 i32 i64) (result i32)))
+  (import "shanhai" "sql_exec" (func $sql (param i32 i32 i32 i32 i32 i32) (result i32)))
+  (import "shanhai" "http_fetch" (func $fetch (param i32 i32) (result i32)))
+  (import "shanhai" "gpio_read" (func $gpio (param i32) (result i32)))
+  (import "shanhai" "mqtt_publish" (func $pub (param i32 i32 i32 i32 i32 i32) (result i32)))
+  (memory (export "memory") 1)
+  (data (i32.const 0) "key")
+  (data (i32.const 16) "\ff\ff\ff\ff\09")
+  (data (i32.const 32) "SELECT 1")
+  (data (i32.const 48) "a/b")
+  (func (export "kv_oob") (result i32)
+    (call $kv_get (i32.const 0x7ffffff0) (i32.const 64) (i32.const 0) (i32.const 3)))
+  (func (export "kv_denied") (result i32)
+    (call $kv_get (i32.const 0) (i32.const 0) (i32.const 0) (i32.const 3)))
+  (func (export "kv_bad_ttl") (result i32)
+    (call $kv_set (i32.const 0) (i32.const 0) (i32.const 0) (i32.const 3) (i32.const 0) (i32.const 3) (i64.const -5)))
+  (func (export "incr_oob") (result i32)
+    (call $kv_incr (i32.const 0) (i32.const 0) (i32.const 0) (i32.const 3) (i64.const 1) (i32.const 0xfffffff0)))
+  (func (export "sql_garbage") (result i32)
+    (call $sql (i32.const 0) (i32.const 0) (i32.const 32) (i32.const 8) (i32.const 16) (i32.const 5)))
+  (func (export "fetch_garbage") (result i32)
+    (call $fetch (i32.const 16) (i32.const 5)))
+  (func (export "gpio_negative") (result i32)
+    (call $gpio (i32.const -1)))
+  (func (export "publish_qos9") (result i32)
+    (call $pub (i32.const 48) (i32.const 3) (i32.const 0) (i32.const 0) (i32.const 9) (i32.const 0))))"#;
+
+#[tokio::test(flavor = "multi_thread")]
+async fn state_host_functions_answer_statuses_not_traps() {
+    let modules = tempfile::tempdir().unwrap();
+    write_wat(modules.path(), "abuse", STATE_ABUSE);
+    let data = tempfile::tempdir().unwrap();
+    let config = format!(
+        "[state]\ndata_dir = {:?}\n[modules.abuse.grants]\nsqlite = true\n",
+        data.path().display().to_string()
+    );
+    let gw = Gateway::start(modules.path(), Some(&config));
+    let http = Http::new();
+    for (function, status) in [
+        ("kv_oob", -3),
+        ("kv_denied", -2),
+        ("kv_bad_ttl", -2),
+        ("incr_oob", -3),
+        ("sql_garbage", -3),
+        ("fetch_garbage", -3),
+        ("gpio_negative", -3),
+        ("publish_qos9", -3),
+    ] {
+        let reply = http
+            .post(&gw.url(&format!("/api/exec/abuse/{function}")), "[]")
+            .await;
+        assert_eq!(reply.status, 200, "{function}: {}", reply.text());
+        assert_eq!(reply.json(), serde_json::json!(status), "{function}");
+    }
+}

@@ -394,11 +394,17 @@ async fn wildcards_route_to_output_topics_on_mosquitto() {
 async fn a_failing_qos1_message_is_retried_until_it_succeeds() {
     let broker = Mosquitto::start(false);
     let modules = probe_folder();
+    // mosquitto allows anonymous clients, and takes any login too: enough
+    // to check the password never shows.
     let config = format!(
-        "{}[mqtt.triggers.t]\nfilter = \"jobs/+\"\nmodule = \"probe\"\noutput_topic = \"done/{{1}}\"\nretry_initial_ms = 50\n",
+        "{}username = \"gw\"\n[mqtt.triggers.t]\nfilter = \"jobs/+\"\nmodule = \"probe\"\noutput_topic = \"done/{{1}}\"\nretry_initial_ms = 50\n",
         mqtt_section(Some(&broker.url()), "retry")
     );
-    let gw = Gateway::start(modules.path(), Some(&config));
+    let gw = Gateway::start_env(
+        modules.path(),
+        Some(&config),
+        &[("SHANHAI_MQTT_PASSWORD", "pw-s3cret-77")],
+    );
     wait_subscribed(&gw, &["t"]).await;
     let mut sub = Client::connect(broker.addr, "retry-sub").await;
     sub.subscribe("done/#").await;
@@ -425,8 +431,18 @@ async fn a_failing_qos1_message_is_retried_until_it_succeeds() {
         "{}",
         retries[0]
     );
+    // The password is in no log line and not in /admin/config.
+    let http = Http::new();
+    let shown = http.get(&gw.admin_url("/admin/config")).await;
+    assert_eq!(shown.status, 200, "{}", shown.text());
+    assert_eq!(
+        shown.json()["mqtt"]["password_env"],
+        "SHANHAI_MQTT_PASSWORD"
+    );
+    assert!(!shown.text().contains("pw-s3cret-77"), "{}", shown.text());
+    assert!(!gw.logs().contains("pw-s3cret-77"));
     // Counted: two retries, three module runs.
-    let metrics = Http::new().get(&gw.admin_url("/metrics")).await.text();
+    let metrics = http.get(&gw.admin_url("/metrics")).await.text();
     assert!(
         metrics
             .lines()

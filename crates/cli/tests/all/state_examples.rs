@@ -551,3 +551,43 @@ async fn state_examples_without_grants_or_secrets_fail_cleanly() {
     let logs = s.gw.logs();
     assert!(logs.contains("denied"), "denials are logged:\n{logs}");
 }
+
+/// The quick start's config (`examples/shanhai.toml`, what `scripts/serve.sh`
+/// serves) loads every example and grants what each needs. Its fixed ports
+/// (1883, 5020) are moved to free ones so tests can run side by side.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_quick_start_config_serves_every_example() {
+    let root = crate::util::repo_root();
+    let text = std::fs::read_to_string(root.join("examples/shanhai.toml")).unwrap();
+    assert!(text.contains("listen = \"127.0.0.1:5020\"") && text.contains("[mqtt]\n"));
+    let text = text
+        .replace("listen = \"127.0.0.1:5020\"", "listen = \"127.0.0.1:0\"")
+        .replace("[mqtt]\n", "[mqtt]\nlisten = \"127.0.0.1:0\"\n");
+    let names = [
+        "hello", "rules", "fsm", "dp-noise", "etl", "crypto", "exif", "modbus",
+        "mqtt-transform", "sensor-poll",
+    ];
+    let served = serve(
+        &names,
+        &text,
+        &[
+            ("CRYPTO_AES_KEY", &"ab".repeat(32)),
+            ("CRYPTO_ED25519_SEED", &"cd".repeat(32)),
+        ],
+    );
+    let ready = served.get("/readyz").await;
+    assert_eq!(ready.status, 200, "{}", ready.text());
+    assert_eq!(ready.json()["failed"], json!({}), "{}", ready.text());
+    expect(
+        &served
+            .put("/rules/sets/sensor", r#"{"fields":{"temp":{"type":"number","required":true,"max":80}}}"#)
+            .await,
+        200,
+    );
+    let verdict = expect(&served.post("/rules/validate/sensor", r#"{"temp":95}"#).await, 422);
+    assert_eq!(verdict["violations"][0]["path"], "$.temp");
+    expect(&served.post("/fsm/orders/o-1", "").await, 201);
+    expect(&served.post("/fsm/orders/o-1/pay", "").await, 200);
+    expect(&served.get("/crypto/public-key").await, 200);
+    expect(&served.post("/etl/batch", r#"[{"device":"d1","ts":"2026-01-01T00:00:00Z","temperature":"21.5 C"}]"#).await, 200);
+}

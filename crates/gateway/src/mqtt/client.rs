@@ -78,6 +78,11 @@ impl ConnectionOptions {
             .set_connection_timeout(10)
             .set_max_packet_size(Some(self.max_packet_bytes))
             .set_receive_maximum(Some(receive_maximum.max(1)));
+        // Small packets (acknowledgements, outputs) go out at once instead
+        // of waiting for the peer's delayed ACK.
+        let mut network = rumqttc::NetworkOptions::new();
+        network.set_tcp_nodelay(true);
+        options.set_network_options(network);
         if persistent {
             options.set_session_expiry_interval(Some(self.session_expiry_s));
         }

@@ -166,6 +166,22 @@ fn connection_failed(connection: &str, failures: u32, err: &ConnectionError) {
     }
 }
 
+/// The client drops what a lost connection left unsent (publications among
+/// it) when the broker starts a new session instead of resuming the old
+/// one (it lost the session: a restart without persistence, an expiry):
+/// say so.
+fn pending_discarded(connection: &str, session_present: bool, unsent: usize) {
+    if !session_present && unsent > 0 {
+        metrics::counter!("shanhai_mqtt_discarded_total", "connection" => connection.to_owned())
+            .increment(unsent as u64);
+        tracing::warn!(
+            connection,
+            unsent,
+            "the broker did not resume the MQTT session: {unsent} queued packets (publications and acknowledgements) were discarded"
+        );
+    }
+}
+
 /// Sends DISCONNECT after what is already queued, and waits (briefly) for
 /// it to be written.
 async fn disconnect(client: &AsyncClient, eventloop: &mut EventLoop, connection: &str) {

@@ -41,16 +41,20 @@ impl Publisher {
         mut stop: watch::Receiver<bool>,
     ) {
         let mut failures = 0u32;
+        let mut unsent = 0;
         loop {
             tokio::select! {
                 _ = stop.changed() => break,
                 event = eventloop.poll() => match event {
                     Ok(Event::Incoming(Packet::ConnAck(ack))) => {
                         failures = 0;
+                        super::pending_discarded("publisher", ack.session_present, unsent);
+                        unsent = 0;
                         tracing::info!(session_present = ack.session_present, "MQTT publisher connected");
                     }
                     Ok(_) => {}
                     Err(err) => {
+                        unsent = eventloop.pending.len();
                         failures += 1;
                         super::connection_failed("publisher", failures, &err);
                         tokio::select! {

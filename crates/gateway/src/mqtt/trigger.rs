@@ -133,17 +133,23 @@ impl Trigger {
         let mut dispatcher = tokio::spawn(self.clone().dispatch(job_rx));
         let acker = tokio::spawn(self.clone().send_acks(ack_rx));
         let mut failures = 0u32;
+        // Requests left unsent by a dropped connection, resent only if the
+        // broker resumes the session.
+        let mut unsent = 0;
         loop {
             tokio::select! {
                 _ = stop.changed() => break,
                 event = eventloop.poll() => match event {
                     Ok(event) => {
-                        if matches!(event, Event::Incoming(Packet::ConnAck(_))) {
+                        if let Event::Incoming(Packet::ConnAck(ack)) = &event {
                             failures = 0;
+                            super::pending_discarded(self.name(), ack.session_present, unsent);
+                            unsent = 0;
                         }
                         self.on_event(event, Some(&jobs));
                     }
                     Err(err) => {
+                        unsent = eventloop.pending.len();
                         failures += 1;
                         super::connection_failed(self.name(), failures, &err);
                         tokio::select! {

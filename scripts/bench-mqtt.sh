@@ -1,0 +1,194 @@
+#!/usr/bin/env bash
+# MQTT and Modbus benchmarks: messages through the gateway's MQTT trigger and
+# the Go mqtt-transform module (binary reading → JSON), beside a plain broker
+# pass-through (publisher → the same broker → subscriber, no module) in the
+# same run; and Modbus/TCP frames through the TCP trigger and the Go modbus
+# module. Load from bench-mqttload (bench/mqttload). The figures in
+# docs/benchmarks.md ("MQTT (issue 5)") come from this script.
+#
+#   scripts/bench-mqtt.sh
+#
+# Each measurement runs BENCH_RUNS times (median reported), the pass-through
+# and the gateway alternating so that machine noise hits both:
+#   a. mosquitto: pass-through (bench/{seq} → bench/+) vs the gateway
+#      (sensors/{seq}/raw → mqtt-transform → sensors/{seq}/json), QoS 0 and 1;
+#   b. the embedded broker (rumqttd, in the gateway process): the same pair;
+#   c. Modbus/TCP: closed-loop function-3 reads over BENCH_MODBUS_CONNECTIONS.
+# MQTT runs are closed loop: at most BENCH_MQTT_WINDOW messages in flight;
+# latency is publish → receipt of the result.
+#
+# Environment (defaults in brackets):
+#   BENCH_RUNS [3]                  runs per measurement
+#   BENCH_MQTT_MESSAGES [20000]     measured messages per run (+ BENCH_MQTT_WARMUP [2000])
+#   BENCH_MQTT_WINDOW [32]          messages in flight
+#   BENCH_MODBUS_CONNECTIONS [4]    BENCH_MODBUS_SECONDS [5]
+#   BENCH_RESULTS [target/bench-mqtt]  where raw JSON and results.md are written
+set -euo pipefail
+
+root="$(cd "$(dirname "$0")/.." && pwd)"
+runs="${BENCH_RUNS:-3}"
+messages="${BENCH_MQTT_MESSAGES:-20000}"
+warmup="${BENCH_MQTT_WARMUP:-2000}"
+window="${BENCH_MQTT_WINDOW:-32}"
+modbus_connections="${BENCH_MODBUS_CONNECTIONS:-4}"
+modbus_seconds="${BENCH_MODBUS_SECONDS:-5}"
+results="${BENCH_RESULTS:-$root/target/bench-mqtt}"
+
+mosquitto_bin="$(command -v mosquitto || true)"
+[[ -z "$mosquitto_bin" && -x /usr/sbin/mosquitto ]] && mosquitto_bin=/usr/sbin/mosquitto
+[[ -n "$mosquitto_bin" ]] || { echo "bench-mqtt.sh: mosquitto is not installed (apt-get install mosquitto)" >&2; exit 1; }
+for tool in go python3 cargo; do
+  command -v "$tool" >/dev/null || { echo "bench-mqtt.sh: $tool is not installed" >&2; exit 1; }
+done
+
+work="$(mktemp -d "${TMPDIR:-/tmp}/shanhai-bench-mqtt.XXXXXX")"
+pids=()
+cleanup() {
+  local pid
+  for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
+  for pid in "${pids[@]}"; do wait "$pid" 2>/dev/null || true; done
+  rm -rf "$work"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+raw="$results/raw"
+rm -rf "$raw" "$results/results.md"
+mkdir -p "$raw"
+
+echo "== building" >&2
+cargo build --release --quiet --manifest-path "$root/Cargo.toml" -p shanhai-cli -p shanhai-bench-mqttload
+mkdir -p "$work/bin" "$work/modules"
+cp "$root/target/release/shanhai" "$root/target/release/bench-mqttload" "$work/bin/"
+shanhai="$work/bin/shanhai"
+load="$work/bin/bench-mqttload"
+for name in mqtt-transform modbus; do
+  (cd "$root/examples/$name" && GOOS=wasip1 GOARCH=wasm go build -buildmode=c-shared -o "$work/modules/$name.wasm" .)
+done
+
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+
+mq_port="$(free_port)"
+cat >"$work/mosquitto.conf" <<EOF
+listener $mq_port 127.0.0.1
+allow_anonymous true
+persistence false
+max_queued_messages 0
+set_tcp_nodelay true
+user root
+log_dest file $work/mosquitto.log
+EOF
+"$mosquitto_bin" -c "$work/mosquitto.conf" &
+pids+=($!)
+for _ in $(seq 1 500); do
+  (exec 3<>"/dev/tcp/127.0.0.1/$mq_port") 2>/dev/null && break
+  sleep 0.01
+done
+mosquitto="127.0.0.1:$mq_port"
+
+# Everything a gateway shares; the [mqtt] section differs.
+common() {
+  cat <<EOF
+[server]
+watch = false
+drain_timeout_ms = 2000
+
+[admin]
+enabled = false
+
+[mqtt.triggers.raw]
+filter = "sensors/+/raw"
+module = "mqtt-transform"
+qos = 1
+output_topic = "sensors/{1}/json"
+
+[tcp.plc]
+listen = "127.0.0.1:0"
+module = "modbus"
+framing = "modbus"
+
+[modules.modbus]
+max_instances = 1
+EOF
+}
+{ printf '[mqtt]\nurl = "mqtt://%s"\nclient_id = "bench-ext"\n\n' "$mosquitto"; common; } >"$work/external.toml"
+{ printf '[mqtt]\nlisten = "127.0.0.1:0"\nlisten_v5 = "127.0.0.1:0"\nclient_id = "bench-emb"\n\n'; common; } >"$work/embedded.toml"
+
+# start_gateway NAME CONFIG: sets $gw_pid, $plc (Modbus address), $v5 (the
+# embedded broker's MQTT 5 listener, if any). Warnings only, but the
+# trigger's info lines, to see when it has subscribed.
+start_gateway() {
+  local name="$1" config="$2"
+  SHANHAI_LOG="warn,shanhai_gateway::mqtt::trigger=info" "$shanhai" serve --config "$config" \
+    --modules "$work/modules" --listen 127.0.0.1:0 --cache-dir "$work/cache" \
+    >"$work/$name.out" 2>"$work/$name.err" &
+  gw_pid=$!
+  pids+=("$gw_pid")
+  for _ in $(seq 1 6000); do
+    grep -q '^listening on http://' "$work/$name.out" && break
+    kill -0 "$gw_pid" 2>/dev/null || { cat "$work/$name.err" >&2; exit 1; }
+    sleep 0.01
+  done
+  plc="$(sed -n 's|^tcp plc listening on ||p' "$work/$name.out")"
+  v5="$(sed -n 's|^mqtt v5 listening on ||p' "$work/$name.out")"
+  for _ in $(seq 1 2000); do
+    grep -q 'MQTT trigger subscribed' "$work/$name.err" && return
+    sleep 0.01
+  done
+  echo "bench-mqtt.sh: $name never subscribed:" >&2
+  cat "$work/$name.err" >&2
+  exit 1
+}
+
+# client OUT ARGS...: one bench-mqttload run, its JSON line written to OUT.
+client() {
+  local out="$1"
+  shift
+  echo "\$ bench-mqttload $*" >"$out.cmd"
+  "$load" "$@" >"$out" 2>"$out.err" || { echo "bench-mqttload failed:" >&2; cat "$out.err" >&2; exit 1; }
+  kill -0 "$gw_pid" 2>/dev/null || { echo "bench-mqtt.sh: the gateway exited" >&2; tail -n 20 "$work"/*.err >&2; exit 1; }
+}
+
+mqtt_pair() { # BROKER LABEL RUN
+  local broker="$1" label="$2" n="$3" qos
+  for qos in 0 1; do
+    client "$raw/$label-pass-q$qos-$n.json" mqtt --broker "$broker" --publish 'bench/{seq}' \
+      --receive 'bench/+' --qos "$qos" --messages "$messages" --warmup "$warmup" --window "$window"
+    client "$raw/$label-gw-q$qos-$n.json" mqtt --broker "$broker" --publish 'sensors/{seq}/raw' \
+      --receive 'sensors/+/json' --qos "$qos" --messages "$messages" --warmup "$warmup" --window "$window"
+  done
+}
+
+for n in $(seq 1 "$runs"); do
+  echo "== run $n of $runs: mosquitto" >&2
+  start_gateway external "$work/external.toml"
+  mqtt_pair "$mosquitto" mosquitto "$n"
+  client "$raw/modbus-$n.json" modbus --addr "$plc" --connections "$modbus_connections" --seconds "$modbus_seconds"
+  kill "$gw_pid"; wait "$gw_pid" 2>/dev/null || true
+  echo "== run $n of $runs: embedded broker" >&2
+  start_gateway embedded "$work/embedded.toml"
+  mqtt_pair "$v5" embedded "$n"
+  kill "$gw_pid"; wait "$gw_pid" 2>/dev/null || true
+done
+
+python3 - "$raw" "$runs" "$results/results.md" <<'EOF'
+import json, statistics, sys, pathlib
+raw, runs, out = pathlib.Path(sys.argv[1]), int(sys.argv[2]), sys.argv[3]
+def load(name):
+    return [json.loads((raw / f"{name}-{n}.json").read_text()) for n in range(1, runs + 1)]
+def med(rows, key):
+    return statistics.median(r[key] for r in rows)
+lines = ["| broker | path | QoS | messages/s | p50 µs | p99 µs | lost |", "| --- | --- | --- | ---: | ---: | ---: | ---: |"]
+for broker in ["mosquitto", "embedded"]:
+    for qos in [0, 1]:
+        for path, label in [("pass", "pass-through (no module)"), ("gw", "gateway + mqtt-transform")]:
+            rows = load(f"{broker}-{path}-q{qos}")
+            lines.append(f"| {broker} | {label} | {qos} | {med(rows, 'msgs_per_s'):,.0f} | {med(rows, 'p50_us'):,.0f} | {med(rows, 'p99_us'):,.0f} | {sum(r['lost'] for r in rows)} |")
+rows = load("modbus")
+lines += ["", "| Modbus/TCP (modbus module) | connections | frames/s | p50 µs | p99 µs |", "| --- | ---: | ---: | ---: | ---: |",
+          f"| function 3 reads | {rows[0]['connections']} | {med(rows, 'frames_per_s'):,.0f} | {med(rows, 'p50_us'):,.0f} | {med(rows, 'p99_us'):,.0f} |"]
+text = "\n".join(lines) + "\n"
+pathlib.Path(out).write_text(text)
+print(text)
+EOF
+echo "raw results in $raw" >&2
