@@ -564,8 +564,16 @@ async fn the_quick_start_config_serves_every_example() {
         .replace("listen = \"127.0.0.1:5020\"", "listen = \"127.0.0.1:0\"")
         .replace("[mqtt]\n", "[mqtt]\nlisten = \"127.0.0.1:0\"\n");
     let names = [
-        "hello", "rules", "fsm", "dp-noise", "etl", "crypto", "exif", "modbus",
-        "mqtt-transform", "sensor-poll",
+        "hello",
+        "rules",
+        "fsm",
+        "dp-noise",
+        "etl",
+        "crypto",
+        "exif",
+        "modbus",
+        "mqtt-transform",
+        "sensor-poll",
     ];
     let served = serve(
         &names,
@@ -580,14 +588,30 @@ async fn the_quick_start_config_serves_every_example() {
     assert_eq!(ready.json()["failed"], json!({}), "{}", ready.text());
     expect(
         &served
-            .put("/rules/sets/sensor", r#"{"fields":{"temp":{"type":"number","required":true,"max":80}}}"#)
+            .put(
+                "/rules/sets/sensor",
+                r#"{"fields":{"temp":{"type":"number","required":true,"max":80}}}"#,
+            )
             .await,
         200,
     );
-    let verdict = expect(&served.post("/rules/validate/sensor", r#"{"temp":95}"#).await, 422);
+    let verdict = expect(
+        &served
+            .post("/rules/validate/sensor", r#"{"temp":95}"#)
+            .await,
+        422,
+    );
     assert_eq!(verdict["violations"][0]["path"], "$.temp");
     expect(&served.post("/fsm/orders/o-1", "").await, 201);
     expect(&served.post("/fsm/orders/o-1/pay", "").await, 200);
     expect(&served.get("/crypto/public-key").await, 200);
-    expect(&served.post("/etl/batch", r#"[{"device":"d1","ts":"2026-01-01T00:00:00Z","temperature":"21.5 C"}]"#).await, 200);
+    expect(
+        &served
+            .post(
+                "/etl/batch",
+                r#"[{"device":"d1","ts":"2026-01-01T00:00:00Z","temperature":"21.5 C"}]"#,
+            )
+            .await,
+        200,
+    );
 }
