@@ -7,6 +7,11 @@
 //!   `greeting`, default `Hello`.
 //! - `/hello-rs/echo` (any method) answers a JSON object with the request's
 //!   method, path, `user-agent` header, body length and request id.
+//! - `GET /hello-rs/visits/NAME` adds one to the counter `visits:NAME` in
+//!   the module's own KV namespace and answers the new count. It needs
+//!   `kv = true` in `[modules.hello-rs.grants]` (and a `[state]` data
+//!   dir); without the grant it answers 403, on any other KV failure 500,
+//!   with the SDK error as the body.
 //! - Byte functions `upper` and `reverse` upper-case and reverse UTF-8
 //!   text (`POST /api/exec/hello-rs/upper`).
 //!
@@ -17,6 +22,7 @@ use std::fmt::Write as _;
 use std::str::Utf8Error;
 
 use shanhai_sdk::http::{Method, Request, Response, StatusCode, header};
+use shanhai_sdk::kv::Store;
 use shanhai_sdk::{Handlers, HostError, RequestId};
 
 /// Where the gateway mounts this module.
@@ -43,6 +49,10 @@ fn handle(request: Request<Vec<u8>>) -> Result<Response<String>, HostError> {
             Ok(response)
         }
         Some("/echo") => Ok(echo(&request)),
+        Some(rest) if request.method() == Method::GET => match rest.strip_prefix("/visits/") {
+            Some(name) if !name.is_empty() && !name.contains('/') => Ok(visit(name)),
+            _ => Ok(text(StatusCode::NOT_FOUND, "not found")),
+        },
         _ => Ok(text(StatusCode::NOT_FOUND, "not found")),
     }
 }
@@ -59,6 +69,23 @@ fn greet(request: &Request<Vec<u8>>) -> Result<Response<String>, HostError> {
         StatusCode::OK,
         &format!("{greeting}, {name} from Rust"),
     ))
+}
+
+/// Counts a visit of `name` (percent-encoded) in the module's own KV
+/// namespace and answers the new count.
+fn visit(name: &str) -> Response<String> {
+    let key = format!("visits:{}", percent_decode(name));
+    match Store::own().increment(key, 1) {
+        Ok(count) => text(StatusCode::OK, &count.to_string()),
+        Err(error) => {
+            let status = if error.kind() == HostError::Denied {
+                StatusCode::FORBIDDEN
+            } else {
+                StatusCode::INTERNAL_SERVER_ERROR
+            };
+            text(status, &error.to_string())
+        }
+    }
 }
 
 fn echo(request: &Request<Vec<u8>>) -> Response<String> {
@@ -240,6 +267,32 @@ mod tests {
         );
         let response = host.http(get("/hello-rs/echo")).unwrap();
         assert!(body(&response).contains(r#""user_agent":null,"body_length":0"#));
+    }
+
+    #[test]
+    fn visits_count_per_name_in_the_own_namespace() {
+        let mut host = MockHost::new(handlers()).with_kv_grant("");
+        for expected in ["1", "2", "3"] {
+            let response = host.http(get("/hello-rs/visits/ada")).unwrap();
+            assert_eq!(response.status(), StatusCode::OK);
+            assert_eq!(body(&response), expected);
+        }
+        let response = host.http(get("/hello-rs/visits/J%C3%BCrgen")).unwrap();
+        assert_eq!(body(&response), "1");
+        assert_eq!(host.kv_value("", "visits:ada"), Some(&b"3"[..]));
+        assert_eq!(host.kv_value("", "visits:J\u{fc}rgen"), Some(&b"1"[..]));
+        for path in ["/hello-rs/visits/", "/hello-rs/visits/a/b"] {
+            let response = host.http(get(path)).unwrap();
+            assert_eq!(response.status(), StatusCode::NOT_FOUND, "{path}");
+        }
+    }
+
+    #[test]
+    fn visits_without_the_grant_are_forbidden() {
+        let mut host = MockHost::new(handlers());
+        let response = host.http(get("/hello-rs/visits/ada")).unwrap();
+        assert_eq!(response.status(), StatusCode::FORBIDDEN);
+        assert!(body(&response).contains("denied"), "{}", body(&response));
     }
 
     #[test]

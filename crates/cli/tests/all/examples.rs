@@ -157,6 +157,41 @@ async fn rust_guest_and_configured_routes() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn rust_guest_counts_visits_in_its_own_kv_namespace() {
+    let modules = modules_with(&["hello-rs"]);
+    let data = tempfile::tempdir().unwrap();
+    let state = format!(
+        "[state]\ndata_dir = {:?}\n",
+        data.path().display().to_string()
+    );
+    let config = format!("{state}[modules.hello-rs.grants]\nkv = true\n");
+    let gw = Gateway::start(modules.path(), Some(&config));
+    let http = Http::new();
+    for expected in ["1", "2", "3"] {
+        let reply = http.get(&gw.url("/hello-rs/visits/ada")).await;
+        assert_eq!((reply.status, reply.text().as_str()), (200, expected));
+        assert_eq!(
+            reply.header("content-type"),
+            Some("text/plain; charset=utf-8")
+        );
+    }
+    let reply = http.get(&gw.url("/hello-rs/visits/grace")).await;
+    assert_eq!((reply.status, reply.text().as_str()), (200, "1"));
+    drop(gw);
+
+    // Without the grant the host denies the call and the guest says so.
+    let other = tempfile::tempdir().unwrap();
+    let state = format!(
+        "[state]\ndata_dir = {:?}\n",
+        other.path().display().to_string()
+    );
+    let gw = Gateway::start(modules.path(), Some(&state));
+    let reply = http.get(&gw.url("/hello-rs/visits/ada")).await;
+    assert_eq!(reply.status, 403, "{}", reply.text());
+    assert!(reply.text().contains("denied"), "{}", reply.text());
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn command_module_runs_cgi_style() {
     let modules = modules_with(&["cgi-echo"]);
     let gw = Gateway::start(modules.path(), Some(CONFIG));

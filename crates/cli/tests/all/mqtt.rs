@@ -44,16 +44,35 @@ fn free_port() -> u16 {
 struct Mosquitto {
     child: Child,
     addr: SocketAddr,
+    /// The TLS listener, when started with certificates.
+    tls: Option<SocketAddr>,
     dir: tempfile::TempDir,
 }
 
 impl Mosquitto {
     fn start(persistent: bool) -> Self {
+        Self::start_with(persistent, None)
+    }
+
+    /// With `certs` (a folder holding `ca.pem`, `server.pem`, `server.key`),
+    /// a second listener speaks TLS.
+    fn start_with(persistent: bool, certs: Option<&std::path::Path>) -> Self {
         let dir = tempfile::tempdir().unwrap();
         // The port is free when chosen; another process may take it before
         // mosquitto binds, so a failed start is retried on another port.
         for _ in 0..5 {
             let port = free_port();
+            let tls = certs.map(|_| SocketAddr::from(([127, 0, 0, 1], free_port())));
+            let tls_conf = match (certs, tls) {
+                (Some(certs), Some(tls)) => format!(
+                    "set_tcp_nodelay true\nlistener {} 127.0.0.1\ncafile {}\ncertfile {}\nkeyfile {}\n",
+                    tls.port(),
+                    certs.join("ca.pem").display(),
+                    certs.join("server.pem").display(),
+                    certs.join("server.key").display()
+                ),
+                _ => String::new(),
+            };
             let conf = dir.path().join("mosquitto.conf");
             std::fs::write(
                 &conf,
@@ -61,7 +80,7 @@ impl Mosquitto {
                     "listener {port} 127.0.0.1\nallow_anonymous true\npersistence {persistent}\npersistence_location {}/\nmax_queued_messages 0\nuser root\nlog_dest file {}\nlog_type error\nlog_type warning\nlog_type notice\nlog_type information\n",
                     dir.path().display(),
                     dir.path().join("mosquitto.log").display()
-                ),
+                ) + &tls_conf,
             )
             .unwrap();
             // Debian installs it in /usr/sbin, which may not be on PATH.
@@ -82,8 +101,15 @@ impl Mosquitto {
                 if child.try_wait().unwrap().is_some() {
                     break;
                 }
-                if std::net::TcpStream::connect(addr).is_ok() {
-                    return Self { child, addr, dir };
+                if std::net::TcpStream::connect(addr).is_ok()
+                    && tls.is_none_or(|tls| std::net::TcpStream::connect(tls).is_ok())
+                {
+                    return Self {
+                        child,
+                        addr,
+                        tls,
+                        dir,
+                    };
                 }
                 std::thread::sleep(Duration::from_millis(20));
             }
@@ -388,6 +414,152 @@ async fn wildcards_route_to_output_topics_on_mosquitto() {
         (addr, addr)
     })
     .await;
+}
+
+/// A throwaway CA (`ca.pem`) and a certificate for 127.0.0.1 and localhost
+/// it signed (`server.pem`, `server.key`), made with the `openssl` command.
+fn test_certs(dir: &std::path::Path) {
+    let openssl = |args: &[&str]| {
+        let output = Command::new("openssl")
+            .current_dir(dir)
+            .args(args)
+            .output()
+            .expect("running openssl");
+        assert!(
+            output.status.success(),
+            "openssl {args:?}: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+    };
+    let ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1"];
+    openssl(
+        &[
+            &["req", "-x509", "-nodes", "-days", "2"],
+            &ec[..],
+            &[
+                "-keyout",
+                "ca.key",
+                "-out",
+                "ca.pem",
+                "-subj",
+                "/CN=shanhai test CA",
+            ],
+        ]
+        .concat(),
+    );
+    openssl(
+        &[
+            &["req", "-nodes"],
+            &ec[..],
+            &[
+                "-keyout",
+                "server.key",
+                "-out",
+                "server.csr",
+                "-subj",
+                "/CN=127.0.0.1",
+            ],
+        ]
+        .concat(),
+    );
+    std::fs::write(
+        dir.join("server.ext"),
+        "subjectAltName = IP:127.0.0.1, DNS:localhost\nbasicConstraints = CA:FALSE\nkeyUsage = digitalSignature\nextendedKeyUsage = serverAuth\n",
+    )
+    .unwrap();
+    openssl(&[
+        "x509",
+        "-req",
+        "-in",
+        "server.csr",
+        "-CA",
+        "ca.pem",
+        "-CAkey",
+        "ca.key",
+        "-CAcreateserial",
+        "-days",
+        "2",
+        "-extfile",
+        "server.ext",
+        "-out",
+        "server.pem",
+    ]);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_trigger_works_over_mqtts_with_a_private_ca_and_not_without_it() {
+    let certs = tempfile::tempdir().unwrap();
+    test_certs(certs.path());
+    let ca = certs.path().join("ca.pem");
+    let broker = Mosquitto::start_with(false, Some(certs.path()));
+    let tls = broker.tls.unwrap();
+    let url = format!("mqtts://{tls}");
+    let modules = probe_folder();
+    let trigger =
+        "[mqtt.triggers.t]\nfilter = \"jobs/+\"\nmodule = \"probe\"\noutput_topic = \"done/{1}\"\n";
+    // The test's subscriber watches on the plain listener of the same broker.
+    let mut sub = Client::connect(broker.addr, "tls-sub").await;
+    sub.subscribe("done/#").await;
+
+    // With ca_file: the trigger subscribes over TLS; a device publishing
+    // over TLS gets its message through the module.
+    let config = format!(
+        "{}ca_file = {:?}\n{trigger}",
+        mqtt_section(Some(&url), "tls"),
+        ca.display().to_string()
+    );
+    let gw = Gateway::start(modules.path(), Some(&config));
+    wait_subscribed(&gw, &["t"]).await;
+    let ca_arg = ca.display().to_string();
+    mosquitto_pub(
+        tls,
+        &[
+            "--cafile", &ca_arg, "-q", "1", "-t", "jobs/1", "-m", "over-tls",
+        ],
+    );
+    let msg = sub.expect(&gw, "the output over TLS").await;
+    assert_eq!(msg.topic, "done/1");
+    assert_eq!(msg.text(), "jobs/1|over-tls|q1|rfalse|a1|");
+    drop(gw);
+
+    // Without ca_file the system roots do not know the test CA: no
+    // connection (a certificate error in the log), no message processed.
+    let config = format!("{}{trigger}", mqtt_section(Some(&url), "tls-noca"));
+    let started = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        Gateway::start(modules.path(), Some(&config))
+    }));
+    let gw = match started {
+        Ok(gw) => gw,
+        Err(panic) => {
+            // No system CA certificates at all on this machine.
+            let text = panic.downcast_ref::<String>().cloned().unwrap_or_default();
+            assert!(
+                text.contains("no system CA certificates were found: set mqtt.ca_file"),
+                "{text}"
+            );
+            return;
+        }
+    };
+    wait_until("a TLS certificate error", Duration::from_secs(15), || {
+        gw.logs().lines().any(|l| {
+            l.contains("MQTT connection failed; reconnecting")
+                && l.contains("invalid peer certificate: UnknownIssuer")
+                && l.contains("\"connection\":\"t\"")
+        })
+    })
+    .await;
+    mosquitto_pub(
+        tls,
+        &[
+            "--cafile", &ca_arg, "-q", "1", "-t", "jobs/2", "-m", "unseen",
+        ],
+    );
+    assert!(
+        sub.next(Duration::from_millis(500)).await.is_none(),
+        "nothing processed without the CA"
+    );
+    let logs = gw.logs();
+    assert!(!logs.contains("MQTT trigger subscribed"), "{logs}");
 }
 
 #[tokio::test(flavor = "multi_thread")]
