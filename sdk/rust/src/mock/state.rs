@@ -9,6 +9,7 @@ use std::fmt;
 use std::time::Duration;
 
 use http::{Request, Response};
+use shanhai_abi::grant::Grants;
 
 use super::MockHost;
 use crate::HostError;
@@ -66,17 +67,6 @@ const MAX_KEY_BYTES: usize = 512;
 const DEFAULT_MAX_VALUE_BYTES: usize = 1 << 20;
 const DEFAULT_LIST_LIMIT: usize = 100;
 const MAX_LIST_LIMIT: usize = 1000;
-
-#[derive(Debug, Default)]
-struct Grants {
-    kv: bool,
-    kv_stores: Vec<String>,
-    sqlite: bool,
-    sqlite_databases: Vec<String>,
-    http: Vec<String>,
-    gpio_in: Vec<u32>,
-    gpio_out: Vec<u32>,
-}
 
 #[derive(Debug)]
 struct Entry {
@@ -140,13 +130,6 @@ impl StateHost {
             value: value.to_vec(),
             expires: (ttl > 0).then(|| self.now + Duration::from_millis(ttl)),
         }
-    }
-
-    fn allows_http(&self, host: &str, port: u16) -> bool {
-        self.grants
-            .http
-            .iter()
-            .any(|entry| shanhai_abi::grant::http_host_matches(entry, host, port))
     }
 }
 
@@ -345,13 +328,12 @@ pub(crate) mod imports {
     /// Clears the stage and checks the grant for `store` and the key.
     fn begin_kv(state: &mut HostState, store: &str, key: Option<&[u8]>) -> Result<(), HostError> {
         state.staged = None;
-        let grants = &state.stores.grants;
-        if store.is_empty() && !grants.kv {
-            let why = "the module's own KV namespace is not granted (grants.kv = true)";
-            return Err(fail(state, HostError::Denied, why));
-        }
-        if !store.is_empty() && !grants.kv_stores.iter().any(|s| s == store) {
-            let why = format!("the KV store `{store}` is not granted (grants.kv_stores)");
+        if !state.stores.grants.allows_kv(store) {
+            let why = if store.is_empty() {
+                "the module's own KV namespace is not granted (grants.kv = true)".to_owned()
+            } else {
+                format!("the KV store `{store}` is not granted (grants.kv_stores)")
+            };
             return Err(fail(state, HostError::Denied, &why));
         }
         match key {
@@ -523,14 +505,13 @@ pub(crate) mod imports {
     pub(crate) fn sql_exec(db: &str, sql: &str, params: &[u8]) -> Result<usize, HostError> {
         let (mut handler, values) = STATE.with_borrow_mut(|state| {
             state.staged = None;
-            let grants = &state.stores.grants;
-            if db.is_empty() && !grants.sqlite {
-                let why = "the module's own SQLite database is not granted (grants.sqlite = true)";
-                return Err(fail(state, HostError::Denied, why));
-            }
-            if !db.is_empty() && !grants.sqlite_databases.iter().any(|d| d == db) {
-                let why =
-                    format!("the SQLite database `{db}` is not granted (grants.sqlite_databases)");
+            if !state.stores.grants.allows_sqlite(db) {
+                let why = if db.is_empty() {
+                    "the module's own SQLite database is not granted (grants.sqlite = true)"
+                        .to_owned()
+                } else {
+                    format!("the SQLite database `{db}` is not granted (grants.sqlite_databases)")
+                };
                 return Err(fail(state, HostError::Denied, &why));
             }
             let values: Vec<Value> = match decode_sql_params(params) {
@@ -615,7 +596,7 @@ pub(crate) mod imports {
                 } else {
                     80
                 });
-            if !state.stores.allows_http(host, port) {
+            if !state.stores.grants.allows_http(host, port) {
                 let why = format!("outbound HTTP to {host}:{port} is not granted (grants.http)");
                 return Err(fail(state, HostError::Denied, &why));
             }
@@ -670,10 +651,9 @@ pub(crate) mod imports {
     pub(crate) fn gpio_read(pin: i32) -> Result<bool, HostError> {
         STATE.with_borrow_mut(|state| {
             state.staged = None;
-            let grants = &state.stores.grants;
             let granted = u32::try_from(pin)
                 .ok()
-                .filter(|p| grants.gpio_in.contains(p) || grants.gpio_out.contains(p));
+                .filter(|&p| state.stores.grants.allows_gpio_read(p));
             let Some(pin) = granted else {
                 let why = format!("GPIO {pin} is not granted (grants.gpio_in or gpio_out)");
                 return Err(fail(state, HostError::Denied, &why));
@@ -693,7 +673,7 @@ pub(crate) mod imports {
             state.staged = None;
             let granted = u32::try_from(pin)
                 .ok()
-                .filter(|p| state.stores.grants.gpio_out.contains(p));
+                .filter(|&p| state.stores.grants.allows_gpio_write(p));
             let Some(pin) = granted else {
                 let why = format!("GPIO {pin} is not granted as an output (grants.gpio_out)");
                 return Err(fail(state, HostError::Denied, &why));
