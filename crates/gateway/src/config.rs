@@ -24,7 +24,7 @@ use std::time::Duration;
 
 use http::HeaderName;
 use serde::{Deserialize, Serialize};
-use shanhai_runtime::{ModuleLimits, ModuleSettings, RuntimeConfig};
+use shanhai_runtime::{MemoryStrategy, ModuleLimits, ModuleSettings, RuntimeConfig};
 
 use crate::canary::CanaryPolicy;
 pub use crate::mqtt::config::{MqttConfig, MqttTriggerConfig};
@@ -664,6 +664,9 @@ pub struct ServerConfig {
     pub watch: bool,
     /// On shutdown, how long requests in flight may take to finish.
     pub drain_timeout_ms: u64,
+    /// How long a request for a module that is still loading (at start)
+    /// waits for it before it is answered 503 `loading`.
+    pub loading_wait_ms: u64,
 }
 
 impl Default for ServerConfig {
@@ -674,6 +677,7 @@ impl Default for ServerConfig {
             cache_dir: PathBuf::from(".shanhai/cache"),
             watch: true,
             drain_timeout_ms: 10_000,
+            loading_wait_ms: 5_000,
         }
     }
 }
@@ -691,6 +695,14 @@ pub struct RuntimeSection {
     /// KiB of each linear memory kept resident when a pool slot is reused:
     /// faster fresh instances (command modules) for more resident memory.
     pub memory_keep_resident_kb: usize,
+    /// How linear memories are laid out: `auto` (from the address space
+    /// the process has), `guarded`, `bounded` or `on-demand`.
+    pub memory_strategy: String,
+    /// How long creating and initialising one instance may take (at load
+    /// and when a pool grows), time blocked in host calls included.
+    pub init_deadline_ms: u64,
+    /// Modules compiled at once at start; 0 means one per core.
+    pub compile_concurrency: usize,
 }
 
 impl Default for RuntimeSection {
@@ -701,6 +713,9 @@ impl Default for RuntimeSection {
             total_instances: defaults.total_instances,
             epoch_tick_ms: defaults.epoch_tick.as_millis() as u64,
             memory_keep_resident_kb: defaults.memory_keep_resident >> 10,
+            memory_strategy: defaults.memory_strategy.as_str().to_owned(),
+            init_deadline_ms: defaults.init_deadline.as_millis() as u64,
+            compile_concurrency: 0,
         }
     }
 }
@@ -866,12 +881,37 @@ impl Config {
                     .into(),
             ));
         }
-        if self.runtime.total_instances == 0 || self.runtime.epoch_tick_ms == 0 {
+        if self.runtime.total_instances == 0
+            || self.runtime.epoch_tick_ms == 0
+            || self.runtime.init_deadline_ms == 0
+        {
             return Err(ConfigError::Invalid(
-                "runtime.total_instances and runtime.epoch_tick_ms must be positive".into(),
+                "runtime.total_instances, runtime.epoch_tick_ms and runtime.init_deadline_ms must be positive".into(),
             ));
         }
+        self.memory_strategy()?;
         Ok(())
+    }
+
+    fn memory_strategy(&self) -> Result<MemoryStrategy, ConfigError> {
+        MemoryStrategy::parse(&self.runtime.memory_strategy).ok_or_else(|| {
+            ConfigError::Invalid(format!(
+                "runtime.memory_strategy: `{}` is not one of {}",
+                self.runtime.memory_strategy,
+                MemoryStrategy::NAMES.join(", ")
+            ))
+        })
+    }
+
+    /// The largest memory cap of any module: `[defaults]` and every
+    /// `[modules.NAME]`.
+    fn largest_memory_cap(&self) -> usize {
+        std::iter::once("")
+            .chain(self.modules.keys().map(String::as_str))
+            .filter_map(|name| self.settings_for(name).ok())
+            .map(|settings| settings.limits.max_memory_bytes)
+            .max()
+            .unwrap_or(ModuleLimits::default().max_memory_bytes)
     }
 
     /// The runtime settings.
@@ -883,6 +923,13 @@ impl Config {
             total_instances: self.runtime.total_instances,
             epoch_tick: Duration::from_millis(self.runtime.epoch_tick_ms),
             memory_keep_resident: self.runtime.memory_keep_resident_kb << 10,
+            memory_strategy: self.memory_strategy().unwrap_or_default(),
+            largest_memory_cap: self.largest_memory_cap(),
+            init_deadline: Duration::from_millis(self.runtime.init_deadline_ms),
+            compile_concurrency: match self.runtime.compile_concurrency {
+                0 => RuntimeConfig::default().compile_concurrency,
+                n => n,
+            },
         }
     }
 

@@ -4,7 +4,7 @@
 //! module builds its replacement off to the side and swaps it in, so a
 //! request always sees one complete, consistent version.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::Path;
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
@@ -75,11 +75,37 @@ struct Snapshot {
     modules: Modules,
     /// Canaries, by the name of the module they are a canary of.
     canaries: Canaries,
+    /// Modules the gateway started with that have not finished loading
+    /// (or failing) yet: their routes exist, and requests wait for them.
+    pending: Arc<BTreeSet<Arc<str>>>,
     /// Shared between snapshots that differ only in canaries.
     routes: Arc<RouteTable>,
 }
 
+/// What a lookup found: a module serving, one still loading, or nothing.
+pub enum Lookup<T> {
+    /// Serving.
+    Found(T),
+    /// Configured or found in the modules folder, and still loading: the
+    /// name of the module.
+    Loading(Arc<str>),
+    /// Nothing of that name or route.
+    Missing,
+}
+
 impl Snapshot {
+    /// `select`, telling a module still loading from one that does not
+    /// exist.
+    fn lookup(&self, name: &str, key: Option<&[u8]>) -> Lookup<Selected> {
+        match self.select(name, key) {
+            Some(selected) => Lookup::Found(selected),
+            None => match self.pending.get(name) {
+                Some(name) => Lookup::Loading(name.clone()),
+                None => Lookup::Missing,
+            },
+        }
+    }
+
     fn select(&self, name: &str, key: Option<&[u8]>) -> Option<Selected> {
         let stable = self.modules.get(name)?;
         let Some(canary) = self.canaries.get(name) else {
@@ -129,8 +155,9 @@ impl Selected {
 pub struct Loading {
     /// The module.
     pub name: String,
-    /// `verifying`, then `compiling` (compiling, or loading compiled code
-    /// from the cache, and initialising an instance).
+    /// `queued` (at start, not begun), then `compiling` (compiling, or
+    /// loading compiled code from the cache, and initialising an
+    /// instance).
     pub phase: &'static str,
     /// Size of the module file.
     pub bytes: usize,
@@ -145,6 +172,11 @@ pub struct Loading {
 /// Loaded modules by name, with their routes and canaries.
 pub struct ModuleRegistry {
     current: RwLock<Arc<Snapshot>>,
+    /// Bumped on every snapshot swap, so that requests waiting for a
+    /// module still loading wake up.
+    swapped: tokio::sync::watch::Sender<()>,
+    /// How long a request waits for a module still loading.
+    loading_wait: Duration,
     failures: RwLock<BTreeMap<String, String>>,
     loading: Mutex<BTreeMap<(String, bool), Loading>>,
     canary_outcomes: RwLock<BTreeMap<String, CanaryOutcome>>,
@@ -152,12 +184,7 @@ pub struct ModuleRegistry {
 
 impl Default for ModuleRegistry {
     fn default() -> Self {
-        Self {
-            current: RwLock::new(Arc::new(Snapshot::default())),
-            failures: RwLock::new(BTreeMap::new()),
-            loading: Mutex::new(BTreeMap::new()),
-            canary_outcomes: RwLock::new(BTreeMap::new()),
-        }
+        Self::new(Duration::from_secs(5))
     }
 }
 
@@ -192,6 +219,19 @@ pub enum CanaryStart {
 }
 
 impl ModuleRegistry {
+    /// An empty registry whose requests wait up to `loading_wait` for a
+    /// module still loading at start.
+    pub fn new(loading_wait: Duration) -> Self {
+        Self {
+            current: RwLock::new(Arc::new(Snapshot::default())),
+            swapped: tokio::sync::watch::Sender::new(()),
+            loading_wait,
+            failures: RwLock::new(BTreeMap::new()),
+            loading: Mutex::new(BTreeMap::new()),
+            canary_outcomes: RwLock::new(BTreeMap::new()),
+        }
+    }
+
     /// The stable version of module `name`.
     pub fn get(&self, name: &str) -> Option<Arc<LoadedModule>> {
         self.current.read().unwrap().modules.get(name).cloned()
@@ -209,6 +249,99 @@ impl ModuleRegistry {
     /// connection uses its id, so it meets one version throughout).
     pub fn select_keyed(&self, name: &str, key: Option<&[u8]>) -> Option<Selected> {
         self.current.read().unwrap().select(name, key)
+    }
+
+    /// The version of module `name` for sticky key `key`, waiting up to
+    /// the loading bound while the module is still loading at start.
+    pub async fn select_ready(&self, name: &str, key: Option<&[u8]>) -> Lookup<Selected> {
+        self.when_settled(self.loading_wait, |snapshot| snapshot.lookup(name, key))
+            .await
+    }
+
+    /// Like [`select`](Self::select), waiting up to the loading bound
+    /// while the module is still loading at start.
+    pub async fn select_ready_for(&self, name: &str, headers: &HeaderMap) -> Lookup<Selected> {
+        self.when_settled(self.loading_wait, |snapshot| {
+            snapshot.lookup(name, sticky_key(snapshot, name, headers))
+        })
+        .await
+    }
+
+    /// Like [`route`](Self::route), waiting up to the loading bound while
+    /// the module behind the route is still loading at start.
+    pub async fn route_ready(
+        &self,
+        path: &str,
+        headers: &HeaderMap,
+    ) -> Lookup<(RouteMatch, Selected)> {
+        self.when_settled(self.loading_wait, |snapshot| {
+            let Some(target) = snapshot.routes.lookup(path) else {
+                return Lookup::Missing;
+            };
+            let key = sticky_key(snapshot, &target.module, headers);
+            match snapshot.lookup(&target.module, key) {
+                Lookup::Found(selected) => Lookup::Found((target.clone(), selected)),
+                Lookup::Loading(name) => Lookup::Loading(name),
+                Lookup::Missing => Lookup::Missing,
+            }
+        })
+        .await
+    }
+
+    /// Waits, without bound, until module `name` has finished loading or
+    /// failing at start; returns at once for any other module. Timers and
+    /// MQTT triggers start for their module after this.
+    pub async fn settled(&self, name: &str) {
+        self.when_settled(Duration::MAX, |snapshot| match snapshot.pending.get(name) {
+            Some(name) => Lookup::Loading(name.clone()),
+            None => Lookup::Found(()),
+        })
+        .await;
+    }
+
+    /// Runs `find` on the current snapshot until it finds something other
+    /// than a module still loading, or `wait` passes.
+    async fn when_settled<T>(
+        &self,
+        wait: Duration,
+        mut find: impl FnMut(&Snapshot) -> Lookup<T>,
+    ) -> Lookup<T> {
+        // Subscribed before the first look, so a swap between the look and
+        // the wait is not missed.
+        let mut swapped = self.swapped.subscribe();
+        let deadline = tokio::time::Instant::now()
+            .checked_add(wait)
+            .unwrap_or_else(|| tokio::time::Instant::now() + Duration::from_secs(86_400 * 365));
+        loop {
+            let snapshot = self.current.read().unwrap().clone();
+            match find(&snapshot) {
+                Lookup::Loading(name) => {
+                    if !matches!(
+                        tokio::time::timeout_at(deadline, swapped.changed()).await,
+                        Ok(Ok(()))
+                    ) {
+                        return Lookup::Loading(name);
+                    }
+                }
+                found => return found,
+            }
+        }
+    }
+
+    /// Whether every module the gateway started with has loaded or failed.
+    pub fn started(&self) -> bool {
+        self.current.read().unwrap().pending.is_empty()
+    }
+
+    /// Modules the gateway started with that are still loading.
+    pub fn pending(&self) -> Vec<String> {
+        self.current
+            .read()
+            .unwrap()
+            .pending
+            .iter()
+            .map(|name| name.to_string())
+            .collect()
     }
 
     /// The module whose WebSocket route is `path`.
@@ -253,9 +386,11 @@ impl ModuleRegistry {
         self.canary_outcomes.read().unwrap().get(name).cloned()
     }
 
-    /// Modules being loaded right now.
+    /// Modules being loaded right now, and those of the start-up that
+    /// have not begun (`queued`).
     pub fn loading(&self) -> Vec<Loading> {
-        self.loading
+        let mut loading: Vec<Loading> = self
+            .loading
             .lock()
             .unwrap()
             .values()
@@ -263,7 +398,20 @@ impl ModuleRegistry {
                 elapsed_ms: loading.since.elapsed().as_millis() as u64,
                 ..loading.clone()
             })
-            .collect()
+            .collect();
+        for name in self.pending() {
+            if !loading.iter().any(|l| l.name == name && !l.canary) {
+                loading.push(Loading {
+                    name,
+                    phase: "queued",
+                    bytes: 0,
+                    canary: false,
+                    elapsed_ms: 0,
+                    since: Instant::now(),
+                });
+            }
+        }
+        loading
     }
 
     /// Starts `canary` as module `name`'s canary, replacing any other.
@@ -408,9 +556,9 @@ impl ModuleRegistry {
         self.failures.read().unwrap().clone()
     }
 
-    /// Loads every module of the config and of its modules folder. A module
-    /// that fails is logged and recorded; the others still load.
-    pub async fn load_all(&self, runtime: &Runtime, config: &Config) -> usize {
+    /// The modules the gateway starts with: every `[modules.NAME]` and
+    /// every `NAME.wasm` of the modules folder that is not a canary's file.
+    pub fn startup_modules(config: &Config) -> Vec<String> {
         let mut names: Vec<String> = config.modules.keys().cloned().collect();
         names.extend(
             discover(&config.server.modules_dir)
@@ -421,13 +569,71 @@ impl ModuleRegistry {
         );
         names.sort();
         names.dedup();
-        let loaded = self.load_names(runtime, config, &names).await;
+        names
+    }
+
+    /// Marks `names` as loading: their routes answer at once, and requests
+    /// for them wait (up to the loading bound) until they serve or fail.
+    pub fn expect(&self, config: &Config, names: &[String]) {
+        let pending: BTreeSet<Arc<str>> =
+            names.iter().map(|name| Arc::from(name.as_str())).collect();
+        self.swap_pending(config, |current| current.extend(pending));
+    }
+
+    /// Loads every module of the config and of its modules folder, and
+    /// then the configured canaries. A module that fails is logged and
+    /// recorded; the others still load. Modules whose compiled code is
+    /// cached load at once; compiles run up to the runtime's
+    /// `compile_concurrency` at a time. Each module serves as soon as it is
+    /// ready. Returns how many loaded.
+    pub async fn load_all(&self, runtime: &Runtime, config: &Config) -> usize {
+        let names = Self::startup_modules(config);
+        self.expect(config, &names);
+        let started = Instant::now();
+        tracing::info!(modules = names.len(), "loading modules in the background");
+        // All at once: a module whose compiled code is cached only needs
+        // mapping and initialising, and must not wait behind one that
+        // compiles for seconds; compiles take turns inside the runtime.
+        let loads = names.iter().map(|name| async move {
+            let loaded = self.reload(runtime, config, name).await.is_ok();
+            self.swap_pending(config, |pending| {
+                pending.remove(name.as_str());
+            });
+            loaded
+        });
+        let loaded = futures_util::future::join_all(loads)
+            .await
+            .into_iter()
+            .filter(|loaded| *loaded)
+            .count();
         for (name, section) in &config.modules {
             if let Some(canary) = &section.canary {
                 self.load_config_canary(runtime, config, name, canary).await;
             }
         }
+        tracing::info!(
+            loaded,
+            failed = names.len() - loaded,
+            elapsed_ms = started.elapsed().as_millis() as u64,
+            "every module loaded or failed; ready"
+        );
         loaded
+    }
+
+    /// Changes the set of modules still loading at start.
+    fn swap_pending(&self, config: &Config, change: impl FnOnce(&mut BTreeSet<Arc<str>>)) {
+        let mut current = self.current.write().unwrap();
+        let mut pending = (*current.pending).clone();
+        change(&mut pending);
+        let next = Snapshot {
+            modules: current.modules.clone(),
+            canaries: current.canaries.clone(),
+            routes: Arc::new(route_table(config, &current.modules, &pending)),
+            pending: Arc::new(pending),
+        };
+        *current = Arc::new(next);
+        drop(current);
+        self.swapped.send_replace(());
     }
 
     /// Starts the canary `[modules.NAME.canary]` names; a failure is logged
@@ -655,26 +861,15 @@ impl ModuleRegistry {
         let mut canaries = current.canaries.clone();
         let result = change(&mut modules, &mut canaries);
         canaries.retain(|name, _| modules.contains_key(name));
-        let mut routes = RouteTable::default();
-        for name in modules.keys() {
-            routes.add(&format!("/{name}"), name);
-            routes.add(&format!("/{name}/*"), name);
-            let section = config.modules.get(&**name);
-            if let Some(section) = section {
-                for route in &section.routes {
-                    routes.add(route, name);
-                }
-            }
-            for route in config.websocket_routes(name) {
-                routes.websocket.insert(route, name.clone());
-            }
-        }
-        routes.finish();
+        let routes = route_table(config, &modules, &current.pending);
         *current = Arc::new(Snapshot {
             modules,
             canaries,
+            pending: current.pending.clone(),
             routes: Arc::new(routes),
         });
+        drop(current);
+        self.swapped.send_replace(());
         result
     }
 
@@ -687,10 +882,31 @@ impl ModuleRegistry {
         *current = Arc::new(Snapshot {
             modules: current.modules.clone(),
             canaries,
+            pending: current.pending.clone(),
             routes: current.routes.clone(),
         });
         result
     }
+}
+
+/// The routes of the modules serving and of those still loading.
+fn route_table(config: &Config, modules: &Modules, pending: &BTreeSet<Arc<str>>) -> RouteTable {
+    let mut routes = RouteTable::default();
+    let names: BTreeSet<&Arc<str>> = modules.keys().chain(pending.iter()).collect();
+    for name in names {
+        routes.add(&format!("/{name}"), name);
+        routes.add(&format!("/{name}/*"), name);
+        if let Some(section) = config.modules.get(&**name) {
+            for route in &section.routes {
+                routes.add(route, name);
+            }
+        }
+        for route in config.websocket_routes(name) {
+            routes.websocket.insert(route, name.clone());
+        }
+    }
+    routes.finish();
+    routes
 }
 
 /// What [`ModuleRegistry::reload`] did.

@@ -42,18 +42,23 @@ pub struct Gateway {
     mqtt: Option<MqttTrigger>,
     admin: Option<AdminServer>,
     _watcher: Option<ModuleWatcher>,
+    loader: tokio::task::JoinHandle<()>,
 }
 
 impl Gateway {
-    /// Builds the runtime, loads every module and starts listening, with
-    /// the admin API on its own listener unless `admin.enabled` is false.
-    /// Modules that fail to load are logged and skipped; a listener that
-    /// cannot bind, or an admin listener off loopback without a token, fails
-    /// the start.
+    /// Builds the runtime, starts listening (with the admin API on its own
+    /// listener unless `admin.enabled` is false) and starts every trigger,
+    /// then loads the modules in the background: each serves as soon as it
+    /// is ready, and requests for one still loading wait for it up to
+    /// `server.loading_wait_ms`. Modules that fail to load are logged and
+    /// skipped; a listener that cannot bind, or an admin listener off
+    /// loopback without a token, fails the start.
     pub async fn start(config: Config) -> anyhow::Result<Self> {
         let runtime = Runtime::new(config.runtime_config())?;
         crate::state::install(&runtime, &config).await?;
-        let registry = Arc::new(ModuleRegistry::default());
+        let registry = Arc::new(ModuleRegistry::new(Duration::from_millis(
+            config.server.loading_wait_ms,
+        )));
         let listener = TcpListener::bind(config.server.listen)
             .await
             .map_err(|err| anyhow::anyhow!("binding {}: {err}", config.server.listen))?;
@@ -63,8 +68,10 @@ impl Gateway {
         } else {
             None
         };
-        let loaded = registry.load_all(&runtime, &config).await;
-        tracing::info!(%addr, modules = loaded, failed = registry.failures().len(), "gateway listening");
+        // Before any trigger starts: routes of modules still loading exist
+        // from the first request on, and wait instead of answering 404.
+        let startup = ModuleRegistry::startup_modules(&config);
+        registry.expect(&config, &startup);
         let config = Arc::new(config);
         let watcher = if config.server.watch {
             let watcher = ModuleWatcher::start(runtime.clone(), registry.clone(), config.clone());
@@ -109,6 +116,13 @@ impl Gateway {
             async move { trigger.handle(request, remote).await }
         };
         let server = tokio::spawn(accept_loop(listener, handler, stop));
+        tracing::info!(%addr, modules = startup.len(), "gateway listening; loading modules");
+        let loader = {
+            let (registry, runtime, config) = (registry.clone(), runtime.clone(), config.clone());
+            tokio::spawn(async move {
+                registry.load_all(&runtime, &config).await;
+            })
+        };
         Ok(Self {
             addr,
             registry,
@@ -121,6 +135,7 @@ impl Gateway {
             mqtt,
             admin,
             _watcher: watcher,
+            loader,
         })
     }
 
@@ -160,6 +175,8 @@ impl Gateway {
     /// every connection finished in time.
     pub async fn stop(self) -> bool {
         let _ = self.shutdown.send(true);
+        // Modules still loading will not serve anyone now.
+        self.loader.abort();
         let timers = self.timers.stop();
         let tcp = self.tcp.stop();
         let mqtt = async {

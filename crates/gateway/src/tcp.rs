@@ -23,7 +23,7 @@ use tokio::task::JoinSet;
 
 use crate::config::{ConfigError, TcpConfig};
 use crate::metered;
-use crate::registry::ModuleRegistry;
+use crate::registry::{Lookup, ModuleRegistry};
 
 /// How a listener cuts its stream into frames.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
@@ -405,14 +405,24 @@ impl Connection {
             self.listener.name, self.id, self.events
         ));
         let module = &self.listener.module;
-        let Some(selected) = registry.select_keyed(module, Some(&self.id.to_le_bytes())) else {
-            tracing::warn!(
-                listener = &*self.listener.name,
-                module = &**module,
-                request_id = &*request_id,
-                "closing a TCP connection: the module is not loaded"
-            );
-            return Err(Closed::Unloaded);
+        let selected = match registry
+            .select_ready(module, Some(&self.id.to_le_bytes()))
+            .await
+        {
+            Lookup::Found(selected) => selected,
+            lookup => {
+                let why = match lookup {
+                    Lookup::Loading(_) => "is still loading",
+                    _ => "is not loaded",
+                };
+                tracing::warn!(
+                    listener = &*self.listener.name,
+                    module = &**module,
+                    request_id = &*request_id,
+                    "closing a TCP connection: the module {why}"
+                );
+                return Err(Closed::Unloaded);
+            }
         };
         let envelope = TcpEvent {
             event: kind,

@@ -144,6 +144,12 @@ async fn run_timer(
     let module: Arc<str> = Arc::from(timer.module.as_str());
     let payload: Arc<[u8]> = Arc::from(timer.payload.as_bytes());
     let jitter = Duration::from_millis(timer.jitter_ms);
+    // The schedule starts when the module serves (or failed to load), not
+    // while it is still compiling at start.
+    tokio::select! {
+        () = registry.settled(&module) => {}
+        _ = stop.changed() => return,
+    }
     let running = Arc::new(AtomicBool::new(false));
     let skipped = Arc::new(AtomicU32::new(0));
     let start = SystemTime::now();

@@ -8,15 +8,14 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use sha2::{Digest, Sha256};
-use wasmtime::{
-    Config, Enabled, Engine, InstanceAllocationStrategy, Linker, Module, PoolingAllocationConfig,
-};
+use wasmtime::{Config, Enabled, Engine, Linker, Module, PoolingAllocationConfig};
 
 use crate::cache::CompileCache;
 use crate::error::LoadError;
 use crate::host::ws::WebSocketHost;
 use crate::host::{self, HostServices, HostState};
 use crate::limits::ModuleSettings;
+use crate::memory_plan::{AddressSpace, MemoryPlan, MemoryStrategy, PlanInput};
 use crate::module::LoadedModule;
 
 /// Engine-wide settings, fixed for the life of the process.
@@ -34,6 +33,17 @@ pub struct RuntimeConfig {
     /// Bytes of each linear memory kept resident (and zeroed with `memset`
     /// rather than `madvise`) when a pool slot is reused.
     pub memory_keep_resident: usize,
+    /// How linear memories are laid out (`Auto`: from the address space).
+    pub memory_strategy: MemoryStrategy,
+    /// The largest memory cap of any module: the reservation of a
+    /// bounds-checked memory.
+    pub largest_memory_cap: usize,
+    /// How long instantiating and initialising one instance may take,
+    /// time blocked in host calls and WASI sleeps included.
+    pub init_deadline: Duration,
+    /// Modules compiled at once; loads from the compile cache do not wait
+    /// for a turn.
+    pub compile_concurrency: usize,
 }
 
 impl Default for RuntimeConfig {
@@ -50,6 +60,10 @@ impl Default for RuntimeConfig {
             // 11% faster with 64 KiB bodies) but every warm pool slot keeps
             // that much resident, which an edge box pays in RSS.
             memory_keep_resident: 1 << 20,
+            memory_strategy: MemoryStrategy::Auto,
+            largest_memory_cap: crate::ModuleLimits::default().max_memory_bytes,
+            init_deadline: Duration::from_secs(10),
+            compile_concurrency: std::thread::available_parallelism().map_or(1, |n| n.get()),
         }
     }
 }
@@ -66,6 +80,10 @@ pub(crate) struct RuntimeInner {
     pub(crate) cache: Option<CompileCache>,
     pub(crate) config: RuntimeConfig,
     pub(crate) services: Arc<HostServices>,
+    pub(crate) memory_plan: MemoryPlan,
+    /// Turns to compile: Cranelift already spreads one module over every
+    /// core, and each compile holds hundreds of MB at its peak.
+    compile_turns: tokio::sync::Semaphore,
     ticker_stop: Arc<AtomicBool>,
 }
 
@@ -78,7 +96,22 @@ impl Drop for RuntimeInner {
 impl Runtime {
     /// Builds the engine and starts the epoch ticker.
     pub fn new(config: RuntimeConfig) -> anyhow::Result<Self> {
-        let engine = Engine::new(&engine_config(&config))?;
+        let memory_plan = MemoryPlan::new(
+            PlanInput {
+                strategy: config.memory_strategy,
+                total_instances: config.total_instances,
+                largest_memory_cap: config.largest_memory_cap as u64,
+            },
+            AddressSpace::detect(),
+        )?;
+        tracing::info!(
+            strategy = memory_plan.strategy.as_str(),
+            pool_slots = memory_plan.pool_slots,
+            bounds_checks = memory_plan.bounds_checks,
+            "memory layout: {}",
+            memory_plan.summary()
+        );
+        let engine = Engine::new(&engine_config(&config, &memory_plan))?;
         let mut linker = Linker::new(&engine);
         wasmtime_wasi::p1::add_to_linker_async(&mut linker, |state: &mut HostState| {
             &mut state.wasi
@@ -88,6 +121,7 @@ impl Runtime {
             Some(dir) => Some(CompileCache::open(dir, &engine)?),
             None => None,
         };
+        let compile_turns = tokio::sync::Semaphore::new(config.compile_concurrency.max(1));
         let ticker_stop = Arc::new(AtomicBool::new(false));
         spawn_epoch_ticker(engine.weak(), config.epoch_tick, ticker_stop.clone());
         Ok(Self {
@@ -97,6 +131,8 @@ impl Runtime {
                 cache,
                 config,
                 services: Arc::default(),
+                compile_turns,
+                memory_plan,
                 ticker_stop,
             }),
         })
@@ -147,6 +183,11 @@ impl Runtime {
         &self.inner.config
     }
 
+    /// How linear memories are laid out in this process's address space.
+    pub fn memory_plan(&self) -> &MemoryPlan {
+        &self.inner.memory_plan
+    }
+
     /// Compiles (or loads from the cache), validates and initialises a
     /// module, ready to serve. `name` is how logs and errors refer to it.
     pub async fn load(
@@ -183,17 +224,35 @@ impl Runtime {
         wasm: Vec<u8>,
         sha256: &str,
     ) -> Result<(Module, bool), LoadError> {
+        let from_cache = |inner: &RuntimeInner, sha256: &str| {
+            inner
+                .cache
+                .as_ref()
+                .and_then(|cache| cache.load(&inner.engine, sha256))
+        };
+        let inner = self.inner.clone();
+        let key = sha256.to_owned();
+        let cached = tokio::task::spawn_blocking(move || from_cache(&inner, &key))
+            .await
+            .map_err(|err| LoadError::Compile(format!("cache task failed: {err}")))?;
+        if let Some(module) = cached {
+            return Ok((module, true));
+        }
+        let _turn = self
+            .inner
+            .compile_turns
+            .acquire()
+            .await
+            .map_err(|_| LoadError::Compile("the runtime is shutting down".into()))?;
         let inner = self.inner.clone();
         let name = name.to_owned();
         let sha256 = sha256.to_owned();
         // Cranelift compilation takes seconds for a Go module: keep it off
         // the async workers that serve requests.
         tokio::task::spawn_blocking(move || {
-            if let Some(module) = inner
-                .cache
-                .as_ref()
-                .and_then(|c| c.load(&inner.engine, &sha256))
-            {
+            // Another load of the same bytes may have compiled it while
+            // this one waited for its turn.
+            if let Some(module) = from_cache(&inner, &sha256) {
                 return Ok((module, true));
             }
             let started = Instant::now();
@@ -205,37 +264,57 @@ impl Runtime {
                 elapsed_ms = started.elapsed().as_secs_f64() * 1e3,
                 "module compiled"
             );
-            if let Some(cache) = &inner.cache {
-                cache.store(&module, &sha256);
+            let Some(cache) = &inner.cache else {
+                return Ok((module, false));
+            };
+            // Serve from the cache file rather than from the fresh compile:
+            // its code is then a clean file mapping the kernel can page out
+            // and share, not anonymous memory, so a cold start ends with
+            // the same footprint as a warm one.
+            cache.store(&module, &sha256);
+            match from_cache(&inner, &sha256) {
+                Some(mapped) => Ok((mapped, false)),
+                None => Ok((module, false)),
             }
-            Ok((module, false))
         })
         .await
         .map_err(|err| LoadError::Compile(format!("compiler task failed: {err}")))?
     }
 }
 
-fn engine_config(config: &RuntimeConfig) -> Config {
-    let mut pool = PoolingAllocationConfig::default();
-    pool.total_core_instances(config.total_instances)
-        .total_memories(config.total_instances)
-        .total_tables(config.total_instances)
-        .total_stacks(config.total_instances)
-        .max_memories_per_module(1)
-        .max_tables_per_module(4)
-        .linear_memory_keep_resident(config.memory_keep_resident)
-        .table_keep_resident(64 << 10)
-        // Resetting a reused slot by scanning which pages were touched
-        // (Linux 6.7+) keeps reuse cheap when several threads instantiate;
-        // without it, parallel instantiation serialises on madvise.
-        .pagemap_scan(Enabled::Auto);
+fn engine_config(config: &RuntimeConfig, plan: &MemoryPlan) -> Config {
     let mut wasm = Config::new();
     wasm.epoch_interruption(true)
         .consume_fuel(config.consume_fuel)
-        .memory_init_cow(true)
-        .allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
+        .memory_init_cow(true);
+    plan.configure(&mut wasm, |slots| {
+        let mut pool = PoolingAllocationConfig::default();
+        pool.total_core_instances(slots)
+            .total_memories(slots)
+            .total_tables(slots)
+            .total_stacks(slots)
+            .max_memories_per_module(1)
+            .max_tables_per_module(4)
+            .linear_memory_keep_resident(config.memory_keep_resident)
+            .table_keep_resident(64 << 10)
+            // Freed slots stay "warm" (mapped for their last module, with
+            // `memory_keep_resident` bytes resident) up to this many; past
+            // it, new instances reuse warm slots instead of touching fresh
+            // ones, so the resident memory of unused slots stays bounded
+            // after a burst of traffic.
+            .max_unused_warm_slots(WARM_SLOTS)
+            // Resetting a reused slot by scanning which pages were touched
+            // (Linux 6.7+) keeps reuse cheap when several threads
+            // instantiate; without it, parallel instantiation serialises
+            // on madvise.
+            .pagemap_scan(Enabled::Auto);
+        pool
+    });
     wasm
 }
+
+/// Unused pool slots kept warm (see `max_unused_warm_slots`).
+const WARM_SLOTS: u32 = 8;
 
 /// Advances the engine's epoch every `tick` until the engine is dropped.
 /// A plain thread: it must keep ticking even when every async worker is

@@ -25,8 +25,10 @@ pub struct ModuleLimits {
     pub max_queue: usize,
     /// Longest an event waits for an instance before it is refused.
     pub queue_timeout: Duration,
-    /// Initialised instances kept even when idle (at least one is created at
-    /// load time regardless, to validate the module).
+    /// Initialised instances kept even when idle. One is created at load
+    /// time regardless, to validate the module; with 0 it is dropped after
+    /// `idle_timeout` like any idle instance, so an idle module costs no
+    /// linear memory.
     pub min_instances: usize,
     /// Events an instance serves before it is recycled; `None`: no limit.
     pub max_requests_per_instance: Option<u64>,
@@ -48,7 +50,10 @@ impl Default for ModuleLimits {
             max_instances: 16,
             max_queue: 1024,
             queue_timeout: Duration::from_secs(5),
-            min_instances: 1,
+            // Measured (docs/benchmarks.md, "Footprint"): a live Go
+            // instance holds several MB; recreating one after an idle
+            // period costs milliseconds, once.
+            min_instances: 0,
             max_requests_per_instance: None,
             idle_timeout: Duration::from_secs(60),
             scale_up_wait: Duration::from_millis(2),

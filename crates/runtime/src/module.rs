@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use shanhai_abi::{
     ABI_VERSION, EXPORT_ABI_VERSION, EXPORT_ALLOC, EXPORT_EVENT, EXPORT_INITIALIZE, EXPORT_START,
@@ -495,8 +495,23 @@ impl LoadedModule {
         store
     }
 
-    /// Creates and initialises a pooled (reactor or exports) instance.
+    /// Creates and initialises a pooled (reactor or exports) instance
+    /// within the runtime's init deadline. Epoch interruption stops guest
+    /// code that runs too long; the timeout around it also stops a guest
+    /// blocked in a host call or a WASI sleep, where no epoch check runs.
     async fn instantiate(&self) -> Result<PooledInstance, String> {
+        let deadline = self.runtime.config.init_deadline;
+        let grace = self.runtime.config.epoch_tick * 2;
+        match tokio::time::timeout(deadline + grace, self.instantiate_within(deadline)).await {
+            Ok(result) => result,
+            Err(_elapsed) => Err(format!(
+                "initialisation did not finish within the {deadline:?} init deadline (runtime.init_deadline_ms); \
+                 the guest was blocked in a host call or a sleep"
+            )),
+        }
+    }
+
+    async fn instantiate_within(&self, deadline: Duration) -> Result<PooledInstance, String> {
         let wasi = wasmtime_wasi::WasiCtxBuilder::new()
             .stdout(LogStream {
                 module: self.context.name.clone(),
@@ -511,7 +526,7 @@ impl LoadedModule {
         let mut store = self.new_store(wasi);
         store
             .data_mut()
-            .begin_event(Arc::from("init"), 0, Instant::now() + self.limits.deadline);
+            .begin_event(Arc::from("init"), 0, Instant::now() + deadline);
         store.set_epoch_deadline(1);
         if self.runtime.config.consume_fuel {
             store
@@ -527,8 +542,7 @@ impl LoadedModule {
                 )
             } else if state.event.timed_out {
                 format!(
-                    "initialisation exceeded the {:?} deadline",
-                    self.limits.deadline
+                    "initialisation exceeded the {deadline:?} init deadline (runtime.init_deadline_ms)"
                 )
             } else {
                 format!("{err:#}")

@@ -14,6 +14,7 @@ mod hostile;
 mod mqtt;
 mod reload;
 mod signing;
+mod startup;
 mod state;
 mod state_examples;
 mod tcp;

@@ -129,6 +129,33 @@ pub fn write_wat(dir: &Path, name: &str, wat: &str) {
     std::fs::write(dir.join(format!("{name}.wasm")), wasm).unwrap();
 }
 
+/// How to start a gateway.
+#[derive(Clone, Copy)]
+pub struct Launch<'a> {
+    pub modules: &'a Path,
+    pub config: Option<&'a str>,
+    pub cache: &'a Path,
+    pub env: &'a [(&'a str, &'a str)],
+    /// Wait for `/readyz` before returning.
+    pub ready: bool,
+    /// Run under `ulimit -v` of this many bytes.
+    pub ulimit_v: Option<u64>,
+}
+
+impl<'a> Launch<'a> {
+    pub fn new(modules: &'a Path, config: Option<&'a str>) -> Self {
+        static CACHE: OnceLock<PathBuf> = OnceLock::new();
+        Self {
+            modules,
+            config,
+            cache: CACHE.get_or_init(cache_dir),
+            env: &[],
+            ready: true,
+            ulimit_v: None,
+        }
+    }
+}
+
 /// A `shanhai serve` process, killed on drop.
 pub struct Gateway {
     child: Child,
@@ -150,22 +177,85 @@ pub struct Gateway {
 impl Gateway {
     /// Starts a gateway on `modules`, with an optional config file text.
     pub fn start(modules: &Path, config: Option<&str>) -> Self {
-        Self::start_with(modules, config, &cache_dir())
+        Self::launch(Launch::new(modules, config))
     }
 
     pub fn start_with(modules: &Path, config: Option<&str>, cache: &Path) -> Self {
-        Self::spawn(modules, config, cache, &[])
+        Self::launch(Launch {
+            cache,
+            ..Launch::new(modules, config)
+        })
     }
 
     /// Starts a gateway with extra environment variables.
     pub fn start_env(modules: &Path, config: Option<&str>, env: &[(&str, &str)]) -> Self {
-        Self::spawn(modules, config, &cache_dir(), env)
+        Self::launch(Launch {
+            env,
+            ..Launch::new(modules, config)
+        })
     }
 
-    fn spawn(modules: &Path, config: Option<&str>, cache: &Path, env: &[(&str, &str)]) -> Self {
+    /// Starts a gateway as `launch` says. Unless `launch.ready` is false,
+    /// returns once `/readyz` answers 200: every module has loaded or
+    /// failed, as tests that do not look at start-up expect.
+    pub fn launch(launch: Launch<'_>) -> Self {
+        let gateway = Self::spawn(&launch);
+        if launch.ready {
+            gateway.wait_ready();
+        }
+        gateway
+    }
+
+    /// Polls `/readyz` until it answers 200, for up to 120 s (a cold
+    /// compile of several Go modules on a busy 2-core machine).
+    pub fn wait_ready(&self) {
+        use std::io::{Read, Write};
+        let deadline = std::time::Instant::now() + Duration::from_secs(120);
+        loop {
+            let status = std::net::TcpStream::connect(self.addr)
+                .ok()
+                .and_then(|mut stream| {
+                    stream
+                        .write_all(b"GET /readyz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+                        .ok()?;
+                    let mut head = [0u8; 12];
+                    stream.read_exact(&mut head).ok()?;
+                    Some(head)
+                });
+            if status.is_some_and(|head| head.ends_with(b"200")) {
+                return;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the gateway never became ready; logs:\n{}",
+                self.logs()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    fn spawn(launch: &Launch<'_>) -> Self {
+        let Launch {
+            modules,
+            config,
+            cache,
+            env,
+            ulimit_v,
+            ..
+        } = *launch;
         let log_dir = tempfile::tempdir().unwrap();
         let stderr = log_dir.path().join("stderr.log");
-        let mut cmd = Command::new(shanhai_bin());
+        let mut cmd = match ulimit_v {
+            // Through the shell, whose `ulimit -v` the gateway inherits.
+            Some(bytes) => {
+                let mut cmd = Command::new("bash");
+                cmd.arg("-c")
+                    .arg(format!("ulimit -v {} && exec \"$0\" \"$@\"", bytes / 1024))
+                    .arg(shanhai_bin());
+                cmd
+            }
+            None => Command::new(shanhai_bin()),
+        };
         cmd.args([
             "--log-format",
             "json",

@@ -233,9 +233,23 @@ impl Admin {
     }
 
     /// Installs `wasm` (and its signature) as module `name`'s file and loads
-    /// it. When loading fails the previous version keeps serving, and the
-    /// file stays for the operator to inspect or replace.
+    /// it. When loading fails the previous files are put back and the
+    /// previous version keeps serving. The work runs in its own task, so a
+    /// client that disconnects mid-way cannot leave the refused file on
+    /// disk.
     pub(crate) async fn upload(
+        self: &Arc<Self>,
+        name: &str,
+        wasm: Vec<u8>,
+        signature: Option<String>,
+    ) -> Result<Changed, AdminError> {
+        let (admin, name) = (self.clone(), name.to_owned());
+        tokio::spawn(async move { admin.install(&name, wasm, signature).await })
+            .await
+            .unwrap_or_else(|err| Err(AdminError::Io(format!("the upload task failed: {err}"))))
+    }
+
+    async fn install(
         &self,
         name: &str,
         wasm: Vec<u8>,
@@ -405,18 +419,33 @@ impl Admin {
         }
     }
 
-    /// The effective config, with secrets redacted.
+    /// The effective config, with secrets redacted, and the memory layout
+    /// the runtime chose for this process's address space.
     pub(crate) fn config(&self) -> serde_json::Value {
-        redact::config_json(&self.config)
+        let mut config = redact::config_json(&self.config);
+        let plan = self.runtime.memory_plan();
+        config["runtime"]["memory_plan"] = serde_json::json!({
+            "strategy": plan.strategy.as_str(),
+            "pool_slots": plan.pool_slots,
+            "memory_reservation_bytes": plan.memory_reservation,
+            "memory_guard_bytes": plan.memory_guard,
+            "bounds_checks": plan.bounds_checks,
+            "reserved_up_front_bytes": plan.reserved_up_front,
+            "address_space": plan.space.to_string(),
+            "reason": plan.reason,
+            "summary": plan.summary(),
+        });
+        config
     }
 
     /// Whether the gateway is serving (modules loaded, listeners up, not
     /// shutting down), with the details.
     pub(crate) fn readiness(&self) -> (bool, serde_json::Value) {
-        let ready = !*self.stopping.borrow();
+        let ready = !*self.stopping.borrow() && self.registry.started();
         let body = serde_json::json!({
             "ready": ready,
             "modules": self.registry.modules().iter().map(|m| m.name().to_owned()).collect::<Vec<_>>(),
+            "loading": self.registry.pending(),
             "failed": self.registry.failures(),
             "listeners": {
                 "http": self.http_addr.to_string(),

@@ -122,7 +122,7 @@ async fn connection(stream: UnixStream, admin: Arc<Admin>, mut stop: watch::Rece
 
 /// Answers one line: a request, or a batch of them. `None` when every
 /// request was a notification.
-pub(crate) async fn handle_line(admin: &Admin, line: &[u8]) -> Option<Value> {
+pub(crate) async fn handle_line(admin: &Arc<Admin>, line: &[u8]) -> Option<Value> {
     let value: Value = match serde_json::from_slice(line) {
         Ok(value) => value,
         Err(err) => {
@@ -152,7 +152,7 @@ pub(crate) async fn handle_line(admin: &Admin, line: &[u8]) -> Option<Value> {
     }
 }
 
-async fn handle_request(admin: &Admin, request: Value) -> Option<Value> {
+async fn handle_request(admin: &Arc<Admin>, request: Value) -> Option<Value> {
     let Value::Object(mut request) = request else {
         return Some(error(
             Value::Null,
@@ -257,7 +257,7 @@ fn decode_wasm(wasm_base64: &str) -> Result<Vec<u8>, Failure> {
         .map_err(|err| Failure::params(format!("wasm_base64: {err}")))
 }
 
-async fn call(admin: &Admin, method: &str, params: Option<Value>) -> Result<Value, Failure> {
+async fn call(admin: &Arc<Admin>, method: &str, params: Option<Value>) -> Result<Value, Failure> {
     match method {
         "modules.list" => {
             no_params(params)?;

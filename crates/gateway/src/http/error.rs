@@ -5,6 +5,8 @@ use http::{HeaderValue, Response, StatusCode, header};
 use http_body_util::Full;
 use shanhai_runtime::InvokeError;
 
+use crate::registry::Lookup;
+
 /// A failed request: status, stable kind, message and the module involved.
 #[derive(Debug)]
 pub(crate) struct ApiError {
@@ -35,6 +37,28 @@ impl ApiError {
             format!("no module named `{name}` is loaded"),
         )
         .module(name)
+    }
+
+    /// 503 `loading`: the module is still loading at start; retry soon.
+    pub(crate) fn loading(name: &str) -> Self {
+        let mut err = Self::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "loading",
+            format!("module `{name}` is still loading; retry shortly"),
+        )
+        .module(name);
+        err.retry_after = Some(1);
+        err
+    }
+
+    /// The answer to a lookup that found no module serving: 503 while it
+    /// loads, 404 when there is none.
+    pub(crate) fn not_serving<T>(lookup: Lookup<T>, name: &str) -> Result<T, Self> {
+        match lookup {
+            Lookup::Found(found) => Ok(found),
+            Lookup::Loading(name) => Err(Self::loading(&name)),
+            Lookup::Missing => Err(Self::unknown_module(name)),
+        }
     }
 
     pub(crate) fn module(mut self, name: &str) -> Self {

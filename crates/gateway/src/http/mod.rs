@@ -24,7 +24,7 @@ use shanhai_abi::EventKind;
 use shanhai_abi::wire::{Call, Header, HttpRequest, HttpResponse};
 use shanhai_runtime::{InvokeError, LoadedModule, ModuleKind};
 
-use crate::registry::{ModuleRegistry, RouteMatch, Selected};
+use crate::registry::{Lookup, ModuleRegistry, RouteMatch, Selected};
 use crate::ws::WsTrigger;
 use error::ApiError;
 
@@ -145,12 +145,16 @@ impl HttpTrigger {
                 .await
                 .map(|response| served_by(response, &name));
         }
-        let Some((route, chosen)) = self.registry.route(path, request.headers()) else {
-            return Err(ApiError::new(
-                StatusCode::NOT_FOUND,
-                "not_found",
-                format!("no module serves {path}"),
-            ));
+        let (route, chosen) = match self.registry.route_ready(path, request.headers()).await {
+            Lookup::Found(found) => found,
+            Lookup::Loading(name) => return Err(ApiError::loading(&name)),
+            Lookup::Missing => {
+                return Err(ApiError::new(
+                    StatusCode::NOT_FOUND,
+                    "not_found",
+                    format!("no module serves {path}"),
+                ));
+            }
         };
         let module = selected.insert(chosen).module.clone();
         match module.kind() {
@@ -171,14 +175,22 @@ impl HttpTrigger {
         }
     }
 
+    /// 200 once every module the gateway started with has loaded or
+    /// failed, 503 (with the modules still loading) before.
     fn readiness(&self) -> Response<Full<Bytes>> {
-        let failures = self.registry.failures();
+        let ready = self.registry.started();
         let body = serde_json::json!({
-            "ready": true,
+            "ready": ready,
             "modules": self.registry.modules().iter().map(|m| m.name().to_owned()).collect::<Vec<_>>(),
-            "failed": failures,
+            "loading": self.registry.pending(),
+            "failed": self.registry.failures(),
         });
-        json(StatusCode::OK, &body)
+        let status = if ready {
+            StatusCode::OK
+        } else {
+            StatusCode::SERVICE_UNAVAILABLE
+        };
+        json(status, &body)
     }
 
     async fn reactor(
@@ -315,10 +327,12 @@ impl HttpTrigger {
             )
             .module(name));
         }
-        let chosen = self
-            .registry
-            .select(name, request.headers())
-            .ok_or_else(|| ApiError::unknown_module(name))?;
+        let chosen = ApiError::not_serving(
+            self.registry
+                .select_ready_for(name, request.headers())
+                .await,
+            name,
+        )?;
         let module = selected.insert(chosen).module.clone();
         let (parts, body) = request.into_parts();
         let body = read_body(body, &parts.headers, &module).await?;

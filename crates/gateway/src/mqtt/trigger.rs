@@ -129,6 +129,12 @@ impl Trigger {
         ack_rx: mpsc::UnboundedReceiver<AckRequest>,
         mut stop: watch::Receiver<bool>,
     ) {
+        // Connect (and so receive) only once the module serves: until then
+        // the broker keeps the session's QoS 1 messages.
+        tokio::select! {
+            () = self.registry.settled(&self.settings.module) => {}
+            _ = stop.changed() => return,
+        }
         let (jobs, job_rx) = mpsc::unbounded_channel();
         let mut dispatcher = tokio::spawn(self.clone().dispatch(job_rx));
         let acker = tokio::spawn(self.clone().send_acks(ack_rx));

@@ -191,10 +191,12 @@ impl WsTrigger {
         }
         .encode();
         let opened = async {
-            let selected = self
-                .registry
-                .select_keyed(name, Some(&connection.id.to_le_bytes()))
-                .ok_or_else(|| ApiError::unknown_module(name))?;
+            let selected = ApiError::not_serving(
+                self.registry
+                    .select_ready(name, Some(&connection.id.to_le_bytes()))
+                    .await,
+                name,
+            )?;
             let module = selected.module;
             if module.kind() != ModuleKind::Reactor {
                 return Err(ApiError::from_invoke(

@@ -1,0 +1,327 @@
+//! Start-up as an edge box sees it: the listeners answer at once while
+//! modules load in the background, a module stuck in its initialisation is
+//! refused within the init deadline without holding anything else back, the
+//! engine fits the address space it is given, and idle instances go away.
+
+use std::io::Write;
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+use crate::util::{Gateway, Http, Launch, modules_with, version_module_with};
+
+/// Polls `check` every 20 ms until it returns `Some`, for up to `secs`.
+async fn eventually<T, F: Future<Output = Option<T>>>(
+    gw: &Gateway,
+    secs: u64,
+    what: &str,
+    mut check: impl FnMut() -> F,
+) -> T {
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    loop {
+        if let Some(found) = check().await {
+            return found;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{what} did not happen within {secs} s; logs:\n{}",
+            gw.logs()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// The version fixture whose initialisation sleeps `init_ms`.
+fn slow_module(version: &str, init_ms: u64) -> std::path::PathBuf {
+    version_module_with(version, &[("initDelayMs", &init_ms.to_string())])
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn listeners_answer_while_modules_compile_and_load() {
+    // A cold cache: both Go modules compile (seconds), and `slow` also
+    // sleeps 1.5 s in its initialisation.
+    let modules = modules_with(&["hello"]);
+    std::fs::copy(
+        slow_module("slow-start", 1500),
+        modules.path().join("slow.wasm"),
+    )
+    .unwrap();
+    let cold_cache = tempfile::tempdir().unwrap();
+    let config = "[server]\nloading_wait_ms = 100\n";
+    let started = Instant::now();
+    let gw = Gateway::launch(Launch {
+        cache: cold_cache.path(),
+        ready: false,
+        ..Launch::new(modules.path(), Some(config))
+    });
+    let http = Http::new();
+
+    // Everything below happens while the modules are still loading.
+    let health = http.get(&gw.url("/healthz")).await;
+    assert_eq!(health.status, 200, "{}", health.text());
+    let ready = http.get(&gw.url("/readyz")).await;
+    assert_eq!(ready.status, 503, "{}", ready.text());
+    let loading = ready.json()["loading"].clone();
+    assert!(
+        loading.as_array().unwrap().contains(&Value::from("slow")),
+        "{}",
+        ready.text()
+    );
+    let listed = http.get(&gw.admin_url("/admin/modules")).await.json();
+    assert!(
+        listed["loading"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|entry| entry["name"] == "slow"),
+        "{listed}"
+    );
+    let unknown = http.get(&gw.url("/nobody-configured-this")).await;
+    assert_eq!(unknown.status, 404, "{}", unknown.text());
+    assert_eq!(unknown.error_kind(), "not_found");
+    let waiting = http.get(&gw.url("/slow")).await;
+    assert_eq!(waiting.status, 503, "{}", waiting.text());
+    assert_eq!(waiting.error_kind(), "loading");
+    assert_eq!(waiting.header("retry-after"), Some("1"));
+    assert_eq!(waiting.json()["module"], "slow");
+    let exec = http.post(&gw.url("/api/exec/slow/anything"), "").await;
+    assert_eq!(exec.error_kind(), "loading", "{}", exec.text());
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "the checks above took {:?}: they raced the module load",
+        started.elapsed()
+    );
+
+    // Then each module serves once it is ready, and the gateway is ready.
+    eventually(&gw, 120, "/slow serving", || async {
+        let reply = http.get(&gw.url("/slow")).await;
+        (reply.status == 200).then_some(())
+    })
+    .await;
+    assert_eq!(
+        http.get(&gw.url("/hello?name=edge")).await.text(),
+        "Hello, edge"
+    );
+    eventually(&gw, 30, "/readyz 200", || async {
+        (http.get(&gw.url("/readyz")).await.status == 200).then_some(())
+    })
+    .await;
+    assert!(
+        gw.logs().contains("loading modules in the background"),
+        "{}",
+        gw.logs()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_request_waits_for_a_module_that_is_nearly_ready() {
+    // The default loading wait (5 s) covers a module that initialises in
+    // 1 s: the first request is answered, not refused.
+    let modules = tempfile::tempdir().unwrap();
+    std::fs::copy(
+        slow_module("slow-1s", 1000),
+        modules.path().join("slow.wasm"),
+    )
+    .unwrap();
+    let gw = Gateway::launch(Launch {
+        ready: false,
+        ..Launch::new(modules.path(), None)
+    });
+    let http = Http::new();
+    let asked = Instant::now();
+    let reply = http.get(&gw.url("/slow")).await;
+    assert_eq!(reply.status, 200, "{}", reply.text());
+    assert_eq!(reply.header("x-version"), Some("slow-1s"));
+    assert!(
+        asked.elapsed() >= Duration::from_millis(500),
+        "answered in {:?}: the module was not loading yet, so the test proves nothing",
+        asked.elapsed()
+    );
+}
+
+/// Sends a PUT of `body` to the admin listener and closes the connection
+/// as soon as the body is written, without reading the answer.
+fn upload_and_hang_up(admin: std::net::SocketAddr, name: &str, body: &[u8]) {
+    let mut stream = std::net::TcpStream::connect(admin).unwrap();
+    write!(
+        stream,
+        "PUT /admin/modules/{name} HTTP/1.1\r\nHost: {admin}\r\nContent-Length: {}\r\n\r\n",
+        body.len()
+    )
+    .unwrap();
+    stream.write_all(body).unwrap();
+    stream.flush().unwrap();
+    drop(stream);
+}
+
+fn failure<'a>(ready: &'a Value, module: &str) -> Option<&'a str> {
+    ready["failed"][module].as_str()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_module_stuck_in_initialisation_holds_nothing_back() {
+    let stuck = slow_module("stuck-start", 3_600_000);
+    let modules = modules_with(&["hello"]);
+    std::fs::copy(&stuck, modules.path().join("stuck.wasm")).unwrap();
+    let config = "[runtime]\ninit_deadline_ms = 1500\n";
+    let started = Instant::now();
+    let gw = Gateway::launch(Launch {
+        ready: false,
+        ..Launch::new(modules.path(), Some(config))
+    });
+    let http = Http::new();
+
+    // At start: hello serves while stuck is still initialising.
+    eventually(&gw, 30, "/hello serving", || async {
+        (http.get(&gw.url("/hello")).await.status == 200).then_some(())
+    })
+    .await;
+    let ready = http.get(&gw.url("/readyz")).await;
+    if started.elapsed() < Duration::from_millis(1500) {
+        assert_eq!(ready.status, 503, "{}", ready.text());
+        assert_eq!(ready.json()["loading"], serde_json::json!(["stuck"]));
+    }
+    let ready = eventually(&gw, 60, "/readyz 200", || async {
+        let reply = http.get(&gw.url("/readyz")).await;
+        (reply.status == 200).then(|| reply.json())
+    })
+    .await;
+    let message = failure(&ready, "stuck").unwrap_or_else(|| panic!("{ready}"));
+    assert!(message.contains("init deadline"), "{message}");
+    assert_eq!(http.get(&gw.url("/stuck")).await.error_kind(), "not_found");
+
+    // Through the watcher: a stuck module dropped in, then a good one; the
+    // good one serves and the stuck one is refused.
+    std::fs::copy(
+        slow_module("stuck-watched", 3_600_000),
+        modules.path().join("stuck2.wasm"),
+    )
+    .unwrap();
+    std::fs::copy(
+        version_module_with("after-stuck", &[]),
+        modules.path().join("after.wasm"),
+    )
+    .unwrap();
+    eventually(&gw, 60, "/after serving", || async {
+        let reply = http.get(&gw.url("/after")).await;
+        (reply.header("x-version") == Some("after-stuck")).then_some(())
+    })
+    .await;
+    let ready = eventually(&gw, 60, "stuck2 refused", || async {
+        let ready = http.get(&gw.url("/readyz")).await.json();
+        failure(&ready, "stuck2").is_some().then_some(ready)
+    })
+    .await;
+    assert!(
+        failure(&ready, "stuck2").unwrap().contains("init deadline"),
+        "{ready}"
+    );
+
+    // Through an upload whose client hangs up: the previous file is put
+    // back and keeps serving.
+    let hello_path = modules.path().join("hello.wasm");
+    let original = std::fs::read(&hello_path).unwrap();
+    upload_and_hang_up(gw.admin.unwrap(), "hello", &std::fs::read(&stuck).unwrap());
+    // The refused file lands first, then the original comes back.
+    eventually(&gw, 60, "the refused upload restored", || async {
+        (gw.logs()
+            .contains("upload refused; restoring the previous files")
+            && std::fs::read(&hello_path).is_ok_and(|bytes| bytes == original))
+        .then_some(())
+    })
+    .await;
+    assert_eq!(
+        http.get(&gw.url("/hello?name=box")).await.text(),
+        "Hello, box"
+    );
+    // And the admin API still takes changes: nothing is left hanging.
+    let reload = http
+        .post(&gw.admin_url("/admin/modules/hello/reload"), "")
+        .await;
+    assert_eq!(reload.status, 200, "{}", reload.text());
+}
+
+/// Starts the gateway with hello and add under `ulimit -v` and checks
+/// that it serves and reports `strategy`.
+async fn serves_within(limit: u64, strategy: &str) {
+    let modules = modules_with(&["hello", "add"]);
+    let gw = Gateway::launch(Launch {
+        ulimit_v: Some(limit),
+        ..Launch::new(modules.path(), None)
+    });
+    let http = Http::new();
+    assert_eq!(
+        http.get(&gw.url("/hello?name=edge")).await.text(),
+        "Hello, edge"
+    );
+    let sum = http.post(&gw.url("/api/exec/add/add"), "[2.5, 3.7]").await;
+    assert_eq!(sum.status, 200, "{}", sum.text());
+    assert_eq!(sum.json(), serde_json::json!(6.2));
+    let config = http.get(&gw.admin_url("/admin/config")).await.json();
+    let plan = &config["runtime"]["memory_plan"];
+    assert_eq!(plan["strategy"], strategy, "{plan}");
+    assert!(
+        gw.logs().contains("memory layout:"),
+        "the layout is not logged at start: {}",
+        gw.logs()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn serves_in_a_39_bit_address_space() {
+    serves_within(512 << 30, "bounded").await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn serves_in_a_32_bit_sized_address_space() {
+    serves_within(3 << 30, "on-demand").await;
+}
+
+#[test]
+fn a_layout_that_cannot_fit_fails_at_start_naming_the_keys() {
+    let modules = tempfile::tempdir().unwrap();
+    let config = modules.path().join("shanhai.toml");
+    std::fs::write(&config, "[runtime]\nmemory_strategy = \"guarded\"\n").unwrap();
+    let output = std::process::Command::new("bash")
+        .arg("-c")
+        .arg(format!(
+            "ulimit -v {} && exec \"$0\" \"$@\"",
+            (64u64 << 30) / 1024
+        ))
+        .arg(crate::util::shanhai_bin())
+        .args(["serve", "--listen", "127.0.0.1:0", "--config"])
+        .arg(&config)
+        .arg("--modules")
+        .arg(modules.path())
+        .arg("--no-cache")
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    for key in ["runtime.memory_strategy", "runtime.total_instances"] {
+        assert!(stderr.contains(key), "{stderr}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn idle_instances_are_dropped_and_the_next_request_is_served() {
+    let modules = modules_with(&["hello"]);
+    let gw = Gateway::start(modules.path(), Some("[defaults]\nidle_timeout_ms = 300\n"));
+    let http = Http::new();
+    let pool =
+        || async { http.get(&gw.admin_url("/admin/modules/hello")).await.json()["pool"].clone() };
+    assert_eq!(http.get(&gw.url("/hello")).await.status, 200);
+    let idle = eventually(&gw, 30, "the idle instance reaped", || async {
+        let pool = pool().await;
+        (pool["live"] == 0).then_some(pool)
+    })
+    .await;
+    assert!(idle["reaped"].as_u64().unwrap() >= 1, "{idle}");
+    assert_eq!(idle["min_instances"], 0, "{idle}");
+    assert_eq!(
+        http.get(&gw.url("/hello?name=again")).await.text(),
+        "Hello, again"
+    );
+    let after = pool().await;
+    assert!(after["created"].as_u64().unwrap() >= 2, "{after}");
+}
