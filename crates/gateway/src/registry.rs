@@ -580,8 +580,8 @@ impl ModuleRegistry {
         self.swap_pending(config, |current| current.extend(pending));
     }
 
-    /// Loads every module of the config and of its modules folder, and
-    /// then the configured canaries. A module that fails is logged and
+    /// Loads every module of the config and of its modules folder, each
+    /// followed by its configured canary. A module that fails is logged and
     /// recorded; the others still load. Modules whose compiled code is
     /// cached load at once; compiles run up to the runtime's
     /// `compile_concurrency` at a time. Each module serves as soon as it is
@@ -596,6 +596,9 @@ impl ModuleRegistry {
         // compiles for seconds; compiles take turns inside the runtime.
         let loads = names.iter().map(|name| async move {
             let loaded = self.reload(runtime, config, name).await.is_ok();
+            if let Some(canary) = config.modules.get(name).and_then(|m| m.canary.as_ref()) {
+                self.load_config_canary(runtime, config, name, canary).await;
+            }
             self.swap_pending(config, |pending| {
                 pending.remove(name.as_str());
             });
@@ -606,11 +609,6 @@ impl ModuleRegistry {
             .into_iter()
             .filter(|loaded| *loaded)
             .count();
-        for (name, section) in &config.modules {
-            if let Some(canary) = &section.canary {
-                self.load_config_canary(runtime, config, name, canary).await;
-            }
-        }
         tracing::info!(
             loaded,
             failed = names.len() - loaded,

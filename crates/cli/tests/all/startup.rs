@@ -139,9 +139,9 @@ async fn a_request_waits_for_a_module_that_is_nearly_ready() {
     );
 }
 
-/// Sends a PUT of `body` to the admin listener and closes the connection
-/// as soon as the body is written, without reading the answer.
-fn upload_and_hang_up(admin: std::net::SocketAddr, name: &str, body: &[u8]) {
+/// Sends a PUT of `body` to the admin listener, for the caller to close
+/// without reading the answer.
+fn upload(admin: std::net::SocketAddr, name: &str, body: &[u8]) -> std::net::TcpStream {
     let mut stream = std::net::TcpStream::connect(admin).unwrap();
     write!(
         stream,
@@ -151,7 +151,7 @@ fn upload_and_hang_up(admin: std::net::SocketAddr, name: &str, body: &[u8]) {
     .unwrap();
     stream.write_all(body).unwrap();
     stream.flush().unwrap();
-    drop(stream);
+    stream
 }
 
 fn failure<'a>(ready: &'a Value, module: &str) -> Option<&'a str> {
@@ -221,7 +221,15 @@ async fn a_module_stuck_in_initialisation_holds_nothing_back() {
     // back and keeps serving.
     let hello_path = modules.path().join("hello.wasm");
     let original = std::fs::read(&hello_path).unwrap();
-    upload_and_hang_up(gw.admin.unwrap(), "hello", &std::fs::read(&stuck).unwrap());
+    let client = upload(gw.admin.unwrap(), "hello", &std::fs::read(&stuck).unwrap());
+    // The client gives up while the module initialises.
+    eventually(&gw, 60, "the upload installed", || async {
+        gw.logs()
+            .contains("module uploaded through the admin API")
+            .then_some(())
+    })
+    .await;
+    drop(client);
     // The refused file lands first, then the original comes back.
     eventually(&gw, 60, "the refused upload restored", || async {
         (gw.logs()

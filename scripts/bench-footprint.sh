@@ -1,0 +1,40 @@
+#!/usr/bin/env bash
+# Footprint on an edge box: start-up time and memory of the gateway serving
+# every example with the quick-start config (examples/shanhai.toml), beside
+# the bare hyper reference and the native Go json2k server of the same run.
+# The "Footprint" figures in docs/benchmarks.md come from this script.
+#
+#   scripts/bench-footprint.sh
+#
+# Each of FOOTPRINT_RUNS rounds starts the gateway once with an empty
+# compile cache and once with a warm one, and measures:
+#   - process start -> the HTTP listener accepting a connection;
+#   - process start -> the first 200 from /hello (a cached Go module);
+#   - process start -> /readyz 200 (every module loaded or failed);
+#   - VmHWM when ready, and VmRSS / RssAnon / RssFile 3 s later;
+#   - (warm start) VmRSS after wrk load on /json2k, /api/exec/add/add,
+#     /hello and /cgi-echo, and again once the instances are idle past
+#     `idle_timeout_ms` (set to FOOTPRINT_IDLE_MS for the run, so the
+#     script does not wait the default 60 s);
+#   - the references' VmRSS idle and after the same load.
+#
+# Environment: FOOTPRINT_RUNS [3], FOOTPRINT_LOAD_SECONDS [5] per path,
+# FOOTPRINT_IDLE_MS [5000]. It uses the quick start's fixed ports (MQTT
+# 1883, Modbus 5020): run it on an otherwise idle machine.
+set -euo pipefail
+root="$(cd "$(dirname "$0")/.." && pwd)"
+for tool in wrk go python3 cargo; do
+  command -v "$tool" >/dev/null || { echo "bench-footprint.sh: $tool is not installed" >&2; exit 1; }
+done
+work="$(mktemp -d "${TMPDIR:-/tmp}/shanhai-footprint.XXXXXX")"
+trap 'rm -rf "$work"' EXIT
+echo "== building" >&2
+cargo build --release --quiet --manifest-path "$root/Cargo.toml" --workspace --bins
+bash "$root/scripts/build-examples.sh" "$work/modules" >/dev/null
+(cd "$root/examples/json2k" && go build -o "$work/json2k-native" ./native)
+export CRYPTO_AES_KEY="${CRYPTO_AES_KEY:-000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f}"
+export CRYPTO_ED25519_SEED="${CRYPTO_ED25519_SEED:-9d61b19deffd5a60ba844af492ec2cc44449c5697b326919703bac031cae7f60}"
+echo "== measuring at $(git -C "$root" rev-parse --short HEAD)$(git -C "$root" diff --quiet || echo '+changes')" >&2
+python3 "$root/bench/footprint.py" "$root/target/release/shanhai" "$work/modules" \
+  "$root/examples/shanhai.toml" "$root/target/release/bench-reference" "$work/json2k-native" \
+  "${FOOTPRINT_RUNS:-3}" "${FOOTPRINT_LOAD_SECONDS:-5}" "${FOOTPRINT_IDLE_MS:-5000}"
