@@ -17,6 +17,12 @@
 #     `idle_timeout_ms` (set to FOOTPRINT_IDLE_MS for the run, so the
 #     script does not wait the default 60 s);
 #   - the references' VmRSS idle and after the same load.
+# Then (bench/strategies.py) requests/s on /json2k, /api/exec/add/add and
+# /cgi-echo under each memory layout (runtime.memory_strategy = guarded,
+# bounded, on-demand), alternating within each round. Last
+# (bench/per_module.py), the VmRSS of no module, of one Go and one Rust
+# module with and without a live instance, and of 1, 4, 8 and all examples
+# once idle.
 #
 # Environment: FOOTPRINT_RUNS [3], FOOTPRINT_LOAD_SECONDS [5] per path,
 # FOOTPRINT_IDLE_MS [5000]. It uses the quick start's fixed ports (MQTT
@@ -29,7 +35,8 @@ done
 work="$(mktemp -d "${TMPDIR:-/tmp}/shanhai-footprint.XXXXXX")"
 trap 'rm -rf "$work"' EXIT
 echo "== building" >&2
-cargo build --release --quiet --manifest-path "$root/Cargo.toml" --workspace --bins
+# The same build as the test suite's, so nothing is compiled twice.
+cargo build --release --quiet --manifest-path "$root/Cargo.toml" --workspace --all-targets
 bash "$root/scripts/build-examples.sh" "$work/modules" >/dev/null
 (cd "$root/examples/json2k" && go build -o "$work/json2k-native" ./native)
 export CRYPTO_AES_KEY="${CRYPTO_AES_KEY:-000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f}"
@@ -38,3 +45,12 @@ echo "== measuring at $(git -C "$root" rev-parse --short HEAD)$(git -C "$root" d
 python3 "$root/bench/footprint.py" "$root/target/release/shanhai" "$work/modules" \
   "$root/examples/shanhai.toml" "$root/target/release/bench-reference" "$work/json2k-native" \
   "${FOOTPRINT_RUNS:-3}" "${FOOTPRINT_LOAD_SECONDS:-5}" "${FOOTPRINT_IDLE_MS:-5000}"
+echo "== memory layouts" >&2
+# The cost of bounds checks: the same modules under each layout. Compiled
+# code differs per layout, so each compiles once into its own cache
+# entries before its first measurement.
+python3 "$root/bench/strategies.py" "$root/target/release/shanhai" "$work/modules" \
+  "$work/cache" "${FOOTPRINT_RUNS:-3}" "${FOOTPRINT_LOAD_SECONDS:-5}"
+echo "== per module" >&2
+python3 "$root/bench/per_module.py" "$root/target/release/shanhai" "$work/modules" \
+  "$work/cache-per-module" "${FOOTPRINT_RUNS:-3}" 1000

@@ -701,7 +701,8 @@ pub struct RuntimeSection {
     /// How long creating and initialising one instance may take (at load
     /// and when a pool grows), time blocked in host calls included.
     pub init_deadline_ms: u64,
-    /// Modules compiled at once at start; 0 means one per core.
+    /// Modules compiled at once; 0 means the runtime's default (1: each
+    /// compile already uses every core).
     pub compile_concurrency: usize,
 }
 

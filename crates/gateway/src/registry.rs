@@ -586,29 +586,33 @@ impl ModuleRegistry {
     /// cached load at once; compiles run up to the runtime's
     /// `compile_concurrency` at a time. Each module serves as soon as it is
     /// ready. Returns how many loaded.
-    pub async fn load_all(&self, runtime: &Runtime, config: &Config) -> usize {
+    pub async fn load_all(self: &Arc<Self>, runtime: &Runtime, config: &Arc<Config>) -> usize {
         let names = Self::startup_modules(config);
         self.expect(config, &names);
         let started = Instant::now();
         tracing::info!(modules = names.len(), "loading modules in the background");
-        // All at once: a module whose compiled code is cached only needs
-        // mapping and initialising, and must not wait behind one that
-        // compiles for seconds; compiles take turns inside the runtime.
-        let loads = names.iter().map(|name| async move {
-            let loaded = self.reload(runtime, config, name).await.is_ok();
-            if let Some(canary) = config.modules.get(name).and_then(|m| m.canary.as_ref()) {
-                self.load_config_canary(runtime, config, name, canary).await;
-            }
-            self.swap_pending(config, |pending| {
-                pending.remove(name.as_str());
+        // All at once, each on its own task: a module whose compiled code
+        // is cached only needs mapping and initialising (on any worker),
+        // and must not wait behind one that compiles for seconds; compiles
+        // take turns inside the runtime.
+        let mut loads = tokio::task::JoinSet::new();
+        for name in &names {
+            let (registry, runtime, config) = (self.clone(), runtime.clone(), config.clone());
+            let name = name.clone();
+            loads.spawn(async move {
+                let loaded = registry.reload(&runtime, &config, &name).await.is_ok();
+                if let Some(canary) = config.modules.get(&name).and_then(|m| m.canary.as_ref()) {
+                    registry
+                        .load_config_canary(&runtime, &config, &name, canary)
+                        .await;
+                }
+                registry.swap_pending(&config, |pending| {
+                    pending.remove(name.as_str());
+                });
+                loaded
             });
-            loaded
-        });
-        let loaded = futures_util::future::join_all(loads)
-            .await
-            .into_iter()
-            .filter(|loaded| *loaded)
-            .count();
+        }
+        let loaded = loads.join_all().await.into_iter().filter(|l| *l).count();
         tracing::info!(
             loaded,
             failed = names.len() - loaded,

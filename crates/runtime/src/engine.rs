@@ -41,8 +41,8 @@ pub struct RuntimeConfig {
     /// How long instantiating and initialising one instance may take,
     /// time blocked in host calls and WASI sleeps included.
     pub init_deadline: Duration,
-    /// Modules compiled at once; loads from the compile cache do not wait
-    /// for a turn.
+    /// Modules compiled at once (each compile uses every core already);
+    /// loads from the compile cache do not wait for a turn.
     pub compile_concurrency: usize,
 }
 
@@ -63,7 +63,11 @@ impl Default for RuntimeConfig {
             memory_strategy: MemoryStrategy::Auto,
             largest_memory_cap: crate::ModuleLimits::default().max_memory_bytes,
             init_deadline: Duration::from_secs(10),
-            compile_concurrency: std::thread::available_parallelism().map_or(1, |n| n.get()),
+            // One compile at a time: Cranelift already spreads a module's
+            // functions over every core, and each compile of a Go module
+            // holds a few hundred MB at its peak (docs/benchmarks.md,
+            // "Footprint"), so more at once only raises the peak.
+            compile_concurrency: 1,
         }
     }
 }
@@ -258,7 +262,9 @@ impl Runtime {
             let started = Instant::now();
             tracing::info!(module = %name, bytes = wasm.len(), "compiling module");
             let module = Module::new(&inner.engine, &wasm)
-                .map_err(|err| LoadError::Compile(format!("{err:#}")))?;
+                .map_err(|err| LoadError::Compile(format!("{err:#}")));
+            release_freed_heap();
+            let module = module?;
             tracing::info!(
                 module = %name,
                 elapsed_ms = started.elapsed().as_secs_f64() * 1e3,
@@ -272,10 +278,10 @@ impl Runtime {
             // and share, not anonymous memory, so a cold start ends with
             // the same footprint as a warm one.
             cache.store(&module, &sha256);
-            match from_cache(&inner, &sha256) {
-                Some(mapped) => Ok((mapped, false)),
-                None => Ok((module, false)),
-            }
+            let served = from_cache(&inner, &sha256).unwrap_or(module);
+            // The serialized copy and the fresh compile are gone now.
+            release_freed_heap();
+            Ok((served, false))
         })
         .await
         .map_err(|err| LoadError::Compile(format!("compiler task failed: {err}")))?
@@ -311,6 +317,20 @@ fn engine_config(config: &RuntimeConfig, plan: &MemoryPlan) -> Config {
         pool
     });
     wasm
+}
+
+/// Gives the heap memory a compile freed back to the system. Cranelift
+/// allocates hundreds of MB while compiling a Go module and frees it, but
+/// glibc keeps freed memory in its arenas: without this, a cold start left
+/// the process hundreds of MB larger than a warm one.
+fn release_freed_heap() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: `malloc_trim` only returns free heap pages to the kernel; it
+    // touches no memory that is in use and is safe to call from any thread.
+    #[allow(unsafe_code)]
+    unsafe {
+        libc::malloc_trim(0);
+    }
 }
 
 /// Unused pool slots kept warm (see `max_unused_warm_slots`).

@@ -1,0 +1,112 @@
+#!/usr/bin/env python3
+"""What one module costs in RSS: idle, and with a live instance.
+
+Run by scripts/bench-footprint.sh. Starts the gateway (warm cache, no
+config, idle_timeout_ms as given) on
+  - no modules;
+  - only `hello` (Go), then only `hello-rs` (Rust): VmRSS while the
+    validation instance is live, and after it is reaped as idle;
+  - the first N example modules (N = 1, 4, 8, all), after their instances
+    are reaped: how the process grows with the number of modules.
+Prints Markdown tables (medians of the rounds, with the spread).
+
+  per_module.py SHANHAI MODULES_DIR CACHE_DIR ROUNDS IDLE_TIMEOUT_MS
+"""
+
+import os
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+
+shanhai, modules, cache, rounds, idle_ms = sys.argv[1:6]
+rounds, idle_ms = int(rounds), int(idle_ms)
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def rss(pid):
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    raise SystemExit("no VmRSS")
+
+
+def ready(url):
+    try:
+        with urllib.request.urlopen(url, timeout=1) as reply:
+            return reply.status == 200
+    except OSError:
+        return False
+
+
+def measure(names, work):
+    """VmRSS with the validation instances live, and after they are reaped."""
+    folder = os.path.join(work, "modules")
+    shutil.rmtree(folder, ignore_errors=True)
+    os.makedirs(folder)
+    for name in names:
+        shutil.copy(os.path.join(modules, f"{name}.wasm"), folder)
+    config = os.path.join(work, "shanhai.toml")
+    with open(config, "w") as f:
+        f.write(f"[defaults]\nidle_timeout_ms = {idle_ms}\n[admin]\nenabled = false\n")
+    port = free_port()
+    proc = subprocess.Popen(
+        [shanhai, "serve", "--config", config, "--modules", folder,
+         "--listen", f"127.0.0.1:{port}", "--cache-dir", cache],
+        cwd=work, env=dict(os.environ, SHANHAI_LOG="warn"),
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 300
+        while not ready(f"http://127.0.0.1:{port}/readyz"):
+            if time.monotonic() > deadline or proc.poll() is not None:
+                raise SystemExit(f"the gateway did not start with {names}")
+            time.sleep(0.02)
+        time.sleep(0.5)
+        live = rss(proc.pid)
+        # Past idle_timeout_ms and a reaper pass (every idle_timeout/2).
+        time.sleep(idle_ms / 1000 * 2 + 1)
+        return live, rss(proc.pid)
+    finally:
+        proc.terminate()
+        proc.wait()
+
+
+examples = sorted(f[:-5] for f in os.listdir(modules) if f.endswith(".wasm"))
+sets = {"none": [], "hello (Go)": ["hello"], "hello-rs (Rust)": ["hello-rs"]}
+for n in (1, 4, 8, len(examples)):
+    sets[f"{n} examples"] = examples[:n]
+results = {label: [] for label in sets}
+with tempfile.TemporaryDirectory() as work:
+    for label, names in sets.items():
+        measure(names, work)  # untimed: fills the cache for these modules
+    for _ in range(rounds):
+        for label, names in sets.items():
+            results[label].append(measure(names, work))
+            print(label, results[label][-1], file=sys.stderr)
+
+
+def med(values):
+    return f"{statistics.median(values):.1f} MB ({min(values):.1f}–{max(values):.1f})"
+
+
+base_idle = statistics.median(r[1] for r in results["none"])
+print("| modules | VmRSS, validation instances live | VmRSS after idle reaping | idle cost over no modules |")
+print("| --- | --- | --- | --- |")
+for label in sets:
+    live = [r[0] for r in results[label]]
+    idle = [r[1] for r in results[label]]
+    extra = statistics.median(idle) - base_idle
+    print(f"| {label} | {med(live)} | {med(idle)} | {extra:+.1f} MB |")
+for label in ("hello (Go)", "hello-rs (Rust)"):
+    instance = statistics.median(r[0] - r[1] for r in results[label])
+    print(f"\nOne live {label} instance: {instance:.1f} MB (live minus reaped, median).")
