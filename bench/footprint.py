@@ -20,26 +20,11 @@ import tempfile
 import time
 import urllib.request
 
+from benchlib import free_port, status
+
 (shanhai, modules, config, reference, go_json2k, runs, load_seconds,
  idle_timeout_ms) = sys.argv[1:9]
 runs, load_seconds, idle_timeout_ms = int(runs), int(load_seconds), int(idle_timeout_ms)
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def status(pid):
-    """VmRSS, VmHWM, RssAnon and RssFile of a process, in MiB."""
-    fields = {}
-    with open(f"/proc/{pid}/status") as f:
-        for line in f:
-            key, _, value = line.partition(":")
-            if key in ("VmRSS", "VmHWM", "RssAnon", "RssFile"):
-                fields[key] = int(value.split()[0]) / 1024
-    return fields
 
 
 def get(url, timeout=2.0, data=None):

@@ -15,38 +15,15 @@ Prints Markdown tables (medians of the rounds, with the spread).
 
 import os
 import shutil
-import socket
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
+
+from benchlib import gateway, status
 
 shanhai, modules, cache, rounds, idle_ms = sys.argv[1:6]
 rounds, idle_ms = int(rounds), int(idle_ms)
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def rss(pid):
-    with open(f"/proc/{pid}/status") as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024
-    raise SystemExit("no VmRSS")
-
-
-def ready(url):
-    try:
-        with urllib.request.urlopen(url, timeout=1) as reply:
-            return reply.status == 200
-    except OSError:
-        return False
 
 
 def measure(names, work):
@@ -56,29 +33,13 @@ def measure(names, work):
     os.makedirs(folder)
     for name in names:
         shutil.copy(os.path.join(modules, f"{name}.wasm"), folder)
-    config = os.path.join(work, "shanhai.toml")
-    with open(config, "w") as f:
-        f.write(f"[defaults]\nidle_timeout_ms = {idle_ms}\n[admin]\nenabled = false\n")
-    port = free_port()
-    proc = subprocess.Popen(
-        [shanhai, "serve", "--config", config, "--modules", folder,
-         "--listen", f"127.0.0.1:{port}", "--cache-dir", cache],
-        cwd=work, env=dict(os.environ, SHANHAI_LOG="warn"),
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        deadline = time.monotonic() + 300
-        while not ready(f"http://127.0.0.1:{port}/readyz"):
-            if time.monotonic() > deadline or proc.poll() is not None:
-                raise SystemExit(f"the gateway did not start with {names}")
-            time.sleep(0.02)
+    config = f"[defaults]\nidle_timeout_ms = {idle_ms}\n[admin]\nenabled = false\n"
+    with gateway(shanhai, config, folder, cache, work) as (proc, _):
         time.sleep(0.5)
-        live = rss(proc.pid)
+        live = status(proc.pid)["VmRSS"]
         # Past idle_timeout_ms and a reaper pass (every idle_timeout/2).
         time.sleep(idle_ms / 1000 * 2 + 1)
-        return live, rss(proc.pid)
-    finally:
-        proc.terminate()
-        proc.wait()
+        return live, status(proc.pid)["VmRSS"]
 
 
 examples = sorted(f[:-5] for f in os.listdir(modules) if f.endswith(".wasm"))

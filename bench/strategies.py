@@ -14,13 +14,12 @@ ratio to the guarded layout.
 
 import os
 import re
-import socket
 import statistics
 import subprocess
 import sys
 import tempfile
-import time
-import urllib.request
+
+from benchlib import gateway
 
 shanhai, modules, cache, rounds, seconds = sys.argv[1:6]
 rounds, seconds = int(rounds), int(seconds)
@@ -28,20 +27,6 @@ LAYOUTS = ("guarded", "bounded", "on-demand")
 PATHS = (("GET /json2k", "/json2k", None),
          ("POST /api/exec/add/add", "/api/exec/add/add", "[2.5, 3.7]"),
          ("POST /cgi-echo (fresh instance)", "/cgi-echo", "hi"))
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def ready(url):
-    try:
-        with urllib.request.urlopen(url, timeout=1) as reply:
-            return reply.status == 200
-    except OSError:
-        return False
 
 
 def rate(url, body, work):
@@ -61,30 +46,12 @@ results = {(layout, label): [] for layout in LAYOUTS for label, _, _ in PATHS}
 with tempfile.TemporaryDirectory() as work:
     for _ in range(rounds):
         for layout in LAYOUTS:
-            config = os.path.join(work, "shanhai.toml")
-            with open(config, "w") as f:
-                f.write(f'[runtime]\nmemory_strategy = "{layout}"\n'
-                        f'[admin]\nenabled = false\n')
-            port = free_port()
-            proc = subprocess.Popen(
-                [shanhai, "serve", "--config", config, "--modules", modules,
-                 "--listen", f"127.0.0.1:{port}", "--cache-dir", cache],
-                cwd=work, env=dict(os.environ, SHANHAI_LOG="warn"),
-                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-            try:
-                base = f"http://127.0.0.1:{port}"
-                deadline = time.monotonic() + 300
-                while not ready(base + "/readyz"):
-                    if time.monotonic() > deadline or proc.poll() is not None:
-                        raise SystemExit(f"the gateway did not start with {layout}")
-                    time.sleep(0.05)
+            config = f'[runtime]\nmemory_strategy = "{layout}"\n[admin]\nenabled = false\n'
+            with gateway(shanhai, config, modules, cache, work) as (_, base):
                 for label, path, body in PATHS:
                     rate(base + path, body, work)  # warm-up, untimed
                     results[(layout, label)].append(rate(base + path, body, work))
                     print(layout, label, results[(layout, label)][-1], file=sys.stderr)
-            finally:
-                proc.terminate()
-                proc.wait()
 
 print("| requests/s (wrk -c16) | " + " | ".join(LAYOUTS) + " |")
 print("| --- |" + " --- |" * len(LAYOUTS))

@@ -98,10 +98,12 @@ async fn listeners_answer_while_modules_compile_and_load() {
         (reply.status == 200).then_some(())
     })
     .await;
-    assert_eq!(
-        http.get(&gw.url("/hello?name=edge")).await.text(),
-        "Hello, edge"
-    );
+    // Compiles take turns: hello may still be compiling.
+    eventually(&gw, 120, "/hello serving", || async {
+        let reply = http.get(&gw.url("/hello?name=edge")).await;
+        (reply.status == 200).then(|| assert_eq!(reply.text(), "Hello, edge"))
+    })
+    .await;
     eventually(&gw, 30, "/readyz 200", || async {
         (http.get(&gw.url("/readyz")).await.status == 200).then_some(())
     })

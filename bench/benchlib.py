@@ -1,0 +1,60 @@
+"""What the footprint benchmarks share: free ports, /proc figures and a
+gateway process started on a config and waited for."""
+
+import contextlib
+import os
+import socket
+import subprocess
+import time
+import urllib.request
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def status(pid):
+    """VmRSS, VmHWM, RssAnon and RssFile of a process, in MiB."""
+    fields = {}
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            key, _, value = line.partition(":")
+            if key in ("VmRSS", "VmHWM", "RssAnon", "RssFile"):
+                fields[key] = int(value.split()[0]) / 1024
+    return fields
+
+
+def ready(url):
+    try:
+        with urllib.request.urlopen(url, timeout=1) as reply:
+            return reply.status == 200
+    except OSError:
+        return False
+
+
+@contextlib.contextmanager
+def gateway(shanhai, config_text, modules, cache, work):
+    """A `shanhai serve` on a free port with `config_text`, once /readyz is
+    200; yields (process, base URL) and stops it afterwards."""
+    config = os.path.join(work, "shanhai.toml")
+    with open(config, "w") as f:
+        f.write(config_text)
+    port = free_port()
+    proc = subprocess.Popen(
+        [shanhai, "serve", "--config", config, "--modules", modules,
+         "--listen", f"127.0.0.1:{port}", "--cache-dir", cache],
+        cwd=work, env=dict(os.environ, SHANHAI_LOG="warn"),
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        base = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + 300
+        while not ready(base + "/readyz"):
+            if time.monotonic() > deadline or proc.poll() is not None:
+                raise SystemExit(f"the gateway did not start on:\n{config_text}")
+            time.sleep(0.02)
+        yield proc, base
+    finally:
+        proc.terminate()
+        proc.wait()
