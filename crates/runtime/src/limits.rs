@@ -27,8 +27,7 @@ pub struct ModuleLimits {
     pub queue_timeout: Duration,
     /// Initialised instances kept even when idle. One is created at load
     /// time regardless, to validate the module; with 0 it is dropped after
-    /// `idle_timeout` like any idle instance, so an idle module costs no
-    /// linear memory.
+    /// `idle_timeout` like any idle instance.
     pub min_instances: usize,
     /// Events an instance serves before it is recycled; `None`: no limit.
     pub max_requests_per_instance: Option<u64>,
@@ -50,9 +49,10 @@ impl Default for ModuleLimits {
             max_instances: 16,
             max_queue: 1024,
             queue_timeout: Duration::from_secs(5),
-            // Measured (docs/benchmarks.md, "Footprint"): a live Go
-            // instance holds several MB; recreating one after an idle
-            // period costs milliseconds, once.
+            // An idle module need not hold an instance: recreating one
+            // after an idle period costs milliseconds, once. (The freed
+            // pool slot stays warm in wasmtime 48; docs/benchmarks.md,
+            // "Footprint", measures what that leaves resident.)
             min_instances: 0,
             max_requests_per_instance: None,
             idle_timeout: Duration::from_secs(60),
