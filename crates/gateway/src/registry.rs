@@ -580,15 +580,19 @@ impl ModuleRegistry {
         self.swap_pending(config, |current| current.extend(pending));
     }
 
-    /// Loads every module of the config and of its modules folder, each
-    /// followed by its configured canary. A module that fails is logged and
+    /// Loads `names` (the [`startup_modules`](Self::startup_modules), which
+    /// the caller has marked with [`expect`](Self::expect)), each followed
+    /// by its configured canary, and clears each from the loading set. A module that fails is logged and
     /// recorded; the others still load. Modules whose compiled code is
     /// cached load at once; compiles run up to the runtime's
     /// `compile_concurrency` at a time. Each module serves as soon as it is
     /// ready. Returns how many loaded.
-    pub async fn load_all(self: &Arc<Self>, runtime: &Runtime, config: &Arc<Config>) -> usize {
-        let names = Self::startup_modules(config);
-        self.expect(config, &names);
+    pub async fn load_all(
+        self: &Arc<Self>,
+        runtime: &Runtime,
+        config: &Arc<Config>,
+        names: &[String],
+    ) -> usize {
         let started = Instant::now();
         tracing::info!(modules = names.len(), "loading modules in the background");
         // All at once, each on its own task: a module whose compiled code
@@ -596,7 +600,7 @@ impl ModuleRegistry {
         // and must not wait behind one that compiles for seconds; compiles
         // take turns inside the runtime.
         let mut loads = tokio::task::JoinSet::new();
-        for name in &names {
+        for name in names {
             let (registry, runtime, config) = (self.clone(), runtime.clone(), config.clone());
             let name = name.clone();
             loads.spawn(async move {

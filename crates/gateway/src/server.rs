@@ -120,7 +120,7 @@ impl Gateway {
         let loader = {
             let (registry, runtime, config) = (registry.clone(), runtime.clone(), config.clone());
             tokio::spawn(async move {
-                registry.load_all(&runtime, &config).await;
+                registry.load_all(&runtime, &config, &startup).await;
             })
         };
         Ok(Self {
