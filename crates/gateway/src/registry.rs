@@ -6,7 +6,7 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::Path;
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, Mutex, RwLock, RwLockWriteGuard};
 use std::time::{Duration, Instant};
 
 use http::{HeaderMap, StatusCode};
@@ -91,6 +91,16 @@ pub enum Lookup<T> {
     Loading(Arc<str>),
     /// Nothing of that name or route.
     Missing,
+}
+
+impl<T> Lookup<T> {
+    fn map<U>(self, found: impl FnOnce(T) -> U) -> Lookup<U> {
+        match self {
+            Self::Found(value) => Lookup::Found(found(value)),
+            Self::Loading(name) => Lookup::Loading(name),
+            Self::Missing => Lookup::Missing,
+        }
+    }
 }
 
 impl Snapshot {
@@ -279,11 +289,9 @@ impl ModuleRegistry {
                 return Lookup::Missing;
             };
             let key = sticky_key(snapshot, &target.module, headers);
-            match snapshot.lookup(&target.module, key) {
-                Lookup::Found(selected) => Lookup::Found((target.clone(), selected)),
-                Lookup::Loading(name) => Lookup::Loading(name),
-                Lookup::Missing => Lookup::Missing,
-            }
+            snapshot
+                .lookup(&target.module, key)
+                .map(|selected| (target.clone(), selected))
         })
         .await
     }
@@ -582,11 +590,11 @@ impl ModuleRegistry {
 
     /// Loads `names` (the [`startup_modules`](Self::startup_modules), which
     /// the caller has marked with [`expect`](Self::expect)), each followed
-    /// by its configured canary, and clears each from the loading set. A module that fails is logged and
-    /// recorded; the others still load. Modules whose compiled code is
-    /// cached load at once; compiles run up to the runtime's
-    /// `compile_concurrency` at a time. Each module serves as soon as it is
-    /// ready. Returns how many loaded.
+    /// by its configured canary, and clears each from the loading set. A
+    /// module that fails is logged and recorded; the others still load.
+    /// Modules whose compiled code is cached load at once; compiles run up
+    /// to the runtime's `compile_concurrency` at a time. Each module serves
+    /// as soon as it is ready. Returns how many loaded.
     pub async fn load_all(
         self: &Arc<Self>,
         runtime: &Runtime,
@@ -628,16 +636,30 @@ impl ModuleRegistry {
 
     /// Changes the set of modules still loading at start.
     fn swap_pending(&self, config: &Config, change: impl FnOnce(&mut BTreeSet<Arc<str>>)) {
-        let mut current = self.current.write().unwrap();
+        let current = self.current.write().unwrap();
         let mut pending = (*current.pending).clone();
         change(&mut pending);
-        let next = Snapshot {
-            modules: current.modules.clone(),
-            canaries: current.canaries.clone(),
-            routes: Arc::new(route_table(config, &current.modules, &pending)),
-            pending: Arc::new(pending),
-        };
-        *current = Arc::new(next);
+        let (modules, canaries) = (current.modules.clone(), current.canaries.clone());
+        self.publish(current, config, modules, canaries, Arc::new(pending));
+    }
+
+    /// Swaps in the snapshot of these maps, with their routes, and wakes
+    /// the requests waiting for a module still loading.
+    fn publish(
+        &self,
+        mut current: RwLockWriteGuard<'_, Arc<Snapshot>>,
+        config: &Config,
+        modules: Modules,
+        canaries: Canaries,
+        pending: Arc<BTreeSet<Arc<str>>>,
+    ) {
+        let routes = Arc::new(route_table(config, &modules, &pending));
+        *current = Arc::new(Snapshot {
+            modules,
+            canaries,
+            pending,
+            routes,
+        });
         drop(current);
         self.swapped.send_replace(());
     }
@@ -862,20 +884,13 @@ impl ModuleRegistry {
         config: &Config,
         change: impl FnOnce(&mut Modules, &mut Canaries) -> R,
     ) -> R {
-        let mut current = self.current.write().unwrap();
+        let current = self.current.write().unwrap();
         let mut modules = current.modules.clone();
         let mut canaries = current.canaries.clone();
         let result = change(&mut modules, &mut canaries);
         canaries.retain(|name, _| modules.contains_key(name));
-        let routes = route_table(config, &modules, &current.pending);
-        *current = Arc::new(Snapshot {
-            modules,
-            canaries,
-            pending: current.pending.clone(),
-            routes: Arc::new(routes),
-        });
-        drop(current);
-        self.swapped.send_replace(());
+        let pending = current.pending.clone();
+        self.publish(current, config, modules, canaries, pending);
         result
     }
 
