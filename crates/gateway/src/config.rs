@@ -658,8 +658,12 @@ pub struct ServerConfig {
     pub listen: SocketAddr,
     /// Folder whose `NAME.wasm` files are served at `/NAME`.
     pub modules_dir: PathBuf,
-    /// Folder of the compiled-code cache; empty disables it.
+    /// Folder of the compiled-code cache; empty disables it. Created with
+    /// mode 0700; a folder others can write to is refused.
     pub cache_dir: PathBuf,
+    /// The key authenticating cache entries (created with mode 0600 if
+    /// missing); empty means `CACHE_DIR.key`, beside the folder.
+    pub cache_key_file: PathBuf,
     /// Reload modules when their files in `modules_dir` change.
     pub watch: bool,
     /// On shutdown, how long requests in flight may take to finish.
@@ -675,6 +679,7 @@ impl Default for ServerConfig {
             listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
             modules_dir: PathBuf::from("modules"),
             cache_dir: PathBuf::from(".shanhai/cache"),
+            cache_key_file: PathBuf::new(),
             watch: true,
             drain_timeout_ms: 10_000,
             loading_wait_ms: 5_000,
@@ -920,6 +925,8 @@ impl Config {
         RuntimeConfig {
             cache_dir: (!self.server.cache_dir.as_os_str().is_empty())
                 .then(|| self.server.cache_dir.clone()),
+            cache_key_file: (!self.server.cache_key_file.as_os_str().is_empty())
+                .then(|| self.server.cache_key_file.clone()),
             consume_fuel: self.runtime.fuel,
             total_instances: self.runtime.total_instances,
             epoch_tick: Duration::from_millis(self.runtime.epoch_tick_ms),

@@ -7,11 +7,22 @@
 //! compilation settings. Writes go to a temporary file that is renamed into
 //! place, so concurrent processes sharing the folder never read half an
 //! entry.
+//!
+//! Compiled code is machine code that wasmtime maps and runs without
+//! verifying it, so an entry is only as trustworthy as whoever could write
+//! it. Each entry therefore carries an HMAC-SHA256 (a `.mac` file beside
+//! it) over its name and bytes, under a key kept outside the cache folder
+//! with mode 0600. An entry whose code fails the check (planted, copied
+//! from another module, truncated) is discarded and the module recompiled:
+//! signing a module means nothing if its compiled form can be swapped.
 
+use std::fs::File;
 use std::hash::{DefaultHasher, Hash, Hasher};
-use std::io;
+use std::io::{self, Read, Write};
+use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
+use sha2::{Digest, Sha256};
 use wasmtime::{Engine, Module};
 
 /// A folder of compiled modules for one engine configuration.
@@ -19,17 +30,65 @@ use wasmtime::{Engine, Module};
 pub struct CompileCache {
     dir: PathBuf,
     engine_key: String,
+    mac_key: [u8; 32],
+}
+
+/// Why the cache folder or its key can't be used.
+#[derive(Debug, thiserror::Error)]
+pub enum CacheError {
+    /// Reading or creating the folder or the key failed.
+    #[error("compile cache {path}: {source}")]
+    Io {
+        /// The folder or key file.
+        path: PathBuf,
+        /// The underlying error.
+        source: io::Error,
+    },
+    /// Someone other than this user could plant code in the folder.
+    #[error(
+        "compile cache {path} is {problem}: anyone who can write there can make the gateway run their code; \
+         `chmod 700 {path}` (or choose another server.cache_dir)"
+    )]
+    Unsafe {
+        /// The folder.
+        path: PathBuf,
+        /// What is wrong with it.
+        problem: String,
+    },
+    /// The key file is readable or writable by others, or malformed.
+    #[error("compile-cache key {path} {problem}")]
+    BadKey {
+        /// The key file.
+        path: PathBuf,
+        /// What is wrong with it.
+        problem: String,
+    },
 }
 
 impl CompileCache {
-    /// Opens (creating it if needed) the cache in `dir` for `engine`.
-    pub fn open(dir: &Path, engine: &Engine) -> io::Result<Self> {
-        std::fs::create_dir_all(dir)?;
+    /// Opens (creating it with mode 0700 if needed) the cache in `dir` for
+    /// `engine`, with the authentication key in `key_file` (by default
+    /// `DIR.key`, beside the folder). A folder writable by group or others,
+    /// or owned by another user, is refused.
+    pub fn open(dir: &Path, key_file: Option<&Path>, engine: &Engine) -> Result<Self, CacheError> {
+        let io_err = |path: &Path| {
+            let path = path.to_path_buf();
+            move |source| CacheError::Io { path, source }
+        };
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(dir)
+            .map_err(io_err(dir))?;
+        check_private_folder(dir)?;
+        let key_file = key_file.map_or_else(|| default_key_file(dir), Path::to_path_buf);
+        let mac_key = load_or_create_key(&key_file)?;
         let mut hasher = DefaultHasher::new();
         engine.precompile_compatibility_hash().hash(&mut hasher);
         Ok(Self {
             dir: dir.to_path_buf(),
             engine_key: format!("{:016x}", hasher.finish()),
+            mac_key,
         })
     }
 
@@ -38,47 +97,304 @@ impl CompileCache {
         &self.dir
     }
 
-    fn entry_path(&self, module_sha256: &str) -> PathBuf {
-        self.dir
-            .join(format!("{module_sha256}-{}.cwasm", self.engine_key))
+    fn entry_name(&self, module_sha256: &str) -> String {
+        format!("{module_sha256}-{}", self.engine_key)
     }
 
-    /// Loads the compiled form of the module with this hash, if cached and
-    /// still loadable by this engine.
+    fn code_path(&self, name: &str) -> PathBuf {
+        self.dir.join(format!("{name}.cwasm"))
+    }
+
+    fn mac_path(&self, name: &str) -> PathBuf {
+        self.dir.join(format!("{name}.mac"))
+    }
+
+    /// The authentication code of an entry: it covers the entry's name,
+    /// so code copied from another module's entry fails too.
+    fn mac(&self, name: &str, code: &mut impl Read) -> io::Result<[u8; 32]> {
+        let mut mac = HmacSha256::new(&self.mac_key);
+        mac.update(name.as_bytes());
+        mac.update(b"\n");
+        let mut buf = vec![0; 64 << 10];
+        loop {
+            match code.read(&mut buf)? {
+                0 => break,
+                n => mac.update(&buf[..n]),
+            }
+        }
+        Ok(mac.finish())
+    }
+
+    /// Loads the compiled form of the module with this hash, if cached,
+    /// authentic and still loadable by this engine.
     pub(crate) fn load(&self, engine: &Engine, module_sha256: &str) -> Option<Module> {
-        let path = self.entry_path(module_sha256);
-        if !path.exists() {
+        let name = self.entry_name(module_sha256);
+        let path = self.code_path(&name);
+        let mut file = match File::open(&path) {
+            Ok(file) => file,
+            Err(err) if err.kind() == io::ErrorKind::NotFound => return None,
+            Err(err) => {
+                tracing::warn!(path = %path.display(), error = %err, "can't read compile-cache entry; recompiling");
+                return None;
+            }
+        };
+        let expected = std::fs::read_to_string(self.mac_path(&name)).ok();
+        let actual = self.mac(&name, &mut file).map(|mac| hex(&mac));
+        let authentic = match (&expected, &actual) {
+            (Some(expected), Ok(actual)) => {
+                constant_time_eq(expected.trim().as_bytes(), actual.as_bytes())
+            }
+            _ => false,
+        };
+        if !authentic {
+            tracing::warn!(
+                path = %path.display(),
+                reason = if expected.is_none() { "no authentication code" } else { "authentication code mismatch" },
+                "compile-cache entry failed authentication: discarding it and recompiling"
+            );
+            self.discard(&name);
             return None;
         }
-        // SAFETY: `deserialize_file` trusts the file to be wasmtime's own
-        // output. Entries are written only by `store` below from
-        // `Module::serialize`, into a folder the operator gives this process,
-        // and named by an engine-compatibility hash; wasmtime still checks
-        // the header's version and settings and refuses a mismatch.
+        // SAFETY: `deserialize_open_file` trusts the file to be wasmtime's
+        // own output. This very file (the open handle, not the path, so it
+        // can't be swapped after the check) was just authenticated with a
+        // key only this user can read, over this entry's name: only `store`
+        // below, from `Module::serialize` of this module's bytes, produces
+        // such a pair. wasmtime still checks the header's version and
+        // settings and refuses a mismatch.
         #[allow(unsafe_code)]
-        match unsafe { Module::deserialize_file(engine, &path) } {
+        match unsafe { Module::deserialize_open_file(engine, file) } {
             Ok(module) => Some(module),
             Err(err) => {
                 tracing::warn!(path = %path.display(), error = %err, "ignoring unusable compile-cache entry");
-                let _ = std::fs::remove_file(&path);
+                self.discard(&name);
                 None
             }
         }
     }
 
+    fn discard(&self, name: &str) {
+        let _ = std::fs::remove_file(self.code_path(name));
+        let _ = std::fs::remove_file(self.mac_path(name));
+    }
+
     /// Stores a compiled module; failures are logged, never fatal.
     pub(crate) fn store(&self, module: &Module, module_sha256: &str) {
+        let name = self.entry_name(module_sha256);
         let result = module
             .serialize()
             .map_err(io::Error::other)
             .and_then(|bytes| {
-                let path = self.entry_path(module_sha256);
-                let tmp = path.with_extension(format!("tmp{}", std::process::id()));
-                std::fs::write(&tmp, bytes)?;
-                std::fs::rename(&tmp, &path)
+                let mac = self.mac(&name, &mut bytes.as_slice())?;
+                // The code goes in last: a reader that finds the code finds
+                // its code's authentication already in place.
+                write_atomically(&self.mac_path(&name), hex(&mac).as_bytes())?;
+                write_atomically(&self.code_path(&name), &bytes)
             });
         if let Err(err) = result {
             tracing::warn!(dir = %self.dir.display(), error = %err, "could not write compile-cache entry");
         }
+    }
+}
+
+/// Where the key lives unless configured: beside the folder, never in it,
+/// so that whoever may fill the cache (a shared volume, a deploy tool) is
+/// not thereby able to forge entries.
+fn default_key_file(dir: &Path) -> PathBuf {
+    let mut name = dir.file_name().unwrap_or_default().to_os_string();
+    name.push(".key");
+    dir.with_file_name(name)
+}
+
+fn check_private_folder(dir: &Path) -> Result<(), CacheError> {
+    let meta = std::fs::metadata(dir).map_err(|source| CacheError::Io {
+        path: dir.to_path_buf(),
+        source,
+    })?;
+    let mode = meta.permissions().mode() & 0o777;
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    #[allow(unsafe_code)]
+    let euid = unsafe { libc::geteuid() };
+    let problem = if mode & 0o022 != 0 {
+        Some(format!("writable by group or others (mode {mode:03o})"))
+    } else if meta.uid() != euid {
+        Some(format!(
+            "owned by uid {}, not by this process's uid {euid}",
+            meta.uid()
+        ))
+    } else {
+        None
+    };
+    match problem {
+        Some(problem) => Err(CacheError::Unsafe {
+            path: dir.to_path_buf(),
+            problem,
+        }),
+        None => Ok(()),
+    }
+}
+
+/// Reads the key, or creates it (32 random bytes, hex, mode 0600). Two
+/// processes starting at once agree on one key: each writes its own
+/// candidate and hard-links it into place, which fails if one is there.
+fn load_or_create_key(path: &Path) -> Result<[u8; 32], CacheError> {
+    let io_err = |source| CacheError::Io {
+        path: path.to_path_buf(),
+        source,
+    };
+    if !path.exists() {
+        let mut key = [0u8; 32];
+        getrandom::fill(&mut key).map_err(|err| io_err(io::Error::other(err.to_string())))?;
+        let candidate = path.with_extension(format!("key.tmp{}", std::process::id()));
+        let written = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&candidate)
+            .and_then(|mut file| file.write_all(hex(&key).as_bytes()));
+        let linked = written.and_then(|()| match std::fs::hard_link(&candidate, path) {
+            Err(err) if err.kind() != io::ErrorKind::AlreadyExists => Err(err),
+            _ => Ok(()),
+        });
+        let _ = std::fs::remove_file(&candidate);
+        linked.map_err(io_err)?;
+        tracing::info!(path = %path.display(), "created the compile-cache authentication key");
+    }
+    let bad_key = |problem: String| CacheError::BadKey {
+        path: path.to_path_buf(),
+        problem,
+    };
+    let meta = std::fs::metadata(path).map_err(io_err)?;
+    let mode = meta.permissions().mode() & 0o777;
+    if mode & 0o077 != 0 {
+        return Err(bad_key(format!(
+            "is accessible to group or others (mode {mode:03o}): `chmod 600 {}`",
+            path.display()
+        )));
+    }
+    let text = std::fs::read_to_string(path).map_err(io_err)?;
+    parse_key(text.trim()).ok_or_else(|| {
+        bad_key("is not 64 hex digits: delete it (and the cache) to make a new one".into())
+    })
+}
+
+fn parse_key(text: &str) -> Option<[u8; 32]> {
+    if text.len() != 64 || !text.is_ascii() {
+        return None;
+    }
+    let mut key = [0u8; 32];
+    for (byte, pair) in key.iter_mut().zip(text.as_bytes().chunks(2)) {
+        *byte = u8::from_str_radix(std::str::from_utf8(pair).ok()?, 16).ok()?;
+    }
+    Some(key)
+}
+
+fn write_atomically(path: &Path, bytes: &[u8]) -> io::Result<()> {
+    let tmp = path.with_extension(format!("tmp{}", std::process::id()));
+    std::fs::write(&tmp, bytes)?;
+    std::fs::rename(&tmp, path)
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Equality whose time depends only on the lengths.
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+/// HMAC-SHA256 (RFC 2104), streamed.
+struct HmacSha256 {
+    inner: Sha256,
+    outer_pad: [u8; 64],
+}
+
+impl HmacSha256 {
+    fn new(key: &[u8; 32]) -> Self {
+        let mut inner_pad = [0x36u8; 64];
+        let mut outer_pad = [0x5cu8; 64];
+        for (i, byte) in key.iter().enumerate() {
+            inner_pad[i] ^= byte;
+            outer_pad[i] ^= byte;
+        }
+        let mut inner = Sha256::new();
+        inner.update(inner_pad);
+        Self { inner, outer_pad }
+    }
+
+    fn update(&mut self, bytes: &[u8]) {
+        self.inner.update(bytes);
+    }
+
+    fn finish(self) -> [u8; 32] {
+        let mut outer = Sha256::new();
+        outer.update(self.outer_pad);
+        outer.update(self.inner.finalize());
+        outer.finalize().into()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hmac_matches_a_reference_implementation() {
+        // Computed with Python's hmac module:
+        // hmac.new(bytes(range(32)), b"what do ya want for nothing?", sha256)
+        let key: [u8; 32] = std::array::from_fn(|i| i as u8);
+        let mut mac = HmacSha256::new(&key);
+        mac.update(b"what do ya ");
+        mac.update(b"want for nothing?");
+        assert_eq!(
+            hex(&mac.finish()),
+            "099805f4ac310786968565c098db515cc50862b420ae31e20238312344bed36a"
+        );
+    }
+
+    #[test]
+    fn key_files_are_created_private_and_reused() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("cache.key");
+        let first = load_or_create_key(&path).unwrap();
+        assert_eq!(
+            std::fs::metadata(&path).unwrap().permissions().mode() & 0o777,
+            0o600
+        );
+        assert_eq!(load_or_create_key(&path).unwrap(), first);
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let err = load_or_create_key(&path).unwrap_err().to_string();
+        assert!(
+            err.contains("mode 644") && err.contains("chmod 600"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn the_key_lives_beside_the_folder() {
+        assert_eq!(
+            default_key_file(Path::new(".shanhai/cache")),
+            Path::new(".shanhai/cache.key")
+        );
+        assert_eq!(
+            default_key_file(Path::new("/var/cache/shanhai/")),
+            Path::new("/var/cache/shanhai.key")
+        );
+    }
+
+    #[test]
+    fn folders_others_can_write_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let cache = dir.path().join("cache");
+        std::fs::create_dir(&cache).unwrap();
+        std::fs::set_permissions(&cache, std::fs::Permissions::from_mode(0o777)).unwrap();
+        let err = check_private_folder(&cache).unwrap_err().to_string();
+        assert!(
+            err.contains("writable by group or others (mode 777)") && err.contains("chmod 700"),
+            "{err}"
+        );
+        std::fs::set_permissions(&cache, std::fs::Permissions::from_mode(0o755)).unwrap();
+        check_private_folder(&cache).unwrap();
     }
 }

@@ -23,6 +23,9 @@ use crate::module::LoadedModule;
 pub struct RuntimeConfig {
     /// Where compiled code is cached; `None` disables the cache.
     pub cache_dir: Option<PathBuf>,
+    /// The key that authenticates cache entries; `None` means `DIR.key`
+    /// beside the cache folder. Created (mode 0600) if missing.
+    pub cache_key_file: Option<PathBuf>,
     /// Meter fuel (enables the per-module `fuel` limit; costs some speed).
     pub consume_fuel: bool,
     /// Instance slots in the pooling allocator, shared by all modules.
@@ -50,6 +53,7 @@ impl Default for RuntimeConfig {
     fn default() -> Self {
         Self {
             cache_dir: None,
+            cache_key_file: None,
             consume_fuel: false,
             total_instances: 1000,
             epoch_tick: Duration::from_millis(5),
@@ -122,7 +126,11 @@ impl Runtime {
         })?;
         host::add_to_linker(&mut linker)?;
         let cache = match &config.cache_dir {
-            Some(dir) => Some(CompileCache::open(dir, &engine)?),
+            Some(dir) => Some(CompileCache::open(
+                dir,
+                config.cache_key_file.as_deref(),
+                &engine,
+            )?),
             None => None,
         };
         let compile_turns = tokio::sync::Semaphore::new(config.compile_concurrency.max(1));

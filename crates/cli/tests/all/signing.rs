@@ -226,3 +226,114 @@ async fn hot_plug_keeps_the_signed_version_until_the_new_one_is_signed() {
     let ready = http.get(&gw.url("/readyz")).await.json();
     assert!(ready["failed"].get("version").is_none(), "{ready}");
 }
+
+/// The cache entries (`KEY.cwasm` and `KEY.mac`) in `cache`, by extension.
+fn cache_entries(cache: &Path) -> Vec<PathBuf> {
+    let mut entries: Vec<PathBuf> = std::fs::read_dir(cache)
+        .unwrap()
+        .map(|entry| entry.unwrap().path())
+        .filter(|path| path.extension().is_some_and(|e| e == "cwasm" || e == "mac"))
+        .collect();
+    entries.sort();
+    entries
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn compiled_code_planted_in_the_cache_does_not_run() {
+    let keys = tempfile::tempdir().unwrap();
+    let (trusted, trusted_public) = keygen(keys.path(), "trusted");
+    let modules = modules_with(&["hello"]);
+    let dir = modules.path();
+    sign(&dir.join("hello.wasm"), &trusted);
+
+    // An attacker who can write to the cache compiles another module and
+    // files its code (authentication code included) under the signed
+    // module's key: the SHA-256 of hello.wasm.
+    let root = tempfile::tempdir().unwrap();
+    let cache = root.path().join("cache");
+    let add = examples().join("add.wasm");
+    let (ok, _, stderr) = shanhai(
+        &[
+            "compile",
+            add.to_str().unwrap(),
+            "--cache-dir",
+            cache.to_str().unwrap(),
+        ],
+        root.path(),
+    );
+    assert!(ok, "{stderr}");
+    let planted = cache_entries(&cache);
+    assert_eq!(planted.len(), 2, "{planted:?}");
+    let hello_sha = hex_sha256(&std::fs::read(dir.join("hello.wasm")).unwrap());
+    for entry in &planted {
+        let name = entry.file_name().unwrap().to_str().unwrap();
+        let (_, engine_and_ext) = name.split_once('-').unwrap();
+        std::fs::rename(entry, cache.join(format!("{hello_sha}-{engine_and_ext}"))).unwrap();
+    }
+
+    let gw = Gateway::start_with(dir, Some(&config(true, &[&trusted_public])), &cache);
+    let reply = Http::new().get(&gw.url("/hello?name=edge")).await;
+    assert_eq!(reply.status, 200, "{}", reply.text());
+    assert_eq!(reply.text(), "Hello, edge");
+    let logs = gw.logs();
+    assert!(
+        logs.contains("compile-cache entry failed authentication"),
+        "{logs}"
+    );
+    // The signed module was compiled afresh, and its entry replaced the
+    // planted one.
+    assert!(logs.contains("module compiled"), "{logs}");
+}
+
+#[test]
+fn a_compile_cache_others_can_write_to_is_refused() {
+    use std::os::unix::fs::PermissionsExt;
+    let root = tempfile::tempdir().unwrap();
+    let cache = root.path().join("cache");
+    std::fs::create_dir(&cache).unwrap();
+    std::fs::set_permissions(&cache, std::fs::Permissions::from_mode(0o777)).unwrap();
+    let modules = modules_with(&[]);
+    let output = std::process::Command::new(crate::util::shanhai_bin())
+        .args(["serve", "--listen", "127.0.0.1:0", "--modules"])
+        .arg(modules.path())
+        .arg("--cache-dir")
+        .arg(&cache)
+        .arg("--config")
+        .arg({
+            let path = root.path().join("shanhai.toml");
+            std::fs::write(&path, "[admin]\nenabled = false\n").unwrap();
+            path
+        })
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("writable by group or others (mode 777)") && stderr.contains("chmod 700"),
+        "{stderr}"
+    );
+
+    // A fresh folder is made private, and its key sits beside it.
+    let fresh = root.path().join("fresh");
+    let (ok, _, stderr) = shanhai(
+        &[
+            "compile",
+            examples().join("add.wasm").to_str().unwrap(),
+            "--cache-dir",
+            fresh.to_str().unwrap(),
+        ],
+        root.path(),
+    );
+    assert!(ok, "{stderr}");
+    let mode = |path: &Path| std::fs::metadata(path).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode(&fresh), 0o700);
+    assert_eq!(mode(&root.path().join("fresh.key")), 0o600);
+}
+
+fn hex_sha256(bytes: &[u8]) -> String {
+    use sha2::Digest;
+    sha2::Sha256::digest(bytes)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
