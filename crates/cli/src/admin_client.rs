@@ -1,6 +1,8 @@
 //! A small HTTP client for a gateway's admin API, shared by `deploy` and
 //! `status`.
 
+use std::net::IpAddr;
+use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::Context;
@@ -21,9 +23,51 @@ pub(crate) struct AdminClient {
     client: Client<HttpConnector, Full<Bytes>>,
 }
 
+/// How the CLI authenticates to the admin API.
+#[derive(clap::Args)]
+pub(crate) struct AdminToken {
+    /// Bearer token of the admin API.
+    #[arg(
+        long,
+        global = true,
+        env = "SHANHAI_ADMIN_TOKEN",
+        hide_env_values = true
+    )]
+    token: Option<String>,
+    /// Without --token, for an admin API on a loopback address: the file
+    /// the gateway generated its token into (`admin.token_file`), if it
+    /// exists.
+    #[arg(long, global = true, default_value = ".shanhai/admin.token")]
+    token_file: PathBuf,
+}
+
+impl AdminToken {
+    /// The token to send to the admin API on `host`. The generated file is
+    /// only read for a gateway on this machine: sending it elsewhere would
+    /// hand a local secret to whoever runs that address.
+    fn resolve(&self, host: &str) -> anyhow::Result<Option<String>> {
+        if let Some(token) = self.token.clone().filter(|t| !t.is_empty()) {
+            return Ok(Some(token));
+        }
+        let host = host.trim_start_matches('[').trim_end_matches(']');
+        let local = host.eq_ignore_ascii_case("localhost")
+            || host.parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback());
+        if !local {
+            return Ok(None);
+        }
+        match std::fs::read_to_string(&self.token_file) {
+            Ok(token) => Ok(Some(token.trim().to_owned())),
+            Err(err) if err.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(err) => Err(err).with_context(|| {
+                format!("reading the admin token file {}", self.token_file.display())
+            }),
+        }
+    }
+}
+
 impl AdminClient {
     /// A client for the admin API at `base` (`http://HOST:PORT`).
-    pub(crate) fn new(base: &str, token: Option<String>) -> anyhow::Result<Self> {
+    pub(crate) fn new(base: &str, token: &AdminToken) -> anyhow::Result<Self> {
         let uri: Uri = base
             .parse()
             .with_context(|| format!("`{base}` is not a URL"))?;
@@ -31,6 +75,7 @@ impl AdminClient {
             uri.scheme_str() == Some("http") && uri.authority().is_some(),
             "`{base}`: expected http://HOST:PORT (the admin API speaks plain HTTP; reach a remote one through a tunnel or a TLS proxy)"
         );
+        let token = token.resolve(uri.host().unwrap_or_default())?;
         Ok(Self {
             base: base.trim_end_matches('/').to_owned(),
             token: token.filter(|t| !t.is_empty()),
@@ -77,7 +122,7 @@ impl AdminClient {
                 .map(str::to_owned)
                 .unwrap_or_else(|| String::from_utf8_lossy(&body).trim().to_owned());
             let hint = if status == StatusCode::UNAUTHORIZED {
-                " (pass --token or set SHANHAI_ADMIN_TOKEN)"
+                " (pass --token, set SHANHAI_ADMIN_TOKEN, or run where --token-file can be read)"
             } else {
                 ""
             };

@@ -624,6 +624,13 @@ pub struct AdminConfig {
     pub token: Option<String>,
     /// Environment variable holding the bearer token.
     pub token_env: String,
+    /// With neither of the above, on a loopback listener: the file holding
+    /// the token, generated (mode 0600) at first start and read by the
+    /// CLI. Empty runs a loopback listener without a token.
+    pub token_file: PathBuf,
+    /// Host names the admin API may be reached by, besides IP addresses
+    /// and `localhost`: any other `Host` is refused (DNS rebinding).
+    pub allowed_hosts: Vec<String>,
     /// Path of the JSON-RPC 2.0 Unix socket; empty disables it.
     pub socket: PathBuf,
 }
@@ -635,6 +642,8 @@ impl Default for AdminConfig {
             listen: SocketAddr::from(([127, 0, 0, 1], 9090)),
             token: None,
             token_env: "SHANHAI_ADMIN_TOKEN".into(),
+            token_file: PathBuf::from(".shanhai/admin.token"),
+            allowed_hosts: Vec::new(),
             socket: PathBuf::from(".shanhai/admin.sock"),
         }
     }

@@ -18,12 +18,14 @@
 
 use std::fs::File;
 use std::hash::{DefaultHasher, Hash, Hasher};
-use std::io::{self, Read, Write};
-use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt, PermissionsExt};
+use std::io::{self, Read};
+use std::os::unix::fs::{DirBuilderExt, MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 use sha2::{Digest, Sha256};
 use wasmtime::{Engine, Module};
+
+use crate::secret_file::{self, SecretFileError, hex};
 
 /// A folder of compiled modules for one engine configuration.
 #[derive(Debug, Clone)]
@@ -55,14 +57,9 @@ pub enum CacheError {
         /// What is wrong with it.
         problem: String,
     },
-    /// The key file is readable or writable by others, or malformed.
-    #[error("compile-cache key {path} {problem}")]
-    BadKey {
-        /// The key file.
-        path: PathBuf,
-        /// What is wrong with it.
-        problem: String,
-    },
+    /// The key file can't be read, is accessible to others, or malformed.
+    #[error("compile-cache key: {0}")]
+    Key(#[from] SecretFileError),
 }
 
 impl CompileCache {
@@ -82,7 +79,7 @@ impl CompileCache {
             .map_err(io_err(dir))?;
         check_private_folder(dir)?;
         let key_file = key_file.map_or_else(|| default_key_file(dir), Path::to_path_buf);
-        let mac_key = load_or_create_key(&key_file)?;
+        let mac_key = secret_file::load_or_create(&key_file)?;
         let mut hasher = DefaultHasher::new();
         engine.precompile_compatibility_hash().hash(&mut hasher);
         Ok(Self {
@@ -234,69 +231,10 @@ fn check_private_folder(dir: &Path) -> Result<(), CacheError> {
     }
 }
 
-/// Reads the key, or creates it (32 random bytes, hex, mode 0600). Two
-/// processes starting at once agree on one key: each writes its own
-/// candidate and hard-links it into place, which fails if one is there.
-fn load_or_create_key(path: &Path) -> Result<[u8; 32], CacheError> {
-    let io_err = |source| CacheError::Io {
-        path: path.to_path_buf(),
-        source,
-    };
-    if !path.exists() {
-        let mut key = [0u8; 32];
-        getrandom::fill(&mut key).map_err(|err| io_err(io::Error::other(err.to_string())))?;
-        let candidate = path.with_extension(format!("key.tmp{}", std::process::id()));
-        let written = std::fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o600)
-            .open(&candidate)
-            .and_then(|mut file| file.write_all(hex(&key).as_bytes()));
-        let linked = written.and_then(|()| match std::fs::hard_link(&candidate, path) {
-            Err(err) if err.kind() != io::ErrorKind::AlreadyExists => Err(err),
-            _ => Ok(()),
-        });
-        let _ = std::fs::remove_file(&candidate);
-        linked.map_err(io_err)?;
-        tracing::info!(path = %path.display(), "created the compile-cache authentication key");
-    }
-    let bad_key = |problem: String| CacheError::BadKey {
-        path: path.to_path_buf(),
-        problem,
-    };
-    let meta = std::fs::metadata(path).map_err(io_err)?;
-    let mode = meta.permissions().mode() & 0o777;
-    if mode & 0o077 != 0 {
-        return Err(bad_key(format!(
-            "is accessible to group or others (mode {mode:03o}): `chmod 600 {}`",
-            path.display()
-        )));
-    }
-    let text = std::fs::read_to_string(path).map_err(io_err)?;
-    parse_key(text.trim()).ok_or_else(|| {
-        bad_key("is not 64 hex digits: delete it (and the cache) to make a new one".into())
-    })
-}
-
-fn parse_key(text: &str) -> Option<[u8; 32]> {
-    if text.len() != 64 || !text.is_ascii() {
-        return None;
-    }
-    let mut key = [0u8; 32];
-    for (byte, pair) in key.iter_mut().zip(text.as_bytes().chunks(2)) {
-        *byte = u8::from_str_radix(std::str::from_utf8(pair).ok()?, 16).ok()?;
-    }
-    Some(key)
-}
-
 fn write_atomically(path: &Path, bytes: &[u8]) -> io::Result<()> {
     let tmp = path.with_extension(format!("tmp{}", std::process::id()));
     std::fs::write(&tmp, bytes)?;
     std::fs::rename(&tmp, path)
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// Equality whose time depends only on the lengths.
@@ -350,24 +288,6 @@ mod tests {
         assert_eq!(
             hex(&mac.finish()),
             "099805f4ac310786968565c098db515cc50862b420ae31e20238312344bed36a"
-        );
-    }
-
-    #[test]
-    fn key_files_are_created_private_and_reused() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("cache.key");
-        let first = load_or_create_key(&path).unwrap();
-        assert_eq!(
-            std::fs::metadata(&path).unwrap().permissions().mode() & 0o777,
-            0o600
-        );
-        assert_eq!(load_or_create_key(&path).unwrap(), first);
-        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
-        let err = load_or_create_key(&path).unwrap_err().to_string();
-        assert!(
-            err.contains("mode 644") && err.contains("chmod 600"),
-            "{err}"
         );
     }
 

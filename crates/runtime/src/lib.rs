@@ -21,9 +21,10 @@ mod limits;
 pub mod memory_plan;
 mod module;
 mod pool;
+pub mod secret_file;
 mod stdio;
 
-pub use cache::CompileCache;
+pub use cache::{CacheError, CompileCache};
 pub use engine::{Runtime, RuntimeConfig, module_version};
 pub use error::{InvokeError, LoadError};
 pub use host::http::OutboundHttpSettings;

@@ -3,7 +3,7 @@
 use anyhow::Context;
 use http::Method;
 
-use crate::admin_client::AdminClient;
+use crate::admin_client::{AdminClient, AdminToken};
 
 /// Inspect, promote or roll back the canary of a module on a running
 /// gateway (start one with `shanhai deploy FILE --canary PERCENT`).
@@ -19,14 +19,8 @@ pub(crate) struct Args {
         default_value = "http://127.0.0.1:9090"
     )]
     admin: String,
-    /// Bearer token of the admin API.
-    #[arg(
-        long,
-        global = true,
-        env = "SHANHAI_ADMIN_TOKEN",
-        hide_env_values = true
-    )]
-    token: Option<String>,
+    #[command(flatten)]
+    token: AdminToken,
 }
 
 #[derive(clap::Subcommand)]
@@ -50,7 +44,7 @@ enum Action {
 }
 
 pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
-    let client = AdminClient::new(&args.admin, args.token)?;
+    let client = AdminClient::new(&args.admin, &args.token)?;
     match args.action {
         Action::Show { name } => {
             let answer = client

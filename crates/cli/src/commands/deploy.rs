@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use anyhow::Context;
 use http::Method;
 
-use crate::admin_client::{AdminClient, percent};
+use crate::admin_client::{AdminClient, AdminToken, percent};
 
 /// Upload a module to a running gateway through its admin API.
 ///
@@ -31,9 +31,8 @@ pub(crate) struct Args {
     /// Deploy as a canary taking this share of the traffic (0.01 to 100).
     #[arg(long, value_name = "PERCENT")]
     canary: Option<f64>,
-    /// Bearer token of the admin API.
-    #[arg(long, env = "SHANHAI_ADMIN_TOKEN", hide_env_values = true)]
-    token: Option<String>,
+    #[command(flatten)]
+    token: AdminToken,
 }
 
 pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
@@ -62,7 +61,7 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
         Err(err) if err.kind() == std::io::ErrorKind::NotFound => {}
         Err(err) => return Err(err).with_context(|| format!("reading {}", sig_path.display())),
     }
-    let client = AdminClient::new(&args.to, args.token)?;
+    let client = AdminClient::new(&args.to, &args.token)?;
     if let Some(weight) = args.canary {
         anyhow::ensure!(
             weight > 0.0 && weight <= 100.0,

@@ -2,7 +2,7 @@
 
 use http::Method;
 
-use crate::admin_client::{AdminClient, percent};
+use crate::admin_client::{AdminClient, AdminToken, percent};
 
 /// List the modules a running gateway serves, from its admin API: name,
 /// version, kind, idle instances, canary and the last load error; and the
@@ -12,16 +12,15 @@ pub(crate) struct Args {
     /// The gateway's admin API.
     #[arg(long, value_name = "URL", default_value = "http://127.0.0.1:9090")]
     admin: String,
-    /// Bearer token of the admin API.
-    #[arg(long, env = "SHANHAI_ADMIN_TOKEN", hide_env_values = true)]
-    token: Option<String>,
+    #[command(flatten)]
+    token: AdminToken,
     /// Print the admin API's JSON instead of a table.
     #[arg(long)]
     json: bool,
 }
 
 pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
-    let client = AdminClient::new(&args.admin, args.token)?;
+    let client = AdminClient::new(&args.admin, &args.token)?;
     let answer = client
         .call(Method::GET, "/admin/modules", &[], Vec::new())
         .await?;

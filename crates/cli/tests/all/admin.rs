@@ -758,7 +758,7 @@ fn the_socket_is_removed_on_shutdown_and_a_stale_one_replaced() {
     let dir = tempfile::tempdir().unwrap();
     let socket = dir.path().join("run/admin.sock");
     let config = format!(
-        "[admin]\nlisten = \"127.0.0.1:0\"\nsocket = {:?}\n",
+        "[admin]\nlisten = \"127.0.0.1:0\"\nsocket = {:?}\ntoken_file = \"\"\n",
         socket.display().to_string()
     );
     // A socket file nobody listens on, left by a killed gateway.
@@ -797,4 +797,136 @@ fn the_socket_is_removed_on_shutdown_and_a_stale_one_replaced() {
         .expect("gateway did not exit");
     assert!(status.success());
     assert!(!socket.exists(), "socket left behind");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_token_is_generated_at_first_start_and_the_cli_reads_it() {
+    let work = tempfile::tempdir().unwrap();
+    let token_file = work.path().join(".shanhai/admin.token");
+    let modules = modules_with(&["hello"]);
+    let config = format!(
+        "[admin]\nlisten = \"127.0.0.1:0\"\nsocket = \"\"\ntoken_file = {:?}\n",
+        token_file.display().to_string()
+    );
+    let gw = Gateway::start(modules.path(), Some(&config));
+    let token = std::fs::read_to_string(&token_file).unwrap();
+    assert_eq!(token.len(), 64, "{token}");
+    let mode = std::fs::metadata(&token_file).unwrap().permissions().mode();
+    assert_eq!(mode & 0o777, 0o600);
+
+    let http = Http::new();
+    let url = gw.admin_url("/admin/modules");
+    let reply = http.get(&url).await;
+    assert_eq!(reply.status, 401, "{}", reply.text());
+    let bearer = format!("Bearer {token}");
+    let reply = http
+        .send("GET", &url, &[("authorization", &bearer)], vec![])
+        .await;
+    assert_eq!(reply.status, 200, "{}", reply.text());
+
+    // The CLI, run where the gateway keeps its state, finds the token.
+    let admin = format!("http://{}", gw.admin.unwrap());
+    let status = |dir: &Path| {
+        Command::new(shanhai_bin())
+            .args(["status", "--admin", &admin])
+            .current_dir(dir)
+            .env_remove("SHANHAI_ADMIN_TOKEN")
+            .output()
+            .unwrap()
+    };
+    let output = status(work.path());
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(stdout.contains("hello"), "{stdout}");
+    // Elsewhere it has none, and says where it looked.
+    let elsewhere = tempfile::tempdir().unwrap();
+    let output = status(elsewhere.path());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success());
+    assert!(
+        stderr.contains("401") && stderr.contains("--token-file"),
+        "{stderr}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn rebound_hosts_and_foreign_origins_are_refused() {
+    let modules = modules_with(&["hello"]);
+    let gw = Gateway::start(
+        modules.path(),
+        Some(&token_config("allowed_hosts = [\"gw.lan\"]\n")),
+    );
+    let http = Http::new();
+    let bearer = format!("Bearer {TOKEN}");
+    let port = gw.admin.unwrap().port();
+    let url = gw.admin_url("/admin/modules");
+    let send = |headers: Vec<(&'static str, String)>| {
+        let http = &http;
+        let url = url.clone();
+        let bearer = bearer.clone();
+        async move {
+            let mut all: Vec<(&str, &str)> = vec![("authorization", bearer.as_str())];
+            all.extend(headers.iter().map(|(n, v)| (*n, v.as_str())));
+            http.send(
+                "DELETE",
+                &url.replace("/admin/modules", "/admin/modules/hello"),
+                &all,
+                vec![],
+            )
+            .await
+        }
+    };
+    // A page on evil.example that rebinds its name to 127.0.0.1: the
+    // browser sends its own name as Host, and even the right token (a page
+    // can't know it, but a proxy might add it) does not help.
+    for (headers, kind) in [
+        (
+            vec![("host", format!("evil.example:{port}"))],
+            "forbidden_host",
+        ),
+        (
+            vec![
+                ("host", format!("127.0.0.1:{port}")),
+                ("origin", "http://evil.example".to_owned()),
+            ],
+            "forbidden_origin",
+        ),
+        (
+            vec![
+                ("host", format!("127.0.0.1:{port}")),
+                ("sec-fetch-site", "cross-site".to_owned()),
+            ],
+            "forbidden_origin",
+        ),
+    ] {
+        let reply = send(headers.clone()).await;
+        assert_eq!(reply.status, 403, "{headers:?}: {}", reply.text());
+        assert_eq!(reply.error_kind(), kind, "{}", reply.text());
+    }
+    let listed = http
+        .send("GET", &url, &[("authorization", &bearer)], vec![])
+        .await
+        .json();
+    assert!(listed.to_string().contains("\"hello\""), "{listed}");
+    assert!(gw.logs().contains("admin request refused"));
+
+    // The listener's own address, localhost, configured names and a
+    // same-origin page (the dashboard) pass.
+    for headers in [
+        vec![("host", format!("localhost:{port}"))],
+        vec![("host", format!("gw.lan:{port}"))],
+        vec![
+            ("host", format!("127.0.0.1:{port}")),
+            ("origin", format!("http://127.0.0.1:{port}")),
+        ],
+    ] {
+        let mut all: Vec<(&str, &str)> = vec![("authorization", bearer.as_str())];
+        all.extend(headers.iter().map(|(n, v)| (*n, v.as_str())));
+        let reply = http.send("GET", &url, &all, vec![]).await;
+        assert_eq!(reply.status, 200, "{headers:?}: {}", reply.text());
+    }
 }

@@ -272,13 +272,14 @@ impl Gateway {
         .stderr(std::fs::File::create(&stderr).unwrap());
         // The default admin listener (127.0.0.1:9090, ./.shanhai/admin.sock)
         // would collide between gateways running in parallel: each gets a
-        // free port and its own socket unless the test configures `[admin]`.
+        // free port and its own socket unless the test configures `[admin]`;
+        // and no generated token, which tests of the token turn on.
         let mut text = config.unwrap_or_default().to_owned();
         let mut admin_socket = None;
         if !text.lines().any(|line| line.trim() == "[admin]") {
             let socket = log_dir.path().join("admin.sock");
             text.push_str(&format!(
-                "\n[admin]\nlisten = \"127.0.0.1:0\"\nsocket = {:?}\n",
+                "\n[admin]\nlisten = \"127.0.0.1:0\"\nsocket = {:?}\ntoken_file = \"\"\n",
                 socket.display().to_string()
             ));
             admin_socket = Some(socket);

@@ -15,8 +15,11 @@
 //! | `GET /metrics` | Prometheus text format |
 //! | `GET /healthz`, `GET /readyz` | liveness, readiness |
 //!
-//! With a token configured, everything but `/healthz` and `/readyz` needs
-//! `Authorization: Bearer TOKEN`; a request without it changes nothing.
+//! With a token (configured, or generated into `admin.token_file`),
+//! everything but `/healthz` and `/readyz` needs `Authorization: Bearer
+//! TOKEN`; a request without it changes nothing. Every request must name
+//! this listener in `Host` and come from no other web origin (see
+//! [`super::auth`]).
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -179,6 +182,19 @@ impl AdminHttp {
         &self,
         request: Request<impl RequestBody>,
     ) -> Result<Response<Full<Bytes>>, Failure> {
+        if let Err(refusal) = self.auth.check_origin(request.headers()) {
+            tracing::warn!(
+                kind = refusal.kind,
+                path = request.uri().path(),
+                "admin request refused: {}",
+                refusal.message
+            );
+            return Err(Failure::new(
+                StatusCode::FORBIDDEN,
+                refusal.kind,
+                refusal.message,
+            ));
+        }
         let route = Route::of(request.uri().path());
         let public = matches!(route, Route::Health | Route::Ready);
         if !public && !self.auth.allows(request.headers()) {

@@ -651,7 +651,9 @@ impl AdminListeners {
             socket: socket_path.clone(),
             stopping: stop.clone(),
         });
-        if self.auth.required() {
+        if let Some(file) = self.auth.token_file() {
+            tracing::info!(%addr, token_file = %file.display(), "admin API listening (bearer token required: the CLI reads it from admin.token_file)");
+        } else if self.auth.required() {
             tracing::info!(%addr, "admin API listening (bearer token required)");
         } else {
             tracing::info!(%addr, "admin API listening (no token: loopback only)");
