@@ -27,6 +27,7 @@ use serde::{Deserialize, Serialize};
 use shanhai_runtime::{MemoryStrategy, ModuleLimits, ModuleSettings, RuntimeConfig};
 
 use crate::canary::CanaryPolicy;
+use crate::listener::ListenerSettings;
 pub use crate::mqtt::config::{MqttConfig, MqttTriggerConfig};
 
 /// Why a configuration could not be used.
@@ -626,6 +627,34 @@ pub struct AdminConfig {
     pub token_env: String,
     /// Path of the JSON-RPC 2.0 Unix socket; empty disables it.
     pub socket: PathBuf,
+    /// A connection whose request head has not arrived this long after it
+    /// opened (or after the previous response) is closed, in milliseconds.
+    pub header_timeout_ms: u64,
+    /// A request body (an upload) must arrive whole within this long of
+    /// its head, in milliseconds; otherwise 408 `body_timeout`.
+    pub body_timeout_ms: u64,
+    /// A connection with no request in flight and no byte moving this long
+    /// is closed, in milliseconds.
+    pub keepalive_timeout_ms: u64,
+    /// Connections held at most; more get 503 and are closed. Default: 64,
+    /// or an eighth of `RLIMIT_NOFILE` when that is fewer.
+    pub max_connections: Option<usize>,
+    /// Connections held at most from one address. Default: a quarter of
+    /// `max_connections`.
+    pub max_connections_per_ip: Option<usize>,
+}
+
+impl AdminConfig {
+    /// The admin listener's connection settings.
+    pub(crate) fn listener(&self) -> ListenerSettings {
+        ListenerSettings {
+            header_timeout_ms: self.header_timeout_ms,
+            body_timeout_ms: self.body_timeout_ms,
+            keepalive_timeout_ms: self.keepalive_timeout_ms,
+            max_connections: self.max_connections,
+            max_connections_per_ip: self.max_connections_per_ip,
+        }
+    }
 }
 
 impl Default for AdminConfig {
@@ -636,6 +665,12 @@ impl Default for AdminConfig {
             token: None,
             token_env: "SHANHAI_ADMIN_TOKEN".into(),
             socket: PathBuf::from(".shanhai/admin.sock"),
+            header_timeout_ms: 10_000,
+            // Uploads are up to 64 MiB.
+            body_timeout_ms: 120_000,
+            keepalive_timeout_ms: 60_000,
+            max_connections: None,
+            max_connections_per_ip: None,
         }
     }
 }
@@ -667,6 +702,36 @@ pub struct ServerConfig {
     /// How long a request for a module that is still loading (at start)
     /// waits for it before it is answered 503 `loading`.
     pub loading_wait_ms: u64,
+    /// A connection whose request head has not arrived this long after it
+    /// opened (or after the previous response) is closed, in milliseconds.
+    pub header_timeout_ms: u64,
+    /// A request body must arrive whole within this long of its head, in
+    /// milliseconds; otherwise 408 `body_timeout` and the connection closes.
+    pub body_timeout_ms: u64,
+    /// A connection with no request in flight and no byte moving this long
+    /// is closed, in milliseconds (an upgraded WebSocket is not: see
+    /// `[websocket]`).
+    pub keepalive_timeout_ms: u64,
+    /// Connections held at most, WebSocket ones included; more get 503 and
+    /// are closed. Default: half of `RLIMIT_NOFILE` (whose soft limit is
+    /// raised to the hard one at start).
+    pub max_connections: Option<usize>,
+    /// Connections held at most from one address. Default: a quarter of
+    /// `max_connections`.
+    pub max_connections_per_ip: Option<usize>,
+}
+
+impl ServerConfig {
+    /// The HTTP listener's connection settings.
+    pub(crate) fn listener(&self) -> ListenerSettings {
+        ListenerSettings {
+            header_timeout_ms: self.header_timeout_ms,
+            body_timeout_ms: self.body_timeout_ms,
+            keepalive_timeout_ms: self.keepalive_timeout_ms,
+            max_connections: self.max_connections,
+            max_connections_per_ip: self.max_connections_per_ip,
+        }
+    }
 }
 
 impl Default for ServerConfig {
@@ -678,6 +743,11 @@ impl Default for ServerConfig {
             watch: true,
             drain_timeout_ms: 10_000,
             loading_wait_ms: 5_000,
+            header_timeout_ms: 10_000,
+            body_timeout_ms: 30_000,
+            keepalive_timeout_ms: 60_000,
+            max_connections: None,
+            max_connections_per_ip: None,
         }
     }
 }
@@ -831,6 +901,8 @@ impl Config {
         }
         self.canary.policy()?;
         self.websocket.settings()?;
+        self.server.listener().validate("server")?;
+        self.admin.listener().validate("admin")?;
         for (name, timer) in &self.timers {
             if !is_module_name(name) || !is_module_name(&timer.module) {
                 return Err(ConfigError::Invalid(format!(
