@@ -29,6 +29,7 @@ use shanhai_runtime::{MemoryStrategy, ModuleLimits, ModuleSettings, RuntimeConfi
 use crate::canary::CanaryPolicy;
 use crate::listener::ListenerSettings;
 pub use crate::mqtt::config::{MqttConfig, MqttTriggerConfig};
+pub use crate::tcp::TcpConfig;
 
 /// Why a configuration could not be used.
 #[derive(Debug, thiserror::Error)]
@@ -374,54 +375,6 @@ fn expand_env(value: &str) -> Result<String, String> {
     }
     out.push_str(rest);
     Ok(out)
-}
-
-/// `[tcp.NAME]`: a TCP listener whose frames run a module.
-#[derive(Debug, Clone, Deserialize, Serialize)]
-#[serde(deny_unknown_fields)]
-pub struct TcpConfig {
-    /// Address to listen on.
-    pub listen: SocketAddr,
-    /// The module that handles the frames.
-    pub module: String,
-    /// How the stream is cut into frames: `length`, `delimiter` or `modbus`.
-    pub framing: crate::tcp::Framing,
-    /// `length` framing: bytes of the big-endian length prefix (1, 2 or 4).
-    #[serde(default = "default_length_bytes")]
-    pub length_bytes: usize,
-    /// `delimiter` framing: the bytes that end a frame.
-    #[serde(default = "default_delimiter")]
-    pub delimiter: String,
-    /// Largest frame; a bigger one closes the connection.
-    #[serde(default = "default_max_frame_bytes")]
-    pub max_frame_bytes: usize,
-    /// Close a connection that sends nothing for this long, in
-    /// milliseconds; 0 disables it.
-    #[serde(default = "default_tcp_idle_timeout_ms")]
-    pub idle_timeout_ms: u64,
-    /// Connections held at most; more are accepted and closed at once.
-    #[serde(default = "default_tcp_max_connections")]
-    pub max_connections: usize,
-}
-
-fn default_length_bytes() -> usize {
-    4
-}
-
-fn default_delimiter() -> String {
-    "\n".into()
-}
-
-fn default_max_frame_bytes() -> usize {
-    64 << 10
-}
-
-fn default_tcp_idle_timeout_ms() -> u64 {
-    60_000
-}
-
-fn default_tcp_max_connections() -> usize {
-    1000
 }
 
 /// `[timers.NAME]`: run a module on a schedule.
@@ -912,17 +865,7 @@ impl Config {
             crate::timer::Schedule::of(name, timer)?;
         }
         for (name, tcp) in &self.tcp {
-            if !is_module_name(name) || !is_module_name(&tcp.module) {
-                return Err(ConfigError::Invalid(format!(
-                    "tcp.{name}: listener and module names may contain only letters, digits, '-' and '_'"
-                )));
-            }
-            if tcp.max_connections == 0 {
-                return Err(ConfigError::Invalid(format!(
-                    "tcp.{name}.max_connections must be positive"
-                )));
-            }
-            crate::tcp::Framer::of(name, tcp)?;
+            tcp.validate(name)?;
         }
         if let Some(mqtt) = &self.mqtt {
             mqtt.validate()?;
