@@ -153,7 +153,9 @@ impl NofileLimit {
 
 /// Raises the soft `RLIMIT_NOFILE` to the hard limit (a busy gateway needs
 /// descriptors; the default soft limit is often 1024) and returns it.
-#[allow(unsafe_code)]
+// `rlim_t` is 32 bits on some targets we ship (armv7): the conversions are
+// not useless there.
+#[allow(unsafe_code, clippy::useless_conversion)]
 pub(crate) fn raise_nofile_limit() -> NofileLimit {
     let mut limit = libc::rlimit {
         rlim_cur: 0,

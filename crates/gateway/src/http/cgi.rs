@@ -75,7 +75,8 @@ fn header_vars(headers: &http::HeaderMap) -> Vec<(String, String)> {
     }
     vars.into_iter()
         .filter(|(var, underscored, values)| {
-            !values.is_empty() && !(*underscored && ambiguous.contains(var))
+            let shadowed = *underscored && ambiguous.contains(var);
+            !values.is_empty() && !shadowed
         })
         .map(|(var, _, values)| {
             let separator = if var == "HTTP_COOKIE" { "; " } else { ", " };
