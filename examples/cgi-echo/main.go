@@ -5,8 +5,11 @@
 //	{"method":"POST","path_info":"/x","query":"a=1","content_type":"text/plain","body":"hi","x_test":"..."}
 //
 // where x_test is the request's X-Test header. The query can steer it:
-// status=404 answers 404 Not Found, and exit=3 writes to stderr and exits
-// with status 3 (which the gateway reports as a 500 guest_error).
+// status=404 answers 404 Not Found, exit=3 writes to stderr and exits
+// with status 3 (which the gateway reports as a 500 guest_error), and
+// env=1 adds "headers": every HTTP_* variable of its environment, as
+// NAME=value in environment order (what a CGI program can see of the
+// request's headers).
 //
 // Build (a plain command, not c-shared):
 //
@@ -19,10 +22,11 @@ import (
 	"io"
 	"net/url"
 	"os"
+	"strings"
 )
 
 func main() {
-	os.Exit(run(os.Getenv, os.Stdin, os.Stdout, os.Stderr))
+	os.Exit(run(os.Getenv, os.Environ, os.Stdin, os.Stdout, os.Stderr))
 }
 
 // reply is the JSON object cgi-echo answers.
@@ -33,11 +37,13 @@ type reply struct {
 	ContentType string `json:"content_type"`
 	Body        string `json:"body"`
 	XTest       string `json:"x_test"`
+	// Headers is set when the query has env=1.
+	Headers []string `json:"headers,omitempty"`
 }
 
 // run is the program, with its environment and streams passed in so that
 // it can be tested natively; it returns the exit status.
-func run(getenv func(string) string, stdin io.Reader, stdout, stderr io.Writer) int {
+func run(getenv func(string) string, environ func() []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	rawQuery := getenv("QUERY_STRING")
 	// A malformed query still yields the pairs that parsed; that is all
 	// the steering below needs.
@@ -55,14 +61,22 @@ func run(getenv func(string) string, stdin io.Reader, stdout, stderr io.Writer) 
 	if query.Get("status") == "404" {
 		status = "404 Not Found"
 	}
-	out, err := json.Marshal(reply{
+	echo := reply{
 		Method:      getenv("REQUEST_METHOD"),
 		PathInfo:    getenv("PATH_INFO"),
 		Query:       rawQuery,
 		ContentType: getenv("CONTENT_TYPE"),
 		Body:        string(body),
 		XTest:       getenv("HTTP_X_TEST"),
-	})
+	}
+	if query.Get("env") == "1" {
+		for _, kv := range environ() {
+			if strings.HasPrefix(kv, "HTTP_") {
+				echo.Headers = append(echo.Headers, kv)
+			}
+		}
+	}
+	out, err := json.Marshal(echo)
 	if err != nil {
 		fmt.Fprintln(stderr, "cgi-echo:", err)
 		return 1

@@ -3,6 +3,8 @@ package main
 import (
 	"bytes"
 	"encoding/json"
+	"reflect"
+	"sort"
 	"strings"
 	"testing"
 )
@@ -12,7 +14,15 @@ import (
 func cgi(t *testing.T, env map[string]string, body string) (code int, stdout, stderr string) {
 	t.Helper()
 	var out, errOut bytes.Buffer
-	code = run(func(k string) string { return env[k] }, strings.NewReader(body), &out, &errOut)
+	environ := func() []string {
+		var kvs []string
+		for k, v := range env {
+			kvs = append(kvs, k+"="+v)
+		}
+		sort.Strings(kvs)
+		return kvs
+	}
+	code = run(func(k string) string { return env[k] }, environ, strings.NewReader(body), &out, &errOut)
 	return code, out.String(), errOut.String()
 }
 
@@ -39,8 +49,30 @@ func TestEcho(t *testing.T) {
 		Method: "POST", PathInfo: "/sub/path", Query: "a=1&b=%20two",
 		ContentType: "text/plain", Body: "hello\nbody", XTest: "header value",
 	}
-	if got != want {
+	if !reflect.DeepEqual(got, want) {
 		t.Errorf("got %+v\nwant %+v", got, want)
+	}
+}
+
+func TestHeadersOnRequest(t *testing.T) {
+	_, stdout, _ := cgi(t, map[string]string{
+		"QUERY_STRING":         "env=1",
+		"HTTP_X_FORWARDED_FOR": "10.0.0.1",
+		"HTTP_HOST":            "example",
+		"REQUEST_METHOD":       "GET",
+	}, "")
+	_, body, _ := strings.Cut(stdout, "\n\n")
+	var got reply
+	if err := json.Unmarshal([]byte(body), &got); err != nil {
+		t.Fatal(err)
+	}
+	want := []string{"HTTP_HOST=example", "HTTP_X_FORWARDED_FOR=10.0.0.1"}
+	if !reflect.DeepEqual(got.Headers, want) {
+		t.Errorf("headers %q, want %q", got.Headers, want)
+	}
+	// Without env=1, no headers list.
+	if _, stdout, _ := cgi(t, map[string]string{"HTTP_HOST": "example"}, ""); strings.Contains(stdout, "headers") {
+		t.Errorf("headers listed without env=1: %q", stdout)
 	}
 }
 

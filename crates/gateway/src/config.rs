@@ -27,7 +27,9 @@ use serde::{Deserialize, Serialize};
 use shanhai_runtime::{MemoryStrategy, ModuleLimits, ModuleSettings, RuntimeConfig};
 
 use crate::canary::CanaryPolicy;
+use crate::listener::ListenerSettings;
 pub use crate::mqtt::config::{MqttConfig, MqttTriggerConfig};
+pub use crate::tcp::TcpConfig;
 
 /// Why a configuration could not be used.
 #[derive(Debug, thiserror::Error)]
@@ -375,54 +377,6 @@ fn expand_env(value: &str) -> Result<String, String> {
     Ok(out)
 }
 
-/// `[tcp.NAME]`: a TCP listener whose frames run a module.
-#[derive(Debug, Clone, Deserialize, Serialize)]
-#[serde(deny_unknown_fields)]
-pub struct TcpConfig {
-    /// Address to listen on.
-    pub listen: SocketAddr,
-    /// The module that handles the frames.
-    pub module: String,
-    /// How the stream is cut into frames: `length`, `delimiter` or `modbus`.
-    pub framing: crate::tcp::Framing,
-    /// `length` framing: bytes of the big-endian length prefix (1, 2 or 4).
-    #[serde(default = "default_length_bytes")]
-    pub length_bytes: usize,
-    /// `delimiter` framing: the bytes that end a frame.
-    #[serde(default = "default_delimiter")]
-    pub delimiter: String,
-    /// Largest frame; a bigger one closes the connection.
-    #[serde(default = "default_max_frame_bytes")]
-    pub max_frame_bytes: usize,
-    /// Close a connection that sends nothing for this long, in
-    /// milliseconds; 0 disables it.
-    #[serde(default = "default_tcp_idle_timeout_ms")]
-    pub idle_timeout_ms: u64,
-    /// Connections held at most; more are accepted and closed at once.
-    #[serde(default = "default_tcp_max_connections")]
-    pub max_connections: usize,
-}
-
-fn default_length_bytes() -> usize {
-    4
-}
-
-fn default_delimiter() -> String {
-    "\n".into()
-}
-
-fn default_max_frame_bytes() -> usize {
-    64 << 10
-}
-
-fn default_tcp_idle_timeout_ms() -> u64 {
-    60_000
-}
-
-fn default_tcp_max_connections() -> usize {
-    1000
-}
-
 /// `[timers.NAME]`: run a module on a schedule.
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
@@ -633,6 +587,34 @@ pub struct AdminConfig {
     pub allowed_hosts: Vec<String>,
     /// Path of the JSON-RPC 2.0 Unix socket; empty disables it.
     pub socket: PathBuf,
+    /// A connection whose request head has not arrived this long after it
+    /// opened (or after the previous response) is closed, in milliseconds.
+    pub header_timeout_ms: u64,
+    /// A request body (an upload) must arrive whole within this long of
+    /// its head, in milliseconds; otherwise 408 `body_timeout`.
+    pub body_timeout_ms: u64,
+    /// A connection with no request in flight and no byte moving this long
+    /// is closed, in milliseconds.
+    pub keepalive_timeout_ms: u64,
+    /// Connections held at most; more get 503 and are closed. Default: 64,
+    /// or an eighth of `RLIMIT_NOFILE` when that is fewer.
+    pub max_connections: Option<usize>,
+    /// Connections held at most from one address. Default: a quarter of
+    /// `max_connections`.
+    pub max_connections_per_ip: Option<usize>,
+}
+
+impl AdminConfig {
+    /// The admin listener's connection settings.
+    pub(crate) fn listener(&self) -> ListenerSettings {
+        ListenerSettings {
+            header_timeout_ms: self.header_timeout_ms,
+            body_timeout_ms: self.body_timeout_ms,
+            keepalive_timeout_ms: self.keepalive_timeout_ms,
+            max_connections: self.max_connections,
+            max_connections_per_ip: self.max_connections_per_ip,
+        }
+    }
 }
 
 impl Default for AdminConfig {
@@ -645,6 +627,12 @@ impl Default for AdminConfig {
             token_file: PathBuf::from(".shanhai/admin.token"),
             allowed_hosts: Vec::new(),
             socket: PathBuf::from(".shanhai/admin.sock"),
+            header_timeout_ms: 10_000,
+            // Uploads are up to 64 MiB.
+            body_timeout_ms: 120_000,
+            keepalive_timeout_ms: 60_000,
+            max_connections: None,
+            max_connections_per_ip: None,
         }
     }
 }
@@ -680,6 +668,36 @@ pub struct ServerConfig {
     /// How long a request for a module that is still loading (at start)
     /// waits for it before it is answered 503 `loading`.
     pub loading_wait_ms: u64,
+    /// A connection whose request head has not arrived this long after it
+    /// opened (or after the previous response) is closed, in milliseconds.
+    pub header_timeout_ms: u64,
+    /// A request body must arrive whole within this long of its head, in
+    /// milliseconds; otherwise 408 `body_timeout` and the connection closes.
+    pub body_timeout_ms: u64,
+    /// A connection with no request in flight and no byte moving this long
+    /// is closed, in milliseconds (an upgraded WebSocket is not: see
+    /// `[websocket]`).
+    pub keepalive_timeout_ms: u64,
+    /// Connections held at most, WebSocket ones included; more get 503 and
+    /// are closed. Default: half of `RLIMIT_NOFILE` (whose soft limit is
+    /// raised to the hard one at start).
+    pub max_connections: Option<usize>,
+    /// Connections held at most from one address. Default: a quarter of
+    /// `max_connections`.
+    pub max_connections_per_ip: Option<usize>,
+}
+
+impl ServerConfig {
+    /// The HTTP listener's connection settings.
+    pub(crate) fn listener(&self) -> ListenerSettings {
+        ListenerSettings {
+            header_timeout_ms: self.header_timeout_ms,
+            body_timeout_ms: self.body_timeout_ms,
+            keepalive_timeout_ms: self.keepalive_timeout_ms,
+            max_connections: self.max_connections,
+            max_connections_per_ip: self.max_connections_per_ip,
+        }
+    }
 }
 
 impl Default for ServerConfig {
@@ -692,6 +710,11 @@ impl Default for ServerConfig {
             watch: true,
             drain_timeout_ms: 10_000,
             loading_wait_ms: 5_000,
+            header_timeout_ms: 10_000,
+            body_timeout_ms: 30_000,
+            keepalive_timeout_ms: 60_000,
+            max_connections: None,
+            max_connections_per_ip: None,
         }
     }
 }
@@ -845,6 +868,8 @@ impl Config {
         }
         self.canary.policy()?;
         self.websocket.settings()?;
+        self.server.listener().validate("server")?;
+        self.admin.listener().validate("admin")?;
         for (name, timer) in &self.timers {
             if !is_module_name(name) || !is_module_name(&timer.module) {
                 return Err(ConfigError::Invalid(format!(
@@ -854,17 +879,7 @@ impl Config {
             crate::timer::Schedule::of(name, timer)?;
         }
         for (name, tcp) in &self.tcp {
-            if !is_module_name(name) || !is_module_name(&tcp.module) {
-                return Err(ConfigError::Invalid(format!(
-                    "tcp.{name}: listener and module names may contain only letters, digits, '-' and '_'"
-                )));
-            }
-            if tcp.max_connections == 0 {
-                return Err(ConfigError::Invalid(format!(
-                    "tcp.{name}.max_connections must be positive"
-                )));
-            }
-            crate::tcp::Framer::of(name, tcp)?;
+            tcp.validate(name)?;
         }
         if let Some(mqtt) = &self.mqtt {
             mqtt.validate()?;

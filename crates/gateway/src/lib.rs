@@ -9,6 +9,7 @@ mod admin;
 pub mod canary;
 pub mod config;
 mod http;
+mod listener;
 mod metered;
 mod mqtt;
 mod registry;

@@ -1,19 +1,12 @@
-//! The listeners: accepts connections and serves HTTP/1.1 and HTTP/2 (h2c)
-//! with the [`HttpTrigger`], and starts the admin API beside it.
+//! The gateway: starts the HTTP listener (HTTP/1.1 and HTTP/2 (h2c), with
+//! the [`HttpTrigger`], through [`crate::listener`]), the admin API beside
+//! it and every trigger, and stops them.
 
-use std::future::Future;
 use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::Bytes;
-use http::{Request, Response};
-use http_body_util::Full;
-use hyper::body::Incoming;
-use hyper::service::service_fn;
-use hyper_util::rt::{TokioExecutor, TokioIo};
-use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
 use shanhai_runtime::Runtime;
 use tokio::net::TcpListener;
@@ -22,6 +15,7 @@ use tokio::sync::watch;
 use crate::admin::{AdminListeners, AdminServer};
 use crate::config::Config;
 use crate::http::HttpTrigger;
+use crate::listener::{self, ConnectionLimits, NofileLimit};
 use crate::mqtt::MqttTrigger;
 use crate::registry::ModuleRegistry;
 use crate::tcp::TcpTrigger;
@@ -54,6 +48,16 @@ impl Gateway {
     /// skipped; a listener that cannot bind, or an admin listener off
     /// loopback without a token, fails the start.
     pub async fn start(config: Config) -> anyhow::Result<Self> {
+        let nofile = listener::raise_nofile_limit();
+        let http_limits = config
+            .server
+            .listener()
+            .resolve("http", nofile.http_default());
+        let admin_limits = config
+            .admin
+            .listener()
+            .resolve("admin", nofile.admin_default());
+        log_connection_limits(&nofile, &http_limits, &admin_limits, &config);
         let runtime = Runtime::new(config.runtime_config())?;
         crate::state::install(&runtime, &config).await?;
         let registry = Arc::new(ModuleRegistry::new(Duration::from_millis(
@@ -107,6 +111,7 @@ impl Gateway {
                     registry.clone(),
                     config.clone(),
                     addr,
+                    admin_limits,
                     stop.clone(),
                 )
             })
@@ -115,7 +120,7 @@ impl Gateway {
             let trigger = trigger.clone();
             async move { trigger.handle(request, remote).await }
         };
-        let server = tokio::spawn(accept_loop(listener, handler, stop));
+        let server = tokio::spawn(listener::accept_loop(listener, http_limits, handler, stop));
         tracing::info!(%addr, modules = startup.len(), "gateway listening; loading modules");
         let loader = {
             let (registry, runtime, config) = (registry.clone(), runtime.clone(), config.clone());
@@ -220,46 +225,38 @@ impl Gateway {
     }
 }
 
-/// Accepts connections and serves each request with `handler` until told
-/// to stop; returns the handle that drains the connections still open.
-pub(crate) async fn accept_loop<F, R>(
-    listener: TcpListener,
-    handler: F,
-    mut stop: watch::Receiver<bool>,
-) -> GracefulShutdown
-where
-    F: Fn(Request<Incoming>, SocketAddr) -> R + Clone + Send + Sync + 'static,
-    R: Future<Output = Response<Full<Bytes>>> + Send + 'static,
-{
-    let builder = auto::Builder::new(TokioExecutor::new());
-    let connections = GracefulShutdown::new();
-    loop {
-        let (stream, remote) = tokio::select! {
-            accepted = listener.accept() => match accepted {
-                Ok(conn) => conn,
-                Err(err) => {
-                    // Usually fd exhaustion: back off instead of spinning.
-                    tracing::warn!(error = %err, "accept failed");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                    continue;
-                }
-            },
-            _ = stop.changed() => return connections,
-        };
-        let _ = stream.set_nodelay(true);
-        let handler = handler.clone();
-        let service = service_fn(move |request| {
-            let response = handler(request, remote);
-            async move { Ok::<_, std::convert::Infallible>(response.await) }
-        });
-        let connection = builder
-            .serve_connection_with_upgrades(TokioIo::new(stream), service)
-            .into_owned();
-        let connection = connections.watch(connection);
-        tokio::spawn(async move {
-            if let Err(err) = connection.await {
-                tracing::debug!(%remote, error = %err, "connection ended with an error");
-            }
-        });
+/// Says which connection caps the listeners run with, and where they came
+/// from; warns when configured caps leave no descriptors for the rest.
+fn log_connection_limits(
+    nofile: &NofileLimit,
+    http: &ConnectionLimits,
+    admin: &ConnectionLimits,
+    config: &Config,
+) {
+    let origin = |set: bool| {
+        if set {
+            "configured"
+        } else {
+            "derived from RLIMIT_NOFILE"
+        }
+    };
+    tracing::info!(
+        nofile = nofile.now,
+        nofile_at_start = nofile.before,
+        http_max_connections = http.max_connections,
+        http_max_connections_per_ip = http.max_connections_per_ip,
+        http_caps = origin(config.server.max_connections.is_some()),
+        admin_max_connections = admin.max_connections,
+        admin_max_connections_per_ip = admin.max_connections_per_ip,
+        admin_caps = origin(config.admin.max_connections.is_some()),
+        "connection limits"
+    );
+    let held = (http.max_connections as u64).saturating_add(admin.max_connections as u64);
+    if held >= nofile.now {
+        tracing::warn!(
+            nofile = nofile.now,
+            connections = held,
+            "server.max_connections and admin.max_connections reach RLIMIT_NOFILE: a flood of connections could leave no file descriptor for modules, caches and triggers"
+        );
     }
 }

@@ -245,6 +245,52 @@ async fn command_module_runs_cgi_style() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn cgi_environment_has_no_proxy_and_no_shadowed_headers() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let modules = modules_with(&["cgi-echo"]);
+    let gw = Gateway::start(modules.path(), Some(CONFIG));
+    // Raw bytes, so that the underscore spelling comes first: a guest that
+    // saw both would take the first.
+    let mut stream = tokio::net::TcpStream::connect(gw.addr).await.unwrap();
+    stream
+        .write_all(
+            b"GET /cgi-echo?env=1 HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\
+              Proxy: http://evil:8080\r\n\
+              X_Forwarded_For: 6.6.6.6\r\n\
+              X-Forwarded-For: 10.0.0.1\r\n\
+              X-Test: kept\r\n\r\n",
+        )
+        .await
+        .unwrap();
+    let mut response = Vec::new();
+    tokio::time::timeout(Duration::from_secs(30), stream.read_to_end(&mut response))
+        .await
+        .expect("no answer in 30 s")
+        .unwrap();
+    let response = String::from_utf8_lossy(&response);
+    let (head, body) = response.split_once("\r\n\r\n").unwrap();
+    assert!(head.starts_with("HTTP/1.1 200"), "{response}");
+    let echo: serde_json::Value = serde_json::from_str(body).unwrap();
+    let mut headers: Vec<&str> = echo["headers"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no headers: {echo}"))
+        .iter()
+        .map(|v| v.as_str().unwrap())
+        .collect();
+    headers.sort_unstable();
+    assert_eq!(
+        headers,
+        [
+            "HTTP_CONNECTION=close",
+            "HTTP_HOST=x",
+            "HTTP_X_FORWARDED_FOR=10.0.0.1",
+            "HTTP_X_TEST=kept",
+        ],
+        "{echo}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn json2k_serves_a_2k_document_concurrently() {
     let modules = modules_with(&["json2k"]);
     let gw = Gateway::start(modules.path(), None);

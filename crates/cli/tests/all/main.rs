@@ -10,6 +10,7 @@ mod canary;
 mod chat;
 mod cli;
 mod examples;
+mod exhaustion;
 mod hostile;
 mod mqtt;
 mod reload;

@@ -161,6 +161,14 @@ module = "probe"
 framing = "length"
 length_bytes = 2
 max_connections = 1
+
+[tcp.bulk]
+listen = "127.0.0.1:0"
+module = "probe"
+framing = "length"
+length_bytes = 4
+max_frame_bytes = 262144
+write_timeout_ms = 1000
 "#;
 
 fn probe_folder() -> tempfile::TempDir {
@@ -230,4 +238,102 @@ async fn length_framing_idle_timeout_and_connection_limit() {
     assert!(closed(&mut second).await);
     first.write_all(b"\x00\x02ok").await.unwrap();
     assert_eq!(read_exactly(&mut first, 4).await, b"\x00\x02OK");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_frame_trickled_byte_by_byte_does_not_reset_the_idle_timeout() {
+    let modules = probe_folder();
+    let gw = Gateway::start(modules.path(), Some(PROBE_CONFIG));
+    let mut c = connect(gw.tcp["sized"]).await;
+    let _ = read_exactly(&mut c, 2 + 11).await;
+    let started = std::time::Instant::now();
+    // A 1000-byte frame, one byte every 100 ms: the connection is never
+    // silent for the idle timeout (500 ms), but completes no frame in it.
+    let (mut reader, mut writer) = c.into_split();
+    let trickle = tokio::spawn(async move {
+        writer.write_all(&[0x03, 0xe8]).await?;
+        loop {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            writer.write_all(b"x").await?;
+        }
+        #[allow(unreachable_code)]
+        Ok::<(), std::io::Error>(())
+    });
+    let mut buf = [0u8; 64];
+    let read = tokio::time::timeout(Duration::from_secs(10), reader.read(&mut buf)).await;
+    assert!(
+        matches!(read, Ok(Ok(0) | Err(_))),
+        "still open while trickling after {:?}",
+        started.elapsed()
+    );
+    let after = started.elapsed();
+    assert!(
+        after >= Duration::from_millis(400),
+        "closed after {after:?}"
+    );
+    trickle.abort();
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_client_that_never_reads_is_closed_after_the_write_timeout() {
+    let modules = probe_folder();
+    let gw = Gateway::start(modules.path(), Some(PROBE_CONFIG));
+    let addr = gw.tcp["bulk"];
+    // A small receive buffer, and 64 frames of 256 KiB whose upper-case
+    // replies it never reads: the gateway's writes stall.
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.set_recv_buffer_size(4096).unwrap();
+    let stalled = socket.connect(addr).await.unwrap();
+    let remote = stalled.local_addr().unwrap().to_string();
+    let (mut reader, mut writer) = stalled.into_split();
+    let flood = tokio::spawn(async move {
+        let mut frame = (262144u32).to_be_bytes().to_vec();
+        frame.extend(std::iter::repeat_n(b'a', 262144));
+        for _ in 0..64 {
+            if writer.write_all(&frame).await.is_err() {
+                break;
+            }
+        }
+        writer
+    });
+    // The gateway gives up on it, and says so with the module and peer.
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let line = loop {
+        let logs = gw.logs();
+        if let Some(line) = logs.lines().find(|l| l.contains("write_timeout_ms")) {
+            break line.to_owned();
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no write timeout in 30 s:\n{logs}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert!(
+        line.contains("\"listener\":\"bulk\"")
+            && line.contains("\"module\":\"probe\"")
+            && line.contains(&remote),
+        "{line}"
+    );
+    // Its connection ends: what was sent before is still readable, then
+    // EOF (or a reset).
+    let drained = tokio::time::timeout(Duration::from_secs(30), async {
+        let mut chunk = vec![0u8; 1 << 16];
+        while let Ok(n) = reader.read(&mut chunk).await {
+            if n == 0 {
+                break;
+            }
+        }
+    })
+    .await;
+    assert!(drained.is_ok(), "the stalled connection was not closed");
+    flood.abort();
+    // Other clients are served throughout.
+    let mut other = connect(addr).await;
+    assert_eq!(
+        read_exactly(&mut other, 4 + 10).await,
+        b"\x00\x00\x00\x0ahello bulk"
+    );
+    other.write_all(b"\x00\x00\x00\x02ok").await.unwrap();
+    assert_eq!(read_exactly(&mut other, 6).await, b"\x00\x00\x00\x02OK");
 }

@@ -140,6 +140,8 @@ pub struct Launch<'a> {
     pub ready: bool,
     /// Run under `ulimit -v` of this many bytes.
     pub ulimit_v: Option<u64>,
+    /// Run under `ulimit -n` of this many file descriptors (soft and hard).
+    pub ulimit_n: Option<u64>,
 }
 
 impl<'a> Launch<'a> {
@@ -152,6 +154,7 @@ impl<'a> Launch<'a> {
             env: &[],
             ready: true,
             ulimit_v: None,
+            ulimit_n: None,
         }
     }
 }
@@ -241,20 +244,27 @@ impl Gateway {
             cache,
             env,
             ulimit_v,
+            ulimit_n,
             ..
         } = *launch;
         let log_dir = tempfile::tempdir().unwrap();
         let stderr = log_dir.path().join("stderr.log");
-        let mut cmd = match ulimit_v {
-            // Through the shell, whose `ulimit -v` the gateway inherits.
-            Some(bytes) => {
-                let mut cmd = Command::new("bash");
-                cmd.arg("-c")
-                    .arg(format!("ulimit -v {} && exec \"$0\" \"$@\"", bytes / 1024))
-                    .arg(shanhai_bin());
-                cmd
-            }
-            None => Command::new(shanhai_bin()),
+        let mut limits = Vec::new();
+        if let Some(bytes) = ulimit_v {
+            limits.push(format!("ulimit -v {}", bytes / 1024));
+        }
+        if let Some(files) = ulimit_n {
+            limits.push(format!("ulimit -n {files}"));
+        }
+        let mut cmd = if limits.is_empty() {
+            Command::new(shanhai_bin())
+        } else {
+            // Through the shell, whose limits the gateway inherits.
+            let mut cmd = Command::new("bash");
+            cmd.arg("-c")
+                .arg(format!("{} && exec \"$0\" \"$@\"", limits.join(" && ")))
+                .arg(shanhai_bin());
+            cmd
         };
         cmd.args([
             "--log-format",

@@ -19,7 +19,7 @@ fn wsprobe() -> &'static PathBuf {
 
 /// A modules folder with the probe as `probe.wasm` (and `other.wasm`, a
 /// second module of the same code, when `two` is set).
-fn probe_folder(two: bool) -> tempfile::TempDir {
+pub fn probe_folder(two: bool) -> tempfile::TempDir {
     let modules = tempfile::tempdir().unwrap();
     std::fs::copy(wsprobe(), modules.path().join("probe.wasm")).unwrap();
     if two {
@@ -28,7 +28,7 @@ fn probe_folder(two: bool) -> tempfile::TempDir {
     modules
 }
 
-async fn open(gw: &Gateway, path: &str) -> (WsClient, u64) {
+pub async fn open(gw: &Gateway, path: &str) -> (WsClient, u64) {
     let mut client = WsClient::connect(gw.addr, path).await;
     let welcome = client.recv_text().await;
     let id = welcome

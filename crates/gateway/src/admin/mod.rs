@@ -38,8 +38,8 @@ use tokio::sync::watch;
 
 use crate::canary::{CanaryOutcome, CanaryReport};
 use crate::config::{AdminConfig, Config, is_module_name, weight_basis_points};
+use crate::listener::{ConnectionLimits, accept_loop};
 use crate::registry::{CanaryError, CanaryStart, Loading, ModuleRegistry, ReloadOutcome};
-use crate::server::accept_loop;
 use crate::signing::signature_path;
 use auth::AdminAuth;
 
@@ -637,6 +637,7 @@ impl AdminListeners {
         registry: Arc<ModuleRegistry>,
         config: Arc<Config>,
         http_addr: SocketAddr,
+        limits: ConnectionLimits,
         stop: watch::Receiver<bool>,
     ) -> anyhow::Result<AdminServer> {
         let addr = self.tcp.local_addr()?;
@@ -665,6 +666,7 @@ impl AdminListeners {
         ));
         let http = tokio::spawn(accept_loop(
             self.tcp,
+            limits,
             move |request, _remote| {
                 let service = service.clone();
                 async move { service.handle(request).await }

@@ -31,17 +31,58 @@ impl CgiRequest<'_> {
             ("SHANHAI_REQUEST_ID".into(), self.request_id.into()),
             ("CONTENT_LENGTH".into(), self.body_len.to_string()),
         ];
-        for (name, value) in self.headers {
-            let Ok(value) = value.to_str() else { continue };
-            let var = match name.as_str() {
-                "content-type" => "CONTENT_TYPE".to_owned(),
-                "content-length" => continue,
-                other => format!("HTTP_{}", other.to_ascii_uppercase().replace('-', "_")),
-            };
-            env.push((var, value.to_owned()));
-        }
+        env.extend(header_vars(self.headers));
         env
     }
+}
+
+/// The request headers as CGI variables (`HTTP_*`, `CONTENT_TYPE`), one
+/// per variable:
+///
+/// - `Proxy` is dropped: as `HTTP_PROXY` it would name the outbound proxy
+///   of many HTTP clients (httpoxy, CVE-2016-5385).
+/// - Two names that map to one variable (`X-Forwarded-For` and
+///   `X_Forwarded_For`) would let a client shadow a header a proxy in
+///   front set: the spelling with hyphens wins and ones with underscores
+///   are dropped, as nginx and Apache do. Two spellings with underscores
+///   and none without are both dropped.
+/// - Repeated headers are joined into one value (`, `; `; ` for cookies),
+///   as RFC 3875 asks.
+fn header_vars(headers: &http::HeaderMap) -> Vec<(String, String)> {
+    // Variable → (came from a name with an underscore, values).
+    let mut vars: Vec<(String, bool, Vec<&str>)> = Vec::new();
+    let mut ambiguous: Vec<String> = Vec::new();
+    for name in headers.keys() {
+        let var = match name.as_str() {
+            "content-type" => "CONTENT_TYPE".to_owned(),
+            "content-length" | "proxy" => continue,
+            other => format!("HTTP_{}", other.to_ascii_uppercase().replace('-', "_")),
+        };
+        let underscored = name.as_str().contains('_');
+        let values: Vec<&str> = headers
+            .get_all(name)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .collect();
+        match vars.iter_mut().find(|(v, _, _)| *v == var) {
+            None => vars.push((var, underscored, values)),
+            Some(seen) => match (seen.1, underscored) {
+                (false, _) => {}
+                (true, false) => *seen = (var, false, values),
+                (true, true) => ambiguous.push(var),
+            },
+        }
+    }
+    vars.into_iter()
+        .filter(|(var, underscored, values)| {
+            let shadowed = *underscored && ambiguous.contains(var);
+            !values.is_empty() && !shadowed
+        })
+        .map(|(var, _, values)| {
+            let separator = if var == "HTTP_COOKIE" { "; " } else { ", " };
+            (var, values.join(separator))
+        })
+        .collect()
 }
 
 /// A response parsed from a command module's stdout.
@@ -150,5 +191,68 @@ mod tests {
         assert_eq!(get("HTTP_X_TEST"), Some("yes"));
         assert_eq!(get("CONTENT_TYPE"), Some("text/plain"));
         assert_eq!(get("CONTENT_LENGTH"), Some("3"));
+    }
+
+    fn vars(headers: &[(&str, &str)]) -> Vec<(String, String)> {
+        let mut map = http::HeaderMap::new();
+        for (name, value) in headers {
+            map.append(
+                HeaderName::from_bytes(name.as_bytes()).unwrap(),
+                HeaderValue::from_str(value).unwrap(),
+            );
+        }
+        header_vars(&map)
+    }
+
+    #[test]
+    fn proxy_header_never_becomes_http_proxy() {
+        let env = vars(&[("Proxy", "http://evil:8080"), ("X-Test", "yes")]);
+        assert_eq!(env, vec![("HTTP_X_TEST".into(), "yes".into())]);
+    }
+
+    #[test]
+    fn hyphenated_names_win_over_underscored_ones() {
+        // Whichever comes first, the hyphenated spelling is the one kept.
+        for headers in [
+            [
+                ("X_Forwarded_For", "6.6.6.6"),
+                ("X-Forwarded-For", "10.0.0.1"),
+            ],
+            [
+                ("X-Forwarded-For", "10.0.0.1"),
+                ("X_Forwarded_For", "6.6.6.6"),
+            ],
+        ] {
+            let env = vars(&headers);
+            assert_eq!(
+                env,
+                vec![("HTTP_X_FORWARDED_FOR".into(), "10.0.0.1".into())],
+                "{headers:?}"
+            );
+        }
+        // Alone, an underscored name passes.
+        assert_eq!(
+            vars(&[("X_Custom", "1")]),
+            vec![("HTTP_X_CUSTOM".into(), "1".into())]
+        );
+        // Two underscored spellings and no hyphenated one: neither passes.
+        assert_eq!(vars(&[("X_A-B", "1"), ("X-A_B", "2")]), vec![]);
+    }
+
+    #[test]
+    fn repeated_headers_are_one_variable() {
+        let env = vars(&[
+            ("X-Forwarded-For", "10.0.0.1"),
+            ("X-Forwarded-For", "10.0.0.2"),
+            ("Cookie", "a=1"),
+            ("Cookie", "b=2"),
+        ]);
+        assert_eq!(
+            env,
+            vec![
+                ("HTTP_X_FORWARDED_FOR".into(), "10.0.0.1, 10.0.0.2".into()),
+                ("HTTP_COOKIE".into(), "a=1; b=2".into()),
+            ]
+        );
     }
 }

@@ -4,8 +4,12 @@
 //! Frames of one connection are handled one at a time, in order, and each
 //! reply is written before the next frame is read: a request/response
 //! protocol like Modbus/TCP needs no more. A malformed or oversized frame,
-//! or a failed event, closes that connection with a log line; the listener
-//! and every other connection carry on.
+//! a failed event, a client that completes no frame within the idle
+//! timeout or does not take a reply within the write timeout: each closes
+//! that connection with a log line; the listener and every other
+//! connection carry on.
+
+mod config;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -13,29 +17,18 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use bytes::{Buf, Bytes, BytesMut};
-use serde::{Deserialize, Serialize};
 use shanhai_abi::EventKind;
 use shanhai_abi::wire::{TcpEvent, TcpEventType};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Semaphore, watch};
 use tokio::task::JoinSet;
+use tokio::time::Instant;
 
-use crate::config::{ConfigError, TcpConfig};
+pub use self::config::{Framing, TcpConfig};
+use crate::config::ConfigError;
 use crate::metered;
 use crate::registry::{Lookup, ModuleRegistry};
-
-/// How a listener cuts its stream into frames.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Framing {
-    /// A big-endian length prefix, then the frame.
-    Length,
-    /// Frames end with a delimiter.
-    Delimiter,
-    /// Modbus/TCP application data units (MBAP header + PDU).
-    Modbus,
-}
 
 /// Why a stream cannot be cut into frames; the connection is closed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -66,6 +59,29 @@ pub(crate) struct Framer {
 /// The MBAP header: transaction (2), protocol (2), length (2), unit (1).
 const MBAP_BYTES: usize = 7;
 
+/// Bytes received and not yet cut into frames, with how far the search
+/// for a delimiter got, so that each byte is searched once however the
+/// stream is split into reads.
+#[derive(Debug, Default)]
+pub(crate) struct Unframed {
+    pub(crate) bytes: BytesMut,
+    /// Every delimiter that starts before this offset has been looked for.
+    scanned: usize,
+}
+
+impl Unframed {
+    /// Whether no byte waits.
+    pub(crate) fn is_empty(&self) -> bool {
+        self.bytes.is_empty()
+    }
+}
+
+#[cfg(test)]
+thread_local! {
+    /// Bytes the delimiter search has looked at, for the linearity test.
+    static SEARCHED: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
+}
+
 impl Framer {
     /// The framer of `[tcp.NAME]`, or why its settings are invalid.
     pub(crate) fn of(name: &str, config: &TcpConfig) -> Result<Self, ConfigError> {
@@ -90,9 +106,11 @@ impl Framer {
         })
     }
 
-    /// Takes the next whole frame from the front of `buf`: `None` when more
-    /// bytes are needed. Fails as soon as the bytes show the frame is bad.
-    pub(crate) fn next_frame(&self, buf: &mut BytesMut) -> Result<Option<Bytes>, FrameError> {
+    /// Takes the next whole frame from the front of `unframed`: `None` when
+    /// more bytes are needed. Fails as soon as the bytes show the frame is
+    /// bad.
+    pub(crate) fn next_frame(&self, unframed: &mut Unframed) -> Result<Option<Bytes>, FrameError> {
+        let buf = &mut unframed.bytes;
         match self.framing {
             Framing::Length => {
                 let n = self.length_bytes;
@@ -113,19 +131,33 @@ impl Framer {
             }
             Framing::Delimiter => {
                 let d = &self.delimiter;
-                match buf.windows(d.len()).position(|w| w == d.as_slice()) {
+                // Only where a delimiter could start that was not looked at
+                // yet: a frame trickling in byte by byte costs linear time.
+                let from = unframed.scanned.min(buf.len());
+                let unsearched = &buf[from..];
+                #[cfg(test)]
+                SEARCHED.with(|n| n.set(n.get() + unsearched.len()));
+                let found = unsearched
+                    .windows(d.len())
+                    .position(|w| w == d.as_slice())
+                    .map(|at| from + at);
+                match found {
                     Some(at) if at > self.max_frame => {
                         Err(FrameError::TooLarge(at, self.max_frame))
                     }
                     Some(at) => {
                         let frame = buf.split_to(at).freeze();
                         buf.advance(d.len());
+                        unframed.scanned = 0;
                         Ok(Some(frame))
                     }
                     None if buf.len() > self.max_frame + d.len() => {
                         Err(FrameError::NoDelimiter(self.max_frame))
                     }
-                    None => Ok(None),
+                    None => {
+                        unframed.scanned = buf.len().saturating_sub(d.len() - 1);
+                        Ok(None)
+                    }
                 }
             }
             Framing::Modbus => {
@@ -189,6 +221,7 @@ struct Listener {
     module: Arc<str>,
     framer: Framer,
     idle_timeout: Option<Duration>,
+    write_timeout: Duration,
     connections: Arc<Semaphore>,
     max_connections: usize,
 }
@@ -217,8 +250,8 @@ impl TcpTrigger {
                 name: Arc::from(name.as_str()),
                 module: Arc::from(tcp.module.as_str()),
                 framer,
-                idle_timeout: (tcp.idle_timeout_ms > 0)
-                    .then(|| Duration::from_millis(tcp.idle_timeout_ms)),
+                idle_timeout: tcp.idle_timeout(),
+                write_timeout: tcp.write_timeout(),
                 connections: Arc::new(Semaphore::new(tcp.max_connections)),
                 max_connections: tcp.max_connections,
             });
@@ -325,8 +358,13 @@ impl Connection {
         registry: &ModuleRegistry,
         stop: &mut watch::Receiver<bool>,
     ) -> Closed {
-        let mut input = BytesMut::new();
+        let mut input = Unframed::default();
+        // The idle clock runs until a whole frame arrives: bytes that never
+        // make one do not hold the connection open.
+        let idle_by = |timeout: Duration| Instant::now() + timeout;
+        let mut deadline = self.listener.idle_timeout.map(idle_by);
         loop {
+            let mut framed = false;
             loop {
                 let frame = match self.listener.framer.next_frame(&mut input) {
                     Ok(Some(frame)) => frame,
@@ -336,6 +374,7 @@ impl Connection {
                         return Closed::BadFrame;
                     }
                 };
+                framed = true;
                 let reply = match self.event(registry, TcpEventType::Frame, &frame).await {
                     Ok(reply) => reply,
                     Err(reason) => return reason,
@@ -344,27 +383,33 @@ impl Connection {
                     return reason;
                 }
             }
+            if framed {
+                // From the last reply: the module's time is not the client's.
+                deadline = self.listener.idle_timeout.map(idle_by);
+            }
             if input.is_empty() {
-                input = BytesMut::new();
+                input = Unframed::default();
             }
             let read = async {
-                match self.listener.idle_timeout {
-                    Some(idle) => tokio::time::timeout(idle, stream.read_buf(&mut input))
-                        .await
-                        .unwrap_or(Err(std::io::ErrorKind::TimedOut.into())),
-                    None => stream.read_buf(&mut input).await,
+                match deadline {
+                    Some(deadline) => {
+                        tokio::time::timeout_at(deadline, stream.read_buf(&mut input.bytes))
+                            .await
+                            .unwrap_or(Err(std::io::ErrorKind::TimedOut.into()))
+                    }
+                    None => stream.read_buf(&mut input.bytes).await,
                 }
             };
             tokio::select! {
                 read = read => match read {
                     Ok(0) if input.is_empty() => return Closed::Peer,
                     Ok(0) => {
-                        tracing::warn!(listener = &*self.listener.name, connection = self.id, remote = %self.remote, buffered = input.len(), "TCP connection closed inside a frame");
+                        tracing::warn!(listener = &*self.listener.name, connection = self.id, remote = %self.remote, buffered = input.bytes.len(), "TCP connection closed inside a frame");
                         return Closed::Truncated;
                     }
                     Ok(_) => {}
                     Err(err) if err.kind() == std::io::ErrorKind::TimedOut => {
-                        tracing::debug!(listener = &*self.listener.name, connection = self.id, "closing an idle TCP connection");
+                        tracing::debug!(listener = &*self.listener.name, connection = self.id, remote = %self.remote, buffered = input.bytes.len(), "closing a TCP connection that completed no frame within idle_timeout_ms");
                         return Closed::Idle;
                     }
                     Err(_) => return Closed::Peer,
@@ -388,7 +433,20 @@ impl Connection {
             );
             return Err(Closed::BadReply);
         }
-        stream.write_all(&out).await.map_err(|_| Closed::Peer)
+        match tokio::time::timeout(self.listener.write_timeout, stream.write_all(&out)).await {
+            Ok(written) => written.map_err(|_| Closed::Peer),
+            Err(_) => {
+                tracing::warn!(
+                    listener = &*self.listener.name,
+                    module = &*self.listener.module,
+                    connection = self.id,
+                    remote = %self.remote,
+                    write_timeout_ms = self.listener.write_timeout.as_millis() as u64,
+                    "closing a TCP connection: the client did not take a reply within write_timeout_ms"
+                );
+                Err(Closed::WriteTimeout)
+            }
+        }
     }
 
     /// Runs the module on one event. `Ok` carries the output of an open or
@@ -474,6 +532,7 @@ enum Closed {
     Peer,
     Truncated,
     Idle,
+    WriteTimeout,
     BadFrame,
     BadReply,
     ModuleFailed,
@@ -487,6 +546,7 @@ impl Closed {
             Self::Peer => "peer",
             Self::Truncated => "truncated",
             Self::Idle => "idle",
+            Self::WriteTimeout => "write_timeout",
             Self::BadFrame => "bad_frame",
             Self::BadReply => "bad_reply",
             Self::ModuleFailed => "module_failed",
@@ -510,7 +570,10 @@ mod tests {
     }
 
     fn frames(framer: &Framer, bytes: &[u8]) -> Result<Vec<Vec<u8>>, FrameError> {
-        let mut buf = BytesMut::from(bytes);
+        let mut buf = Unframed {
+            bytes: BytesMut::from(bytes),
+            scanned: 0,
+        };
         let mut out = Vec::new();
         while let Some(frame) = framer.next_frame(&mut buf)? {
             out.push(frame.to_vec());
@@ -559,9 +622,9 @@ mod tests {
             vec![request.to_vec(), request.to_vec()]
         );
         // Byte by byte, the frame appears only when whole.
-        let mut buf = BytesMut::new();
+        let mut buf = Unframed::default();
         for (i, b) in request.iter().enumerate() {
-            buf.extend_from_slice(&[*b]);
+            buf.bytes.extend_from_slice(&[*b]);
             let got = f.next_frame(&mut buf).unwrap();
             assert_eq!(got.is_some(), i == request.len() - 1);
         }
@@ -576,6 +639,37 @@ mod tests {
         assert_eq!(
             frames(&f, &[0, 1, 0, 0, 0, 1, 1]),
             Err(FrameError::ModbusLength(1))
+        );
+    }
+
+    #[test]
+    fn delimiter_search_is_linear_in_bytes_received() {
+        let mut f = framer(Framing::Delimiter, 2 << 20);
+        f.delimiter = b"\r\n".to_vec();
+        // A 256 KiB frame arriving one byte per read, its delimiter split
+        // across two reads, then a second frame in the same buffer.
+        let frame = vec![b'x'; 256 << 10];
+        let mut stream = frame.clone();
+        stream.extend_from_slice(b"\r\nnext\r\n");
+        SEARCHED.with(|n| n.set(0));
+        let started = std::time::Instant::now();
+        let mut buf = Unframed::default();
+        let mut got = Vec::new();
+        for byte in &stream {
+            buf.bytes.extend_from_slice(&[*byte]);
+            while let Some(frame) = f.next_frame(&mut buf).unwrap() {
+                got.push(frame);
+            }
+        }
+        assert_eq!(got, vec![Bytes::from(frame), Bytes::from_static(b"next")]);
+        // Each byte is looked at about once (plus the delimiter's length
+        // again per read): rescanning the buffer would be ~3 * 10^10.
+        let searched = SEARCHED.with(|n| n.get());
+        assert!(searched <= 3 * stream.len(), "searched {searched} bytes");
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(5),
+            "{:?}",
+            started.elapsed()
         );
     }
 }
