@@ -197,7 +197,7 @@ async fn hostile_modules_fail_alone() {
 async fn broken_modules_are_refused_at_load_with_reasons() {
     let (_modules, gw) = hostile_gateway();
     let http = Http::new();
-    let ready = http.get(&gw.url("/readyz")).await;
+    let ready = http.get(&gw.admin_url("/readyz")).await;
     assert_eq!(ready.status, 200);
     let failed = &ready.json()["failed"];
     let reason = |name: &str| {

@@ -1066,3 +1066,31 @@ async fn modbus_requests_are_published_to_mqtt() {
         r#"{"transaction":3,"unit":1,"function":3,"address":10,"quantity":2}"#
     );
 }
+
+#[test]
+fn an_embedded_broker_open_to_the_network_without_credentials_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("shanhai.toml");
+    // Refused before anything binds: no socket on 0.0.0.0 is ever opened.
+    std::fs::write(
+        &config,
+        "[admin]\nenabled = false\n[mqtt]\nlisten = \"0.0.0.0:0\"\n",
+    )
+    .unwrap();
+    let output = Command::new(crate::util::shanhai_bin())
+        .args(["serve", "--listen", "127.0.0.1:0", "--modules"])
+        .arg(dir.path())
+        .arg("--config")
+        .arg(&config)
+        .env_remove("SHANHAI_MQTT_PASSWORD")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("mqtt.listen = 0.0.0.0:0 is not a loopback address")
+            && stderr.contains("mqtt.username")
+            && stderr.contains("SHANHAI_MQTT_PASSWORD"),
+        "{stderr}"
+    );
+}

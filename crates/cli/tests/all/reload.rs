@@ -118,7 +118,7 @@ async fn broken_files_never_replace_a_working_version() {
         install(&scratch.path().join(format!("{file}.wasm")), &target);
         let deadline = Instant::now() + Duration::from_secs(20);
         loop {
-            let ready = http.get(&gw.url("/readyz")).await.json();
+            let ready = http.get(&gw.admin_url("/readyz")).await.json();
             if ready["failed"]["version"]
                 .as_str()
                 .is_some_and(|r| r.contains(reason))
@@ -142,7 +142,7 @@ async fn broken_files_never_replace_a_working_version() {
     install(&version_module("B"), &target);
     wait_for_version(&http, &gw, "B").await;
     assert!(
-        http.get(&gw.url("/readyz")).await.json()["failed"]
+        http.get(&gw.admin_url("/readyz")).await.json()["failed"]
             .get("version")
             .is_none()
     );

@@ -66,7 +66,7 @@ async fn assert_not_loaded(http: &Http, gw: &Gateway, module: &str) {
 async fn wait_for_failure(http: &Http, gw: &Gateway, module: &str, reason: &str) -> String {
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
-        let ready = http.get(&gw.url("/readyz")).await.json();
+        let ready = http.get(&gw.admin_url("/readyz")).await.json();
         if let Some(message) = ready["failed"][module].as_str()
             && message.contains(reason)
         {
@@ -152,6 +152,17 @@ async fn require_signed_refuses_unsigned_tampered_and_untrusted_modules() {
     }
     let logs = gw.logs();
     assert!(logs.contains("not signed by a trusted key"), "{logs}");
+
+    // The public listener names the failures; only the admin listener says
+    // why, with paths and signer keys.
+    let public = http.get(&gw.url("/readyz")).await.text();
+    assert!(public.contains("\"stranger\""), "{public}");
+    for detail in ["ed25519:", dir.to_str().unwrap(), "trusted"] {
+        assert!(!public.contains(detail), "{detail} leaks: {public}");
+    }
+    let admin = http.get(&gw.admin_url("/readyz")).await.json();
+    let reason = admin["failed"]["stranger"].as_str().unwrap();
+    assert!(reason.contains("ed25519:"), "{admin}");
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -223,7 +234,7 @@ async fn hot_plug_keeps_the_signed_version_until_the_new_one_is_signed() {
     // Signing B in place is a change the watcher sees: B loads.
     sign(&target, &key);
     wait_for_version(&http, &gw, "B").await;
-    let ready = http.get(&gw.url("/readyz")).await.json();
+    let ready = http.get(&gw.admin_url("/readyz")).await.json();
     assert!(ready["failed"].get("version").is_none(), "{ready}");
 }
 

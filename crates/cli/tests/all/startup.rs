@@ -184,7 +184,7 @@ async fn a_module_stuck_in_initialisation_holds_nothing_back() {
         assert_eq!(ready.json()["loading"], serde_json::json!(["stuck"]));
     }
     let ready = eventually(&gw, 60, "/readyz 200", || async {
-        let reply = http.get(&gw.url("/readyz")).await;
+        let reply = http.get(&gw.admin_url("/readyz")).await;
         (reply.status == 200).then(|| reply.json())
     })
     .await;
@@ -210,7 +210,7 @@ async fn a_module_stuck_in_initialisation_holds_nothing_back() {
     })
     .await;
     let ready = eventually(&gw, 60, "stuck2 refused", || async {
-        let ready = http.get(&gw.url("/readyz")).await.json();
+        let ready = http.get(&gw.admin_url("/readyz")).await.json();
         failure(&ready, "stuck2").is_some().then_some(ready)
     })
     .await;

@@ -585,7 +585,7 @@ async fn the_quick_start_config_serves_every_example() {
     );
     let ready = served.get("/readyz").await;
     assert_eq!(ready.status, 200, "{}", ready.text());
-    assert_eq!(ready.json()["failed"], json!({}), "{}", ready.text());
+    assert_eq!(ready.json()["failed"], json!([]), "{}", ready.text());
     expect(
         &served
             .put(

@@ -177,13 +177,16 @@ impl HttpTrigger {
 
     /// 200 once every module the gateway started with has loaded or
     /// failed, 503 (with the modules still loading) before.
+    /// Readiness for anyone who can reach the public listener: names only.
+    /// Load errors carry absolute paths, signer keys and compiler output,
+    /// which are for the operator: the admin listener's `/readyz` has them.
     fn readiness(&self) -> Response<Full<Bytes>> {
         let ready = self.registry.started();
         let body = serde_json::json!({
             "ready": ready,
             "modules": self.registry.modules().iter().map(|m| m.name().to_owned()).collect::<Vec<_>>(),
             "loading": self.registry.pending(),
-            "failed": self.registry.failures(),
+            "failed": self.registry.failures().into_keys().collect::<Vec<_>>(),
         });
         let status = if ready {
             StatusCode::OK

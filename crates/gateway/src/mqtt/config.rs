@@ -262,6 +262,34 @@ impl MqttConfig {
         })
     }
 
+    /// The user name and password the embedded broker requires, if any.
+    /// A broker reachable from other machines must require them: an open
+    /// one lets anyone on the network publish to every trigger (and read
+    /// every module's output), so that start is refused.
+    pub(crate) fn embedded_credentials(&self) -> Result<Option<(String, String)>, ConfigError> {
+        let password = std::env::var(&self.password_env).unwrap_or_default();
+        let credentials = self.username.clone().map(|user| (user, password));
+        let exposed = [("listen", self.listen), ("listen_v5", self.listen_v5)]
+            .into_iter()
+            .find(|(_, addr)| !addr.ip().is_loopback());
+        match (exposed, &credentials) {
+            (Some((key, addr)), None) => Err(ConfigError::Invalid(format!(
+                "mqtt.{key} = {addr} is not a loopback address, and the embedded broker has no credentials: \
+                 anyone on the network could publish and subscribe. Set mqtt.username, and the password in \
+                 the environment variable named by mqtt.password_env ({}), or listen on 127.0.0.1",
+                self.password_env
+            ))),
+            (Some((key, addr)), Some((_, password))) if password.is_empty() => {
+                Err(ConfigError::Invalid(format!(
+                    "mqtt.{key} = {addr} is not a loopback address, and the password for mqtt.username is empty: \
+                     set it in the environment variable named by mqtt.password_env ({})",
+                    self.password_env
+                )))
+            }
+            _ => Ok(credentials),
+        }
+    }
+
     /// Every trigger, validated.
     pub(crate) fn triggers(&self) -> Result<Vec<TriggerSettings>, ConfigError> {
         self.triggers
@@ -400,6 +428,40 @@ mod tests {
 
     fn err(text: &str) -> String {
         Config::parse(text).unwrap_err().to_string()
+    }
+
+    #[test]
+    fn an_exposed_embedded_broker_needs_credentials() {
+        let mqtt = |text: &str| Config::parse(text).unwrap().mqtt.unwrap();
+        let loopback = mqtt("[mqtt]\n");
+        assert_eq!(loopback.embedded_credentials().unwrap(), None);
+
+        let open = mqtt("[mqtt]\nlisten = \"0.0.0.0:1883\"\n");
+        let message = open.embedded_credentials().unwrap_err().to_string();
+        for key in [
+            "mqtt.listen = 0.0.0.0:1883",
+            "mqtt.username",
+            "mqtt.password_env",
+            "SHANHAI_MQTT_PASSWORD",
+        ] {
+            assert!(message.contains(key), "{key}: {message}");
+        }
+        let v5 = mqtt(
+            "[mqtt]\nlisten_v5 = \"[::]:1884\"\nusername = \"dev\"\npassword_env = \"SHANHAI_TEST_UNSET_PASSWORD\"\n",
+        );
+        let message = v5.embedded_credentials().unwrap_err().to_string();
+        assert!(
+            message.contains("mqtt.listen_v5") && message.contains("empty"),
+            "{message}"
+        );
+
+        // Any variable that is set stands in for the password here.
+        let guarded = mqtt(
+            "[mqtt]\nlisten = \"0.0.0.0:1883\"\nusername = \"dev\"\npassword_env = \"PATH\"\n",
+        );
+        let (user, password) = guarded.embedded_credentials().unwrap().unwrap();
+        assert_eq!(user, "dev");
+        assert_eq!(password, std::env::var("PATH").unwrap());
     }
 
     #[test]

@@ -58,10 +58,7 @@ impl MqttTrigger {
         let (broker, address) = match mqtt.broker_address()? {
             Some(address) => (None, address),
             None => {
-                let credentials = mqtt.username.clone().map(|user| {
-                    let password = std::env::var(&mqtt.password_env).unwrap_or_default();
-                    (user, password)
-                });
+                let credentials = mqtt.embedded_credentials()?;
                 let broker = EmbeddedBroker::start(mqtt, credentials).await?;
                 let address = BrokerAddress {
                     host: broker.v5.ip().to_string(),
