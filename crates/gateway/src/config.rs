@@ -279,7 +279,10 @@ pub struct GrantsConfig {
     pub sqlite: bool,
     /// Shared SQLite databases, by name.
     pub sqlite_databases: Vec<String>,
-    /// Hosts outbound HTTP may reach: `host`, `host:port` or `*.domain`.
+    /// Hosts outbound HTTP may reach: `host` (ports 80 and 443),
+    /// `host:port`, `host:*` (any port), and `*.domain` in place of a host
+    /// for its subdomains. A name never reaches a loopback, private or
+    /// link-local address; an entry naming such an address does.
     pub http: Vec<String>,
     /// Topic filters `mqtt_publish` may publish to.
     pub mqtt_publish: Vec<String>,
@@ -325,12 +328,9 @@ impl GrantsConfig {
                 return invalid("mqtt_publish", format!("`{filter}`: {why}"));
             }
         }
-        for host in &self.http {
-            if host.is_empty() || host.contains(['/', '@', ' ']) {
-                return invalid(
-                    "http",
-                    format!("`{host}` is not a host, host:port or *.domain"),
-                );
+        for entry in &self.http {
+            if let Some(why) = shanhai_runtime::http_grant_error(entry) {
+                return invalid("http", why);
             }
         }
         Ok(())
@@ -1141,6 +1141,23 @@ mod tests {
         }
         assert_eq!(weight_basis_points(0.01), Ok(1));
         assert_eq!(weight_basis_points(100.0), Ok(10_000));
+    }
+
+    #[test]
+    fn http_grants_are_checked() {
+        let config = Config::parse(
+            "[modules.a.grants]\nhttp = [\"api.example.com\", \"db.lan:*\", \"[::1]:8080\", \"*.x.org:8443\"]\n",
+        )
+        .unwrap();
+        let grants = config.settings_for("a").unwrap().grants;
+        assert!(grants.allows_http("api.example.com", 443));
+        assert!(!grants.allows_http("api.example.com", 8080));
+        assert!(grants.allows_http("db.lan", 5984));
+        for bad in ["host:0", "host:x", "[::1", "a/b", "user@host", ""] {
+            let text = format!("[modules.a.grants]\nhttp = [{bad:?}]\n");
+            let err = Config::parse(&text).unwrap_err().to_string();
+            assert!(err.contains("modules.a.grants.http"), "{bad}: {err}");
+        }
     }
 
     #[test]

@@ -133,6 +133,7 @@ impl LoadedModule {
                 vars: settings.vars,
                 grants: settings.grants,
                 services: runtime.services.clone(),
+                http_client: std::sync::OnceLock::new(),
             }),
             runtime,
             kind,

@@ -13,6 +13,7 @@ mod examples;
 mod hostile;
 mod mqtt;
 mod reload;
+mod sandbox;
 mod signing;
 mod startup;
 mod state;
