@@ -28,6 +28,7 @@ use shanhai_runtime::{MemoryStrategy, ModuleLimits, ModuleSettings, RuntimeConfi
 
 use crate::canary::CanaryPolicy;
 pub use crate::mqtt::config::{MqttConfig, MqttTriggerConfig};
+pub use crate::state::SqliteConfig;
 
 /// Why a configuration could not be used.
 #[derive(Debug, thiserror::Error)]
@@ -192,40 +193,6 @@ impl KvConfig {
                 "kv.backend = \"redis\" needs kv.redis_url or kv.redis_url_env".into(),
             )
         })
-    }
-}
-
-/// `[sqlite]`.
-#[derive(Debug, Clone, Deserialize, Serialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct SqliteConfig {
-    /// Longest one statement may run, in milliseconds.
-    pub timeout_ms: u64,
-    /// Most rows one query may return.
-    pub max_rows: usize,
-    /// Largest result of one statement, in bytes.
-    pub max_result_bytes: usize,
-}
-
-impl Default for SqliteConfig {
-    fn default() -> Self {
-        let limits = shanhai_state::SqlLimits::default();
-        Self {
-            timeout_ms: limits.timeout.as_millis() as u64,
-            max_rows: limits.max_rows,
-            max_result_bytes: limits.max_result_bytes,
-        }
-    }
-}
-
-impl SqliteConfig {
-    /// The databases' limits.
-    pub fn limits(&self) -> shanhai_state::SqlLimits {
-        shanhai_state::SqlLimits {
-            timeout: Duration::from_millis(self.timeout_ms),
-            max_rows: self.max_rows,
-            max_result_bytes: self.max_result_bytes,
-        }
     }
 }
 
@@ -873,13 +840,10 @@ impl Config {
         if self.kv.backend == KvBackend::Redis {
             self.kv.redis_url()?;
         }
-        if self.sqlite.timeout_ms == 0
-            || self.sqlite.max_rows == 0
-            || self.outbound_http.timeout_ms == 0
-        {
+        self.sqlite.limits()?;
+        if self.outbound_http.timeout_ms == 0 {
             return Err(ConfigError::Invalid(
-                "sqlite.timeout_ms, sqlite.max_rows and outbound_http.timeout_ms must be positive"
-                    .into(),
+                "outbound_http.timeout_ms must be positive".into(),
             ));
         }
         if self.runtime.total_instances == 0
