@@ -647,4 +647,10 @@ async fn a_gpio_call_that_never_returns_ends_with_the_deadline() {
     assert_eq!(reply.error_kind(), "timeout");
     let other = http.get(&gw.url("/probe/config?key=x")).await;
     assert_eq!(other.status, 404, "{}", other.text());
+    // The abandoned read still blocks a thread; it does not keep the
+    // gateway from exiting.
+    let mut gw = gw;
+    gw.terminate();
+    let exit = gw.wait_exit(Duration::from_secs(30));
+    assert!(exit.is_some_and(|status| status.success()), "{exit:?}");
 }
