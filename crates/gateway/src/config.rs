@@ -718,6 +718,13 @@ pub struct LimitsConfig {
     /// How long an event waits for a busy instance before the pool grows,
     /// in milliseconds.
     pub scale_up_wait_ms: Option<u64>,
+    /// Log lines a second the module may write (log import, stdout and
+    /// stderr together); past it lines are dropped, counted in
+    /// `shanhai_log_lines_dropped_total` and summed up in one log line a
+    /// second. 0: no limit.
+    pub log_lines_per_second: Option<u32>,
+    /// Log lines the module may write at once above that rate.
+    pub log_burst: Option<u32>,
 }
 
 /// `[modules.NAME]`.
@@ -928,6 +935,14 @@ impl Config {
                 .map_or(base.idle_timeout, Duration::from_millis),
             scale_up_wait: pick(|l| l.scale_up_wait_ms)
                 .map_or(base.scale_up_wait, Duration::from_millis),
+            log_lines_per_second: own
+                .and_then(|l| l.log_lines_per_second)
+                .or(self.defaults.log_lines_per_second)
+                .unwrap_or(base.log_lines_per_second),
+            log_burst: own
+                .and_then(|l| l.log_burst)
+                .or(self.defaults.log_burst)
+                .unwrap_or(base.log_burst),
         };
         if limits.min_instances > limits.max_instances {
             let section = if module.is_some() {
@@ -948,6 +963,11 @@ impl Config {
         if limits.deadline.is_zero() || limits.max_instances == 0 || limits.max_memory_bytes == 0 {
             return Err(ConfigError::Invalid(format!(
                 "{section}: deadline_ms, max_instances and max_memory_mb must be positive"
+            )));
+        }
+        if limits.log_lines_per_second > 0 && limits.log_burst == 0 {
+            return Err(ConfigError::Invalid(format!(
+                "{section}.log_burst must be positive while log_lines_per_second is (0 lines a second means no limit)"
             )));
         }
         if limits.max_memory_bytes > 4 << 30 {
@@ -1105,6 +1125,24 @@ mod tests {
         }
         assert_eq!(weight_basis_points(0.01), Ok(1));
         assert_eq!(weight_basis_points(100.0), Ok(10_000));
+    }
+
+    #[test]
+    fn log_limits_have_defaults_and_overrides() {
+        let config = Config::parse(
+            "[defaults]\nlog_lines_per_second = 20\n[modules.a]\nlog_burst = 5\n[modules.b]\nlog_lines_per_second = 0\n",
+        )
+        .unwrap();
+        let a = config.settings_for("a").unwrap().limits;
+        assert_eq!((a.log_lines_per_second, a.log_burst), (20, 5));
+        let b = config.settings_for("b").unwrap().limits;
+        assert_eq!((b.log_lines_per_second, b.log_burst), (0, 200));
+        let c = Config::parse("").unwrap().settings_for("c").unwrap().limits;
+        assert_eq!((c.log_lines_per_second, c.log_burst), (100, 200));
+        let err = Config::parse("[modules.a]\nlog_burst = 0\n")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("modules.a.log_burst"), "{err}");
     }
 
     #[test]

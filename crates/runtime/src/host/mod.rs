@@ -35,6 +35,8 @@ pub(crate) struct ModuleContext {
     pub(crate) services: Arc<HostServices>,
     /// This module's outbound HTTP client, made on its first `http_fetch`.
     pub(crate) http_client: OnceLock<http::ModuleHttpClient>,
+    /// The module's log lines (log import, stdout, stderr) left to it.
+    pub(crate) log_budget: Arc<log::LogBudget>,
 }
 
 /// The services host functions forward to, installed by the process that
@@ -51,6 +53,10 @@ pub(crate) struct HostServices {
     /// guest calling in a loop cannot flood the log ([`log_limited`]).
     pub(crate) denied_logged:
         std::sync::Mutex<std::collections::HashMap<(Arc<str>, &'static str), Instant>>,
+    /// Each module's log budget, by module name, while a version of it is
+    /// loaded.
+    pub(crate) log_budgets:
+        std::sync::Mutex<std::collections::HashMap<Arc<str>, std::sync::Weak<log::LogBudget>>>,
 }
 
 impl std::fmt::Debug for HostServices {
