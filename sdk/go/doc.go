@@ -105,7 +105,8 @@
 // "" the module's own with sqlite = true, a name in sqlite_databases)
 // runs one statement at a time with arguments ([DB.Exec], [DB.Query]).
 // [HTTPClient] (over [Transport]) sends requests to the hosts of the http
-// grant ("host", "host:port", "*.domain"), and [GPIORead] and [GPIOWrite]
+// grant ("host" for ports 80 and 443, "host:port", "host:*",
+// "*.domain"), and [GPIORead] and [GPIOWrite]
 // use the pins of gpio_in and gpio_out:
 //
 //	n, err := shanhai.Store("").Increment("visits", 1)

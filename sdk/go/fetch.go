@@ -23,7 +23,10 @@ import (
 //	client := &http.Client{Transport: shanhai.Transport{}, Timeout: 5 * time.Second}
 //
 // The host only reaches the hosts of the module's http grant: "host"
-// (any port), "host:port" or "*.domain" (any subdomain, any port):
+// (ports 80 and 443), "host:port", "host:*" (any port), or "*.domain" (any
+// subdomain) with any of those port forms. A name never leads to a
+// loopback, private or link-local address; only an entry naming the
+// address itself ("127.0.0.1:8081") does:
 //
 //	[modules.weather.grants]
 //	http = ["api.weather.example", "127.0.0.1:8081", "*.internal.example"]

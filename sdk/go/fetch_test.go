@@ -17,7 +17,7 @@ import (
 
 func TestFetch(t *testing.T) {
 	shanhaitest.Reset()
-	shanhaitest.SetGrants(shanhaitest.Grants{HTTP: []string{"api.example.com"}})
+	shanhaitest.SetGrants(shanhaitest.Grants{HTTP: []string{"api.example.com", "api.example.com:8080"}})
 	var got *http.Request
 	var gotBody string
 	shanhaitest.HandleFetch(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -63,11 +63,16 @@ func TestFetch(t *testing.T) {
 
 func TestFetchGrants(t *testing.T) {
 	shanhaitest.Reset()
-	shanhaitest.SetGrants(shanhaitest.Grants{HTTP: []string{"api.example.com", "127.0.0.1:8081", "*.trusted.org"}})
+	shanhaitest.SetGrants(shanhaitest.Grants{HTTP: []string{"api.example.com", "127.0.0.1:8081", "*.trusted.org", "any.example:*", "[::1]"}})
 	shanhaitest.HandleFetch(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {}))
 	for rawURL, allowed := range map[string]bool{
 		"https://api.example.com/":      true,
-		"http://API.example.com:9999/":  true,
+		"http://API.example.com/":       true,
+		"http://api.example.com:9999/":  false,
+		"http://any.example:9999/":      true,
+		"http://[::1]/":                 true,
+		"http://[0:0::1]:443/":          true,
+		"http://[::1]:8080/":            false,
 		"http://127.0.0.1:8081/":        true,
 		"http://127.0.0.1:8082/":        false,
 		"http://127.0.0.1/":             false,

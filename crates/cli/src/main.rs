@@ -54,7 +54,16 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     init_logging(cli.log_format, matches!(cli.command, Command::Serve(_)));
     let result = match cli.command {
-        Command::Serve(args) => runtime().block_on(commands::serve::run(args)),
+        Command::Serve(args) => {
+            let runtime = runtime();
+            let result = runtime.block_on(commands::serve::run(args));
+            // Dropping a runtime waits for every blocking task, and a host
+            // call abandoned at its deadline (a GPIO read that never
+            // returns) may still hold one: requests are drained by now, so
+            // give such tasks a moment and then exit regardless.
+            runtime.shutdown_timeout(BLOCKING_TASKS_GRACE);
+            result
+        }
         Command::Run(args) => runtime().block_on(commands::run::run(args)),
         Command::New(args) => commands::new::run(args),
         Command::Compile(args) => runtime().block_on(commands::compile::run(args)),
@@ -80,6 +89,9 @@ fn main() -> ExitCode {
         }
     }
 }
+
+/// How long `serve` waits at exit for blocking tasks still running.
+const BLOCKING_TASKS_GRACE: std::time::Duration = std::time::Duration::from_secs(2);
 
 fn runtime() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_multi_thread()

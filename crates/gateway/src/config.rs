@@ -29,6 +29,7 @@ use shanhai_runtime::{MemoryStrategy, ModuleLimits, ModuleSettings, RuntimeConfi
 use crate::canary::CanaryPolicy;
 use crate::listener::ListenerSettings;
 pub use crate::mqtt::config::{MqttConfig, MqttTriggerConfig};
+pub use crate::state::SqliteConfig;
 pub use crate::tcp::TcpConfig;
 
 /// Why a configuration could not be used.
@@ -197,40 +198,6 @@ impl KvConfig {
     }
 }
 
-/// `[sqlite]`.
-#[derive(Debug, Clone, Deserialize, Serialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct SqliteConfig {
-    /// Longest one statement may run, in milliseconds.
-    pub timeout_ms: u64,
-    /// Most rows one query may return.
-    pub max_rows: usize,
-    /// Largest result of one statement, in bytes.
-    pub max_result_bytes: usize,
-}
-
-impl Default for SqliteConfig {
-    fn default() -> Self {
-        let limits = shanhai_state::SqlLimits::default();
-        Self {
-            timeout_ms: limits.timeout.as_millis() as u64,
-            max_rows: limits.max_rows,
-            max_result_bytes: limits.max_result_bytes,
-        }
-    }
-}
-
-impl SqliteConfig {
-    /// The databases' limits.
-    pub fn limits(&self) -> shanhai_state::SqlLimits {
-        shanhai_state::SqlLimits {
-            timeout: Duration::from_millis(self.timeout_ms),
-            max_rows: self.max_rows,
-            max_result_bytes: self.max_result_bytes,
-        }
-    }
-}
-
 /// `[outbound_http]`.
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
@@ -281,7 +248,10 @@ pub struct GrantsConfig {
     pub sqlite: bool,
     /// Shared SQLite databases, by name.
     pub sqlite_databases: Vec<String>,
-    /// Hosts outbound HTTP may reach: `host`, `host:port` or `*.domain`.
+    /// Hosts outbound HTTP may reach: `host` (ports 80 and 443),
+    /// `host:port`, `host:*` (any port), and `*.domain` in place of a host
+    /// for its subdomains. A name never reaches a loopback, private or
+    /// link-local address; an entry naming such an address does.
     pub http: Vec<String>,
     /// Topic filters `mqtt_publish` may publish to.
     pub mqtt_publish: Vec<String>,
@@ -327,12 +297,9 @@ impl GrantsConfig {
                 return invalid("mqtt_publish", format!("`{filter}`: {why}"));
             }
         }
-        for host in &self.http {
-            if host.is_empty() || host.contains(['/', '@', ' ']) {
-                return invalid(
-                    "http",
-                    format!("`{host}` is not a host, host:port or *.domain"),
-                );
+        for entry in &self.http {
+            if let Some(why) = shanhai_runtime::http_grant_error(entry) {
+                return invalid("http", why);
             }
         }
         Ok(())
@@ -788,6 +755,13 @@ pub struct LimitsConfig {
     /// How long an event waits for a busy instance before the pool grows,
     /// in milliseconds.
     pub scale_up_wait_ms: Option<u64>,
+    /// Log lines a second the module may write (log import, stdout and
+    /// stderr together); past it lines are dropped, counted in
+    /// `shanhai_log_lines_dropped_total` and summed up in one log line a
+    /// second. 0: no limit.
+    pub log_lines_per_second: Option<u32>,
+    /// Log lines the module may write at once above that rate.
+    pub log_burst: Option<u32>,
 }
 
 /// `[modules.NAME]`.
@@ -902,13 +876,10 @@ impl Config {
         if self.kv.backend == KvBackend::Redis {
             self.kv.redis_url()?;
         }
-        if self.sqlite.timeout_ms == 0
-            || self.sqlite.max_rows == 0
-            || self.outbound_http.timeout_ms == 0
-        {
+        self.sqlite.limits()?;
+        if self.outbound_http.timeout_ms == 0 {
             return Err(ConfigError::Invalid(
-                "sqlite.timeout_ms, sqlite.max_rows and outbound_http.timeout_ms must be positive"
-                    .into(),
+                "outbound_http.timeout_ms must be positive".into(),
             ));
         }
         if self.runtime.total_instances == 0
@@ -995,6 +966,14 @@ impl Config {
                 .map_or(base.idle_timeout, Duration::from_millis),
             scale_up_wait: pick(|l| l.scale_up_wait_ms)
                 .map_or(base.scale_up_wait, Duration::from_millis),
+            log_lines_per_second: own
+                .and_then(|l| l.log_lines_per_second)
+                .or(self.defaults.log_lines_per_second)
+                .unwrap_or(base.log_lines_per_second),
+            log_burst: own
+                .and_then(|l| l.log_burst)
+                .or(self.defaults.log_burst)
+                .unwrap_or(base.log_burst),
         };
         if limits.min_instances > limits.max_instances {
             let section = if module.is_some() {
@@ -1015,6 +994,11 @@ impl Config {
         if limits.deadline.is_zero() || limits.max_instances == 0 || limits.max_memory_bytes == 0 {
             return Err(ConfigError::Invalid(format!(
                 "{section}: deadline_ms, max_instances and max_memory_mb must be positive"
+            )));
+        }
+        if limits.log_lines_per_second > 0 && limits.log_burst == 0 {
+            return Err(ConfigError::Invalid(format!(
+                "{section}.log_burst must be positive while log_lines_per_second is (0 lines a second means no limit)"
             )));
         }
         if limits.max_memory_bytes > 4 << 30 {
@@ -1172,6 +1156,41 @@ mod tests {
         }
         assert_eq!(weight_basis_points(0.01), Ok(1));
         assert_eq!(weight_basis_points(100.0), Ok(10_000));
+    }
+
+    #[test]
+    fn log_limits_have_defaults_and_overrides() {
+        let config = Config::parse(
+            "[defaults]\nlog_lines_per_second = 20\n[modules.a]\nlog_burst = 5\n[modules.b]\nlog_lines_per_second = 0\n",
+        )
+        .unwrap();
+        let a = config.settings_for("a").unwrap().limits;
+        assert_eq!((a.log_lines_per_second, a.log_burst), (20, 5));
+        let b = config.settings_for("b").unwrap().limits;
+        assert_eq!((b.log_lines_per_second, b.log_burst), (0, 200));
+        let c = Config::parse("").unwrap().settings_for("c").unwrap().limits;
+        assert_eq!((c.log_lines_per_second, c.log_burst), (100, 200));
+        let err = Config::parse("[modules.a]\nlog_burst = 0\n")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("modules.a.log_burst"), "{err}");
+    }
+
+    #[test]
+    fn http_grants_are_checked() {
+        let config = Config::parse(
+            "[modules.a.grants]\nhttp = [\"api.example.com\", \"db.lan:*\", \"[::1]:8080\", \"*.x.org:8443\"]\n",
+        )
+        .unwrap();
+        let grants = config.settings_for("a").unwrap().grants;
+        assert!(grants.allows_http("api.example.com", 443));
+        assert!(!grants.allows_http("api.example.com", 8080));
+        assert!(grants.allows_http("db.lan", 5984));
+        for bad in ["host:0", "host:x", "[::1", "a/b", "user@host", ""] {
+            let text = format!("[modules.a.grants]\nhttp = [{bad:?}]\n");
+            let err = Config::parse(&text).unwrap_err().to_string();
+            assert!(err.contains("modules.a.grants.http"), "{bad}: {err}");
+        }
     }
 
     #[test]

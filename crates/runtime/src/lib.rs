@@ -35,4 +35,4 @@ pub use limits::{ModuleLimits, ModuleSettings};
 pub use memory_plan::{MemoryPlan, MemoryStrategy};
 pub use module::{CommandOutput, LoadedModule, ModuleKind, NumType, NumValue, NumericSignature};
 pub use pool::PoolStats;
-pub use shanhai_abi::grant::{Grants, invalid_topic, topic_matches};
+pub use shanhai_abi::grant::{Grants, http_grant_error, invalid_topic, topic_matches};

@@ -36,6 +36,12 @@ pub struct ModuleLimits {
     /// How long an event waits for a busy instance to come back before the
     /// pool creates a new one (scale-up).
     pub scale_up_wait: Duration,
+    /// Log lines a second the module may write (log import, stdout and
+    /// stderr together), on average; past it lines are dropped, counted and
+    /// summed up in one log line. 0: no limit.
+    pub log_lines_per_second: u32,
+    /// Log lines the module may write at once, above the rate.
+    pub log_burst: u32,
 }
 
 impl Default for ModuleLimits {
@@ -57,6 +63,11 @@ impl Default for ModuleLimits {
             max_requests_per_instance: None,
             idle_timeout: Duration::from_secs(60),
             scale_up_wait: Duration::from_millis(2),
+            // Plenty for a module that logs what it does; a tight loop
+            // writes hundreds of thousands of lines a second, which no log
+            // pipeline or disk of an edge box should have to take.
+            log_lines_per_second: 100,
+            log_burst: 200,
         }
     }
 }

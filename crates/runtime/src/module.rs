@@ -133,6 +133,13 @@ impl LoadedModule {
                 vars: settings.vars,
                 grants: settings.grants,
                 services: runtime.services.clone(),
+                http_client: std::sync::OnceLock::new(),
+                log_budget: crate::host::log::LogBudget::for_module(
+                    &runtime.services,
+                    &Arc::from(name),
+                    limits.log_lines_per_second,
+                    limits.log_burst,
+                ),
             }),
             runtime,
             kind,
@@ -516,10 +523,12 @@ impl LoadedModule {
             .stdout(LogStream {
                 module: self.context.name.clone(),
                 stream: "stdout",
+                budget: Arc::clone(&self.context.log_budget),
             })
             .stderr(LogStream {
                 module: self.context.name.clone(),
                 stream: "stderr",
+                budget: Arc::clone(&self.context.log_budget),
             })
             .args(&[self.name()])
             .build_p1();

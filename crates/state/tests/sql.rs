@@ -343,3 +343,189 @@ async fn concurrent_calls_on_one_database_serialise() {
         .unwrap();
     assert_eq!(count.rows, vec![vec![SqlValue::Integer(160)]]);
 }
+
+/// Asserts that `error` is `TooLarge` and its message contains each of `parts`.
+fn assert_too_large(error: &SqlError, parts: &[&str]) {
+    let SqlError::TooLarge(message) = error else {
+        panic!("not too large: {error:?}");
+    };
+    for part in parts {
+        assert!(message.contains(part), "{part:?} not in {message:?}");
+    }
+}
+
+#[tokio::test]
+async fn values_past_the_length_limit_fail_before_they_are_built() {
+    let (_dir, db) = databases(SqlLimits::default());
+    // Each of these once made SQLite (and the copy out of it) allocate
+    // 900 MB, whatever the module's memory cap.
+    for sql in [
+        "SELECT zeroblob(900000000)",
+        "SELECT length(randomblob(900000000))",
+        "SELECT length(printf('%.*c', 900000000, 'x'))",
+        "SELECT length(replace(hex(zeroblob(3000000)), '0', '00'))",
+    ] {
+        let error = db.execute("app", sql, vec![]).await.unwrap_err();
+        assert_too_large(&error, &["too big", "max_value_bytes"]);
+    }
+    // A bound parameter past the limit is refused too.
+    let error = db
+        .execute(
+            "app",
+            "SELECT length(?1)",
+            vec![SqlValue::Blob(vec![0; 5 << 20])],
+        )
+        .await
+        .unwrap_err();
+    assert_too_large(&error, &["max_value_bytes"]);
+    // Up to the limit is fine.
+    let fits = db
+        .execute("app", "SELECT length(zeroblob(4194304))", vec![])
+        .await
+        .unwrap();
+    assert_eq!(fits.rows, vec![vec![SqlValue::Integer(4 << 20)]]);
+}
+
+#[tokio::test]
+async fn statements_past_the_shape_limits_are_refused() {
+    let (_dir, db) = databases(SqlLimits::default());
+    let long = format!("SELECT 1 -- {}", "x".repeat(2 << 20));
+    let error = db.execute("app", &long, vec![]).await.unwrap_err();
+    assert_too_large(&error, &["statement too long", "max_sql_bytes"]);
+
+    let deep = format!("SELECT {}1", "1 + ".repeat(300));
+    let columns = format!(
+        "SELECT {}",
+        (0..501)
+            .map(|i| i.to_string())
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    let compound = vec!["SELECT 1"; 101].join(" UNION ALL ");
+    let like = format!("SELECT 'a' LIKE '{}'", "%a".repeat(600));
+    for (sql, message) in [
+        (deep.as_str(), "Expression tree is too large"),
+        (columns.as_str(), "too many columns"),
+        (compound.as_str(), "too many terms in compound SELECT"),
+        ("SELECT ?2001", "variable number must be between"),
+        (like.as_str(), "LIKE or GLOB pattern too complex"),
+    ] {
+        let error = db.execute("app", sql, vec![]).await.unwrap_err();
+        assert!(
+            matches!(&error, SqlError::Sql(m) if m.contains(message)),
+            "{message}: {error:?}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn only_harmless_pragmas_are_allowed() {
+    let (dir, db) = databases(SqlLimits::default());
+    db.execute("app", "CREATE TABLE t (x)", vec![])
+        .await
+        .unwrap();
+    let elsewhere = dir.path().join("elsewhere");
+    std::fs::create_dir(&elsewhere).unwrap();
+    for pragma in [
+        format!("PRAGMA temp_store_directory = '{}'", elsewhere.display()),
+        format!("PRAGMA data_store_directory = '{}'", elsewhere.display()),
+        "PRAGMA journal_mode = DELETE".to_owned(),
+        "PRAGMA main.journal_mode = OFF".to_owned(),
+        "PRAGMA synchronous = 0".to_owned(),
+        "PRAGMA writable_schema = 1".to_owned(),
+        "PRAGMA schema_version = 1".to_owned(),
+        "PRAGMA max_page_count = 2147483647".to_owned(),
+        "PRAGMA page_size = 65536".to_owned(),
+        "PRAGMA cache_size = -2000000".to_owned(),
+        "PRAGMA mmap_size = 1073741824".to_owned(),
+        "PRAGMA soft_heap_limit = 1".to_owned(),
+        "PRAGMA hard_heap_limit = 1".to_owned(),
+        "PRAGMA threads = 8".to_owned(),
+        "PRAGMA locking_mode = EXCLUSIVE".to_owned(),
+        "PRAGMA query_only = 1".to_owned(),
+        "PRAGMA busy_timeout = 0".to_owned(),
+        "PRAGMA trusted_schema = 1".to_owned(),
+        "PRAGMA database_list".to_owned(),
+        "SELECT * FROM pragma_database_list".to_owned(),
+    ] {
+        let error = db.execute("app", &pragma, vec![]).await.unwrap_err();
+        assert!(
+            matches!(&error, SqlError::Sql(m) if m.contains("PRAGMA") && m.contains("not allowed")),
+            "{pragma}: {error:?}"
+        );
+    }
+    for sql in [
+        "SELECT load_extension('/nonexistent')",
+        "ATTACH DATABASE ':memory:' AS other",
+    ] {
+        let error = db.execute("app", sql, vec![]).await.unwrap_err();
+        assert!(matches!(error, SqlError::Sql(_)), "{sql}: {error:?}");
+    }
+    // Nothing changed.
+    let mode = db
+        .execute("app", "PRAGMA journal_mode", vec![])
+        .await
+        .unwrap();
+    assert_eq!(mode.rows, vec![vec![SqlValue::Text("wal".into())]]);
+    assert_eq!(std::fs::read_dir(&elsewhere).unwrap().count(), 0);
+
+    // What a module needs still works.
+    for (sql, rows) in [
+        ("PRAGMA user_version = 3", vec![]),
+        ("PRAGMA user_version", vec![vec![SqlValue::Integer(3)]]),
+        ("PRAGMA foreign_keys = ON", vec![]),
+        ("PRAGMA foreign_keys", vec![vec![SqlValue::Integer(1)]]),
+        (
+            "SELECT name FROM pragma_table_info('t')",
+            vec![vec![SqlValue::Text("x".into())]],
+        ),
+        (
+            "PRAGMA integrity_check",
+            vec![vec![SqlValue::Text("ok".into())]],
+        ),
+        ("PRAGMA page_count", vec![vec![SqlValue::Integer(2)]]),
+    ] {
+        let result = db.execute("app", sql, vec![]).await.unwrap();
+        assert_eq!(result.rows, rows, "{sql}");
+    }
+}
+
+#[tokio::test]
+async fn a_database_stops_growing_at_its_size_limit() {
+    let (dir, db) = databases(SqlLimits::default());
+    db.execute("app", "CREATE TABLE blobs (b BLOB)", vec![])
+        .await
+        .unwrap();
+    let insert = "INSERT INTO blobs VALUES (zeroblob(4000000))";
+    let mut inserted = 0;
+    let error = loop {
+        match db.execute("app", insert, vec![]).await {
+            Ok(_) => inserted += 1,
+            Err(error) => break error,
+        }
+        assert!(inserted < 40, "160 MB went into a 64 MiB database");
+    };
+    assert_too_large(&error, &["max_database_bytes"]);
+    assert!(inserted >= 14, "full after {inserted} inserts");
+    let size = std::fs::metadata(dir.path().join("sql/app.sqlite3"))
+        .unwrap()
+        .len();
+    assert!(size <= 64 << 20, "{size}");
+    // The failed insert left nothing behind, and space freed is reusable.
+    let count = db
+        .execute("app", "SELECT count(*) FROM blobs", vec![])
+        .await
+        .unwrap();
+    assert_eq!(count.rows, vec![vec![SqlValue::Integer(inserted)]]);
+    db.execute("app", "DELETE FROM blobs WHERE rowid = 1", vec![])
+        .await
+        .unwrap();
+    db.execute("app", insert, vec![]).await.unwrap();
+    // Another database has its own allowance.
+    db.execute("other", "CREATE TABLE t (b BLOB)", vec![])
+        .await
+        .unwrap();
+    db.execute("other", "INSERT INTO t VALUES (zeroblob(4000000))", vec![])
+        .await
+        .unwrap();
+}

@@ -36,8 +36,9 @@ type Grants struct {
 	// SQLiteDatabases are the shared databases it may use
 	// (sqlite_databases).
 	SQLiteDatabases []string
-	// HTTP are the hosts outbound HTTP may reach (http): "host" (any
-	// port), "host:port", or "*.domain" (any subdomain, any port).
+	// HTTP are the hosts outbound HTTP may reach (http): "host" (ports
+	// 80 and 443), "host:port", "host:*" (any port), or "*.domain" (any
+	// subdomain) with those port forms.
 	HTTP []string
 	// GPIOIn are the pins it may read (gpio_in).
 	GPIOIn []int

@@ -12,8 +12,10 @@ use crate::{Error, HostError, host};
 /// has no sockets of its own, so this is how it calls other services.
 ///
 /// The request's URI must be absolute (`http://` or `https://`), and its
-/// host on the module's `http` grant: `"host"` (any port),
-/// `"host:port"`, or `"*.domain"` (any subdomain, any port):
+/// host on the module's `http` grant: `"host"` (ports 80 and 443),
+/// `"host:port"`, `"host:*"` (any port), or `"*.domain"` (any subdomain)
+/// with those port forms. A name never leads to a loopback, private or
+/// link-local address; only an entry naming the address does:
 ///
 /// ```toml
 /// [modules.weather.grants]

@@ -440,7 +440,9 @@ fn fetch_checks_the_http_grant() {
     let mut host = module(|| {
         for (uri, allowed) in [
             ("https://api.example.com/", true),
-            ("http://API.example.com:9999/", true),
+            ("http://API.example.com/", true),
+            ("http://api.example.com:9999/", false),
+            ("http://any.example:9999/", true),
             ("http://127.0.0.1:8081/", true),
             ("http://127.0.0.1:8082/", false),
             ("http://127.0.0.1/", false),
@@ -466,6 +468,7 @@ fn fetch_checks_the_http_grant() {
     .with_http_grant("api.example.com")
     .with_http_grant("127.0.0.1:8081")
     .with_http_grant("*.trusted.org")
+    .with_http_grant("any.example:*")
     .with_fetch_handler(|_: Request<Vec<u8>>| Ok(Response::new(Vec::new())));
     run(&mut host);
 }

@@ -14,6 +14,7 @@ mod exhaustion;
 mod hostile;
 mod mqtt;
 mod reload;
+mod sandbox;
 mod signing;
 mod startup;
 mod state;

@@ -89,6 +89,10 @@ fn describe() {
         "Events that ended their instance (trap, timeout, memory or fuel limit), by module and kind."
     );
     metrics::describe_counter!(
+        "shanhai_log_lines_dropped_total",
+        "Guest log lines dropped by the per-module rate limit, by module."
+    );
+    metrics::describe_counter!(
         "shanhai_module_reloads_total",
         "Module loads and reloads, by result."
     );

@@ -5,6 +5,8 @@
 //! so tests run against a temporary tree. A pin is exported on first use
 //! and its direction set from the grant: `in` for a pin granted for
 //! reading, `out` before the first write to a pin granted for writing.
+//! The file I/O (and the wait for an exported pin to appear) runs on
+//! tokio's blocking pool, never on a worker thread.
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -118,40 +120,60 @@ fn root(state: &HostState) -> PathBuf {
         .unwrap_or_else(|| PathBuf::from("/sys/class/gpio"))
 }
 
+/// Runs a pin operation on tokio's blocking pool: sysfs reads and writes
+/// are blocking file I/O, and an export may wait up to [`EXPORT_WAIT`], so
+/// on a worker thread they would stall every other request it serves. The
+/// guest's fiber waits instead; the event's deadline still bounds the wait
+/// (an operation that never returns is abandoned with its event).
+async fn off_the_workers(
+    operation: impl FnOnce() -> Result<i32, (HostStatus, String)> + Send + 'static,
+) -> Result<i32, (HostStatus, String)> {
+    tokio::task::spawn_blocking(operation)
+        .await
+        .unwrap_or_else(|err| Err((HostStatus::Internal, format!("the GPIO task failed: {err}"))))
+}
+
 pub(crate) fn add_to_linker(linker: &mut Linker<HostState>) -> wasmtime::Result<()> {
-    linker.func_wrap(
+    linker.func_wrap_async(
         IMPORT_MODULE,
         import::GPIO_READ,
-        |mut caller: Caller<'_, HostState>, pin: i32| -> i32 {
-            let state = caller.data_mut();
-            state.event.staged = None;
-            let Ok(pin) = u32::try_from(pin) else {
-                return HostStatus::InvalidArgument as i32;
-            };
-            if !state.module.grants.allows_gpio_read(pin) {
-                let detail = format!("GPIO {pin} is not granted (grants.gpio_in or gpio_out)");
-                return denied(state, "gpio", detail);
-            }
-            let output = state.module.grants.allows_gpio_write(pin);
-            let result = read(&root(state), pin, output);
-            finish(state, result)
+        |mut caller: Caller<'_, HostState>, (pin,): (i32,)| {
+            Box::new(async move {
+                let state = caller.data_mut();
+                state.event.staged = None;
+                let Ok(pin) = u32::try_from(pin) else {
+                    return HostStatus::InvalidArgument as i32;
+                };
+                if !state.module.grants.allows_gpio_read(pin) {
+                    let detail = format!("GPIO {pin} is not granted (grants.gpio_in or gpio_out)");
+                    return denied(state, "gpio", detail);
+                }
+                let output = state.module.grants.allows_gpio_write(pin);
+                let root = root(state);
+                let result = off_the_workers(move || read(&root, pin, output)).await;
+                finish(caller.data_mut(), result)
+            })
         },
     )?;
-    linker.func_wrap(
+    linker.func_wrap_async(
         IMPORT_MODULE,
         import::GPIO_WRITE,
-        |mut caller: Caller<'_, HostState>, pin: i32, value: i32| -> i32 {
-            let state = caller.data_mut();
-            state.event.staged = None;
-            let Ok(pin) = u32::try_from(pin) else {
-                return HostStatus::InvalidArgument as i32;
-            };
-            if !state.module.grants.allows_gpio_write(pin) {
-                let detail = format!("GPIO {pin} is not granted as an output (grants.gpio_out)");
-                return denied(state, "gpio", detail);
-            }
-            let result = write(&root(state), pin, value != 0);
-            finish(state, result)
+        |mut caller: Caller<'_, HostState>, (pin, value): (i32, i32)| {
+            Box::new(async move {
+                let state = caller.data_mut();
+                state.event.staged = None;
+                let Ok(pin) = u32::try_from(pin) else {
+                    return HostStatus::InvalidArgument as i32;
+                };
+                if !state.module.grants.allows_gpio_write(pin) {
+                    let detail =
+                        format!("GPIO {pin} is not granted as an output (grants.gpio_out)");
+                    return denied(state, "gpio", detail);
+                }
+                let root = root(state);
+                let result = off_the_workers(move || write(&root, pin, value != 0)).await;
+                finish(caller.data_mut(), result)
+            })
         },
     )?;
     Ok(())

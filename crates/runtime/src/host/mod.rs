@@ -33,6 +33,10 @@ pub(crate) struct ModuleContext {
     pub(crate) vars: BTreeMap<String, String>,
     pub(crate) grants: crate::Grants,
     pub(crate) services: Arc<HostServices>,
+    /// This module's outbound HTTP client, made on its first `http_fetch`.
+    pub(crate) http_client: OnceLock<http::ModuleHttpClient>,
+    /// The module's log lines (log import, stdout, stderr) left to it.
+    pub(crate) log_budget: Arc<log::LogBudget>,
 }
 
 /// The services host functions forward to, installed by the process that
@@ -45,10 +49,14 @@ pub(crate) struct HostServices {
     pub(crate) sql: OnceLock<sql::SqlServices>,
     pub(crate) http: OnceLock<http::OutboundHttp>,
     pub(crate) gpio_root: OnceLock<std::path::PathBuf>,
-    /// When each (module, capability) was last logged as denied, so that a
-    /// guest calling in a loop cannot flood the log.
+    /// When each (module, kind of refusal) was last logged, so that a
+    /// guest calling in a loop cannot flood the log ([`log_limited`]).
     pub(crate) denied_logged:
         std::sync::Mutex<std::collections::HashMap<(Arc<str>, &'static str), Instant>>,
+    /// Each module's log budget, by module name, while a version of it is
+    /// loaded.
+    pub(crate) log_budgets:
+        std::sync::Mutex<std::collections::HashMap<Arc<str>, std::sync::Weak<log::LogBudget>>>,
 }
 
 impl std::fmt::Debug for HostServices {
@@ -222,24 +230,8 @@ pub(crate) fn guest_bytes<'a>(
 /// module and capability), stages `detail` for the SDK's error message and
 /// returns `denied`.
 pub(crate) fn denied(state: &mut HostState, capability: &'static str, detail: String) -> i32 {
-    let module = &state.module;
-    let now = Instant::now();
-    let log = {
-        let mut logged = module
-            .services
-            .denied_logged
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        let key = (module.name.clone(), capability);
-        match logged.get(&key) {
-            Some(last) if now.duration_since(*last) < std::time::Duration::from_secs(60) => false,
-            _ => {
-                logged.insert(key, now);
-                true
-            }
-        }
-    };
-    if log {
+    if log_limited(state, capability) {
+        let module = &state.module;
         tracing::warn!(
             module = &*module.name,
             request_id = &*state.event.request_id,
@@ -248,6 +240,27 @@ pub(crate) fn denied(state: &mut HostState, capability: &'static str, detail: St
         );
     }
     fail(state, HostStatus::Denied, detail)
+}
+
+/// Whether a refusal of kind `what` by the module may be logged now: once
+/// a minute per module and kind, so that a guest calling in a loop cannot
+/// flood the log.
+pub(crate) fn log_limited(state: &HostState, what: &'static str) -> bool {
+    let module = &state.module;
+    let now = Instant::now();
+    let mut logged = module
+        .services
+        .denied_logged
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    let key = (module.name.clone(), what);
+    match logged.get(&key) {
+        Some(last) if now.duration_since(*last) < std::time::Duration::from_secs(60) => false,
+        _ => {
+            logged.insert(key, now);
+            true
+        }
+    }
 }
 
 /// A failed call of a † host function: stages `message` for the SDK's error

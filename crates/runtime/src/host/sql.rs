@@ -43,6 +43,23 @@ fn borrowed(value: &SqlValue) -> wire::SqlValue<'_> {
     }
 }
 
+/// Why `params` cannot be bound, when one is longer than `max_value_bytes`.
+fn oversized(params: &[wire::SqlValue<'_>], max_value_bytes: usize) -> Option<String> {
+    params.iter().enumerate().find_map(|(index, param)| {
+        let len = match param {
+            wire::SqlValue::Text(text) => text.len(),
+            wire::SqlValue::Blob(blob) => blob.len(),
+            _ => 0,
+        };
+        (len > max_value_bytes).then(|| {
+            format!(
+                "parameter {} is {len} bytes; the limit is sqlite.max_value_bytes = {max_value_bytes}",
+                index + 1
+            )
+        })
+    })
+}
+
 /// The status (with its message staged) for a database failure.
 fn sql_error(state: &mut HostState, err: SqlError) -> i32 {
     let status = match &err {
@@ -64,13 +81,30 @@ pub(crate) fn add_to_linker(linker: &mut Linker<HostState>) -> wasmtime::Result<
         |mut caller: Caller<'_, HostState>, (dp, dl, qp, ql, pp, pl): (i32, i32, i32, i32, i32, i32)| {
             Box::new(async move {
                 caller.data_mut().event.staged = None;
+                // Sizes are checked before anything is copied out of the
+                // guest: its memory may be far bigger than SQLite accepts.
+                let limits = caller.data().module.services.sql.get().map(|s| s.modules.limits().clone());
+                if let Some(limits) = &limits
+                    && usize::try_from(ql).is_ok_and(|len| len > limits.max_sql_bytes)
+                {
+                    let message = format!(
+                        "the SQL text is {ql} bytes; the limit is sqlite.max_sql_bytes = {}",
+                        limits.max_sql_bytes
+                    );
+                    return fail(caller.data_mut(), HostStatus::TooLarge, message);
+                }
                 let (database, query) = match (guest_str(&mut caller, dp, dl), guest_str(&mut caller, qp, ql)) {
                     (Ok(d), Ok(q)) => (d, q),
                     (Err(s), _) | (_, Err(s)) => return s as i32,
                 };
                 let params = match guest_bytes(&mut caller, pp, pl) {
                     Ok((bytes, state)) => match wire::decode_sql_params(bytes) {
-                        Ok(params) => params.iter().map(owned).collect::<Vec<_>>(),
+                        Ok(params) => {
+                            if let Some(too_big) = limits.as_ref().and_then(|l| oversized(&params, l.max_value_bytes)) {
+                                return fail(state, HostStatus::TooLarge, too_big);
+                            }
+                            params.iter().map(owned).collect::<Vec<_>>()
+                        }
                         Err(err) => {
                             return fail(state, HostStatus::InvalidArgument, format!("bad SQL parameters: {err}"));
                         }

@@ -452,8 +452,9 @@ func HTTPFetch(request []byte) int32 {
 }
 
 // allowsHTTP matches host and port against the http grant as the gateway
-// does: "host" (any port), "host:port", or "*.domain" (any subdomain,
-// any port); hosts compare case-insensitively. mu is held.
+// does: "host" (ports 80 and 443 only), "host:port", "host:*" (any port),
+// or any of them with "*.domain" (any subdomain) for the host; names
+// compare case-insensitively, IP addresses as addresses. mu is held.
 func allowsHTTP(host, port string) bool {
 	host = strings.ToLower(host)
 	for _, entry := range grants.HTTP {
@@ -463,11 +464,23 @@ func allowsHTTP(host, port string) bool {
 		} else {
 			pattern = strings.TrimSuffix(strings.TrimPrefix(pattern, "["), "]")
 		}
-		if entryPort != "" && entryPort != port {
-			continue
+		switch entryPort {
+		case "*":
+		case "":
+			if port != "80" && port != "443" {
+				continue
+			}
+		default:
+			if entryPort != port {
+				continue
+			}
 		}
 		if domain, ok := strings.CutPrefix(pattern, "*."); ok {
 			if sub, ok := strings.CutSuffix(host, domain); ok && len(sub) > 1 && strings.HasSuffix(sub, ".") {
+				return true
+			}
+		} else if granted, wanted := net.ParseIP(pattern), net.ParseIP(host); granted != nil && wanted != nil {
+			if granted.Equal(wanted) {
 				return true
 			}
 		} else if host == pattern {

@@ -162,8 +162,9 @@ impl MockHost {
         self
     }
 
-    /// Adds an entry to the module's `http` grant: `"host"` (any port),
-    /// `"host:port"`, or `"*.domain"` (any subdomain, any port).
+    /// Adds an entry to the module's `http` grant: `"host"` (ports 80 and
+    /// 443), `"host:port"`, `"host:*"` (any port), or `"*.domain"` (any
+    /// subdomain) with those port forms.
     pub fn with_http_grant(mut self, entry: impl Into<String>) -> Self {
         self.state.stores.grants.http.push(entry.into());
         self
