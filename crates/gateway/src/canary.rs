@@ -559,17 +559,83 @@ mod tests {
         assert!(judge(&slow, &totals_of(&[20_000; 200], 0)).is_some());
     }
 
-    #[test]
-    fn sticky_keys_are_stable_and_weights_are_honoured() {
-        let weight = 2_500;
-        let pick = |key: &[u8]| mix(fnv1a(key)) % u64::from(FULL_WEIGHT) < weight;
-        assert_eq!(pick(b"user-7"), pick(b"user-7"));
-        let canary = (0..10_000)
-            .filter(|i| pick(format!("user-{i}").as_bytes()))
-            .count();
-        assert!((2_200..2_800).contains(&canary), "{canary} of 10000");
-        let random = (0..10_000u64)
-            .filter(|&i| mix(i) % u64::from(FULL_WEIGHT) < weight)
+    /// A canary of an empty module, taking `weight` basis points.
+    async fn canary(weight: u32) -> Canary {
+        let runtime = shanhai_runtime::Runtime::new(shanhai_runtime::RuntimeConfig::default())
+            .expect("a runtime");
+        let module = runtime
+            .load(
+                "m",
+                b"(module (func (export \"noop\")))".to_vec(),
+                shanhai_runtime::ModuleSettings::default(),
+            )
+            .await
+            .expect("an empty module loads");
+        Canary::new(module, weight, Vec::new(), None, CanaryPolicy::default())
+    }
+
+    /// Sticky keys and the bucket (0 to 9,999) `Canary::choose` puts each
+    /// in. Every gateway of a fleet, in this release and the next, must
+    /// send a key to the same version: changing the hash moves users
+    /// between versions mid-rollout, so these values are fixed.
+    const GOLDEN_BUCKETS: [(&str, u32); 8] = [
+        ("user-7", 7532),
+        ("", 9008),
+        ("alice", 1941),
+        ("bob", 8156),
+        ("42", 1172),
+        ("session:9f2c", 891),
+        ("device/258", 4840),
+        ("用户-1", 5744),
+    ];
+
+    #[tokio::test]
+    async fn sticky_keys_fall_in_their_golden_buckets() {
+        let canary = canary(0).await;
+        for (key, bucket) in GOLDEN_BUCKETS {
+            // A key goes to the canary exactly when its bucket is below the
+            // weight: at `bucket` it stays, one basis point more moves it.
+            canary.set_weight(bucket);
+            assert_eq!(
+                canary.choose(Some(key.as_bytes())),
+                Release::Stable,
+                "{key:?} at weight {bucket}"
+            );
+            canary.set_weight(bucket + 1);
+            assert_eq!(
+                canary.choose(Some(key.as_bytes())),
+                Release::Canary,
+                "{key:?} at weight {}",
+                bucket + 1
+            );
+        }
+    }
+
+    #[tokio::test]
+    async fn weights_are_honoured_and_raising_one_only_moves_keys_to_the_canary() {
+        let canary = canary(2_500).await;
+        let keys: Vec<String> = (0..10_000).map(|i| format!("user-{i}")).collect();
+        let at = |weight: u32| -> Vec<bool> {
+            canary.set_weight(weight);
+            keys.iter()
+                .map(|k| canary.choose(Some(k.as_bytes())) == Release::Canary)
+                .collect()
+        };
+        let quarter = at(2_500);
+        let share = quarter.iter().filter(|&&c| c).count();
+        assert!((2_200..2_800).contains(&share), "{share} of 10000");
+        let half = at(5_000);
+        assert!(
+            quarter.iter().zip(&half).all(|(&q, &h)| !q || h),
+            "a key on the canary at 25% went back to stable at 50%"
+        );
+        assert_eq!(at(0).iter().filter(|&&c| c).count(), 0);
+        assert_eq!(at(FULL_WEIGHT).iter().filter(|&&c| c).count(), 10_000);
+
+        // Without a key, requests are split at random, by the same weight.
+        canary.set_weight(2_500);
+        let random = (0..10_000)
+            .filter(|_| canary.choose(None) == Release::Canary)
             .count();
         assert!((2_200..2_800).contains(&random), "{random} of 10000");
     }

@@ -161,7 +161,7 @@ async fn run_timer(
         let due = schedule.next_after(last, start, monotonic_start);
         last = due.wall;
         tokio::select! {
-            () = tokio::time::sleep_until(due.at + random_below(jitter)) => {}
+            () = tokio::time::sleep_until(jittered(due.at, jitter)) => {}
             _ = stop.changed() => {
                 while runs.join_next().await.is_some() {}
                 return;
@@ -260,8 +260,13 @@ impl Run {
     }
 }
 
-/// A uniformly random duration below `max` (zero for zero): spreads timers
-/// of many gateways that share a schedule.
+/// When a run due `at` starts: up to `jitter` later, uniformly at random,
+/// which spreads the runs of many gateways that share a schedule.
+fn jittered(at: Instant, jitter: Duration) -> Instant {
+    at + random_below(jitter)
+}
+
+/// A uniformly random duration below `max` (zero for zero).
 fn random_below(max: Duration) -> Duration {
     if max.is_zero() {
         return Duration::ZERO;
@@ -332,9 +337,20 @@ mod tests {
     }
 
     #[test]
-    fn jitter_stays_below_its_bound() {
+    fn jitter_spreads_runs_over_its_whole_bound() {
+        let at = Instant::now();
         let max = Duration::from_millis(50);
-        assert!((0..100).all(|_| random_below(max) < max));
-        assert_eq!(random_below(Duration::ZERO), Duration::ZERO);
+        let delays: Vec<Duration> = (0..200).map(|_| jittered(at, max) - at).collect();
+        assert!(delays.iter().all(|d| *d < max), "{delays:?}");
+        // Uniform over 50 ms: 200 draws all above 10 ms, or all below 40
+        // ms, happen with odds of 0.8^200 (about 1e-20) each.
+        let (min, max_seen) = (delays.iter().min().unwrap(), delays.iter().max().unwrap());
+        assert!(
+            *min < Duration::from_millis(10) && *max_seen > Duration::from_millis(40),
+            "jitter between {min:?} and {max_seen:?}"
+        );
+        let distinct: std::collections::BTreeSet<_> = delays.iter().collect();
+        assert!(distinct.len() > 150, "{} distinct delays", distinct.len());
+        assert_eq!(jittered(at, Duration::ZERO), at);
     }
 }

@@ -2,10 +2,11 @@
 //! real wasmtime instances of small WAT modules.
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use shanhai_runtime::{
-    InvokeError, LoadedModule, ModuleLimits, ModuleSettings, NumValue, Runtime, RuntimeConfig,
+    InvokeError, LoadedModule, ModuleLimits, ModuleSettings, NumValue, PoolStats, Runtime,
+    RuntimeConfig,
 };
 
 /// Counts the calls this instance has served.
@@ -44,6 +45,24 @@ async fn count(module: &LoadedModule) -> i32 {
     {
         [NumValue::I32(n)] => n,
         ref other => panic!("unexpected result {other:?}"),
+    }
+}
+
+/// Polls `module`'s pool until `done` holds (at most 20 s, for a slow
+/// machine) and returns the stats that satisfied it.
+async fn wait_for_pool(
+    module: &LoadedModule,
+    what: &str,
+    done: impl Fn(&PoolStats) -> bool,
+) -> PoolStats {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let stats = module.pool_stats();
+        if done(&stats) {
+            return stats;
+        }
+        assert!(Instant::now() < deadline, "{what}: {stats:?}");
+        tokio::time::sleep(Duration::from_millis(5)).await;
     }
 }
 
@@ -91,23 +110,28 @@ async fn scales_up_under_concurrency_then_reaps_idle_instances() {
         ..ModuleLimits::default()
     };
     let module = load(SLEEPER, limits).await;
+    // Calls long enough to overlap however slowly they start.
     let calls: Vec<_> = (0..4)
         .map(|_| {
             let module = module.clone();
-            tokio::spawn(async move { sleep(&module, 300).await })
+            tokio::spawn(async move { sleep(&module, 2000).await })
         })
         .collect();
-    tokio::time::sleep(Duration::from_millis(150)).await;
-    let busy = module.pool_stats();
-    assert_eq!((busy.live, busy.idle), (4, 0), "{busy:?}");
+    let busy = wait_for_pool(&module, "four instances busy at once", |s| {
+        s.live == 4 && s.idle == 0
+    })
+    .await;
     assert!(busy.scale_ups >= 1, "{busy:?}");
     for call in calls {
         assert_eq!(call.await.unwrap().unwrap(), [NumValue::I32(0)]);
     }
-    assert_eq!(module.pool_stats().idle, 4);
+    // All four are back, idle (or already reaped if the calls ended far
+    // apart on a slow machine).
+    let back = module.pool_stats();
+    assert_eq!(back.idle, back.live, "{back:?}");
+    assert_eq!(back.idle + back.reaped as usize, 4, "{back:?}");
     // Idle past the timeout: back down to min_instances.
-    tokio::time::sleep(Duration::from_millis(1200)).await;
-    let quiet = module.pool_stats();
+    let quiet = wait_for_pool(&module, "idle instances reaped", |s| s.live == 1).await;
     assert_eq!(
         (quiet.live, quiet.idle, quiet.reaped),
         (1, 1, 3),
@@ -136,31 +160,36 @@ async fn min_instances_are_kept_warm_and_refilled() {
         Err(InvokeError::Timeout(_))
     ));
     assert_eq!(module.pool_stats().discarded, 1);
-    tokio::time::sleep(Duration::from_millis(600)).await;
-    let stats = module.pool_stats();
-    assert_eq!((stats.live, stats.idle), (3, 3), "{stats:?}");
+    wait_for_pool(&module, "the pool refilled to min_instances", |s| {
+        s.live == 3 && s.idle == 3
+    })
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_full_queue_refuses_and_a_slow_one_times_out() {
+    // The holder outlasts the queued call's timeout, which leaves a second
+    // for the refused call to arrive while the queue is full.
     let limits = ModuleLimits {
         max_instances: 1,
         max_queue: 1,
-        queue_timeout: Duration::from_millis(100),
+        queue_timeout: Duration::from_millis(1000),
         ..ModuleLimits::default()
     };
     let module = load(SLEEPER, limits).await;
     let holder = {
         let module = module.clone();
-        tokio::spawn(async move { sleep(&module, 500).await })
+        tokio::spawn(async move { sleep(&module, 3000).await })
     };
-    tokio::time::sleep(Duration::from_millis(50)).await;
+    wait_for_pool(&module, "the only instance busy", |s| {
+        s.live == 1 && s.idle == 0
+    })
+    .await;
     let queued = {
         let module = module.clone();
         tokio::spawn(async move { sleep(&module, 1).await })
     };
-    tokio::time::sleep(Duration::from_millis(20)).await;
-    assert_eq!(module.pool_stats().waiting, 1);
+    wait_for_pool(&module, "one call queued", |s| s.waiting == 1).await;
     assert!(matches!(
         sleep(&module, 1).await,
         Err(InvokeError::QueueFull(1))

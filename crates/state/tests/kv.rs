@@ -249,8 +249,20 @@ async fn a_set_without_ttl_clears_the_ttl(fixture: &Fixture) {
         .set("ns", "k", b"old", Some(Duration::from_millis(100)))
         .await
         .unwrap();
+    // A control key with the same TTL, set after `k`'s first write: once
+    // the store has expired it, the TTL `k` had has passed too.
+    store
+        .set("other", "control", b"x", Some(Duration::from_millis(100)))
+        .await
+        .unwrap();
     store.set("ns", "k", b"new", None).await.unwrap();
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    eventually(
+        Instant::now(),
+        Duration::from_secs(10),
+        "control expiry",
+        || async { store.get("other", "control").await.unwrap().is_none() },
+    )
+    .await;
     assert_eq!(
         store.get("ns", "k").await.unwrap().as_deref(),
         Some(&b"new"[..])

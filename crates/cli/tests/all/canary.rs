@@ -276,6 +276,20 @@ async fn a_healthy_canary_splits_traffic_and_is_promoted() {
         versions_seen.extend(versions);
     }
     assert_eq!(versions_seen.len(), 2, "{versions_seen:?}");
+    // The split is the one every gateway of a fleet makes (the golden
+    // buckets in crates/gateway/src/canary.rs): at 30%, "alice" (bucket
+    // 1941) meets the canary and "user-7" (bucket 7532) the stable version.
+    for (key, version) in [("alice", "healthy3"), ("user-7", "stable3")] {
+        let reply = http
+            .send(
+                "GET",
+                &gw.url("/version"),
+                &[("x-shanhai-key", key)],
+                Vec::new(),
+            )
+            .await;
+        assert_eq!(reply.header("x-version"), Some(version), "{key}");
+    }
 
     // The figures are visible, and nothing was judged wrong.
     let view = canary_view(&http, &gw).await;
@@ -286,7 +300,7 @@ async fn a_healthy_canary_splits_traffic_and_is_promoted() {
     );
     let canary_requests = view["canary"]["canary"]["requests"].as_u64().unwrap();
     let stable_requests = view["canary"]["stable"]["requests"].as_u64().unwrap();
-    assert_eq!(canary_requests + stable_requests, 500, "{view}");
+    assert_eq!(canary_requests + stable_requests, 502, "{view}");
     assert_eq!(view["canary"]["canary"]["errors"], 0, "{view}");
     assert!(view["canary"]["canary"]["p95_ms"].as_f64().unwrap() > 0.0);
     let list = http.get(&gw.admin_url("/admin/modules")).await.json();

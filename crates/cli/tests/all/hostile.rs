@@ -2,9 +2,7 @@
 //! and status while well-behaved requests keep being served correctly at
 //! the same time, and the process never crashes.
 
-use std::time::Duration;
-
-use crate::util::{Gateway, Http, modules_with, write_wat};
+use crate::util::{Gateway, Http, modules_with, wait_for_busy_instance, write_wat};
 
 const SPIN: &str = r#"(module
   (func (export "spin") (result i32) (loop (br 0)) (i32.const 0))
@@ -249,7 +247,7 @@ async fn full_queue_answers_503_with_retry_after() {
         tokio::spawn(async move { http.post(&url, "[]").await })
     };
     // Wait until the only instance is busy, then ask again.
-    tokio::time::sleep(Duration::from_millis(400)).await;
+    wait_for_busy_instance(&http, &gw, "slow").await;
     let reply = http.post(&gw.url("/api/exec/slow/ok"), "[]").await;
     assert_eq!(reply.status, 503, "{}", reply.text());
     assert_eq!(reply.error_kind(), "queue_full");

@@ -794,7 +794,15 @@ async fn messages_streaming_in_survive_a_killed_gateway() {
     let before_kill = processed.len();
     let accepted_at_kill = publisher.acked.load(Ordering::SeqCst);
     drop(gw); // SIGKILL: no drain, no DISCONNECT.
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    // Restart once the broker has taken messages for the dead gateway's
+    // session, so that some wait for it while it is down.
+    let while_down = (accepted_at_kill + 10).min(N);
+    wait_until(
+        "messages accepted while the gateway is down",
+        Duration::from_secs(30),
+        || publisher.acked.load(Ordering::SeqCst) >= while_down,
+    )
+    .await;
     let gw = Gateway::start(modules.path(), Some(&config));
     stream.await.unwrap();
     wait_until("the broker's PUBACKs", Duration::from_secs(30), || {

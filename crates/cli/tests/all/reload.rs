@@ -6,7 +6,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use crate::util::{Gateway, Http, version_module, wait_for_version, write_wat};
+use crate::util::{
+    Gateway, Http, version_module, wait_for_busy_instance, wait_for_version, write_wat,
+};
 
 /// Replaces `dest` atomically, as a deploy tool would (write, then rename).
 fn install(src: &Path, dest: &Path) {
@@ -179,6 +181,8 @@ async fn a_slowly_copied_file_is_loaded_whole() {
         // Meanwhile the old version keeps answering.
         let reply = http.get(&gw.url("/version")).await;
         assert_eq!(reply.header("x-version"), Some("A"));
+        // The pause is the scenario (a copy that stalls), not a wait for
+        // the gateway: nothing is expected to happen during it.
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     drop(file);
@@ -210,7 +214,7 @@ async fn sigterm_drains_requests_in_flight() {
         let http = http.clone();
         tokio::spawn(async move { http.post(&url, "[1500]").await })
     };
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    wait_for_busy_instance(&http, &gw, "sleeper").await;
     gw.terminate();
     // New connections are refused once the listener is closed.
     let addr = gw.addr;

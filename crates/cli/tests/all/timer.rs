@@ -150,6 +150,31 @@ cron = "* * * * * *"
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn jitter_delays_each_run_by_a_random_share_of_its_bound() {
+    let modules = folder();
+    let config = "[timers.spread]\nmodule = \"probe\"\nevery_ms = 500\njitter_ms = 400\n";
+    let gw = Gateway::start(modules.path(), Some(config));
+    let runs = wait_for_ticks(&gw, "spread", 12, Duration::from_secs(40)).await;
+    let late: Vec<i64> = runs
+        .iter()
+        .map(|t| t.logged_ms as i64 - t.scheduled_ms as i64)
+        .collect();
+    // The due times keep their grid; jitter only delays each run.
+    for pair in runs.windows(2) {
+        assert_eq!(pair[1].scheduled_ms - pair[0].scheduled_ms, 500, "{runs:?}");
+    }
+    assert!(late.iter().all(|l| (0..900).contains(l)), "{late:?}");
+    // Uniform over 400 ms: twelve runs all under 150 ms late (what a
+    // timer without jitter gives), or all within 100 ms of one another,
+    // have odds below 1e-5.
+    let (min, max) = (late.iter().min().unwrap(), late.iter().max().unwrap());
+    assert!(
+        *max >= 150 && max - min >= 100,
+        "runs were {late:?} ms late: no jitter"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn a_slow_run_skips_ticks_instead_of_overlapping() {
     let modules = folder();
     let config = r#"

@@ -505,3 +505,25 @@ pub async fn wait_for_version(http: &Http, gw: &Gateway, version: &str) {
         tokio::time::sleep(Duration::from_millis(25)).await;
     }
 }
+
+/// Polls the admin API until module `name` has an instance handling an
+/// event (live but not idle): a request sent before is now running.
+pub async fn wait_for_busy_instance(http: &Http, gw: &Gateway, name: &str) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let info = http
+            .get(&gw.admin_url(&format!("/admin/modules/{name}")))
+            .await
+            .json();
+        let pool = &info["pool"];
+        if pool["live"].as_u64() > pool["idle"].as_u64() {
+            return;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no instance of {name} became busy: {info}\n{}",
+            gw.logs()
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}

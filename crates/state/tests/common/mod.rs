@@ -1,7 +1,7 @@
 //! Test helpers: a real `redis-server` on a free loopback port.
 
 use std::ffi::OsString;
-use std::io::{Read, Write};
+use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -15,12 +15,15 @@ pub(crate) struct RedisServer {
 
 impl RedisServer {
     /// Starts `redis-server` (or `$REDIS_SERVER`) without persistence and
-    /// waits until it answers PING. Panics, failing the test, when the
-    /// binary is missing: these tests must not pass without a server.
+    /// waits until it answers on its port. Panics, failing the test, when
+    /// the binary is missing: these tests must not pass without a server.
     pub(crate) fn start() -> Self {
         let binary =
             std::env::var_os("REDIS_SERVER").unwrap_or_else(|| OsString::from("redis-server"));
-        // A port found free can be taken before the server binds it; retry then.
+        // A port found free can be taken before the server binds it (by
+        // another test's server, say): ours then exits, and another port is
+        // tried. Until it does, the other server may answer on the port, so
+        // only an answer from our own process counts.
         for _ in 0..5 {
             let port = free_port();
             let dir = tempfile::tempdir().unwrap();
@@ -44,7 +47,7 @@ impl RedisServer {
                 if child.try_wait().unwrap().is_some() {
                     break;
                 }
-                if answers_ping(port) {
+                if served_by(port, child.id()) {
                     return Self {
                         child,
                         port,
@@ -80,13 +83,29 @@ fn free_port() -> u16 {
         .port()
 }
 
-fn answers_ping(port: u16) -> bool {
-    let Ok(mut stream) = TcpStream::connect(("127.0.0.1", port)) else {
+/// Whether the Redis server answering on `port` is process `pid`.
+fn served_by(port: u16, pid: u32) -> bool {
+    let Ok(stream) = TcpStream::connect(("127.0.0.1", port)) else {
         return false;
     };
     let _ = stream.set_read_timeout(Some(Duration::from_secs(1)));
-    let mut reply = [0u8; 7];
-    stream.write_all(b"PING\r\n").is_ok()
-        && stream.read_exact(&mut reply).is_ok()
-        && &reply == b"+PONG\r\n"
+    let mut reader = BufReader::new(stream);
+    if reader.get_mut().write_all(b"INFO server\r\n").is_err() {
+        return false;
+    }
+    // A bulk string: `$LEN\r\n`, then LEN bytes of `key:value` lines.
+    let mut header = String::new();
+    let len = match reader.read_line(&mut header) {
+        Ok(_) => header
+            .trim_end()
+            .strip_prefix('$')
+            .and_then(|n| n.parse().ok()),
+        Err(_) => None,
+    };
+    let mut info = vec![0; len.unwrap_or(0)];
+    len.is_some()
+        && reader.read_exact(&mut info).is_ok()
+        && String::from_utf8_lossy(&info)
+            .lines()
+            .any(|line| line == format!("process_id:{pid}"))
 }
