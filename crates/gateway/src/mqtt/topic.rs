@@ -136,6 +136,18 @@ impl TopicTemplate {
         Ok(template)
     }
 
+    /// The topic to publish to for an input `topic` with wildcard
+    /// `captures`, or why it cannot be published to: a capture may be empty
+    /// (`a/+` matches `a/`), so `{1}` alone can render an empty topic, and
+    /// a long input topic can render one beyond MQTT's 65,535 bytes.
+    pub(crate) fn topic_for(&self, topic: &str, captures: &[&str]) -> Result<String, String> {
+        let to = self.render(topic, captures);
+        match shanhai_runtime::invalid_topic(&to) {
+            None => Ok(to),
+            Some(why) => Err(format!("the rendered topic `{to}`: {why}")),
+        }
+    }
+
     /// The topic for an input `topic` with wildcard `captures`.
     pub(crate) fn render(&self, topic: &str, captures: &[&str]) -> String {
         let mut out = String::new();
