@@ -22,6 +22,8 @@
 //! assert_eq!(HttpRequest::decode(&bytes).unwrap(), request);
 //! ```
 
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod grant;
 pub mod wire;
 

@@ -818,7 +818,7 @@ impl Config {
         Ok(config)
     }
 
-    fn validate(&self) -> Result<(), ConfigError> {
+    pub(crate) fn validate(&self) -> Result<(), ConfigError> {
         for (name, module) in &self.modules {
             if !is_module_name(name) {
                 return Err(ConfigError::Invalid(format!(

@@ -8,6 +8,8 @@
 mod admin;
 pub mod canary;
 pub mod config;
+#[doc(hidden)]
+pub mod fuzzing;
 mod http;
 mod listener;
 mod metered;

@@ -697,6 +697,34 @@ async fn after_max_attempts_a_message_goes_to_the_dead_letter_topic_and_is_ackno
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn an_output_topic_rendered_empty_fails_the_event_not_the_connection() {
+    // `{1}` of `in/#` on the topic `in` is empty, and a PUBLISH to an empty
+    // topic is a protocol error for which the broker drops the connection.
+    let broker = Mosquitto::start(true);
+    let modules = probe_folder();
+    let config = format!(
+        "{}[mqtt.triggers.t]\nfilter = \"in/#\"\nmodule = \"probe\"\noutput_topic = \"{{1}}\"\nmax_attempts = 2\nretry_initial_ms = 10\n",
+        mqtt_section(Some(&broker.url()), "empty")
+    );
+    let gw = Gateway::start(modules.path(), Some(&config));
+    wait_subscribed(&gw, &["t"]).await;
+    let mut sub = Client::connect(broker.addr, "empty-sub").await;
+    sub.subscribe("shanhai/dead-letter/#").await;
+    sub.subscribe("out/#").await;
+
+    mosquitto_pub(broker.addr, &["-q", "1", "-t", "in", "-m", "ok"]);
+    let dead = sub.expect(&gw, "the dead letter").await;
+    assert_eq!(dead.topic, "shanhai/dead-letter/t");
+    let p = &dead.properties;
+    assert_eq!(p["error_kind"], "bad_output", "{p:?}");
+    assert!(p["error"].contains("the topic is empty"), "{p:?}");
+    // The connection stayed up: the next message is served at once.
+    mosquitto_pub(broker.addr, &["-q", "1", "-t", "in/out/x", "-m", "ok"]);
+    let msg = sub.expect(&gw, "the output of a good message").await;
+    assert_eq!(msg.topic, "out/x", "{}", msg.text());
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn a_shared_subscription_splits_messages_between_two_gateways() {
     const N: usize = 200;
     let broker = Mosquitto::start(false);

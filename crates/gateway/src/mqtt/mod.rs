@@ -12,7 +12,7 @@ mod broker;
 mod client;
 pub(crate) mod config;
 mod publisher;
-mod topic;
+pub(crate) mod topic;
 mod trigger;
 
 use std::net::SocketAddr;

@@ -87,7 +87,13 @@ impl TopicTemplate {
             let name = &after[..close];
             let part = match name {
                 "topic" => Part::Topic,
+                // Digits only: `parse` would also take `+1`.
                 n => match n.parse::<usize>() {
+                    Ok(i) if !n.bytes().all(|b| b.is_ascii_digit()) => {
+                        return Err(format!(
+                            "`{{{n}}}` in `{template}`: use {{1}}, {{2}}, ... or {{topic}} (not {{{i}}})"
+                        ));
+                    }
                     Ok(i) if i >= 1 && i <= wildcards => Part::Capture(i),
                     Ok(i) => {
                         return Err(format!(
@@ -108,16 +114,13 @@ impl TopicTemplate {
             rest = &after[close + 1..];
         }
         text.push_str(rest);
-        if text.contains('}') {
-            return Err(format!("`{template}` has a `}}` without its `{{`"));
-        }
         if !text.is_empty() {
             parts.push(Part::Text(text));
         }
-        let template = Self { parts };
+        let parsed = Self { parts };
         // Captures are topic levels, which hold no wildcards: only the
         // literal text can make a rendered topic invalid.
-        let literal: String = template
+        let literal: String = parsed
             .parts
             .iter()
             .filter_map(|p| match p {
@@ -125,15 +128,31 @@ impl TopicTemplate {
                 _ => None,
             })
             .collect();
+        // A `}` anywhere in the text, not only after the last placeholder.
+        if literal.contains('}') {
+            return Err(format!("`{template}` has a `}}` without its `{{`"));
+        }
         if literal.contains(['+', '#', '\0']) {
             return Err(format!(
                 "`{literal}`: a topic to publish to cannot contain +, # or NUL"
             ));
         }
-        if template.parts.is_empty() {
+        if parsed.parts.is_empty() {
             return Err("the template is empty".into());
         }
-        Ok(template)
+        Ok(parsed)
+    }
+
+    /// The topic to publish to for an input `topic` with wildcard
+    /// `captures`, or why it cannot be published to: a capture may be empty
+    /// (`a/+` matches `a/`), so `{1}` alone can render an empty topic, and
+    /// a long input topic can render one beyond MQTT's 65,535 bytes.
+    pub(crate) fn topic_for(&self, topic: &str, captures: &[&str]) -> Result<String, String> {
+        let to = self.render(topic, captures);
+        match shanhai_runtime::invalid_topic(&to) {
+            None => Ok(to),
+            Some(why) => Err(format!("the rendered topic `{to}`: {why}")),
+        }
     }
 
     /// The topic for an input `topic` with wildcard `captures`.
@@ -197,6 +216,8 @@ mod tests {
             ("out/{x}", 2),
             ("out/{1", 2),
             ("out/1}", 2),
+            ("a}b/{1}", 2),
+            ("out/{+1}", 2),
             ("out/+", 2),
             ("out/#", 2),
             ("", 0),

@@ -493,7 +493,12 @@ impl Trigger {
         for message in &output.messages {
             let to = if message.topic.is_empty() {
                 match &self.settings.output_topic {
-                    Some(template) => template.render(topic, captures),
+                    // A capture may be empty (`a/#` on `a`): an empty topic
+                    // would make the broker drop the connection, and the
+                    // message would come back for ever.
+                    Some(template) => template
+                        .topic_for(topic, captures)
+                        .map_err(Failure::BadOutput)?,
                     None => {
                         return Err(Failure::BadOutput(
                             "a message without a topic, and the trigger has no output_topic".into(),
@@ -561,7 +566,24 @@ impl Trigger {
         request_id: &str,
         err: &Failure,
     ) -> Outcome {
-        let to = self.settings.dead_letter_topic.render(topic, captures);
+        let to = match self.settings.dead_letter_topic.topic_for(topic, captures) {
+            Ok(to) => to,
+            Err(why) => {
+                // Nowhere to put it: keeping it would only bring it back.
+                tracing::error!(
+                    trigger = self.name(),
+                    module = %self.settings.module,
+                    request_id,
+                    topic,
+                    attempts,
+                    kind = err.kind(),
+                    "dropping an MQTT message that failed {attempts} times: no dead-letter topic for it ({why}): {err}"
+                );
+                metrics::counter!("shanhai_mqtt_dropped_total", "trigger" => self.settings.name.clone(), "reason" => "bad_dead_letter_topic")
+                    .increment(1);
+                return Outcome::Ack;
+            }
+        };
         let original = publish.properties.clone().unwrap_or_default();
         let properties = PublishProperties {
             content_type: original.content_type,

@@ -1,0 +1,4 @@
+//! See `shanhai_abi::fuzzing::wire` for what this target asserts.
+#![no_main]
+
+libfuzzer_sys::fuzz_target!(|data: &[u8]| shanhai_abi::fuzzing::wire(data));
