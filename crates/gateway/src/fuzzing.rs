@@ -12,7 +12,7 @@ use bytes::BytesMut;
 
 use crate::config::{Config, TcpConfig, topic_filter_error};
 use crate::mqtt::topic::{TopicTemplate, captures, invalid_filter, wildcards};
-use crate::tcp::{FrameError, Framer, Framing};
+use crate::tcp::{FrameError, Framer, Framing, Unframed};
 use crate::ws::codec::{self, Decoder, Incoming, ProtocolError};
 
 /// A small deterministic generator of chunk sizes and cut points, seeded by
@@ -263,10 +263,10 @@ struct TcpRun {
 }
 
 fn tcp_frames<'a>(framer: &Framer, chunks: impl IntoIterator<Item = &'a [u8]>) -> TcpRun {
-    let mut buf = BytesMut::new();
+    let mut buf = Unframed::default();
     let mut frames = Vec::new();
     for chunk in chunks {
-        buf.extend_from_slice(chunk);
+        buf.bytes.extend_from_slice(chunk);
         loop {
             match framer.next_frame(&mut buf) {
                 Ok(Some(frame)) => frames.push(frame.to_vec()),
@@ -282,7 +282,7 @@ fn tcp_frames<'a>(framer: &Framer, chunks: impl IntoIterator<Item = &'a [u8]>) -
     }
     TcpRun {
         frames,
-        end: Ok(buf.to_vec()),
+        end: Ok(buf.bytes.to_vec()),
     }
 }
 
@@ -329,6 +329,7 @@ pub fn tcp_framer(data: &[u8]) {
         delimiter: delimiter.clone(),
         max_frame_bytes: usize::from(u16::from_le_bytes([*lo, *hi]) & 0x03FF),
         idle_timeout_ms: 0,
+        write_timeout_ms: 1,
         max_connections: 1,
     };
     let Ok(framer) = Framer::of("fuzz", &config) else {
