@@ -13,7 +13,7 @@ use crate::util::{Gateway, Launch, modules_with};
 use crate::ws::{open, probe_folder};
 
 /// The head of a request, cut before its blank line.
-const HALF_REQUEST: &[u8] = b"GET / HTTP/1.1\r\nHost: x\r\n";
+const HALF_REQUEST: &[u8] = b"GET / HTTP/1.1\r\nHost: localhost\r\n";
 
 /// A connection to `addr` from loopback address `from` (every 127.x.y.z
 /// is the loopback interface on Linux).
@@ -71,7 +71,7 @@ async fn outcomes(streams: Vec<TcpStream>, wait: Duration) -> (Vec<Vec<u8>>, usi
 /// the rest of the response. Panics after 20 s.
 async fn request_from(from: &str, addr: SocketAddr, path: &str) -> (u16, String) {
     let mut stream = connect_from(from, addr).await;
-    let request = format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+    let request = format!("GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n");
     let _ = stream.write_all(request.as_bytes()).await;
     let got = ended_within(stream, Duration::from_secs(20))
         .await
@@ -114,6 +114,7 @@ header_timeout_ms = 120000
 [admin]
 listen = "127.0.0.1:0"
 socket = ""
+token_file = ""
 header_timeout_ms = 120000
 max_connections_per_ip = 4
 "#;
@@ -223,6 +224,7 @@ header_timeout_ms = 1000
 [admin]
 listen = "127.0.0.1:0"
 socket = ""
+token_file = ""
 header_timeout_ms = 1000
 "#;
     let gw = Gateway::start(modules.path(), Some(config));
@@ -263,6 +265,7 @@ keepalive_timeout_ms = 1000
 [admin]
 listen = "127.0.0.1:0"
 socket = ""
+token_file = ""
 body_timeout_ms = 1000
 "#;
     let gw = Gateway::start(modules.path(), Some(config));
@@ -273,7 +276,8 @@ body_timeout_ms = 1000
     ];
     for (addr, request_line) in stalled_bodies {
         let mut stream = connect_from("127.0.0.1", addr).await;
-        let head = format!("{request_line}\r\nHost: x\r\nContent-Length: 1000\r\n\r\nonly this");
+        let head =
+            format!("{request_line}\r\nHost: localhost\r\nContent-Length: 1000\r\n\r\nonly this");
         stream.write_all(head.as_bytes()).await.unwrap();
         let (after, got) = closed_after(stream).await;
         let response = String::from_utf8_lossy(&got).into_owned();
@@ -302,7 +306,7 @@ body_timeout_ms = 1000
     // A body that arrives is served as before.
     let mut stream = connect_from("127.0.0.1", gw.addr).await;
     stream
-        .write_all(b"POST /cgi-echo HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n\r\nhello")
+        .write_all(b"POST /cgi-echo HTTP/1.1\r\nHost: localhost\r\nContent-Length: 5\r\n\r\nhello")
         .await
         .unwrap();
     let mut head = [0u8; 12];
@@ -338,7 +342,7 @@ max_connections_per_ip = 2
     // An HTTP connection from elsewhere, idle since after the upgrades, is
     // closed by the HTTP timeouts...
     let mut idle = connect_from("127.0.0.2", gw.addr).await;
-    idle.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+    idle.write_all(b"GET /healthz HTTP/1.1\r\nHost: localhost\r\n\r\n")
         .await
         .unwrap();
     let mut head = [0u8; 12];

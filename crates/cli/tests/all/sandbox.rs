@@ -142,7 +142,7 @@ async fn a_name_grant_cannot_reach_the_gateways_own_admin_api() {
     let text = config(
         data.path(),
         &format!(
-            "[admin]\nlisten = \"127.0.0.1:{admin_port}\"\nsocket = {:?}\n\
+            "[admin]\nlisten = \"127.0.0.1:{admin_port}\"\nsocket = {:?}\ntoken_file = \"\"\n\
              [modules.anyport.grants]\nhttp = [\"localhost\"]\n\
              [modules.adminport.grants]\nhttp = [\"localhost:{admin_port}\"]\n",
             data.path().join("admin.sock").display().to_string()
@@ -501,7 +501,10 @@ async fn guest_log_lines_are_rate_limited_per_module() {
             (lines as f64) <= most,
             "{lines} lines through {via} in {took:.1} s; at most {most} expected"
         );
-        assert!(lines >= 100, "only {lines} lines through {via}");
+        // The bucket starts full, so the first flood gets the whole burst
+        // through; the second shares the bucket and gets what refilled.
+        let least = if via == "log" { burst as usize } else { 1 };
+        assert!(lines >= least, "only {lines} lines through {via}");
         logged += lines as u64;
     }
     // Every dropped line is counted in a summary line and in the metrics.

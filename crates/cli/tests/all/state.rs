@@ -668,7 +668,7 @@ async fn outbound_http_follows_the_allow_list_and_limits() {
     assert!(
         reply
             .text()
-            .contains("invalid argument: scheme `file` is not http or https"),
+            .contains("invalid argument: `file:///etc/passwd` is not an http:// or https:// URL"),
         "{}",
         reply.text()
     );
