@@ -69,7 +69,7 @@ def gateway_run(cache, work, measure_load):
     with open(config) as src, open(conf, "w") as dst:
         dst.write(src.read())
         dst.write(f"\n[defaults]\nidle_timeout_ms = {idle_timeout_ms}\n")
-        dst.write(f'\n[admin]\nlisten = "127.0.0.1:0"\nsocket = "{work}/admin.sock"\n')
+        dst.write(f'\n[admin]\nlisten = "127.0.0.1:0"\nsocket = "{work}/admin.sock"\ntoken_file = "{work}/admin.token"\n')
     env = dict(os.environ, SHANHAI_LOG="warn")
     started = time.monotonic()
     proc = subprocess.Popen(

@@ -170,8 +170,8 @@ start_gateway() {
 }
 stop_gateway() { kill "$gw_pid" 2>/dev/null || true; wait "$gw_pid" 2>/dev/null || true; }
 
-printf '[admin]\nlisten = "127.0.0.1:0"\nsocket = ""\n' >"$work/plain.toml"
-printf '[admin]\nlisten = "127.0.0.1:0"\nsocket = ""\n\n[modules.version]\nmin_instances = 1\nmax_instances = 8\nidle_timeout_ms = 60000\n' >"$work/pool.toml"
+printf '[admin]\nlisten = "127.0.0.1:0"\nsocket = ""\ntoken_file = ""\n' >"$work/plain.toml"
+printf '[admin]\nlisten = "127.0.0.1:0"\nsocket = ""\ntoken_file = ""\n\n[modules.version]\nmin_instances = 1\nmax_instances = 8\nidle_timeout_ms = 60000\n' >"$work/pool.toml"
 
 # ---- build the module versions ----
 echo "building module versions" >&2
