@@ -141,3 +141,32 @@ pub fn state(data: &[u8]) {
         }
     }
 }
+
+/// Runs `check` on every file of `fuzz/corpus/TARGET/` and
+/// `fuzz/regressions/TARGET/` under `fuzz_root`, and panics naming each
+/// input that fails: the corpus regression tests of this crate and of the
+/// gateway share it.
+pub fn replay_corpus(fuzz_root: &std::path::Path, target: &str, check: fn(&[u8])) {
+    let mut files: Vec<std::path::PathBuf> = ["corpus", "regressions"]
+        .iter()
+        .filter_map(|kind| std::fs::read_dir(fuzz_root.join(kind).join(target)).ok())
+        .flatten()
+        .map(|entry| entry.unwrap().path())
+        .filter(|path| path.is_file())
+        .collect();
+    files.sort();
+    assert!(
+        !files.is_empty(),
+        "no corpus for {target} in {}",
+        fuzz_root.display()
+    );
+    let failed: Vec<String> = files
+        .iter()
+        .filter(|path| {
+            let data = std::fs::read(path).unwrap();
+            std::panic::catch_unwind(|| check(&data)).is_err()
+        })
+        .map(|path| path.display().to_string())
+        .collect();
+    assert!(failed.is_empty(), "{target} fails on {failed:#?}");
+}

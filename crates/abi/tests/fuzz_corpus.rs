@@ -3,34 +3,12 @@
 //! checks the targets run (`shanhai_abi::fuzzing`), so that `cargo test`
 //! keeps every input the fuzzer found interesting, without libFuzzer.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
-/// Runs `check` on every file of the target's corpus and regression
-/// folders, and fails naming each input that panics.
+/// Replays the target's inputs (see [`shanhai_abi::fuzzing::replay_corpus`]).
 fn replay(target: &str, check: fn(&[u8])) {
-    let fuzz = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fuzz");
-    let mut files: Vec<PathBuf> = ["corpus", "regressions"]
-        .iter()
-        .filter_map(|kind| std::fs::read_dir(fuzz.join(kind).join(target)).ok())
-        .flatten()
-        .map(|entry| entry.unwrap().path())
-        .filter(|path| path.is_file())
-        .collect();
-    files.sort();
-    assert!(
-        !files.is_empty(),
-        "no corpus for {target} in {}",
-        fuzz.display()
-    );
-    let failed: Vec<String> = files
-        .iter()
-        .filter(|path| {
-            let data = std::fs::read(path).unwrap();
-            std::panic::catch_unwind(|| check(&data)).is_err()
-        })
-        .map(|path| path.display().to_string())
-        .collect();
-    assert!(failed.is_empty(), "{target} fails on {failed:#?}");
+    let fuzz_root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fuzz");
+    shanhai_abi::fuzzing::replay_corpus(&fuzz_root, target, check);
 }
 
 #[test]
