@@ -44,4 +44,14 @@ cargo clippy --release --target wasm32-wasip1 -p shanhai-sdk -p hello-rs -- -D w
 step "cargo test (unit, property and integration tests)"
 cargo test --release --workspace
 
+step "the tests left no state in the source tree"
+# A gateway started with the source tree as its working folder writes its
+# generated admin token and cache key there; a committed copy of either
+# breaks the next clone (mode 0644 is refused).
+stray="$(find . -name .shanhai -not -path './target/*' -not -path './.shanhai')"
+if [ -n "$stray" ]; then
+  echo "tests wrote into the source tree: $stray" >&2
+  exit 1
+fi
+
 step "all tests passed"

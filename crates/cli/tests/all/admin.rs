@@ -310,6 +310,7 @@ fn a_public_admin_listener_needs_a_token() {
             .arg(modules.path())
             .arg("--config")
             .arg(&config)
+            .current_dir(dir.path())
             .env_remove("SHANHAI_ADMIN_TOKEN");
         cmd
     };
@@ -588,7 +589,9 @@ async fn deploy_and_status_from_the_command_line() {
     std::fs::write(&broken, CORRUPT).unwrap();
     let run = |args: &[&str], token: Option<&str>| {
         let mut cmd = Command::new(shanhai_bin());
-        cmd.args(args).env_remove("SHANHAI_ADMIN_TOKEN");
+        cmd.args(args)
+            .current_dir(work.path())
+            .env_remove("SHANHAI_ADMIN_TOKEN");
         if let Some(token) = token {
             cmd.env("SHANHAI_ADMIN_TOKEN", token);
         }
@@ -782,6 +785,7 @@ fn the_socket_is_removed_on_shutdown_and_a_stale_one_replaced() {
             std::fs::write(&path, &config).unwrap();
             path
         })
+        .current_dir(dir.path())
         .output()
         .unwrap();
     let stderr = String::from_utf8_lossy(&output.stderr);

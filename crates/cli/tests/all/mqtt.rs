@@ -1118,6 +1118,7 @@ fn an_embedded_broker_open_to_the_network_without_credentials_is_refused() {
         .arg(dir.path())
         .arg("--config")
         .arg(&config)
+        .current_dir(dir.path())
         .env_remove("SHANHAI_MQTT_PASSWORD")
         .output()
         .unwrap();

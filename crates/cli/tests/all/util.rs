@@ -297,6 +297,9 @@ impl Gateway {
         let path = log_dir.path().join("shanhai.toml");
         std::fs::write(&path, text).unwrap();
         cmd.arg("--config").arg(path);
+        // Relative defaults (`.shanhai/...`) land in this gateway's own
+        // folder, never in the source tree.
+        cmd.current_dir(log_dir.path());
         // A token in the environment would turn on authentication.
         cmd.env_remove("SHANHAI_ADMIN_TOKEN");
         cmd.envs(env.iter().copied());
