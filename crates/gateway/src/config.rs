@@ -29,6 +29,8 @@ use shanhai_runtime::{MemoryStrategy, ModuleLimits, ModuleSettings, RuntimeConfi
 use crate::canary::CanaryPolicy;
 use crate::listener::ListenerSettings;
 pub use crate::mqtt::config::{MqttConfig, MqttTriggerConfig};
+pub use crate::names::is_module_name;
+pub use crate::signing::SigningConfig;
 pub use crate::state::SqliteConfig;
 pub use crate::tcp::TcpConfig;
 
@@ -604,16 +606,6 @@ impl Default for AdminConfig {
     }
 }
 
-/// `[signing]`.
-#[derive(Debug, Clone, Default, Deserialize, Serialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct SigningConfig {
-    /// Refuse modules without a valid `FILE.sig` from a trusted key.
-    pub require_signed: bool,
-    /// Trusted Ed25519 public keys (as written by `shanhai keygen`).
-    pub trusted_keys: Vec<String>,
-}
-
 /// `[server]`.
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
@@ -1072,15 +1064,6 @@ pub fn weight_basis_points(percent: f64) -> Result<u32, String> {
             "{percent} is not a percentage above 0 and at most 100"
         ))
     }
-}
-
-/// Whether `name` can be a module name (and so a URL segment).
-pub fn is_module_name(name: &str) -> bool {
-    !name.is_empty()
-        && name.len() <= 64
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
 }
 
 #[cfg(test)]

@@ -14,6 +14,7 @@ mod http;
 mod listener;
 mod metered;
 mod mqtt;
+mod names;
 mod registry;
 mod server;
 pub mod signing;

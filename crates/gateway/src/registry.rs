@@ -15,6 +15,7 @@ use shanhai_runtime::{LoadError, LoadedModule, Runtime};
 
 use crate::canary::{Canary, CanaryOutcome, Release, RollbackReason};
 use crate::config::{Config, is_module_name, weight_basis_points};
+use crate::signing::{ModuleSignature, SequenceBook};
 
 /// A route's target: the module and the path prefix it is mounted at.
 #[derive(Debug, Clone)]
@@ -190,11 +191,15 @@ pub struct ModuleRegistry {
     failures: RwLock<BTreeMap<String, String>>,
     loading: Mutex<BTreeMap<(String, bool), Loading>>,
     canary_outcomes: RwLock<BTreeMap<String, CanaryOutcome>>,
+    /// The highest signature sequence each module has served.
+    sequences: SequenceBook,
 }
 
 impl Default for ModuleRegistry {
+    /// Five seconds of loading wait and sequences kept in memory.
     fn default() -> Self {
-        Self::new(Duration::from_secs(5))
+        let sequences = SequenceBook::open(Path::new("")).expect("an in-memory book always opens");
+        Self::new(Duration::from_secs(5), sequences)
     }
 }
 
@@ -230,9 +235,11 @@ pub enum CanaryStart {
 
 impl ModuleRegistry {
     /// An empty registry whose requests wait up to `loading_wait` for a
-    /// module still loading at start.
-    pub fn new(loading_wait: Duration) -> Self {
+    /// module still loading at start, checking signed modules' sequence
+    /// numbers against `sequences`.
+    pub fn new(loading_wait: Duration, sequences: SequenceBook) -> Self {
         Self {
+            sequences,
             current: RwLock::new(Arc::new(Snapshot::default())),
             swapped: tokio::sync::watch::Sender::new(()),
             loading_wait,
@@ -487,6 +494,14 @@ impl ModuleRegistry {
                 _ => Err(CanaryError::NoCanary(name.to_owned())),
             };
         }
+        // The promoted signature is now the module's: older ones are
+        // rollbacks from here on.
+        if let Some(signed) = canary
+            .signature()
+            .and_then(|text| text.parse::<ModuleSignature>().ok())
+        {
+            self.sequences.record(name, signed.fields.sequence);
+        }
         self.record_outcome(name, CanaryOutcome::new(canary, "promoted", None));
         metrics::counter!("shanhai_canary_promotions_total", "module" => name.to_owned())
             .increment(1);
@@ -676,7 +691,9 @@ impl ModuleRegistry {
         let path = config.modules_dir_path(&canary.file);
         let started = async {
             let wasm = read_module(&path).await?;
-            crate::signing::verify_module(&config.signing, &path, &wasm)
+            // Checked here for the file's name; deploy_canary checks it
+            // again with the sequence.
+            crate::signing::verify_module(&config.signing, name, &path, &wasm)
                 .map_err(LoadError::from)?;
             let signature = std::fs::read_to_string(crate::signing::signature_path(&path))
                 .ok()
@@ -723,8 +740,16 @@ impl ModuleRegistry {
         }
         let path = config.module_path(name);
         let _loading = self.start_loading(name, true, wasm.len());
-        crate::signing::verify_bytes(&config.signing, &path, &wasm, signature.as_deref())
-            .map_err(LoadError::from)?;
+        let signed =
+            crate::signing::verify_bytes(&config.signing, name, &path, &wasm, signature.as_deref())
+                .map_err(LoadError::from)?;
+        // Checked, not recorded: a canary rolled back must not lock the
+        // stable version out. Promotion records it.
+        if let Some(signed) = &signed {
+            self.sequences
+                .check(name, &path, signed)
+                .map_err(LoadError::from)?;
+        }
         let policy = config
             .canary
             .policy()
@@ -973,17 +998,26 @@ impl ModuleRegistry {
         let wasm = read_module(&path).await?;
         // Before the unchanged check: a signature that stopped verifying
         // must be reported even when the module bytes did not change.
-        crate::signing::verify_module(&config.signing, &path, &wasm)?;
+        let signed = crate::signing::verify_module(&config.signing, name, &path, &wasm)?;
+        if let Some(signed) = &signed {
+            self.sequences.check(name, &path, signed)?;
+        }
+        let record = || {
+            if let Some(signed) = &signed {
+                self.sequences.record(name, signed.fields.sequence);
+            }
+        };
         if self
             .get(name)
             .is_some_and(|module| shanhai_runtime::module_version(&wasm) == module.version())
         {
+            record();
             return Ok(None);
         }
         let _loading = self.start_loading(name, false, wasm.len());
-        with_progress(name, runtime.load(name, wasm, settings))
-            .await
-            .map(Some)
+        let loaded = with_progress(name, runtime.load(name, wasm, settings)).await?;
+        record();
+        Ok(Some(loaded))
     }
 }
 

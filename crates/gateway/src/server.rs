@@ -60,9 +60,11 @@ impl Gateway {
         log_connection_limits(&nofile, &http_limits, &admin_limits, &config);
         let runtime = Runtime::new(config.runtime_config())?;
         crate::state::install(&runtime, &config).await?;
-        let registry = Arc::new(ModuleRegistry::new(Duration::from_millis(
-            config.server.loading_wait_ms,
-        )));
+        let sequences = crate::signing::SequenceBook::open(&config.signing.sequence_file)?;
+        let registry = Arc::new(ModuleRegistry::new(
+            Duration::from_millis(config.server.loading_wait_ms),
+            sequences,
+        ));
         let listener = TcpListener::bind(config.server.listen)
             .await
             .map_err(|err| anyhow::anyhow!("binding {}: {err}", config.server.listen))?;

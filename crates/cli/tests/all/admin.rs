@@ -740,6 +740,22 @@ async fn signed_deploys_when_signatures_are_required() {
     let reply = http.get(&gw.url("/hello-rs?name=signed")).await;
     assert_eq!(reply.text(), "Hello, signed from Rust");
 
+    // The signature names hello-rs: the same files deployed as another
+    // module (which would get that module's grants) are refused.
+    let (ok, _, err) = cli(&[
+        "deploy",
+        "hello-rs.wasm",
+        "--to",
+        &admin,
+        "--name",
+        "billing",
+    ]);
+    assert!(
+        !ok && err.contains("422") && err.contains("for module `hello-rs`, not `billing`"),
+        "{err}"
+    );
+    assert!(!modules.path().join("billing.wasm").exists());
+
     // Another module's signature does not fit these bytes: refused, and the
     // signed version keeps serving.
     let (ok, _, err) = cli(&["sign", "add.wasm", "--key", "ops.key"]);

@@ -22,16 +22,22 @@ fn keygen(dir: &Path, name: &str) -> (PathBuf, String) {
 
 /// Runs `shanhai sign FILE --key KEY`.
 fn sign(file: &Path, key: &Path) {
-    let (ok, _, stderr) = shanhai(
-        &[
-            "sign",
-            file.to_str().unwrap(),
-            "--key",
-            key.to_str().unwrap(),
-        ],
-        file.parent().unwrap(),
-    );
+    sign_with(file, key, &[]);
+}
+
+/// Runs `shanhai sign FILE --key KEY` with more arguments; returns what it
+/// printed.
+fn sign_with(file: &Path, key: &Path, more: &[&str]) -> String {
+    let mut args = vec![
+        "sign",
+        file.to_str().unwrap(),
+        "--key",
+        key.to_str().unwrap(),
+    ];
+    args.extend_from_slice(more);
+    let (ok, stdout, stderr) = shanhai(&args, file.parent().unwrap());
     assert!(ok, "sign failed: {stderr}");
+    stdout
 }
 
 fn config(require_signed: bool, trusted: &[&str]) -> String {
@@ -107,7 +113,130 @@ fn keygen_writes_a_private_key_and_never_overwrites() {
 
     sign(&dir.path().join("add.wasm"), &key);
     let signature = std::fs::read_to_string(dir.path().join("add.wasm.sig")).unwrap();
-    assert!(signature.starts_with(&format!("{public}:")), "{signature}");
+    assert!(
+        signature.starts_with("shanhai-signature-v2 module=add sequence=")
+            && signature.contains(" expires=never ")
+            && signature.contains(&format!(" key={public} signature=")),
+        "{signature}"
+    );
+
+    // The name, sequence and lifetime can be set; a file whose name is not
+    // a module name needs --module.
+    let printed = sign_with(
+        &dir.path().join("add.wasm"),
+        &key,
+        &["--module", "adder", "--sequence", "7", "--expires-in", "1d"],
+    );
+    assert!(
+        printed.contains("for module `adder`, sequence 7, expires at "),
+        "{printed}"
+    );
+    std::fs::copy(examples().join("add.wasm"), dir.path().join("add.v2.wasm")).unwrap();
+    let (ok, _, stderr) = shanhai(&["sign", "add.v2.wasm", "--key", "release.key"], dir.path());
+    assert!(!ok && stderr.contains("--module NAME"), "{stderr}");
+    let (ok, _, stderr) = shanhai(
+        &[
+            "sign",
+            "add.wasm",
+            "--key",
+            "release.key",
+            "--expires-in",
+            "soon",
+        ],
+        dir.path(),
+    );
+    assert!(!ok && stderr.contains("e.g. 90d"), "{stderr}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_signature_binds_the_module_name_and_refuses_rollbacks() {
+    let keys = tempfile::tempdir().unwrap();
+    let (key, public) = keygen(keys.path(), "release");
+    let state = tempfile::tempdir().unwrap();
+    let sequences = state.path().join("signing.sequences");
+    let config = format!(
+        "{}sequence_file = {:?}\n",
+        config(true, &[&public]),
+        sequences.display().to_string()
+    );
+    let modules = tempfile::tempdir().unwrap();
+    let dir = modules.path();
+    let target = dir.join("version.wasm");
+    // Version A, signed as sequence 2, kept aside to be put back later.
+    let old = keys.path().join("version.wasm");
+    std::fs::copy(version_module("A"), &old).unwrap();
+    sign_with(&old, &key, &["--sequence", "2"]);
+    std::fs::copy(&old, &target).unwrap();
+    std::fs::copy(
+        keys.path().join("version.wasm.sig"),
+        dir.join("version.wasm.sig"),
+    )
+    .unwrap();
+    // The same signed file and signature under another name: the name
+    // `billing` would give it billing's grants and secrets.
+    std::fs::copy(&old, dir.join("billing.wasm")).unwrap();
+    std::fs::copy(
+        keys.path().join("version.wasm.sig"),
+        dir.join("billing.wasm.sig"),
+    )
+    .unwrap();
+    // A version 1 signature (over the digest alone), as older releases wrote.
+    std::fs::copy(examples().join("hello.wasm"), dir.join("legacy.wasm")).unwrap();
+    std::fs::write(
+        dir.join("legacy.wasm.sig"),
+        format!("{public}:{}\n", "ab".repeat(64)),
+    )
+    .unwrap();
+
+    let gw = Gateway::start(dir, Some(&config));
+    let http = Http::new();
+    wait_for_version(&http, &gw, "A").await;
+    let message = wait_for_failure(&http, &gw, "billing", "signed for another module").await;
+    assert!(
+        message.contains("for module `version`, not `billing`"),
+        "{message}"
+    );
+    assert_not_loaded(&http, &gw, "billing").await;
+    let message = wait_for_failure(&http, &gw, "legacy", "old signature").await;
+    assert!(message.contains("shanhai sign"), "{message}");
+
+    // B, sequence 3, replaces A through the watcher (signature first).
+    let new = dir.join("version.new");
+    std::fs::copy(version_module("B"), &new).unwrap();
+    sign_with(&new, &key, &["--module", "version", "--sequence", "3"]);
+    std::fs::rename(dir.join("version.new.sig"), dir.join("version.wasm.sig")).unwrap();
+    std::fs::rename(&new, &target).unwrap();
+    wait_for_version(&http, &gw, "B").await;
+
+    // Putting A back with its own valid signature is a rollback: refused,
+    // and B keeps serving.
+    std::fs::copy(
+        keys.path().join("version.wasm.sig"),
+        dir.join("version.wasm.sig"),
+    )
+    .unwrap();
+    std::fs::copy(&old, dir.join("version.tmp")).unwrap();
+    std::fs::rename(dir.join("version.tmp"), &target).unwrap();
+    let message = wait_for_failure(&http, &gw, "version", "rollback refused").await;
+    assert!(
+        message.contains("has sequence 2, but module `version` has already loaded sequence 3"),
+        "{message}"
+    );
+    assert_eq!(
+        http.get(&gw.url("/version")).await.header("x-version"),
+        Some("B")
+    );
+
+    // After a restart the gateway still knows: A on disk stays refused.
+    drop(gw);
+    assert_eq!(std::fs::read_to_string(&sequences).unwrap(), "version 3\n");
+    let gw = Gateway::start(dir, Some(&config));
+    wait_for_failure(&http, &gw, "version", "rollback refused").await;
+    assert_not_loaded(&http, &gw, "version").await;
+
+    // Re-signing A with a higher sequence is how to go back on purpose.
+    sign_with(&target, &key, &["--sequence", "4"]);
+    wait_for_version(&http, &gw, "A").await;
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -46,8 +46,8 @@ use auth::AdminAuth;
 /// Largest module an upload may carry.
 pub(crate) const MAX_MODULE_BYTES: usize = 64 << 20;
 
-/// Largest signature an upload may carry (a base64 or hex Ed25519
-/// signature is well under 200 bytes).
+/// Largest signature an upload may carry (a `FILE.sig` line is under 400
+/// bytes).
 const MAX_SIGNATURE_BYTES: usize = 4096;
 
 /// Why an admin operation failed. Each transport maps the variants to its
@@ -530,7 +530,7 @@ fn check_signature_text(signature: Option<&str>) -> Result<(), AdminError> {
         Some(signature)
             if signature.is_empty()
                 || signature.len() > MAX_SIGNATURE_BYTES
-                || !signature.bytes().all(|b| b.is_ascii_graphic()) =>
+                || !signature.bytes().all(|b| b.is_ascii_graphic() || b == b' ') =>
         {
             Err(AdminError::BadRequest(format!(
                 "the signature must be 1 to {MAX_SIGNATURE_BYTES} printable characters (as in FILE.sig)"
