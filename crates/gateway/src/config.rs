@@ -29,7 +29,7 @@ use shanhai_runtime::{MemoryStrategy, ModuleLimits, ModuleSettings, RuntimeConfi
 use crate::canary::CanaryPolicy;
 use crate::listener::ListenerSettings;
 pub use crate::mqtt::config::{MqttConfig, MqttTriggerConfig};
-pub use crate::names::is_module_name;
+pub use crate::names::{is_host_name, is_module_name};
 pub use crate::signing::SigningConfig;
 pub use crate::state::SqliteConfig;
 pub use crate::tcp::TcpConfig;
@@ -762,9 +762,15 @@ pub struct LimitsConfig {
 pub struct ModuleConfig {
     /// The module file, relative to `modules_dir`; default `NAME.wasm`.
     pub file: Option<PathBuf>,
-    /// Extra routes: exact paths, or prefixes ending in `/*`.
+    /// Extra routes: exact paths, or prefixes ending in `/*`. With `hosts`,
+    /// the module's only routes on those hosts.
     #[serde(default)]
     pub routes: Vec<String>,
+    /// Host names this module alone serves (`Host` header, port ignored),
+    /// giving it a web origin of its own. On them it answers every path (or
+    /// only its `routes`), and it is not served on the shared origin.
+    #[serde(default)]
+    pub hosts: Vec<String>,
     /// Config variables readable by the guest.
     #[serde(default)]
     pub vars: BTreeMap<String, String>,
@@ -782,6 +788,33 @@ pub struct ModuleConfig {
     /// Limits overriding `[defaults]`.
     #[serde(flatten)]
     pub limits: LimitsConfig,
+}
+
+/// Where a module is served over HTTP (see [`Config::http_routes`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ModuleRoutes {
+    /// The module's own hosts; empty for the shared origin.
+    pub hosts: Vec<String>,
+    /// Exact paths, or prefixes ending in `/*`.
+    pub routes: Vec<String>,
+}
+
+impl ModuleRoutes {
+    /// The routes as the admin API lists them: `HOST/PATH` on a module's
+    /// own hosts.
+    pub fn listed(&self) -> Vec<String> {
+        if self.hosts.is_empty() {
+            return self.routes.clone();
+        }
+        self.hosts
+            .iter()
+            .flat_map(|host| {
+                self.routes
+                    .iter()
+                    .map(move |route| format!("{host}{route}"))
+            })
+            .collect()
+    }
 }
 
 impl Config {
@@ -811,6 +844,7 @@ impl Config {
     }
 
     pub(crate) fn validate(&self) -> Result<(), ConfigError> {
+        let mut hosts_seen = BTreeMap::new();
         for (name, module) in &self.modules {
             if !is_module_name(name) {
                 return Err(ConfigError::Invalid(format!(
@@ -821,6 +855,18 @@ impl Config {
                 if !route.starts_with('/') || route.contains("/api/exec") {
                     return Err(ConfigError::Invalid(format!(
                         "modules.{name}.routes: `{route}` must start with '/' and must not shadow /api/exec"
+                    )));
+                }
+            }
+            for host in &module.hosts {
+                if !is_host_name(host) {
+                    return Err(ConfigError::Invalid(format!(
+                        "modules.{name}.hosts: `{host}` is not a host name: lower-case letters, digits, '-' and '.', without a port or scheme"
+                    )));
+                }
+                if let Some(owner) = hosts_seen.insert(host.as_str(), name.as_str()) {
+                    return Err(ConfigError::Invalid(format!(
+                        "modules.{name}.hosts: `{host}` is already served by module `{owner}`; a host belongs to one module"
                     )));
                 }
             }
@@ -1025,6 +1071,31 @@ impl Config {
             .keys()
             .filter_map(|name| self.canary_path(name))
             .any(|canary| canary == path)
+    }
+
+    /// The HTTP routes of module `name`: `/NAME`, `/NAME/*` and its
+    /// configured routes on the shared origin; or, with `hosts`, its
+    /// configured routes (every path, `/*`, when there are none) on each
+    /// of those hosts only.
+    pub fn http_routes(&self, name: &str) -> ModuleRoutes {
+        let section = self.modules.get(name);
+        let configured = section.map(|s| s.routes.clone()).unwrap_or_default();
+        let hosts = section.map(|s| s.hosts.clone()).unwrap_or_default();
+        if hosts.is_empty() {
+            let mut routes = vec![format!("/{name}"), format!("/{name}/*")];
+            routes.extend(configured);
+            ModuleRoutes { hosts, routes }
+        } else if configured.is_empty() {
+            ModuleRoutes {
+                hosts,
+                routes: vec!["/*".to_owned()],
+            }
+        } else {
+            ModuleRoutes {
+                hosts,
+                routes: configured,
+            }
+        }
     }
 
     /// Where module `name` accepts WebSocket upgrades.

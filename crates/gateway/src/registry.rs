@@ -26,8 +26,9 @@ pub struct RouteMatch {
     pub mount: Arc<str>,
 }
 
+/// The routes of one origin: the shared one, or a module's own host.
 #[derive(Default)]
-struct RouteTable {
+struct PathRoutes {
     /// WebSocket routes: exact paths to module names.
     websocket: HashMap<String, Arc<str>>,
     exact: HashMap<String, RouteMatch>,
@@ -35,7 +36,7 @@ struct RouteTable {
     prefixes: Vec<(String, RouteMatch)>,
 }
 
-impl RouteTable {
+impl PathRoutes {
     fn add(&mut self, route: &str, module: &Arc<str>) {
         if let Some(prefix) = route.strip_suffix("/*") {
             let target = RouteMatch {
@@ -64,6 +65,42 @@ impl RouteTable {
                 .find(|(prefix, _)| path.starts_with(prefix.as_str()))
                 .map(|(_, target)| target)
         })
+    }
+}
+
+/// Every route: the shared origin's, and each module host's. A module with
+/// `hosts` is served on those hosts alone, and nothing else is served there,
+/// so its pages and another module's never share an origin.
+#[derive(Default)]
+struct RouteTable {
+    shared: PathRoutes,
+    /// By host name: the module that owns it and its routes there.
+    hosts: HashMap<String, (Arc<str>, PathRoutes)>,
+    /// Modules served on their own hosts only.
+    hosted: BTreeSet<Arc<str>>,
+}
+
+impl RouteTable {
+    /// The routes of the origin a request names with `host` (normalised by
+    /// [`request_host`](crate::http::request_host)).
+    fn for_host(&self, host: Option<&str>) -> &PathRoutes {
+        host.and_then(|host| self.hosts.get(host))
+            .map_or(&self.shared, |(_, routes)| routes)
+    }
+
+    /// Whether `/api/exec/MODULE/...` may call `module` on `host`: on a
+    /// module's host only that module; elsewhere only modules without
+    /// hosts. The error says why not.
+    fn exec_allowed(&self, module: &str, host: Option<&str>) -> Result<(), String> {
+        match host.and_then(|host| self.hosts.get(host).map(|(owner, _)| (host, owner))) {
+            Some((host, owner)) if &**owner != module => Err(format!(
+                "{host} serves only module `{owner}`; call `{module}` on its own origin"
+            )),
+            None if self.hosted.contains(module) => Err(format!(
+                "module `{module}` is served only on its own hosts (modules.{module}.hosts)"
+            )),
+            _ => Ok(()),
+        }
     }
 }
 
@@ -284,15 +321,17 @@ impl ModuleRegistry {
         .await
     }
 
-    /// Like [`route`](Self::route), waiting up to the loading bound while
-    /// the module behind the route is still loading at start.
+    /// The module serving `path` on `host` for a request with `headers`,
+    /// and where it is mounted, waiting up to the loading bound while the
+    /// module behind the route is still loading at start.
     pub async fn route_ready(
         &self,
+        host: Option<&str>,
         path: &str,
         headers: &HeaderMap,
     ) -> Lookup<(RouteMatch, Selected)> {
         self.when_settled(self.loading_wait, |snapshot| {
-            let Some(target) = snapshot.routes.lookup(path) else {
+            let Some(target) = snapshot.routes.for_host(host).lookup(path) else {
                 return Lookup::Missing;
             };
             let key = sticky_key(snapshot, &target.module, headers);
@@ -359,25 +398,22 @@ impl ModuleRegistry {
             .collect()
     }
 
-    /// The module whose WebSocket route is `path`.
-    pub fn websocket_route(&self, path: &str) -> Option<Arc<str>> {
+    /// The module whose WebSocket route is `path` on `host`.
+    pub fn websocket_route(&self, host: Option<&str>, path: &str) -> Option<Arc<str>> {
         self.current
             .read()
             .unwrap()
             .routes
+            .for_host(host)
             .websocket
             .get(path)
             .cloned()
     }
 
-    /// The module serving `path` for a request with `headers`, and where it
-    /// is mounted.
-    pub fn route(&self, path: &str, headers: &HeaderMap) -> Option<(RouteMatch, Selected)> {
-        let snapshot = self.current.read().unwrap().clone();
-        let target = snapshot.routes.lookup(path)?.clone();
-        let key = sticky_key(&snapshot, &target.module, headers);
-        let selected = snapshot.select(&target.module, key)?;
-        Some((target, selected))
+    /// Whether `/api/exec/` may call module `name` on `host`: a module with
+    /// `hosts` only on those, and only it there; the error says why not.
+    pub fn exec_allowed(&self, name: &str, host: Option<&str>) -> Result<(), String> {
+        self.current.read().unwrap().routes.exec_allowed(name, host)
     }
 
     /// Records how a request to a module with a canary went, and rolls the
@@ -937,22 +973,37 @@ impl ModuleRegistry {
 
 /// The routes of the modules serving and of those still loading.
 fn route_table(config: &Config, modules: &Modules, pending: &BTreeSet<Arc<str>>) -> RouteTable {
-    let mut routes = RouteTable::default();
+    let mut table = RouteTable::default();
     let names: BTreeSet<&Arc<str>> = modules.keys().chain(pending.iter()).collect();
     for name in names {
-        routes.add(&format!("/{name}"), name);
-        routes.add(&format!("/{name}/*"), name);
-        if let Some(section) = config.modules.get(&**name) {
-            for route in &section.routes {
+        let served = config.http_routes(name);
+        let websocket = config.websocket_routes(name);
+        let add = |routes: &mut PathRoutes| {
+            for route in &served.routes {
                 routes.add(route, name);
             }
+            for route in &websocket {
+                routes.websocket.insert(route.clone(), name.clone());
+            }
+        };
+        if served.hosts.is_empty() {
+            add(&mut table.shared);
+            continue;
         }
-        for route in config.websocket_routes(name) {
-            routes.websocket.insert(route, name.clone());
+        table.hosted.insert(name.clone());
+        for host in &served.hosts {
+            let (_, routes) = table
+                .hosts
+                .entry(host.clone())
+                .or_insert_with(|| (name.clone(), PathRoutes::default()));
+            add(routes);
         }
     }
-    routes.finish();
-    routes
+    table.shared.finish();
+    for (_, routes) in table.hosts.values_mut() {
+        routes.finish();
+    }
+    table
 }
 
 /// What [`ModuleRegistry::reload`] did.
@@ -1082,7 +1133,7 @@ mod tests {
 
     #[test]
     fn longest_prefix_wins_and_exact_beats_prefix() {
-        let mut table = RouteTable::default();
+        let mut table = PathRoutes::default();
         let a: Arc<str> = Arc::from("a");
         let b: Arc<str> = Arc::from("b");
         table.add("/a", &a);
@@ -1096,5 +1147,57 @@ mod tests {
         assert_eq!(&*table.lookup("/a/b/c").unwrap().mount, "/a/b");
         assert!(table.lookup("/ab").is_none());
         assert!(table.lookup("/").is_none());
+    }
+
+    #[test]
+    fn hosted_modules_own_their_hosts_for_http_websocket_and_exec() {
+        let config = Config::parse(
+            "[modules.app]\nhosts = [\"app.example\"]\nroutes = [\"/api/*\"]\n\
+             [modules.app.websocket]\nroutes = [\"/live\"]\n\
+             [modules.site]\nhosts = [\"site.example\"]\n",
+        )
+        .unwrap();
+        let pending: BTreeSet<Arc<str>> = ["app", "site", "shared"]
+            .into_iter()
+            .map(Arc::from)
+            .collect();
+        let table = route_table(&config, &Modules::new(), &pending);
+        let module = |host: Option<&str>, path: &str| {
+            table
+                .for_host(host)
+                .lookup(path)
+                .map(|target| target.module.to_string())
+        };
+        // app: only its routes on its host; site: every path on its host.
+        assert_eq!(
+            module(Some("app.example"), "/api/x").as_deref(),
+            Some("app")
+        );
+        assert_eq!(module(Some("app.example"), "/"), None);
+        assert_eq!(module(Some("app.example"), "/shared"), None);
+        assert_eq!(module(Some("site.example"), "/").as_deref(), Some("site"));
+        assert_eq!(
+            module(Some("site.example"), "/shared/x").as_deref(),
+            Some("site")
+        );
+        // The shared origin (any other host, or none) has neither.
+        for host in [None, Some("127.0.0.1"), Some("other.example")] {
+            assert_eq!(module(host, "/app"), None);
+            assert_eq!(module(host, "/api/x"), None);
+            assert_eq!(module(host, "/shared").as_deref(), Some("shared"));
+            assert!(!table.for_host(host).websocket.contains_key("/live"));
+        }
+        assert_eq!(
+            table
+                .for_host(Some("app.example"))
+                .websocket
+                .get("/live")
+                .map(|m| &**m),
+            Some("app")
+        );
+        assert!(table.exec_allowed("app", Some("app.example")).is_ok());
+        assert!(table.exec_allowed("shared", Some("app.example")).is_err());
+        assert!(table.exec_allowed("app", None).is_err());
+        assert!(table.exec_allowed("shared", None).is_ok());
     }
 }

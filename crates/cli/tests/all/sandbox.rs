@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
-use crate::util::{Gateway, Http, Launch, Reply, fixture};
+use crate::util::{Gateway, Http, Launch, Reply, fixture, modules_with};
 
 fn stateprobe() -> &'static PathBuf {
     static BUILT: OnceLock<PathBuf> = OnceLock::new();
@@ -656,4 +656,118 @@ async fn a_gpio_call_that_never_returns_ends_with_the_deadline() {
     gw.terminate();
     let exit = gw.wait_exit(Duration::from_secs(30));
     assert!(exit.is_some_and(|status| status.success()), "{exit:?}");
+}
+
+/// `[modules.NAME] hosts`: a module served on a host of its own answers
+/// every path there, is not reachable on the shared origin, and nothing
+/// else is served on its host, so its pages and another module's never
+/// share a browser origin.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_module_with_hosts_has_an_origin_of_its_own() {
+    let modules = modules_with(&["hello", "add"]);
+    let gw = Gateway::start(
+        modules.path(),
+        Some("[modules.hello]\nhosts = [\"hello.example\", \"greet.example\"]\n"),
+    );
+    let http = Http::new();
+    let send = |method: &'static str, path: &str, host: &str, body: &str| {
+        let (http, url, host, body) =
+            (http.clone(), gw.url(path), host.to_owned(), body.to_owned());
+        async move {
+            http.send(method, &url, &[("host", &host)], body.into())
+                .await
+        }
+    };
+    let get = |path: &str, host: &str| send("GET", path, host, "");
+
+    // On its hosts, whatever the port, case or trailing dot: hello.
+    for host in ["hello.example", "Hello.Example:8080", "greet.example."] {
+        let reply = get("/hello?name=edge", host).await;
+        assert_eq!(
+            (reply.status, reply.text().as_str()),
+            (200, "Hello, edge"),
+            "{host}"
+        );
+    }
+    // Every path there goes to hello: /add is hello's own 404 (Go's
+    // net/http text), not the add module and not the gateway's JSON.
+    let reply = get("/add", "hello.example").await;
+    assert_eq!(reply.status, 404, "{}", reply.text());
+    assert_eq!(reply.text(), "404 page not found\n");
+
+    // On the shared origin hello is not served; add is.
+    let shared = gw.addr.to_string();
+    let reply = get("/hello?name=edge", &shared).await;
+    assert_eq!(reply.status, 404, "{}", reply.text());
+    assert_eq!(reply.error_kind(), "not_found");
+    let reply = http.post(&gw.url("/api/exec/add/add"), "[2, 3]").await;
+    assert_eq!((reply.status, reply.text().as_str()), (200, "5.0"));
+
+    // Exports follow the same origins.
+    let exec = |function: &str, host: &str, body: &str| {
+        send("POST", &format!("/api/exec/{function}"), host, body)
+    };
+    let reply = exec("hello/upper", "hello.example", "edge").await;
+    assert_eq!((reply.status, reply.text().as_str()), (200, "EDGE"));
+    let reply = exec("hello/upper", &shared, "edge").await;
+    assert_eq!(reply.status, 404, "{}", reply.text());
+    assert!(
+        reply
+            .text()
+            .contains("served only on its own hosts (modules.hello.hosts)"),
+        "{}",
+        reply.text()
+    );
+    let reply = exec("add/add", "hello.example", "[2, 3]").await;
+    assert_eq!(reply.status, 404, "{}", reply.text());
+    assert!(
+        reply
+            .text()
+            .contains("hello.example serves only module `hello`"),
+        "{}",
+        reply.text()
+    );
+
+    // The admin API lists where it is served.
+    let modules = http.get(&gw.admin_url("/admin/modules")).await.json();
+    let hello = modules["modules"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["name"] == "hello")
+        .unwrap_or_else(|| panic!("{modules}"));
+    assert_eq!(
+        hello["routes"],
+        serde_json::json!(["hello.example/*", "greet.example/*"])
+    );
+}
+
+#[test]
+fn hosts_are_checked_at_start() {
+    let modules = modules_with(&[]);
+    for (config, expected) in [
+        (
+            "[modules.a]\nhosts = [\"app.example\"]\n[modules.b]\nhosts = [\"app.example\"]\n",
+            "modules.b.hosts: `app.example` is already served by module `a`",
+        ),
+        (
+            "[modules.a]\nhosts = [\"App.example:8080\"]\n",
+            "modules.a.hosts: `App.example:8080` is not a host name",
+        ),
+    ] {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("shanhai.toml");
+        std::fs::write(&path, config).unwrap();
+        let output = std::process::Command::new(crate::util::shanhai_bin())
+            .args(["serve", "--listen", "127.0.0.1:0", "--modules"])
+            .arg(modules.path())
+            .arg("--config")
+            .arg(&path)
+            .current_dir(dir.path())
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(!output.status.success(), "{stderr}");
+        assert!(stderr.contains(expected), "{stderr}");
+    }
 }

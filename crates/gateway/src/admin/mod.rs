@@ -479,10 +479,7 @@ impl Admin {
 
     fn info(&self, module: &LoadedModule, last_error: Option<String>) -> ModuleInfo {
         let name = module.name();
-        let mut routes = vec![format!("/{name}"), format!("/{name}/*")];
-        if let Some(section) = self.config.modules.get(name) {
-            routes.extend(section.routes.iter().cloned());
-        }
+        let routes = self.config.http_routes(name).listed();
         ModuleInfo {
             name: name.to_owned(),
             state: "serving",

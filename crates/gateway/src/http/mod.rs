@@ -127,9 +127,11 @@ impl HttpTrigger {
         selected: &mut Option<Selected>,
     ) -> Result<Response<Full<Bytes>>, ApiError> {
         let path = request.uri().path();
+        let host = request_host(&request);
+        let host = host.as_deref();
         if let Some(rest) = path.strip_prefix(EXEC_PREFIX) {
             let rest = rest.to_owned();
-            return self.exec(request, &rest, request_id, selected).await;
+            return self.exec(request, host, &rest, request_id, selected).await;
         }
         match path {
             "/healthz" => return Ok(text(StatusCode::OK, "ok\n")),
@@ -138,14 +140,18 @@ impl HttpTrigger {
         }
         if let Some(websocket) = &self.websocket
             && crate::ws::is_upgrade(&request)
-            && let Some(name) = self.registry.websocket_route(path)
+            && let Some(name) = self.registry.websocket_route(host, path)
         {
             return websocket
                 .upgrade(request, remote, request_id, &name)
                 .await
                 .map(|response| served_by(response, &name));
         }
-        let (route, chosen) = match self.registry.route_ready(path, request.headers()).await {
+        let (route, chosen) = match self
+            .registry
+            .route_ready(host, path, request.headers())
+            .await
+        {
             Lookup::Found(found) => found,
             Lookup::Loading(name) => return Err(ApiError::loading(&name)),
             Lookup::Missing => {
@@ -308,6 +314,7 @@ impl HttpTrigger {
     async fn exec(
         &self,
         request: Request<impl RequestBody>,
+        host: Option<&str>,
         rest: &str,
         request_id: &Arc<str>,
         selected: &mut Option<Selected>,
@@ -329,6 +336,11 @@ impl HttpTrigger {
                 format!("{EXEC_PREFIX}{name}/{function} takes POST"),
             )
             .module(name));
+        }
+        // A module with its own hosts is called there only, and nothing
+        // else is called there: the same as its pages.
+        if let Err(message) = self.registry.exec_allowed(name, host) {
+            return Err(ApiError::new(StatusCode::NOT_FOUND, "not_found", message).module(name));
         }
         let chosen = ApiError::not_serving(
             self.registry
@@ -492,5 +504,67 @@ impl RequestIds {
         }
         let n = self.next.fetch_add(1, Ordering::Relaxed);
         Arc::from(format!("{:08x}-{n:x}", self.prefix))
+    }
+}
+
+/// The host a request names, as `[modules.NAME] hosts` lists them: from the
+/// URI's authority (HTTP/2, absolute-form) or the `Host` header, without
+/// the port or a trailing dot, in lower case.
+pub(crate) fn request_host<B>(request: &Request<B>) -> Option<String> {
+    let authority = match request.uri().authority() {
+        Some(authority) => authority.as_str().to_owned(),
+        None => request
+            .headers()
+            .get(header::HOST)?
+            .to_str()
+            .ok()?
+            .to_owned(),
+    };
+    let authority = authority.rsplit('@').next().unwrap_or_default();
+    // `[::1]:8080` keeps its brackets; `name:8080` loses the port.
+    let host = match authority.rsplit_once(':') {
+        Some((host, port))
+            if !host.is_empty()
+                && port.bytes().all(|b| b.is_ascii_digit())
+                && (!host.contains(':') || host.ends_with(']')) =>
+        {
+            host
+        }
+        _ => authority,
+    };
+    let host = host.trim_end_matches('.');
+    (!host.is_empty()).then(|| host.to_ascii_lowercase())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::request_host;
+
+    fn host_of(uri: &str, header: Option<&str>) -> Option<String> {
+        let mut request = http::Request::builder().uri(uri);
+        if let Some(header) = header {
+            request = request.header("host", header);
+        }
+        request_host(&request.body(()).unwrap())
+    }
+
+    #[test]
+    fn request_hosts_are_normalised() {
+        assert_eq!(
+            host_of("/", Some("App.Example:8080")).as_deref(),
+            Some("app.example")
+        );
+        assert_eq!(
+            host_of("/", Some("app.example.")).as_deref(),
+            Some("app.example")
+        );
+        assert_eq!(host_of("/", Some("[::1]:8080")).as_deref(), Some("[::1]"));
+        assert_eq!(host_of("/", Some("[::1]")).as_deref(), Some("[::1]"));
+        assert_eq!(
+            host_of("http://u@site.example:81/x", Some("other")).as_deref(),
+            Some("site.example")
+        );
+        assert_eq!(host_of("/", None), None);
+        assert_eq!(host_of("/", Some("")), None);
     }
 }
