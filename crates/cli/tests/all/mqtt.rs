@@ -359,9 +359,10 @@ async fn routing(url: Option<&str>, addrs: impl Fn(&Gateway) -> (SocketAddr, Soc
     sub.subscribe("copied/#").await;
 
     // A device on MQTT 3.1.1, QoS 1: `+` is {1}, the rest after `#` is {2}.
+    // It connects with keep-alive 0 (off), as many devices do.
     mosquitto_pub(
         addr,
-        &["-q", "1", "-t", "sensors/t1/raw/a/b", "-m", "hello"],
+        &["-k", "0", "-q", "1", "-t", "sensors/t1/raw/a/b", "-m", "hello"],
     );
     let msg = sub.expect(&gw, "the raw trigger's output").await;
     assert_eq!(msg.topic, "out/t1/a/b");
@@ -371,6 +372,14 @@ async fn routing(url: Option<&str>, addrs: impl Fn(&Gateway) -> (SocketAddr, Soc
     mosquitto_pub(addr, &["-q", "1", "-t", "sensors/t2/raw", "-m", "x"]);
     let msg = sub.expect(&gw, "the raw trigger's output").await;
     assert_eq!(msg.topic, "out/t2/");
+
+    // Keep-alive 0 on MQTT 5 too.
+    mosquitto_pub(
+        v5,
+        &["-V", "mqttv5", "-k", "0", "-q", "1", "-t", "sensors/t3/raw", "-m", "k0"],
+    );
+    let msg = sub.expect(&gw, "the raw trigger's output").await;
+    assert_eq!(msg.topic, "out/t3/");
 
     // An MQTT 5 client's user properties and content type reach the module;
     // a subscription of QoS 0 delivers at QoS 0.

@@ -197,11 +197,10 @@ where
 
     handle_auth(config.clone(), login.as_ref(), &connect.client_id).await?;
 
-    // When keep_alive feature is disabled client can live forever, which is not good in
-    // distributed broker context so currenlty we don't allow it.
-    if connect.keep_alive == 0 {
-        return Err(Error::ZeroKeepAlive);
-    }
+    // Shanhai patch: keep-alive 0 switches keep-alive off (MQTT 3.1.1
+    // §3.1.2.10, MQTT 5 §3.1.2.10), and devices use it. Upstream closed such
+    // connections without a CONNACK. A silent client is bounded by the
+    // broker's connection limit instead.
 
     let empty_client_id = connect.client_id.is_empty();
     let clean_session = connect.clean_session;
