@@ -950,3 +950,33 @@ async fn rebound_hosts_and_foreign_origins_are_refused() {
         assert_eq!(reply.status, 200, "{headers:?}: {}", reply.text());
     }
 }
+
+/// Found by schemathesis (scripts/schemathesis.sh): a 405 without the
+/// `Allow` header RFC 9110 requires.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_method_a_resource_does_not_take_is_refused_with_allow() {
+    let modules = modules_with(&["hello"]);
+    let gw = Gateway::start(modules.path(), None);
+    let http = Http::new();
+    for (method, path, allow) in [
+        ("TRACE", "/healthz", "GET"),
+        ("POST", "/metrics", "GET"),
+        ("POST", "/admin/modules/hello", "GET, PUT, DELETE"),
+        ("PATCH", "/admin/modules/hello/canary", "GET, PUT, DELETE"),
+        ("GET", "/admin/modules/hello/reload", "POST"),
+        ("DELETE", "/admin/modules/hello/canary/promote", "POST"),
+    ] {
+        let reply = http
+            .send(method, &gw.admin_url(path), &[], Vec::new())
+            .await;
+        assert_eq!(
+            (reply.status, reply.error_kind()),
+            (405, "method_not_allowed".into()),
+            "{method} {path}"
+        );
+        assert_eq!(reply.header("allow"), Some(allow), "{method} {path}");
+    }
+    // Nothing was changed by the refused requests.
+    let hello = http.get(&gw.url("/hello")).await;
+    assert_eq!(hello.status, 200, "{}", hello.text());
+}

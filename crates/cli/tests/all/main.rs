@@ -13,6 +13,7 @@ mod examples;
 mod exhaustion;
 mod hostile;
 mod mqtt;
+mod openapi;
 mod reload;
 mod sandbox;
 mod signing;

@@ -12,6 +12,7 @@
 //! | `POST /admin/modules/NAME/canary/promote` | make the canary the stable version |
 //! | `DELETE /admin/modules/NAME/canary` | roll the canary back |
 //! | `GET /admin/config` | the config, secrets redacted |
+//! | `GET /admin/openapi.json` | the OpenAPI document of this API |
 //! | `GET /metrics` | Prometheus text format |
 //! | `GET /healthz`, `GET /readyz` | liveness, readiness |
 //!
@@ -37,6 +38,32 @@ use crate::http::RequestBody;
 /// The header carrying an upload's signature: the text of `FILE.sig`.
 const SIGNATURE_HEADER: &str = "x-shanhai-signature";
 
+/// The OpenAPI 3.1 document of this API (`docs/admin-openapi.json`).
+pub(crate) const OPENAPI_JSON: &str = include_str!("../../../../docs/admin-openapi.json");
+
+/// Every resource the admin listener serves, as an OpenAPI path template,
+/// with the methods it takes. [`Route::allows`] reads it, and a test
+/// compares it with [`OPENAPI_JSON`] both ways, so the router and the
+/// document cannot drift apart.
+pub(crate) const ROUTES: &[(&str, &[Method])] = &[
+    ("/healthz", &[Method::GET]),
+    ("/readyz", &[Method::GET]),
+    ("/metrics", &[Method::GET]),
+    ("/admin/modules", &[Method::GET]),
+    (
+        "/admin/modules/{name}",
+        &[Method::GET, Method::PUT, Method::DELETE],
+    ),
+    ("/admin/modules/{name}/reload", &[Method::POST]),
+    (
+        "/admin/modules/{name}/canary",
+        &[Method::GET, Method::PUT, Method::DELETE],
+    ),
+    ("/admin/modules/{name}/canary/promote", &[Method::POST]),
+    ("/admin/config", &[Method::GET]),
+    ("/admin/openapi.json", &[Method::GET]),
+];
+
 /// Handles admin HTTP requests.
 pub(crate) struct AdminHttp {
     admin: Arc<Admin>,
@@ -56,6 +83,7 @@ enum Route<'a> {
     Canary(&'a str),
     Promote(&'a str),
     Config,
+    OpenApi,
     NotFound,
 }
 
@@ -72,19 +100,33 @@ impl<'a> Route<'a> {
             ["admin", "modules", name, "canary"] => Self::Canary(name),
             ["admin", "modules", name, "canary", "promote"] => Self::Promote(name),
             ["admin", "config"] => Self::Config,
+            ["admin", "openapi.json"] => Self::OpenApi,
             _ => Self::NotFound,
         }
     }
 
-    /// The methods a resource takes.
+    /// The resource's path template in [`ROUTES`].
+    fn template(&self) -> Option<&'static str> {
+        Some(match self {
+            Self::Health => "/healthz",
+            Self::Ready => "/readyz",
+            Self::Metrics => "/metrics",
+            Self::Modules => "/admin/modules",
+            Self::Module(_) => "/admin/modules/{name}",
+            Self::Reload(_) => "/admin/modules/{name}/reload",
+            Self::Canary(_) => "/admin/modules/{name}/canary",
+            Self::Promote(_) => "/admin/modules/{name}/canary/promote",
+            Self::Config => "/admin/config",
+            Self::OpenApi => "/admin/openapi.json",
+            Self::NotFound => return None,
+        })
+    }
+
+    /// The methods a resource takes, from [`ROUTES`].
     fn allows(&self) -> &'static [Method] {
-        match self {
-            Self::Module(_) => &[Method::GET, Method::PUT, Method::DELETE],
-            Self::Canary(_) => &[Method::GET, Method::PUT, Method::DELETE],
-            Self::Reload(_) | Self::Promote(_) => &[Method::POST],
-            Self::NotFound => &[],
-            _ => &[Method::GET],
-        }
+        self.template()
+            .and_then(|template| ROUTES.iter().find(|(path, _)| *path == template))
+            .map_or(&[], |(_, methods)| methods)
     }
 }
 
@@ -164,6 +206,17 @@ impl AdminHttp {
                         HeaderValue::from_static("Bearer realm=\"shanhai-admin\""),
                     );
                 }
+                // RFC 9110 §15.5.6: a 405 names the methods the resource takes.
+                if failure.status == StatusCode::METHOD_NOT_ALLOWED {
+                    let allowed: Vec<&str> = Route::of(&path)
+                        .allows()
+                        .iter()
+                        .map(Method::as_str)
+                        .collect();
+                    if let Ok(value) = HeaderValue::from_str(&allowed.join(", ")) {
+                        headers.insert(header::ALLOW, value);
+                    }
+                }
                 // The body may be unread (a refused upload): the connection
                 // cannot carry another request after it.
                 if has_body {
@@ -240,6 +293,7 @@ impl AdminHttp {
             )),
             Route::Modules => Ok(json(StatusCode::OK, &admin.list())),
             Route::Config => Ok(json(StatusCode::OK, &admin.config())),
+            Route::OpenApi => Ok(text(StatusCode::OK, "application/json", OPENAPI_JSON)),
             Route::Module(name) => match *request.method() {
                 Method::GET => Ok(json(StatusCode::OK, &admin.get(name)?)),
                 Method::DELETE => Ok(json(StatusCode::OK, &admin.delete(name).await?)),
@@ -357,4 +411,71 @@ fn text(
         .headers_mut()
         .insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
     response
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeSet;
+
+    use super::*;
+
+    /// `(template, METHOD)` for every operation of the OpenAPI document.
+    fn documented() -> BTreeSet<(String, String)> {
+        let doc: serde_json::Value = serde_json::from_str(OPENAPI_JSON).unwrap();
+        assert!(doc["openapi"].as_str().unwrap().starts_with("3.1"));
+        let paths = doc["paths"].as_object().expect("paths");
+        let mut operations = BTreeSet::new();
+        for (path, item) in paths {
+            for method in item.as_object().unwrap().keys() {
+                if [
+                    "get", "put", "post", "delete", "patch", "head", "options", "trace",
+                ]
+                .contains(&method.as_str())
+                {
+                    operations.insert((path.clone(), method.to_ascii_uppercase()));
+                }
+            }
+        }
+        operations
+    }
+
+    fn served() -> BTreeSet<(String, String)> {
+        ROUTES
+            .iter()
+            .flat_map(|(path, methods)| {
+                methods
+                    .iter()
+                    .map(|method| (path.to_string(), method.to_string()))
+            })
+            .collect()
+    }
+
+    #[test]
+    fn the_openapi_document_has_every_route_and_no_other() {
+        let (documented, served) = (documented(), served());
+        let undocumented: Vec<_> = served.difference(&documented).collect();
+        let unserved: Vec<_> = documented.difference(&served).collect();
+        assert!(
+            undocumented.is_empty(),
+            "served but not in docs/admin-openapi.json: {undocumented:?}"
+        );
+        assert!(
+            unserved.is_empty(),
+            "in docs/admin-openapi.json but not served: {unserved:?}"
+        );
+    }
+
+    #[test]
+    fn every_route_template_reaches_its_route() {
+        for (template, methods) in ROUTES {
+            let path = template.replace("{name}", "hello");
+            let route = Route::of(&path);
+            assert_eq!(route.template(), Some(*template), "{path}");
+            assert_eq!(route.allows(), *methods, "{path}");
+        }
+        for path in ["/", "/admin", "/admin/modules/a/b", "/admin/openapi.yaml"] {
+            assert!(Route::of(path).template().is_none(), "{path}");
+            assert!(Route::of(path).allows().is_empty(), "{path}");
+        }
+    }
 }
