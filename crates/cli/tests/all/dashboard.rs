@@ -350,7 +350,7 @@ async fn the_dashboard_shows_and_drives_a_real_gateway() {
     for _ in 0..20 {
         assert_eq!(http.get(&gw.url("/version")).await.status, 200);
     }
-    wait_until(&mut browser, &page, &gw, "both versions' figures", "(() => { const c = document.querySelector('.canary-card[data-module=version]'); return !!c && c.querySelectorAll('.side').length === 2 && c.querySelector('button')?.textContent === 'Promote'; })()").await;
+    wait_until(&mut browser, &page, &gw, "both versions' figures", "(() => { const c = document.querySelector('.canary-card[data-module=version]'); return !!c && c.querySelector('button')?.textContent === 'Promote' && [...c.querySelectorAll('.side dd:first-of-type')].filter((dd) => Number(dd.textContent.replace(/[^0-9]/g, '')) > 0).length === 2; })()").await;
     browser
         .screenshot(&page, &shots.join("07-canary-running.png"))
         .await;

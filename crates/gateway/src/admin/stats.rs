@@ -413,8 +413,11 @@ fn parse(exposition: &str) -> Parsed {
     parsed
 }
 
+/// A sample line's metric name, labels and value.
+type SampleLine<'a> = (&'a str, Vec<(&'a str, String)>, f64);
+
 /// `name{key="value",...} number` as its parts.
-fn split_sample(line: &str) -> Option<(&str, Vec<(&str, String)>, f64)> {
+fn split_sample(line: &str) -> Option<SampleLine<'_>> {
     let (head, value) = line.rsplit_once(' ')?;
     let value: f64 = value.parse().ok()?;
     let Some((name, rest)) = head.split_once('{') else {

@@ -189,12 +189,12 @@ export function renderCanaries(state, actions) {
     : [h('p', { class: 'muted' }, 'No canary is running. Start one from the Modules view (Canary).')]));
 }
 
-function table(title, head, rows, note) {
+function table(title, head, rows, note, empty = 'None configured.') {
   return h('div', { class: 'panel' }, h('h3', {}, title),
     rows.length
       ? h('div', { class: 'table-wrap' }, h('table', {}, h('thead', {}, h('tr', {}, head.map((x) => h('th', {}, x)))),
         h('tbody', {}, rows.map((r) => h('tr', {}, r.map((x) => h('td', {}, x)))))))
-      : h('p', { class: 'muted' }, 'None configured.'),
+      : h('p', { class: 'muted' }, empty),
     note ? h('p', { class: 'muted small' }, note) : null);
 }
 
@@ -218,7 +218,7 @@ export function renderTriggers(state) {
   const timers = Object.entries(config.timers || {}).map(([name, c]) => [
     name, c.module, c.cron ? `cron ${c.cron}` : `every ${fmt.ms(c.every_ms)}`, events(c.module, 'timer'), fmt.count(t.timers[name]?.skipped ?? 0)]);
   $('trigger-tables').replaceChildren(
-    table('WebSocket', ['Module', 'Connections', 'Messages'], ws, 'Connections are counted per module.'),
+    table('WebSocket', ['Module', 'Connections', 'Messages'], ws, 'Counted per module; routes share their module\'s figures.', 'No WebSocket connection yet.'),
     table('MQTT', ['Trigger', 'Filter', 'Module', 'Messages', 'Retries', 'Dead letters', 'Dropped'], mqtt,
       broker ? `${broker}; connection errors: ${errors || 'none'}` : null),
     table('Timers', ['Timer', 'Module', 'Schedule', 'Runs', 'Skipped'], timers),
