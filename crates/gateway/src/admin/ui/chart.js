@@ -25,23 +25,24 @@ export function drawChart(lines, from, to, floor = 1) {
     root.append(svg('line', { x1: 0, x2: W, y1: H * frac, y2: H * frac, class: 'grid' }));
   }
   for (const line of lines) {
-    let d = '';
-    let started = false;
-    let lastX = 0;
+    // Runs of consecutive values: a missing value (no traffic for a p95)
+    // breaks the line rather than bridging the gap.
+    const runs = [];
+    let run = null;
     for (const [t, v] of line.points) {
-      if (v == null) { started = false; continue; }
-      const x = ((t - from) / span) * W;
-      const y = H - (v / max) * (H - 2) - 1;
-      d += `${started ? 'L' : 'M'}${x.toFixed(1)},${y.toFixed(1)}`;
-      started = true;
-      lastX = x;
+      if (v == null) { run = null; continue; }
+      if (!run) runs.push((run = []));
+      run.push([(((t - from) / span) * W).toFixed(1), (H - (v / max) * (H - 2) - 1).toFixed(1)]);
     }
-    if (!d) continue;
-    if (line.area) {
-      const first = d.slice(1).split(/[LM]/)[0].split(',')[0];
-      root.append(svg('path', { d: `${d}L${lastX.toFixed(1)},${H}L${first},${H}Z`, class: `area ${line.cls}` }));
+    let d = '';
+    for (const r of runs) {
+      const path = r.map(([x, y], i) => `${i ? 'L' : 'M'}${x},${y}`).join('');
+      d += path;
+      if (line.area) {
+        root.append(svg('path', { d: `M${r[0][0]},${H}${path.replace('M', 'L')}L${r[r.length - 1][0]},${H}Z`, class: `area ${line.cls}` }));
+      }
     }
-    root.append(svg('path', { d, class: `line ${line.cls}`, 'vector-effect': 'non-scaling-stroke' }));
+    if (d) root.append(svg('path', { d, class: `line ${line.cls}`, 'vector-effect': 'non-scaling-stroke' }));
   }
   return { root, max };
 }
