@@ -62,6 +62,11 @@ cache_dir = "$root/target/test-cache"
 listen = "127.0.0.1:$admin_port"
 token = "$token"
 socket = ""
+
+# A log tail poll with nothing new waits this long, not the default 20 s:
+# schemathesis sends many.
+[admin.dashboard]
+log_poll_timeout_ms = 300
 EOF
 
 admin="http://127.0.0.1:$admin_port"

@@ -109,12 +109,15 @@ fn init_logging(format: LogFormat, serving: bool) {
     } else {
         "warn,shanhai::guest=info"
     };
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
     let filter = EnvFilter::try_from_env("SHANHAI_LOG").unwrap_or_else(|_| EnvFilter::new(default));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
+    let fmt = tracing_subscriber::fmt::layer().with_writer(std::io::stderr);
+    // The dashboard's live tail sees what passes the filter, as the log does.
+    let tail = serving.then_some(shanhai_gateway::LogTailLayer);
+    let registry = tracing_subscriber::registry().with(filter).with(tail);
     match format {
-        LogFormat::Text => builder.init(),
-        LogFormat::Json => builder.json().flatten_event(true).init(),
+        LogFormat::Text => registry.with(fmt).init(),
+        LogFormat::Json => registry.with(fmt.json().flatten_event(true)).init(),
     }
 }

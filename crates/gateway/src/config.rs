@@ -26,6 +26,7 @@ use http::HeaderName;
 use serde::{Deserialize, Serialize};
 use shanhai_runtime::{MemoryStrategy, ModuleLimits, ModuleSettings, RuntimeConfig};
 
+pub use crate::admin::DashboardConfig;
 use crate::canary::CanaryPolicy;
 use crate::listener::ListenerSettings;
 pub use crate::mqtt::config::{MqttConfig, MqttTriggerConfig};
@@ -571,6 +572,8 @@ pub struct AdminConfig {
     /// Connections held at most from one address. Default: a quarter of
     /// `max_connections`.
     pub max_connections_per_ip: Option<usize>,
+    /// `[admin.dashboard]`: the web dashboard at `/ui/`.
+    pub dashboard: DashboardConfig,
 }
 
 impl AdminConfig {
@@ -602,6 +605,7 @@ impl Default for AdminConfig {
             keepalive_timeout_ms: 60_000,
             max_connections: None,
             max_connections_per_ip: None,
+            dashboard: DashboardConfig::default(),
         }
     }
 }

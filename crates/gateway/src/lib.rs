@@ -24,6 +24,7 @@ mod timer;
 mod watch;
 mod ws;
 
+pub use admin::logtail::LogTailLayer;
 pub use config::{Config, ConfigError};
 pub use http::{HttpTrigger, RequestBody};
 pub use registry::{CanaryError, CanaryStart, ModuleRegistry, ReloadOutcome, RouteMatch, Selected};

@@ -182,6 +182,75 @@ impl Browser {
         Ok(reply["result"]["value"].take())
     }
 
+    /// Saves a PNG of what `page` shows now to `path` (its folder is
+    /// created).
+    pub async fn screenshot(&mut self, page: &Page, path: &std::path::Path) {
+        use base64::Engine;
+        let shot = self
+            .call(
+                Some(&page.session_id),
+                "Page.captureScreenshot",
+                json!({ "format": "png" }),
+            )
+            .await
+            .unwrap();
+        let png = base64::engine::general_purpose::STANDARD
+            .decode(shot["data"].as_str().unwrap())
+            .unwrap();
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir).unwrap();
+        }
+        std::fs::write(path, png).unwrap();
+    }
+
+    /// Makes `page` `width`×`height` CSS pixels, as a phone (`mobile`) or a
+    /// desktop window.
+    pub async fn viewport(&mut self, page: &Page, width: u32, height: u32, mobile: bool) {
+        self.call(
+            Some(&page.session_id),
+            "Emulation.setDeviceMetricsOverride",
+            json!({ "width": width, "height": height, "deviceScaleFactor": 1, "mobile": mobile }),
+        )
+        .await
+        .unwrap();
+    }
+
+    /// Emulates the system's colour scheme (`light` or `dark`) for `page`.
+    pub async fn color_scheme(&mut self, page: &Page, scheme: &str) {
+        self.call(
+            Some(&page.session_id),
+            "Emulation.setEmulatedMedia",
+            json!({ "features": [{ "name": "prefers-color-scheme", "value": scheme }] }),
+        )
+        .await
+        .unwrap();
+    }
+
+    /// Puts `files` into the `<input type=file>` that `selector` finds, as
+    /// choosing them in the file picker does, and fires its `change` event.
+    pub async fn set_files(&mut self, page: &Page, selector: &str, files: &[&std::path::Path]) {
+        let found = self
+            .call(
+                Some(&page.session_id),
+                "Runtime.evaluate",
+                json!({ "expression": format!("document.querySelector({})", Value::from(selector)) }),
+            )
+            .await
+            .unwrap();
+        let object_id = found["result"]["objectId"]
+            .as_str()
+            .unwrap_or_else(|| panic!("no element {selector}: {found}"))
+            .to_owned();
+        let files: Vec<String> = files.iter().map(|f| f.display().to_string()).collect();
+        self.call(
+            Some(&page.session_id),
+            "DOM.setFileInputFiles",
+            json!({ "files": files, "objectId": object_id }),
+        )
+        .await
+        .unwrap();
+    }
+
     /// Closes `page`, as closing its tab does: its scripts end and its
     /// WebSocket connections close.
     pub async fn close(&mut self, page: Page) {

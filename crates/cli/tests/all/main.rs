@@ -9,6 +9,7 @@ mod browser;
 mod canary;
 mod chat;
 mod cli;
+mod dashboard;
 mod examples;
 mod exhaustion;
 mod hostile;

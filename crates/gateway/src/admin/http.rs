@@ -13,6 +13,9 @@
 //! | `DELETE /admin/modules/NAME/canary` | roll the canary back |
 //! | `GET /admin/config` | the config, secrets redacted |
 //! | `GET /admin/openapi.json` | the OpenAPI document of this API |
+//! | `GET /admin/stats?since=UNIX_MS` | the dashboard's figures and samples |
+//! | `GET /admin/logs?after=SEQ&module=&level=&request_id=&wait_ms=` | the live log tail (long poll) |
+//! | `GET /`, `GET /ui/...` | the dashboard's page (public: it holds no data) |
 //! | `GET /metrics` | Prometheus text format |
 //! | `GET /healthz`, `GET /readyz` | liveness, readiness |
 //!
@@ -62,6 +65,11 @@ pub(crate) const ROUTES: &[(&str, &[Method])] = &[
     ("/admin/modules/{name}/canary/promote", &[Method::POST]),
     ("/admin/config", &[Method::GET]),
     ("/admin/openapi.json", &[Method::GET]),
+    ("/admin/stats", &[Method::GET]),
+    ("/admin/logs", &[Method::GET]),
+    ("/", &[Method::GET]),
+    ("/ui", &[Method::GET]),
+    ("/ui/{file}", &[Method::GET]),
 ];
 
 /// Handles admin HTTP requests.
@@ -84,11 +92,17 @@ enum Route<'a> {
     Promote(&'a str),
     Config,
     OpenApi,
+    Stats,
+    Logs,
+    Ui(&'a str),
     NotFound,
 }
 
 impl<'a> Route<'a> {
     fn of(path: &'a str) -> Self {
+        if super::ui::is_ui_path(path) {
+            return Self::Ui(path);
+        }
         let segments: Vec<&str> = path.trim_start_matches('/').split('/').collect();
         match segments.as_slice() {
             ["healthz"] => Self::Health,
@@ -101,6 +115,8 @@ impl<'a> Route<'a> {
             ["admin", "modules", name, "canary", "promote"] => Self::Promote(name),
             ["admin", "config"] => Self::Config,
             ["admin", "openapi.json"] => Self::OpenApi,
+            ["admin", "stats"] => Self::Stats,
+            ["admin", "logs"] => Self::Logs,
             _ => Self::NotFound,
         }
     }
@@ -118,6 +134,11 @@ impl<'a> Route<'a> {
             Self::Promote(_) => "/admin/modules/{name}/canary/promote",
             Self::Config => "/admin/config",
             Self::OpenApi => "/admin/openapi.json",
+            Self::Stats => "/admin/stats",
+            Self::Logs => "/admin/logs",
+            Self::Ui("/") => "/",
+            Self::Ui("/ui") => "/ui",
+            Self::Ui(_) => "/ui/{file}",
             Self::NotFound => return None,
         })
     }
@@ -249,7 +270,7 @@ impl AdminHttp {
             ));
         }
         let route = Route::of(request.uri().path());
-        let public = matches!(route, Route::Health | Route::Ready);
+        let public = matches!(route, Route::Health | Route::Ready | Route::Ui(_));
         if !public && !self.auth.allows(request.headers()) {
             return Err(Failure::new(
                 StatusCode::UNAUTHORIZED,
@@ -294,6 +315,33 @@ impl AdminHttp {
             Route::Modules => Ok(json(StatusCode::OK, &admin.list())),
             Route::Config => Ok(json(StatusCode::OK, &admin.config())),
             Route::OpenApi => Ok(text(StatusCode::OK, "application/json", OPENAPI_JSON)),
+            Route::Stats => {
+                let since = query_number(request.uri().query(), "since")?;
+                Ok(json(StatusCode::OK, &admin.stats(since.unwrap_or(0))))
+            }
+            Route::Logs => {
+                let query = super::logtail::LogQuery::parse(
+                    request.uri().query(),
+                    admin.log_poll_timeout(),
+                )
+                .map_err(AdminError::BadRequest)?;
+                match admin.log_poll(&query).await {
+                    Some(batch) => Ok(json(StatusCode::OK, &batch)),
+                    None => Err(Failure::new(
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        "too_many_clients",
+                        "too many log tail clients wait already (admin.dashboard.max_log_clients); try again later",
+                    )),
+                }
+            }
+            Route::Ui(path) => match admin.dashboard_enabled().then(|| super::ui::serve(path)) {
+                Some(Some(response)) => Ok(response),
+                _ => Err(Failure::new(
+                    StatusCode::NOT_FOUND,
+                    "not_found",
+                    format!("no dashboard file at {path} (admin.dashboard.enabled)"),
+                )),
+            },
             Route::Module(name) => match *request.method() {
                 Method::GET => Ok(json(StatusCode::OK, &admin.get(name)?)),
                 Method::DELETE => Ok(json(StatusCode::OK, &admin.delete(name).await?)),
@@ -337,6 +385,20 @@ impl AdminHttp {
             )),
         }
     }
+}
+
+/// The number in query parameter `name`, when there is one.
+fn query_number(query: Option<&str>, name: &str) -> Result<Option<u64>, Failure> {
+    let Some(value) = query
+        .unwrap_or("")
+        .split('&')
+        .find_map(|pair| pair.strip_prefix(name)?.strip_prefix('='))
+    else {
+        return Ok(None);
+    };
+    value.parse().map(Some).map_err(|_| {
+        AdminError::BadRequest(format!("{name}: `{value}` is not a whole number")).into()
+    })
 }
 
 /// The `weight` query parameter of a canary upload, in percent.

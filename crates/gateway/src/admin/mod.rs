@@ -18,16 +18,22 @@
 
 mod auth;
 mod http;
+pub(crate) mod logtail;
 mod prometheus;
 mod redact;
 mod rpc;
+mod stats;
+mod ui;
+
+pub use ui::DashboardConfig;
 
 use std::io::Write;
 use std::net::SocketAddr;
 use std::os::unix::fs::{FileTypeExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use hyper_util::server::graceful::GracefulShutdown;
@@ -197,9 +203,83 @@ pub(crate) struct Admin {
     admin_addr: SocketAddr,
     socket: Option<PathBuf>,
     stopping: watch::Receiver<bool>,
+    /// When the admin API started serving (the gateway's uptime).
+    started: Instant,
+    /// The dashboard's one-second samples.
+    stats: stats::Stats,
+    /// Log tail polls waiting now (at most `admin.dashboard.max_log_clients`).
+    log_clients: AtomicUsize,
+}
+
+/// A log tail poll while it waits: counted in [`Admin::log_clients`].
+struct LogClient<'a>(&'a AtomicUsize);
+
+impl Drop for LogClient<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
 }
 
 impl Admin {
+    /// The dashboard's figures: the process, its listeners, the samples of
+    /// the last 15 minutes newer than `since` (Unix milliseconds), and the
+    /// figures by module and by trigger.
+    pub(crate) fn stats(&self, since: u64) -> serde_json::Value {
+        let view = self.stats.view(since);
+        let dashboard = &self.config.admin.dashboard;
+        serde_json::json!({
+            "version": env!("CARGO_PKG_VERSION"),
+            "uptime_s": self.started.elapsed().as_secs(),
+            "rss_bytes": stats::rss_bytes(),
+            "listeners": {
+                "http": self.http_addr.to_string(),
+                "admin": self.admin_addr.to_string(),
+                "socket": self.socket.as_ref().map(|p| p.display().to_string()),
+                "tcp": self.config.tcp.keys().collect::<Vec<_>>(),
+            },
+            "sample_interval_s": 1,
+            "samples_kept": stats::SAMPLES,
+            "now": view.now,
+            "series": view.series,
+            "modules": view.modules,
+            "triggers": view.triggers,
+            "loading": self.registry.loading(),
+            "log_tail": {
+                "clients": self.log_clients.load(Ordering::Relaxed),
+                "max_clients": dashboard.max_log_clients,
+                "buffer_lines": dashboard.log_buffer_lines,
+                "dropped_total": logtail::dropped_total(),
+            },
+        })
+    }
+
+    /// One poll of the live log tail; `None` when
+    /// `admin.dashboard.max_log_clients` polls already wait.
+    pub(crate) async fn log_poll(&self, query: &logtail::LogQuery) -> Option<logtail::LogBatch> {
+        let max = self.config.admin.dashboard.max_log_clients;
+        let admitted = self
+            .log_clients
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| {
+                (n < max).then_some(n + 1)
+            })
+            .is_ok();
+        if !admitted {
+            return None;
+        }
+        let _client = LogClient(&self.log_clients);
+        Some(logtail::poll(query).await)
+    }
+
+    /// The longest a log tail poll may wait.
+    pub(crate) fn log_poll_timeout(&self) -> Duration {
+        Duration::from_millis(self.config.admin.dashboard.log_poll_timeout_ms)
+    }
+
+    /// Whether the dashboard is served.
+    pub(crate) fn dashboard_enabled(&self) -> bool {
+        self.config.admin.dashboard.enabled
+    }
+
     /// Every loaded module, then those that failed with no version serving.
     pub(crate) fn list(&self) -> ModuleList {
         let mut failures = self.registry.failures();
@@ -639,6 +719,9 @@ impl AdminListeners {
     ) -> anyhow::Result<AdminServer> {
         let addr = self.tcp.local_addr()?;
         let socket_path = self.socket.as_ref().map(|(_, path)| path.clone());
+        logtail::configure(config.admin.dashboard.log_buffer_lines);
+        let stats = stats::Stats::new();
+        tokio::spawn(stats.clone().run(prometheus::handle(), stop.clone()));
         let admin = Arc::new(Admin {
             runtime,
             registry,
@@ -648,6 +731,9 @@ impl AdminListeners {
             admin_addr: addr,
             socket: socket_path.clone(),
             stopping: stop.clone(),
+            started: Instant::now(),
+            stats,
+            log_clients: AtomicUsize::new(0),
         });
         if let Some(file) = self.auth.token_file() {
             tracing::info!(%addr, token_file = %file.display(), "admin API listening (bearer token required: the CLI reads it from admin.token_file)");

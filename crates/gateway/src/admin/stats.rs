@@ -1,0 +1,518 @@
+//! The dashboard's figures: a sampler that reads the process's metrics once
+//! a second into a bounded ring ([`SAMPLES`] seconds, 15 minutes), behind
+//! `GET /admin/stats`.
+//!
+//! The sampler reads what `/metrics` exports (the one recorder the gateway
+//! and the runtime record into), so the dashboard and Prometheus never
+//! disagree, and no trigger needs a second counter on its hot path.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use metrics_exporter_prometheus::PrometheusHandle;
+use serde::Serialize;
+use tokio::sync::watch;
+
+/// Samples kept: one a second for 15 minutes.
+pub(crate) const SAMPLES: usize = 900;
+
+/// The window, in samples (seconds), of the error rates and p95s.
+const WINDOW: usize = 10;
+
+/// Upper bounds, in seconds, of the latency histogram's buckets (as
+/// `prometheus.rs` configures them), then +Inf.
+const BUCKETS: &[f64] = &[
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+];
+
+/// One second of the whole gateway.
+#[derive(Debug, Clone, Serialize)]
+pub(crate) struct Sample {
+    /// Milliseconds since the Unix epoch.
+    t: u64,
+    /// Events handled in the last second, all triggers.
+    rps: f64,
+    /// Share of failed events over the last [`WINDOW`] seconds (0 to 1).
+    error_rate: f64,
+    /// 95th percentile latency over the last [`WINDOW`] seconds, in
+    /// milliseconds (a bucket's upper bound).
+    p95_ms: Option<f64>,
+    /// Open WebSocket connections.
+    ws_connections: f64,
+    /// MQTT messages handled in the last second.
+    mqtt_rps: f64,
+    /// Resident memory of the process, in bytes.
+    rss_bytes: u64,
+}
+
+/// Cumulative counters read from the metrics at one instant.
+#[derive(Debug, Clone, Default)]
+struct Totals {
+    requests: f64,
+    errors: f64,
+    mqtt: f64,
+    /// Cumulative latency bucket counts, as [`BUCKETS`] then +Inf.
+    buckets: Vec<f64>,
+}
+
+/// The figures of one module at one instant (cumulative).
+type ModuleTotals = BTreeMap<String, Totals>;
+
+/// One module's figures over the last [`WINDOW`] seconds.
+#[derive(Debug, Serialize)]
+pub(crate) struct ModuleFigures {
+    /// Events handled since the process started.
+    requests: f64,
+    /// Events a second over the window.
+    rps: f64,
+    /// Share of failed events over the window (0 to 1).
+    error_rate: f64,
+    /// 95th percentile latency over the window, in milliseconds.
+    p95_ms: Option<f64>,
+}
+
+/// Trigger figures from the metrics (gauges and counters since start).
+#[derive(Debug, Default, Clone, Serialize)]
+pub(crate) struct TriggerFigures {
+    /// Open WebSocket connections, by module.
+    websocket: BTreeMap<String, f64>,
+    /// Open TCP connections and closed ones, by listener.
+    tcp: BTreeMap<String, TcpFigures>,
+    /// Per MQTT trigger: retries, dead letters, dropped messages.
+    mqtt: BTreeMap<String, MqttFigures>,
+    /// MQTT connection errors, by connection.
+    mqtt_connection_errors: BTreeMap<String, f64>,
+    /// Per timer: runs skipped because the previous one still ran.
+    timers: BTreeMap<String, TimerFigures>,
+    /// Events handled by module and trigger (`http`, `ws`, `mqtt`, ...).
+    events: BTreeMap<String, BTreeMap<String, f64>>,
+}
+
+/// One TCP listener's figures.
+#[derive(Debug, Default, Clone, Serialize)]
+pub(crate) struct TcpFigures {
+    connections: f64,
+    closed: f64,
+    refused: f64,
+}
+
+/// One MQTT trigger's figures.
+#[derive(Debug, Default, Clone, Serialize)]
+pub(crate) struct MqttFigures {
+    retries: f64,
+    dead_letters: f64,
+    dropped: f64,
+}
+
+/// One timer's figures.
+#[derive(Debug, Default, Clone, Serialize)]
+pub(crate) struct TimerFigures {
+    skipped: f64,
+}
+
+/// What `GET /admin/stats` answers, less what [`super::Admin`] adds.
+#[derive(Debug, Serialize)]
+pub(crate) struct StatsView {
+    /// Samples newer than `since`, oldest first.
+    pub(crate) series: Vec<Sample>,
+    /// The newest sample.
+    pub(crate) now: Option<Sample>,
+    /// By module.
+    pub(crate) modules: BTreeMap<String, ModuleFigures>,
+    pub(crate) triggers: TriggerFigures,
+}
+
+#[derive(Default)]
+struct History {
+    samples: VecDeque<Sample>,
+    /// Whole-gateway totals of the last [`WINDOW`] + 1 seconds.
+    totals: VecDeque<Totals>,
+    /// Per-module totals of the last [`WINDOW`] + 1 seconds.
+    modules: VecDeque<ModuleTotals>,
+    triggers: TriggerFigures,
+}
+
+/// The ring of samples, filled by [`Stats::run`].
+#[derive(Clone)]
+pub(crate) struct Stats {
+    history: Arc<Mutex<History>>,
+}
+
+impl Stats {
+    pub(crate) fn new() -> Self {
+        Self {
+            history: Arc::new(Mutex::new(History::default())),
+        }
+    }
+
+    /// Samples `metrics` once a second until `stop` turns true.
+    pub(crate) async fn run(self, metrics: PrometheusHandle, mut stop: watch::Receiver<bool>) {
+        let mut tick = tokio::time::interval(Duration::from_secs(1));
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = tick.tick() => {}
+                _ = stop.changed() => return,
+            }
+            let started = Instant::now();
+            let text = metrics.render();
+            self.record(&text, unix_ms(), rss_bytes());
+            tracing::trace!(
+                elapsed_us = started.elapsed().as_micros() as u64,
+                "dashboard sample"
+            );
+        }
+    }
+
+    fn record(&self, exposition: &str, t: u64, rss_bytes: u64) {
+        let parsed = parse(exposition);
+        let mut history = self.history.lock().unwrap_or_else(|e| e.into_inner());
+        let previous = history.totals.back().cloned().unwrap_or_default();
+        let oldest = history.totals.front().cloned().unwrap_or_default();
+        let total = &parsed.total;
+        let sample = Sample {
+            t,
+            rps: (total.requests - previous.requests).max(0.0),
+            error_rate: rate(
+                total.errors - oldest.errors,
+                total.requests - oldest.requests,
+            ),
+            p95_ms: p95_ms(&total.buckets, &oldest.buckets),
+            ws_connections: parsed.triggers.websocket.values().sum(),
+            mqtt_rps: (total.mqtt - previous.mqtt).max(0.0),
+            rss_bytes,
+        };
+        if history.samples.len() == SAMPLES {
+            history.samples.pop_front();
+        }
+        history.samples.push_back(sample);
+        if history.totals.len() > WINDOW {
+            history.totals.pop_front();
+            history.modules.pop_front();
+        }
+        history.totals.push_back(parsed.total);
+        history.modules.push_back(parsed.modules);
+        history.triggers = parsed.triggers;
+    }
+
+    /// The samples newer than `since` (Unix milliseconds), the figures by
+    /// module and by trigger.
+    pub(crate) fn view(&self, since: u64) -> StatsView {
+        let history = self.history.lock().unwrap_or_else(|e| e.into_inner());
+        let seconds = history.modules.len().saturating_sub(1).max(1) as f64;
+        let empty = ModuleTotals::new();
+        let oldest = history.modules.front().unwrap_or(&empty);
+        let modules = history
+            .modules
+            .back()
+            .unwrap_or(&empty)
+            .iter()
+            .map(|(name, now)| {
+                let then = oldest.get(name).cloned().unwrap_or_default();
+                let requests = now.requests - then.requests;
+                let figures = ModuleFigures {
+                    requests: now.requests,
+                    rps: (requests / seconds).max(0.0),
+                    error_rate: rate(now.errors - then.errors, requests),
+                    p95_ms: p95_ms(&now.buckets, &then.buckets),
+                };
+                (name.clone(), figures)
+            })
+            .collect();
+        StatsView {
+            series: history
+                .samples
+                .iter()
+                .filter(|s| s.t > since)
+                .cloned()
+                .collect(),
+            now: history.samples.back().cloned(),
+            modules,
+            triggers: history.triggers.clone(),
+        }
+    }
+}
+
+fn rate(part: f64, whole: f64) -> f64 {
+    if whole > 0.0 {
+        (part / whole).clamp(0.0, 1.0)
+    } else {
+        0.0
+    }
+}
+
+/// The 95th percentile, in milliseconds, of the events between two
+/// cumulative bucket readings: the upper bound of the bucket it falls in.
+fn p95_ms(now: &[f64], then: &[f64]) -> Option<f64> {
+    let at = |buckets: &[f64], i: usize| buckets.get(i).copied().unwrap_or(0.0);
+    let count = at(now, BUCKETS.len()) - at(then, BUCKETS.len());
+    if count <= 0.0 {
+        return None;
+    }
+    let rank = count * 0.95;
+    BUCKETS
+        .iter()
+        .enumerate()
+        .find(|&(i, _)| at(now, i) - at(then, i) >= rank)
+        .map(|(_, bound)| bound * 1000.0)
+        // Past the last bound: say the last bound ("10 s or more").
+        .or(Some(BUCKETS[BUCKETS.len() - 1] * 1000.0))
+}
+
+/// What one exposition says.
+#[derive(Default)]
+struct Parsed {
+    total: Totals,
+    modules: ModuleTotals,
+    triggers: TriggerFigures,
+}
+
+/// Whether an event's `status` label is a failure: an HTTP status of 500 or
+/// more, or anything but `ok` from the other triggers.
+fn failed(status: &str) -> bool {
+    match status.parse::<u16>() {
+        Ok(code) => code >= 500,
+        Err(_) => status != "ok",
+    }
+}
+
+fn parse(exposition: &str) -> Parsed {
+    let mut parsed = Parsed {
+        total: Totals {
+            buckets: vec![0.0; BUCKETS.len() + 1],
+            ..Totals::default()
+        },
+        ..Parsed::default()
+    };
+    for line in exposition.lines() {
+        if line.starts_with('#') || line.is_empty() {
+            continue;
+        }
+        let Some((name, labels, value)) = split_sample(line) else {
+            continue;
+        };
+        let label = |key: &str| {
+            labels
+                .iter()
+                .find(|(k, _)| *k == key)
+                .map(|(_, v)| v.as_str())
+                .unwrap_or("")
+        };
+        let triggers = &mut parsed.triggers;
+        match name {
+            "shanhai_requests_total" => {
+                let module = parsed
+                    .modules
+                    .entry(label("module").to_owned())
+                    .or_insert_with(|| Totals {
+                        buckets: vec![0.0; BUCKETS.len() + 1],
+                        ..Totals::default()
+                    });
+                module.requests += value;
+                parsed.total.requests += value;
+                if failed(label("status")) {
+                    module.errors += value;
+                    parsed.total.errors += value;
+                }
+                if label("trigger") == "mqtt" {
+                    parsed.total.mqtt += value;
+                }
+                *triggers
+                    .events
+                    .entry(label("module").to_owned())
+                    .or_default()
+                    .entry(label("trigger").to_owned())
+                    .or_default() += value;
+            }
+            "shanhai_request_duration_seconds_bucket" => {
+                let le = label("le");
+                let index = if le == "+Inf" {
+                    Some(BUCKETS.len())
+                } else {
+                    le.parse::<f64>()
+                        .ok()
+                        .and_then(|le| BUCKETS.iter().position(|b| (b - le).abs() < 1e-9))
+                };
+                if let Some(index) = index {
+                    let module = parsed
+                        .modules
+                        .entry(label("module").to_owned())
+                        .or_insert_with(|| Totals {
+                            buckets: vec![0.0; BUCKETS.len() + 1],
+                            ..Totals::default()
+                        });
+                    module.buckets[index] += value;
+                    parsed.total.buckets[index] += value;
+                }
+            }
+            "shanhai_ws_connections" => {
+                *triggers
+                    .websocket
+                    .entry(label("module").to_owned())
+                    .or_default() += value;
+            }
+            "shanhai_tcp_connections" => {
+                triggers
+                    .tcp
+                    .entry(label("listener").to_owned())
+                    .or_default()
+                    .connections += value;
+            }
+            "shanhai_tcp_closed_total" => {
+                triggers
+                    .tcp
+                    .entry(label("listener").to_owned())
+                    .or_default()
+                    .closed += value;
+            }
+            "shanhai_tcp_refused_total" => {
+                triggers
+                    .tcp
+                    .entry(label("listener").to_owned())
+                    .or_default()
+                    .refused += value;
+            }
+            "shanhai_mqtt_retries_total" => {
+                triggers
+                    .mqtt
+                    .entry(label("trigger").to_owned())
+                    .or_default()
+                    .retries += value;
+            }
+            "shanhai_mqtt_dead_letters_total" => {
+                triggers
+                    .mqtt
+                    .entry(label("trigger").to_owned())
+                    .or_default()
+                    .dead_letters += value;
+            }
+            "shanhai_mqtt_dropped_total" => {
+                triggers
+                    .mqtt
+                    .entry(label("trigger").to_owned())
+                    .or_default()
+                    .dropped += value;
+            }
+            "shanhai_mqtt_connection_errors_total" => {
+                *triggers
+                    .mqtt_connection_errors
+                    .entry(label("connection").to_owned())
+                    .or_default() += value;
+            }
+            "shanhai_timer_skipped_total" => {
+                triggers
+                    .timers
+                    .entry(label("timer").to_owned())
+                    .or_default()
+                    .skipped += value;
+            }
+            _ => {}
+        }
+    }
+    parsed
+}
+
+/// A sample line's metric name, labels and value.
+type SampleLine<'a> = (&'a str, Vec<(&'a str, String)>, f64);
+
+/// `name{key="value",...} number` as its parts.
+fn split_sample(line: &str) -> Option<SampleLine<'_>> {
+    let (head, value) = line.rsplit_once(' ')?;
+    let value: f64 = value.parse().ok()?;
+    let Some((name, rest)) = head.split_once('{') else {
+        return Some((head, Vec::new(), value));
+    };
+    let mut labels = Vec::new();
+    let mut rest = rest.strip_suffix('}')?;
+    while !rest.is_empty() {
+        let (key, after) = rest.split_once("=\"")?;
+        let mut text = String::new();
+        let mut chars = after.char_indices();
+        let end = loop {
+            match chars.next()? {
+                (i, '"') => break i,
+                (_, '\\') => match chars.next()?.1 {
+                    'n' => text.push('\n'),
+                    other => text.push(other),
+                },
+                (_, c) => text.push(c),
+            }
+        };
+        labels.push((key, text));
+        rest = after[end + 1..].trim_start_matches(',');
+    }
+    Some((name, labels, value))
+}
+
+fn unix_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+/// The process's resident memory, from `/proc/self/status` (0 where there
+/// is none).
+pub(crate) fn rss_bytes() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|status| {
+            status
+                .lines()
+                .find_map(|line| line.strip_prefix("VmRSS:"))
+                .and_then(|rest| {
+                    rest.trim()
+                        .trim_end_matches("kB")
+                        .trim()
+                        .parse::<u64>()
+                        .ok()
+                })
+        })
+        .map_or(0, |kb| kb * 1024)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const EXPOSITION: &str = r#"# TYPE shanhai_requests_total counter
+shanhai_requests_total{module="a",trigger="http",status="200"} 90
+shanhai_requests_total{module="a",trigger="http",status="500"} 10
+shanhai_requests_total{module="b",trigger="mqtt",status="ok"} 5
+shanhai_request_duration_seconds_bucket{module="a",trigger="http",le="0.001"} 50
+shanhai_request_duration_seconds_bucket{module="a",trigger="http",le="0.005"} 96
+shanhai_request_duration_seconds_bucket{module="a",trigger="http",le="+Inf"} 100
+shanhai_ws_connections{module="chat"} 3
+shanhai_timer_skipped_total{timer="t\"x"} 2
+"#;
+
+    #[test]
+    fn an_exposition_becomes_figures() {
+        let parsed = parse(EXPOSITION);
+        assert_eq!(parsed.total.requests, 105.0);
+        assert_eq!(parsed.total.errors, 10.0);
+        assert_eq!(parsed.total.mqtt, 5.0);
+        assert_eq!(parsed.modules["a"].buckets[1], 50.0);
+        assert_eq!(parsed.triggers.websocket["chat"], 3.0);
+        assert_eq!(parsed.triggers.timers["t\"x"].skipped, 2.0);
+        let zero = vec![0.0; BUCKETS.len() + 1];
+        assert_eq!(p95_ms(&parsed.modules["a"].buckets, &zero), Some(5.0));
+    }
+
+    #[test]
+    fn the_ring_keeps_fifteen_minutes_and_rates_follow_deltas() {
+        let stats = Stats::new();
+        for second in 0..(SAMPLES as u64 + 5) {
+            let text = format!(
+                "shanhai_requests_total{{module=\"a\",trigger=\"http\",status=\"200\"}} {}\n",
+                second * 4
+            );
+            stats.record(&text, second * 1000, 1);
+        }
+        let view = stats.view(0);
+        assert_eq!(view.series.len(), SAMPLES);
+        assert_eq!(view.now.as_ref().unwrap().rps, 4.0);
+        assert_eq!(view.modules["a"].rps, 4.0);
+        assert_eq!(stats.view((SAMPLES as u64 + 2) * 1000).series.len(), 2);
+    }
+}
