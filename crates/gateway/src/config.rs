@@ -24,7 +24,7 @@ use std::time::Duration;
 
 use http::HeaderName;
 use serde::{Deserialize, Serialize};
-use shanhai_runtime::{MemoryStrategy, ModuleLimits, ModuleSettings, RuntimeConfig};
+use shanhai_runtime::{Compiler, MemoryStrategy, ModuleLimits, ModuleSettings, RuntimeConfig};
 
 use crate::canary::CanaryPolicy;
 use crate::listener::ListenerSettings;
@@ -708,6 +708,11 @@ pub struct RuntimeSection {
     /// Modules compiled at once; 0 means the runtime's default (1: each
     /// compile already uses every core).
     pub compile_concurrency: usize,
+    /// What runs module code: `auto` (Cranelift's native code where it has
+    /// a backend, x86-64 and aarch64; the Pulley interpreter on 32-bit
+    /// ARM), `cranelift`, or `pulley` (the interpreter anywhere: slower,
+    /// for comparing with armv7).
+    pub compiler: String,
 }
 
 impl Default for RuntimeSection {
@@ -721,6 +726,7 @@ impl Default for RuntimeSection {
             memory_strategy: defaults.memory_strategy.as_str().to_owned(),
             init_deadline_ms: defaults.init_deadline.as_millis() as u64,
             compile_concurrency: 0,
+            compiler: defaults.compiler.as_str().to_owned(),
         }
     }
 }
@@ -891,7 +897,18 @@ impl Config {
             ));
         }
         self.memory_strategy()?;
+        self.compiler()?;
         Ok(())
+    }
+
+    fn compiler(&self) -> Result<Compiler, ConfigError> {
+        Compiler::parse(&self.runtime.compiler).ok_or_else(|| {
+            ConfigError::Invalid(format!(
+                "runtime.compiler: `{}` is not one of {}",
+                self.runtime.compiler,
+                Compiler::NAMES.join(", ")
+            ))
+        })
     }
 
     fn memory_strategy(&self) -> Result<MemoryStrategy, ConfigError> {
@@ -927,6 +944,7 @@ impl Config {
             epoch_tick: Duration::from_millis(self.runtime.epoch_tick_ms),
             memory_keep_resident: self.runtime.memory_keep_resident_kb << 10,
             memory_strategy: self.memory_strategy().unwrap_or_default(),
+            compiler: self.compiler().unwrap_or_default(),
             largest_memory_cap: self.largest_memory_cap(),
             init_deadline: Duration::from_millis(self.runtime.init_deadline_ms),
             compile_concurrency: match self.runtime.compile_concurrency {
