@@ -19,6 +19,7 @@ import argparse
 import base64
 import json
 import os
+import re
 import shlex
 import signal
 import socket
@@ -267,7 +268,7 @@ def run(args):
         print(f"smoke: {len(MODULES)} modules loaded after {time.monotonic() - started:.1f} s", flush=True)
 
         with open(log_path) as f:
-            layout = [line.strip() for line in f if "memory layout" in line]
+            layout = [re.sub(r"\x1b\[[0-9;]*m", "", line).strip() for line in f if "memory layout" in line]
         check(layout, "no `memory layout` line in the log")
         check(args.expect_code in layout[0], f"expected code `{args.expect_code}` in: {layout[0]}")
         print(f"smoke: {layout[0]}", flush=True)

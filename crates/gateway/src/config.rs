@@ -1144,6 +1144,21 @@ mod tests {
     }
 
     #[test]
+    fn the_compiler_is_named_in_the_config() {
+        let config = Config::parse("").unwrap();
+        assert_eq!(config.runtime_config().compiler, Compiler::Auto);
+        let config = Config::parse("[runtime]\ncompiler = \"pulley\"\n").unwrap();
+        assert_eq!(config.runtime_config().compiler, Compiler::Pulley);
+        let err = Config::parse("[runtime]\ncompiler = \"llvm\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("runtime.compiler") && err.contains("auto, cranelift, pulley"),
+            "{err}"
+        );
+    }
+
+    #[test]
     fn bad_trusted_keys_fail_at_load() {
         let err = Config::parse("[signing]\ntrusted_keys = [\"ed25519:1234\"]\n")
             .unwrap_err()
