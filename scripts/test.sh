@@ -2,7 +2,9 @@
 # The whole test suite: formatting and lints (Rust and Go), the Go SDK and
 # example tests against the mock host, real wasip1 builds, and every Rust
 # test (unit, property, and the integration tests that build the example
-# guests and drive a real gateway over 127.0.0.1).
+# guests and drive a real gateway over 127.0.0.1), schemathesis against the
+# admin API's OpenAPI document, and the ARM cross builds with their smoke
+# tests under qemu-user (SHANHAI_TEST_ARM=0 leaves those out locally).
 #
 # One cargo profile (release) for building and testing, so wasmtime is
 # compiled once.
@@ -52,6 +54,24 @@ stray="$(find . -name .shanhai -not -path './target/*' -not -path './.shanhai')"
 if [ -n "$stray" ]; then
   echo "tests wrote into the source tree: $stray" >&2
   exit 1
+fi
+
+step "the admin API against its OpenAPI document (schemathesis)"
+# schemathesis (pinned, installed with pip into target/schemathesis-venv)
+# fuzzes a live gateway for a bounded number of examples per operation; the
+# bound on the whole step makes a hang fail instead of stall.
+SCHEMATHESIS_EXAMPLES="${SCHEMATHESIS_EXAMPLES:-100}" timeout 900 bash scripts/schemathesis.sh
+
+if [ "${SHANHAI_TEST_ARM:-1}" = 1 ]; then
+  step "ARM: cross builds (aarch64: Cranelift, armv7: Pulley) and smoke tests under qemu-user"
+  # Against glibc 2.28; then the Go examples are served under qemu-user
+  # and every trigger is exercised once (docs/arm.md). Each script
+  # installs what it lacks: rustup targets, zig and cargo-zigbuild (pip),
+  # qemu-user and the targets' C libraries (apt).
+  bash scripts/cross-build.sh aarch64 armv7
+  bash scripts/arm-smoke.sh aarch64 armv7
+else
+  step "ARM: skipped (SHANHAI_TEST_ARM=0)"
 fi
 
 step "all tests passed"

@@ -24,7 +24,7 @@ use std::time::Duration;
 
 use http::HeaderName;
 use serde::{Deserialize, Serialize};
-use shanhai_runtime::{MemoryStrategy, ModuleLimits, ModuleSettings, RuntimeConfig};
+use shanhai_runtime::{Compiler, MemoryStrategy, ModuleLimits, ModuleSettings, RuntimeConfig};
 
 pub use crate::admin::DashboardConfig;
 use crate::canary::CanaryPolicy;
@@ -704,6 +704,11 @@ pub struct RuntimeSection {
     /// Modules compiled at once; 0 means the runtime's default (1: each
     /// compile already uses every core).
     pub compile_concurrency: usize,
+    /// What runs module code: `auto` (Cranelift's native code where it has
+    /// a backend, x86-64 and aarch64; the Pulley interpreter on 32-bit
+    /// ARM), `cranelift`, or `pulley` (the interpreter anywhere: slower,
+    /// for comparing with armv7).
+    pub compiler: String,
 }
 
 impl Default for RuntimeSection {
@@ -717,6 +722,7 @@ impl Default for RuntimeSection {
             memory_strategy: defaults.memory_strategy.as_str().to_owned(),
             init_deadline_ms: defaults.init_deadline.as_millis() as u64,
             compile_concurrency: 0,
+            compiler: defaults.compiler.as_str().to_owned(),
         }
     }
 }
@@ -933,7 +939,18 @@ impl Config {
             ));
         }
         self.memory_strategy()?;
+        self.compiler()?;
         Ok(())
+    }
+
+    fn compiler(&self) -> Result<Compiler, ConfigError> {
+        Compiler::parse(&self.runtime.compiler).ok_or_else(|| {
+            ConfigError::Invalid(format!(
+                "runtime.compiler: `{}` is not one of {}",
+                self.runtime.compiler,
+                Compiler::NAMES.join(", ")
+            ))
+        })
     }
 
     fn memory_strategy(&self) -> Result<MemoryStrategy, ConfigError> {
@@ -969,6 +986,7 @@ impl Config {
             epoch_tick: Duration::from_millis(self.runtime.epoch_tick_ms),
             memory_keep_resident: self.runtime.memory_keep_resident_kb << 10,
             memory_strategy: self.memory_strategy().unwrap_or_default(),
+            compiler: self.compiler().unwrap_or_default(),
             largest_memory_cap: self.largest_memory_cap(),
             init_deadline: Duration::from_millis(self.runtime.init_deadline_ms),
             compile_concurrency: match self.runtime.compile_concurrency {
@@ -1181,6 +1199,21 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("listen"), "{err}");
+    }
+
+    #[test]
+    fn the_compiler_is_named_in_the_config() {
+        let config = Config::parse("").unwrap();
+        assert_eq!(config.runtime_config().compiler, Compiler::Auto);
+        let config = Config::parse("[runtime]\ncompiler = \"pulley\"\n").unwrap();
+        assert_eq!(config.runtime_config().compiler, Compiler::Pulley);
+        let err = Config::parse("[runtime]\ncompiler = \"llvm\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("runtime.compiler") && err.contains("auto, cranelift, pulley"),
+            "{err}"
+        );
     }
 
     #[test]

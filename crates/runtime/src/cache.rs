@@ -3,8 +3,9 @@
 //! Compiling a 4 MB Go module with Cranelift takes seconds on a small box;
 //! loading the serialized artifact takes well under a millisecond. Entries
 //! are keyed by the module's SHA-256 and a hash of everything that makes
-//! compiled code incompatible: the wasmtime version and the engine's
-//! compilation settings. Writes go to a temporary file that is renamed into
+//! compiled code incompatible: the wasmtime version, the target (x86-64,
+//! aarch64, or a Pulley target) and the engine's compilation settings, so
+//! binaries of different architectures can share a folder. Writes go to a temporary file that is renamed into
 //! place, so concurrent processes sharing the folder never read half an
 //! entry.
 //!
@@ -301,6 +302,24 @@ mod tests {
             default_key_file(Path::new("/var/cache/shanhai/")),
             Path::new("/var/cache/shanhai.key")
         );
+    }
+
+    #[test]
+    fn entries_of_another_target_have_other_names() {
+        let dir = tempfile::tempdir().unwrap();
+        let key_file = dir.path().join("key");
+        let key = |config: &wasmtime::Config| {
+            let engine = Engine::new(config).unwrap();
+            CompileCache::open(&dir.path().join("cache"), Some(&key_file), &engine)
+                .unwrap()
+                .entry_name("m")
+        };
+        let native = key(&wasmtime::Config::new());
+        let mut pulley = wasmtime::Config::new();
+        pulley.target("pulley64").unwrap();
+        // Only the host's Cranelift backend and Pulley's are built in, so
+        // Pulley stands for "another target" here.
+        assert_ne!(native, key(&pulley));
     }
 
     #[test]

@@ -1,6 +1,10 @@
 //! The process-wide wasmtime engine: configuration, the epoch ticker that
 //! drives deadlines, the linker with every host function, and the compile
 //! cache.
+//!
+//! Code runs natively (Cranelift) where Cranelift has a backend for the
+//! host (x86-64, aarch64, riscv64, s390x), and on wasmtime's Pulley
+//! interpreter elsewhere, such as 32-bit ARM ([`Compiler`]).
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -47,6 +51,98 @@ pub struct RuntimeConfig {
     /// Modules compiled at once (each compile uses every core already);
     /// loads from the compile cache do not wait for a turn.
     pub compile_concurrency: usize,
+    /// What turns modules into code this process runs (`Auto`: Cranelift
+    /// where it has a backend for the host, Pulley elsewhere).
+    pub compiler: Compiler,
+}
+
+/// What runs a module's code (`runtime.compiler`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Compiler {
+    /// Cranelift where it has a backend for this architecture, Pulley
+    /// elsewhere (32-bit ARM).
+    #[default]
+    Auto,
+    /// Native code from Cranelift: fast, but only on x86-64, aarch64,
+    /// riscv64 and s390x.
+    Cranelift,
+    /// Cranelift's Pulley bytecode run by wasmtime's interpreter: portable
+    /// and always bounds-checked, several times slower than native code.
+    Pulley,
+}
+
+impl Compiler {
+    /// The names the config uses.
+    pub const NAMES: [&'static str; 3] = ["auto", "cranelift", "pulley"];
+
+    /// Whether Cranelift can generate native code for the architecture
+    /// this binary was built for (the list in wasmtime's build script).
+    pub const NATIVE_AVAILABLE: bool = cfg!(any(
+        target_arch = "x86_64",
+        target_arch = "aarch64",
+        target_arch = "riscv64",
+        target_arch = "s390x"
+    ));
+
+    /// Parses a config name.
+    pub fn parse(name: &str) -> Option<Self> {
+        Some(match name {
+            "auto" => Self::Auto,
+            "cranelift" => Self::Cranelift,
+            "pulley" => Self::Pulley,
+            _ => return None,
+        })
+    }
+
+    /// The config name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Auto => "auto",
+            Self::Cranelift => "cranelift",
+            Self::Pulley => "pulley",
+        }
+    }
+
+    /// The compiler this process uses: never `Auto`. Fails, naming the
+    /// key, when Cranelift is asked for where it has no backend.
+    pub fn resolve(self) -> anyhow::Result<Self> {
+        match self {
+            Self::Auto if Self::NATIVE_AVAILABLE => Ok(Self::Cranelift),
+            Self::Auto | Self::Pulley => Ok(Self::Pulley),
+            Self::Cranelift if Self::NATIVE_AVAILABLE => Ok(Self::Cranelift),
+            Self::Cranelift => anyhow::bail!(
+                "runtime.compiler = \"cranelift\": Cranelift has no backend for {}; \
+                 set runtime.compiler = \"auto\" or \"pulley\"",
+                std::env::consts::ARCH
+            ),
+        }
+    }
+
+    /// The Pulley target of this host's pointer width and byte order.
+    fn pulley_target() -> &'static str {
+        match (usize::BITS, cfg!(target_endian = "big")) {
+            (32, false) => "pulley32",
+            (32, true) => "pulley32be",
+            (_, false) => "pulley64",
+            (_, true) => "pulley64be",
+        }
+    }
+
+    /// How the start log and `/admin/config` describe a resolved compiler.
+    pub fn describe(self) -> String {
+        match self {
+            Self::Pulley if Self::NATIVE_AVAILABLE => format!(
+                "Pulley interpreter ({}), as runtime.compiler asks",
+                Self::pulley_target()
+            ),
+            Self::Pulley => format!(
+                "Pulley interpreter ({}): Cranelift has no backend for {}",
+                Self::pulley_target(),
+                std::env::consts::ARCH
+            ),
+            _ => format!("Cranelift, native {} code", std::env::consts::ARCH),
+        }
+    }
 }
 
 impl Default for RuntimeConfig {
@@ -72,6 +168,7 @@ impl Default for RuntimeConfig {
             // holds a few hundred MB at its peak (docs/benchmarks.md,
             // "Footprint"), so more at once only raises the peak.
             compile_concurrency: 1,
+            compiler: Compiler::Auto,
         }
     }
 }
@@ -104,11 +201,13 @@ impl Drop for RuntimeInner {
 impl Runtime {
     /// Builds the engine and starts the epoch ticker.
     pub fn new(config: RuntimeConfig) -> anyhow::Result<Self> {
+        let compiler = config.compiler.resolve()?;
         let memory_plan = MemoryPlan::new(
             PlanInput {
                 strategy: config.memory_strategy,
                 total_instances: config.total_instances,
                 largest_memory_cap: config.largest_memory_cap as u64,
+                compiler,
             },
             AddressSpace::detect(),
         )?;
@@ -116,10 +215,11 @@ impl Runtime {
             strategy = memory_plan.strategy.as_str(),
             pool_slots = memory_plan.pool_slots,
             bounds_checks = memory_plan.bounds_checks,
+            compiler = compiler.as_str(),
             "memory layout: {}",
             memory_plan.summary()
         );
-        let engine = Engine::new(&engine_config(&config, &memory_plan))?;
+        let engine = Engine::new(&engine_config(&config, &memory_plan)?)?;
         let mut linker = Linker::new(&engine);
         wasmtime_wasi::p1::add_to_linker_async(&mut linker, |state: &mut HostState| {
             &mut state.wasi
@@ -296,11 +396,18 @@ impl Runtime {
     }
 }
 
-fn engine_config(config: &RuntimeConfig, plan: &MemoryPlan) -> Config {
+fn engine_config(config: &RuntimeConfig, plan: &MemoryPlan) -> anyhow::Result<Config> {
     let mut wasm = Config::new();
     wasm.epoch_interruption(true)
         .consume_fuel(config.consume_fuel)
         .memory_init_cow(true);
+    // Where Cranelift has no backend, wasmtime already defaults to Pulley
+    // and tunes itself for a host without native signal handling; naming
+    // the target there would skip that tuning. So the target is named only
+    // to force Pulley where native code is possible.
+    if plan.compiler == Compiler::Pulley && Compiler::NATIVE_AVAILABLE {
+        wasm.target(Compiler::pulley_target())?;
+    }
     plan.configure(&mut wasm, |slots| {
         let mut pool = PoolingAllocationConfig::default();
         pool.total_core_instances(slots)
@@ -324,7 +431,7 @@ fn engine_config(config: &RuntimeConfig, plan: &MemoryPlan) -> Config {
             .pagemap_scan(Enabled::Auto);
         pool
     });
-    wasm
+    Ok(wasm)
 }
 
 /// Gives the heap memory a compile freed back to the system. Cranelift

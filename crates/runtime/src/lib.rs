@@ -1,7 +1,8 @@
 //! Shanhai's module runtime.
 //!
-//! One [`Runtime`] per process owns the wasmtime engine (Cranelift, epoch
-//! interruption, the pooling allocator), the linker with every host function
+//! One [`Runtime`] per process owns the wasmtime engine (Cranelift, or the
+//! Pulley interpreter where Cranelift has no backend; epoch interruption,
+//! the pooling allocator), the linker with every host function
 //! and the on-disk compile cache. [`Runtime::load`] turns module bytes into
 //! a [`LoadedModule`]: compiled (or loaded from the cache), validated, its
 //! kind detected and one instance initialised. A loaded module keeps a pool
@@ -25,7 +26,7 @@ pub mod secret_file;
 mod stdio;
 
 pub use cache::{CacheError, CompileCache};
-pub use engine::{Runtime, RuntimeConfig, module_version};
+pub use engine::{Compiler, Runtime, RuntimeConfig, module_version};
 pub use error::{InvokeError, LoadError};
 pub use host::http::OutboundHttpSettings;
 pub use host::mqtt::{MqttHost, MqttPublication};

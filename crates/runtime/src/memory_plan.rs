@@ -19,6 +19,12 @@
 //!
 //! Half of the address space is the budget: the rest is for the heap,
 //! thread stacks, malloc arenas and the compiled code of every module.
+//!
+//! Code run by the Pulley interpreter (32-bit ARM, or `runtime.compiler =
+//! "pulley"`) checks bounds whatever the layout: guard regions only save
+//! checks in native code.
+
+use crate::engine::Compiler;
 
 use std::fmt;
 
@@ -141,6 +147,8 @@ pub struct PlanInput {
     pub total_instances: u32,
     /// The largest memory cap of any module (`max_memory_mb`).
     pub largest_memory_cap: u64,
+    /// The resolved `runtime.compiler` (never `Auto`).
+    pub compiler: Compiler,
 }
 
 /// The chosen layout, logged at start and shown in `/admin/config`.
@@ -162,6 +170,8 @@ pub struct MemoryPlan {
     pub space: AddressSpace,
     /// Why this layout.
     pub reason: String,
+    /// What runs the code: Cranelift's native code or Pulley.
+    pub compiler: Compiler,
 }
 
 /// Why no layout fits.
@@ -179,15 +189,17 @@ impl MemoryPlan {
         let bounded_slot = cap + BOUNDED_GUARD + STACK_BYTES + PAGE + TABLE_BYTES;
         let fits = |slot: u64| u32::try_from(budget / slot).unwrap_or(u32::MAX);
         let wanted = input.total_instances;
+        let interpreted = input.compiler == Compiler::Pulley;
         let guarded = |slots: u32, reason: String| Self {
             strategy: MemoryStrategy::Guarded,
             pool_slots: slots,
             memory_reservation: GUARDED_RESERVATION.max(cap),
             memory_guard: GUARDED_GUARD,
-            bounds_checks: false,
+            bounds_checks: interpreted,
             reserved_up_front: u64::from(slots) * guarded_slot,
             space,
             reason,
+            compiler: input.compiler,
         };
         let bounded = |slots: u32, reason: String| Self {
             strategy: MemoryStrategy::Bounded,
@@ -198,6 +210,7 @@ impl MemoryPlan {
             reserved_up_front: u64::from(slots) * bounded_slot,
             space,
             reason,
+            compiler: input.compiler,
         };
         let on_demand = |reason: String| Self {
             strategy: MemoryStrategy::OnDemand,
@@ -208,6 +221,7 @@ impl MemoryPlan {
             reserved_up_front: 0,
             space,
             reason,
+            compiler: input.compiler,
         };
         let too_small = |what: &str, slot: u64| {
             PlanError(format!(
@@ -290,11 +304,13 @@ impl MemoryPlan {
     pub fn summary(&self) -> String {
         match self.strategy {
             MemoryStrategy::OnDemand | MemoryStrategy::Auto => format!(
-                "on-demand allocation, bounds-checked memories ({}): {}",
-                self.space, self.reason
+                "on-demand allocation, bounds-checked memories ({}): {}; code: {}",
+                self.space,
+                self.reason,
+                self.compiler.describe()
             ),
             _ => format!(
-                "{} pool of {} slots, {} reserved per memory{} ({} up front; {}): {}",
+                "{} pool of {} slots, {} reserved per memory{} ({} up front; {}): {}; code: {}",
                 self.strategy.as_str(),
                 self.pool_slots,
                 human(self.memory_reservation),
@@ -305,7 +321,8 @@ impl MemoryPlan {
                 },
                 human(self.reserved_up_front),
                 self.space,
-                self.reason
+                self.reason,
+                self.compiler.describe()
             ),
         }
     }
@@ -370,6 +387,7 @@ mod tests {
             strategy,
             total_instances: 1000,
             largest_memory_cap: 256 << 20,
+            compiler: Compiler::Cranelift,
         }
     }
 
@@ -415,6 +433,21 @@ mod tests {
             assert_eq!(plan.strategy, MemoryStrategy::OnDemand, "{space}");
             assert_eq!(plan.reserved_up_front, 0);
         }
+    }
+
+    #[test]
+    fn pulley_code_always_checks_bounds() {
+        let plan = MemoryPlan::new(
+            PlanInput {
+                compiler: Compiler::Pulley,
+                ..input(MemoryStrategy::Auto)
+            },
+            space(47, None),
+        )
+        .unwrap();
+        assert_eq!(plan.strategy, MemoryStrategy::Guarded);
+        assert!(plan.bounds_checks);
+        assert!(plan.summary().contains("Pulley"), "{}", plan.summary());
     }
 
     #[test]

@@ -287,6 +287,38 @@ async fn serves_in_a_32_bit_sized_address_space() {
     serves_within(3 << 30, "on-demand").await;
 }
 
+/// What armv7 runs on (the Pulley interpreter), forced on this machine:
+/// the same Go modules serve the same answers, and the start log and
+/// `/admin/config` say which code runs.
+#[tokio::test(flavor = "multi_thread")]
+async fn serves_on_the_pulley_interpreter_when_asked() {
+    let modules = modules_with(&["hello", "add"]);
+    let gw = Gateway::start(modules.path(), Some("[runtime]\ncompiler = \"pulley\"\n"));
+    let http = Http::new();
+    assert_eq!(
+        http.get(&gw.url("/hello?name=edge")).await.text(),
+        "Hello, edge"
+    );
+    let sum = http.post(&gw.url("/api/exec/add/add"), "[2.5, 3.7]").await;
+    assert_eq!(sum.status, 200, "{}", sum.text());
+    assert_eq!(sum.json(), serde_json::json!(6.2));
+    let config = http.get(&gw.admin_url("/admin/config")).await.json();
+    let plan = &config["runtime"]["memory_plan"];
+    assert!(
+        plan["summary"]
+            .as_str()
+            .unwrap()
+            .contains("code: Pulley interpreter (pulley64)"),
+        "{plan}"
+    );
+    assert_eq!(plan["bounds_checks"], true, "{plan}");
+    assert!(
+        gw.logs().contains("code: Pulley interpreter (pulley64)"),
+        "the compiler is not logged at start: {}",
+        gw.logs()
+    );
+}
+
 #[test]
 fn a_layout_that_cannot_fit_fails_at_start_naming_the_keys() {
     let modules = tempfile::tempdir().unwrap();

@@ -1,0 +1,82 @@
+#!/usr/bin/env bash
+# What the Pulley interpreter costs: the x86-64 gateway with
+# `runtime.compiler = "cranelift"` and then `"pulley"`, same modules, same
+# run, under wrk (docs/arm.md, "Pulley against Cranelift"):
+#   POST /api/exec/add/add   (a numeric export: little guest code)
+#   GET /json2k              (Go's encoding/json: mostly guest code)
+#   POST /cgi-echo           (a fresh instance per request)
+#
+#   scripts/bench-pulley.sh     env: BENCH_DURATION [10s], BENCH_CONNECTIONS [16]
+set -euo pipefail
+root="$(cd "$(dirname "$0")/.." && pwd)"
+duration="${BENCH_DURATION:-10s}"
+connections="${BENCH_CONNECTIONS:-16}"
+command -v wrk >/dev/null || { echo "bench-pulley.sh: wrk is not installed (apt-get install -y wrk)" >&2; exit 1; }
+
+work="$(mktemp -d "${TMPDIR:-/tmp}/shanhai-pulley.XXXXXX")"
+pid=
+cleanup() {
+  [[ -n "$pid" ]] && kill "$pid" 2>/dev/null && wait "$pid" 2>/dev/null
+  rm -rf "$work"
+}
+trap cleanup EXIT
+
+# The same build as the tests' (one feature set: wasmtime compiled once).
+cargo build --release --quiet --manifest-path "$root/Cargo.toml" --workspace --all-targets
+mkdir -p "$work/modules"
+for name in add json2k cgi-echo; do
+  if [[ ! -f "$root/target/modules/$name.wasm" ]]; then
+    bash "$root/scripts/build-examples.sh" "$root/target/modules" 2>/dev/null
+  fi
+  cp "$root/target/modules/$name.wasm" "$work/modules/"
+done
+printf 'wrk.method = "POST"\nwrk.body = "[2.5,3.7]"\n' >"$work/add.lua"
+printf 'wrk.method = "POST"\nwrk.body = "hello from wrk"\n' >"$work/cgi.lua"
+port="$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')"
+
+rate() { sed -n 's/^Requests\/sec: *//p' "$1"; }
+latency() { awk '$1 == "Latency" { print $2; exit }' "$1"; }
+
+printf '| compiler | add req/s | add latency | json2k req/s | json2k latency | cgi-echo req/s | cgi-echo latency |\n'
+printf '| --- | --- | --- | --- | --- | --- | --- |\n'
+for compiler in cranelift pulley; do
+  mkdir -p "$work/$compiler"
+  cat >"$work/$compiler/shanhai.toml" <<TOML
+[server]
+listen = "127.0.0.1:$port"
+modules_dir = "$work/modules"
+cache_dir = "cache"
+watch = false
+[admin]
+enabled = false
+[runtime]
+compiler = "$compiler"
+TOML
+  (cd "$work/$compiler" && exec "$root/target/release/shanhai" serve --config shanhai.toml) \
+    >"$work/$compiler/gateway.log" 2>&1 &
+  pid=$!
+  for _ in $(seq 1 600); do
+    curl -fs "http://127.0.0.1:$port/readyz" >/dev/null 2>&1 && break
+    kill -0 "$pid" 2>/dev/null || { cat "$work/$compiler/gateway.log" >&2; exit 1; }
+    sleep 0.5
+  done
+  grep -q "code: $([[ $compiler == pulley ]] && echo Pulley || echo Cranelift)" "$work/$compiler/gateway.log" ||
+    { echo "the gateway did not run $compiler" >&2; exit 1; }
+  [[ "$(curl -fs -d '[2.5,3.7]' "http://127.0.0.1:$port/api/exec/add/add")" == 6.2 ]] ||
+    { echo "add is wrong under $compiler" >&2; exit 1; }
+  row="| $compiler"
+  for target in "add -s $work/add.lua http://127.0.0.1:$port/api/exec/add/add" \
+    "json2k http://127.0.0.1:$port/json2k" \
+    "cgi -s $work/cgi.lua http://127.0.0.1:$port/cgi-echo"; do
+    read -r name args <<<"$target"
+    # shellcheck disable=SC2086
+    wrk -t2 -c"$connections" -d2s $args >/dev/null
+    # shellcheck disable=SC2086
+    wrk -t2 -c"$connections" -d"$duration" --latency $args >"$work/$compiler/$name.txt"
+    row+=" | $(rate "$work/$compiler/$name.txt") | $(latency "$work/$compiler/$name.txt")"
+  done
+  echo "$row |"
+  kill "$pid"
+  wait "$pid" 2>/dev/null || true
+  pid=
+done
