@@ -362,7 +362,16 @@ async fn routing(url: Option<&str>, addrs: impl Fn(&Gateway) -> (SocketAddr, Soc
     // It connects with keep-alive 0 (off), as many devices do.
     mosquitto_pub(
         addr,
-        &["-k", "0", "-q", "1", "-t", "sensors/t1/raw/a/b", "-m", "hello"],
+        &[
+            "-k",
+            "0",
+            "-q",
+            "1",
+            "-t",
+            "sensors/t1/raw/a/b",
+            "-m",
+            "hello",
+        ],
     );
     let msg = sub.expect(&gw, "the raw trigger's output").await;
     assert_eq!(msg.topic, "out/t1/a/b");
@@ -376,7 +385,18 @@ async fn routing(url: Option<&str>, addrs: impl Fn(&Gateway) -> (SocketAddr, Soc
     // Keep-alive 0 on MQTT 5 too.
     mosquitto_pub(
         v5,
-        &["-V", "mqttv5", "-k", "0", "-q", "1", "-t", "sensors/t3/raw", "-m", "k0"],
+        &[
+            "-V",
+            "mqttv5",
+            "-k",
+            "0",
+            "-q",
+            "1",
+            "-t",
+            "sensors/t3/raw",
+            "-m",
+            "k0",
+        ],
     );
     let msg = sub.expect(&gw, "the raw trigger's output").await;
     assert_eq!(msg.topic, "out/t3/");
