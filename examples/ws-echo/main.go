@@ -1,5 +1,7 @@
 // Command ws-echo sends every WebSocket message back to its sender, as
-// text or binary like it came. It is the module the WebSocket benchmarks
+// text or binary like it came, empty ones included (m.Data of an empty
+// message is an empty non-nil slice, which the SDK sends as an empty
+// message; only a nil reply sends nothing). It is the module the WebSocket benchmarks
 // (scripts/bench-ws.sh) drive.
 //
 // Build: GOOS=wasip1 GOARCH=wasm go build -buildmode=c-shared -o ws-echo.wasm .

@@ -109,9 +109,11 @@ type WebSocketHandler struct {
 	// the error's text. A non-empty reply, which must be UTF-8, is sent
 	// as the first (text) message. A nil OnOpen accepts every connection.
 	OnOpen func(c *WSConn) (reply []byte, err error)
-	// OnMessage runs for each complete message. A non-empty reply goes
-	// back to the connection with the same type as m (so it must be UTF-8
-	// for a text message). An error becomes event status error with its
+	// OnMessage runs for each complete message. A reply goes back to the
+	// connection with the same type as m (so it must be UTF-8 for a text
+	// message); a nil reply sends nothing, and an empty non-nil one
+	// ([]byte{}, or m.Data of an empty message) sends an empty message, so
+	// returning m.Data echoes every message. An error becomes event status error with its
 	// text: the gateway sends the client a JSON error message and keeps
 	// the connection open. m.Data is only valid until OnMessage returns.
 	OnMessage func(c *WSConn, m WSMessage) (reply []byte, err error)
@@ -179,6 +181,13 @@ func wsEvent(in []byte) int32 {
 		reply, err := h.OnMessage(c, m)
 		if err != nil {
 			return fail(err.Error())
+		}
+		if reply != nil && len(reply) == 0 {
+			// An empty output means no reply, so an empty message goes out
+			// through ws_send, as one the handler queued itself would. A
+			// connection already closing drops it, like any reply.
+			_ = WSSend(c.ID, WSMessage{Text: m.Text, Data: reply})
+			return statusOK
 		}
 		return writeReply(reply, m.Text)
 	default: // wire.WSClose; Decode refuses other types

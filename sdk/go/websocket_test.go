@@ -45,7 +45,11 @@ func wantReceived(t *testing.T, c *shanhaitest.WSClient, want ...shanhai.WSMessa
 	if len(got) == 0 && len(want) == 0 {
 		return
 	}
-	if !reflect.DeepEqual(got, want) {
+	// Data compared as bytes: an empty message may hold nil or []byte{}.
+	same := slices.EqualFunc(got, want, func(a, b shanhai.WSMessage) bool {
+		return a.Text == b.Text && bytes.Equal(a.Data, b.Data)
+	})
+	if !same {
 		t.Errorf("%v received %s, want %s", c, messagesString(got), messagesString(want))
 	}
 }
@@ -153,6 +157,8 @@ func TestWSMessages(t *testing.T) {
 				panic("exploded")
 			case s == "silent":
 				return nil, nil
+			case s == "empty":
+				return []byte{}, nil
 			case s == "bad reply":
 				return []byte{0xff}, nil
 			case s == "send first":
@@ -175,6 +181,10 @@ func TestWSMessages(t *testing.T) {
 	if reply, err := c.SendText("silent"); reply != nil || err != nil {
 		t.Errorf("no reply: %q, %v", reply, err)
 	}
+	// A non-nil empty reply is an empty message, queued like one sent.
+	if reply, err := c.SendText("empty"); reply != nil || err != nil {
+		t.Errorf("empty reply: %q, %v", reply, err)
+	}
 	_, err := c.SendText("fail")
 	wantEventError(t, err, shanhaitest.StatusError, "cannot do that")
 	_, err = c.SendText("panic")
@@ -186,7 +196,7 @@ func TestWSMessages(t *testing.T) {
 	}
 	// The connection stays usable after errors, and messages queued during
 	// an event go out before its reply.
-	wantReceived(t, c, text("HELLO"), binary("\x00\x01\x02"), text("queued"), text("reply"))
+	wantReceived(t, c, text("HELLO"), binary("\x00\x01\x02"), text(""), text("queued"), text("reply"))
 
 	ids := map[string]bool{}
 	for _, seen := range conns {

@@ -13,8 +13,11 @@
 //! received topic names the message, so the same client measures a plain
 //! broker pass-through (`--publish 'bench/{seq}' --receive 'bench/+'`) and
 //! a trip through a gateway module. At most `--window` messages are in
-//! flight (closed loop); latency is publish → receipt.
+//! flight (closed loop); latency is publish → receipt. `--topics N` sends
+//! to N topics only (`{seq}` modulo N), to measure one hot topic against
+//! many.
 
+use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -71,6 +74,12 @@ struct MqttArgs {
     /// Messages in flight at most.
     #[arg(long, default_value_t = 32)]
     window: usize,
+    /// Spread the messages over this many topics: `{seq}` becomes the
+    /// sequence number modulo N, and a result is matched with the oldest
+    /// message in flight on its topic (exact when the gateway keeps the
+    /// order per topic). Default: one topic per message.
+    #[arg(long)]
+    topics: Option<usize>,
     /// Give up when nothing arrives for this many seconds.
     #[arg(long, default_value_t = 10)]
     stall_s: u64,
@@ -144,18 +153,26 @@ async fn mqtt(args: MqttArgs) -> anyhow::Result<serde_json::Value> {
     )?));
     let first_measured = Arc::new(AtomicU64::new(0));
     let pid = std::process::id();
+    // With --topics: per topic, the messages in flight, oldest first.
+    let in_flight: Arc<Mutex<Vec<VecDeque<usize>>>> = Arc::new(Mutex::new(vec![
+        VecDeque::new();
+        args.topics.unwrap_or(0)
+    ]));
+    let topic_of = |seq: usize| args.topics.map_or(seq, |n| seq % n);
 
     let (sub, mut sub_loop) =
         AsyncClient::new(options(&format!("load-sub-{pid}"), args.broker), 64);
     let (subscribed_tx, subscribed) = tokio::sync::oneshot::channel();
     {
-        let (sent_at, window, received, last_receipt, histogram) = (
+        let (sent_at, window, received, last_receipt, histogram, in_flight) = (
             sent_at.clone(),
             window.clone(),
             received.clone(),
             last_receipt.clone(),
             histogram.clone(),
+            in_flight.clone(),
         );
+        let shared_topics = args.topics.is_some();
         let warmup = args.warmup;
         let mut subscribed_tx = Some(subscribed_tx);
         tokio::spawn(async move {
@@ -168,12 +185,23 @@ async fn mqtt(args: MqttArgs) -> anyhow::Result<serde_json::Value> {
                     }
                     Ok(Event::Incoming(Packet::Publish(p))) => {
                         let now = origin.elapsed().as_nanos() as u64;
-                        let Some(seq) = std::str::from_utf8(&p.topic)
+                        let Some(level) = std::str::from_utf8(&p.topic)
                             .ok()
                             .and_then(|t| t.split('/').nth(1))
                             .and_then(|s| s.parse::<usize>().ok())
-                            .filter(|&s| s < sent_at.len())
                         else {
+                            continue;
+                        };
+                        let seq = if shared_topics {
+                            in_flight
+                                .lock()
+                                .unwrap()
+                                .get_mut(level)
+                                .and_then(VecDeque::pop_front)
+                        } else {
+                            Some(level)
+                        };
+                        let Some(seq) = seq.filter(|&s| s < sent_at.len()) else {
                             continue;
                         };
                         let sent = sent_at[seq].load(Ordering::Acquire);
@@ -224,7 +252,10 @@ async fn mqtt(args: MqttArgs) -> anyhow::Result<serde_json::Value> {
             first_measured.store(now, Ordering::Release);
         }
         sent_at[seq].store(now, Ordering::Release);
-        let topic = args.publish.replace("{seq}", &seq.to_string());
+        if args.topics.is_some() {
+            in_flight.lock().unwrap()[topic_of(seq)].push_back(seq);
+        }
+        let topic = args.publish.replace("{seq}", &topic_of(seq).to_string());
         publisher
             .publish(topic, qos(args.qos), false, READING.to_vec())
             .await?;
@@ -242,6 +273,7 @@ async fn mqtt(args: MqttArgs) -> anyhow::Result<serde_json::Value> {
     Ok(json!({
         "bench": "mqtt",
         "publish": args.publish,
+        "topics": args.topics,
         "qos": args.qos,
         "window": args.window,
         "messages": measured,

@@ -73,7 +73,9 @@ func Connect(r *http.Request) (*WSClient, error) {
 // SendText delivers the text message s from the client to the guest and
 // returns the guest's reply, nil when there is none. The reply is also
 // queued for the client, after whatever the guest sent during the event,
-// unless the guest closed the connection. A status other than ok (the
+// unless the guest closed the connection. An empty reply travels as a
+// message the guest sent, as it does in the gateway: it is nil here and
+// shows in [WSClient.Received]. A status other than ok (the
 // handler's error) is an *[EventError]; the gateway would send the client
 // an error message and keep the connection open, and so may the test.
 func (c *WSClient) SendText(s string) (reply []byte, err error) {

@@ -83,7 +83,8 @@ fn ws_event(handlers: &Handlers, envelope: &[u8]) -> EventStatus {
     );
     match event.event {
         WsEventType::Open => match handler.open_handler() {
-            Some(on_open) => write_reply(on_open(&conn), true),
+            // An empty greeting is none.
+            Some(on_open) => write_reply(on_open(&conn).map(|r| r.filter(|r| !r.is_empty())), true),
             None => EventStatus::Ok,
         },
         WsEventType::Text | WsEventType::Binary => {
@@ -98,7 +99,22 @@ fn ws_event(handlers: &Handlers, envelope: &[u8]) -> EventStatus {
             } else {
                 WsMessage::Binary(event.data)
             };
-            write_reply(on_message(&conn, message), message.is_text())
+            match on_message(&conn, message) {
+                // An empty output means no reply, so an empty message goes
+                // out through ws_send, as one the handler queued itself
+                // would; a connection already closing drops it, like any
+                // reply.
+                Ok(Some(reply)) if reply.is_empty() => {
+                    let empty = if message.is_text() {
+                        WsMessage::Text("")
+                    } else {
+                        WsMessage::Binary(&[])
+                    };
+                    let _ = crate::ws_send(conn.id(), empty);
+                    EventStatus::Ok
+                }
+                reply => write_reply(reply, message.is_text()),
+            }
         }
         WsEventType::Close => {
             if let Some(on_close) = handler.close_handler() {
@@ -185,13 +201,13 @@ fn mqtt_event(handlers: &Handlers, envelope: &[u8]) -> EventStatus {
 /// output. A text reply (to an open or a text message) that is not UTF-8 fails the
 /// event, as `ws_send` refuses such text, rather than reach the gateway as
 /// a text message it cannot send.
-fn write_reply(reply: Result<Vec<u8>, String>, text: bool) -> EventStatus {
+fn write_reply(reply: Result<Option<Vec<u8>>, String>, text: bool) -> EventStatus {
     match reply {
-        Ok(reply) if reply.is_empty() => EventStatus::Ok,
-        Ok(reply) if text && std::str::from_utf8(&reply).is_err() => {
+        Ok(None) => EventStatus::Ok,
+        Ok(Some(reply)) if text && std::str::from_utf8(&reply).is_err() => {
             fail("a text reply is not valid UTF-8")
         }
-        Ok(reply) => write_result(&reply),
+        Ok(Some(reply)) => write_result(&reply),
         Err(message) => fail(&message),
     }
 }

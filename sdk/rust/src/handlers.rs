@@ -104,12 +104,15 @@ impl<T: Into<Vec<u8>>, E: Display> IntoCallOutput for Result<T, E> {
     }
 }
 
-/// What a WebSocket open or message handler may return: the reply, sent to
-/// the connection when it is not empty — bytes (`Vec<u8>`), text
-/// (`String`, `&str`), `()` or `None` for no reply — or a `Result` of one
-/// whose error is [`Display`]. The reply to an open or a text message is
-/// sent as text, so it must be UTF-8; the reply to a binary message is
-/// binary.
+/// What a WebSocket open or message handler may return: the reply —
+/// bytes (`Vec<u8>`), text (`String`, `&str`) — or `()` or `None` for no
+/// reply, or a `Result` of one whose error is [`Display`]. The reply to an
+/// open or a text message is sent as text, so it must be UTF-8; the reply
+/// to a binary message is binary.
+///
+/// An empty reply to a message is an empty message (an echo handler echoes
+/// empty messages too); only `()` and `None` send nothing. An open's empty
+/// greeting sends nothing.
 ///
 /// An error answers the event with
 /// [`EventStatus::Error`](crate::EventStatus::Error) and the error's text:
@@ -117,43 +120,43 @@ impl<T: Into<Vec<u8>>, E: Display> IntoCallOutput for Result<T, E> {
 /// a message, it sends the client an error message and keeps the
 /// connection open.
 pub trait IntoWsReply {
-    /// Converts the handler's return value (an empty reply is none); `Err`
+    /// Converts the handler's return value: `Ok(None)` for no reply; `Err`
     /// holds the error message.
-    fn into_ws_reply(self) -> Result<Vec<u8>, String>;
+    fn into_ws_reply(self) -> Result<Option<Vec<u8>>, String>;
 }
 
 impl IntoWsReply for () {
-    fn into_ws_reply(self) -> Result<Vec<u8>, String> {
-        Ok(Vec::new())
+    fn into_ws_reply(self) -> Result<Option<Vec<u8>>, String> {
+        Ok(None)
     }
 }
 
 impl IntoWsReply for Vec<u8> {
-    fn into_ws_reply(self) -> Result<Vec<u8>, String> {
-        Ok(self)
+    fn into_ws_reply(self) -> Result<Option<Vec<u8>>, String> {
+        Ok(Some(self))
     }
 }
 
 impl IntoWsReply for String {
-    fn into_ws_reply(self) -> Result<Vec<u8>, String> {
-        Ok(self.into_bytes())
+    fn into_ws_reply(self) -> Result<Option<Vec<u8>>, String> {
+        Ok(Some(self.into_bytes()))
     }
 }
 
 impl IntoWsReply for &str {
-    fn into_ws_reply(self) -> Result<Vec<u8>, String> {
-        Ok(self.as_bytes().to_vec())
+    fn into_ws_reply(self) -> Result<Option<Vec<u8>>, String> {
+        Ok(Some(self.as_bytes().to_vec()))
     }
 }
 
 impl<T: IntoWsReply> IntoWsReply for Option<T> {
-    fn into_ws_reply(self) -> Result<Vec<u8>, String> {
-        self.map_or(Ok(Vec::new()), IntoWsReply::into_ws_reply)
+    fn into_ws_reply(self) -> Result<Option<Vec<u8>>, String> {
+        self.map_or(Ok(None), IntoWsReply::into_ws_reply)
     }
 }
 
 impl<T: IntoWsReply, E: Display> IntoWsReply for Result<T, E> {
-    fn into_ws_reply(self) -> Result<Vec<u8>, String> {
+    fn into_ws_reply(self) -> Result<Option<Vec<u8>>, String> {
         self.map_err(|error| error.to_string())?.into_ws_reply()
     }
 }
@@ -237,8 +240,8 @@ impl<T: IntoTcpReply, E: Display> IntoTcpReply for Result<T, E> {
 
 type HttpHandler = Box<dyn Fn(Request<Vec<u8>>) -> Result<Response<Vec<u8>>, String>>;
 type ByteFunction = Box<dyn Fn(&[u8]) -> Result<Vec<u8>, String>>;
-type WsOpenHandler = Box<dyn Fn(&WsConn) -> Result<Vec<u8>, String>>;
-type WsMessageHandler = Box<dyn Fn(&WsConn, WsMessage<'_>) -> Result<Vec<u8>, String>>;
+type WsOpenHandler = Box<dyn Fn(&WsConn) -> Result<Option<Vec<u8>>, String>>;
+type WsMessageHandler = Box<dyn Fn(&WsConn, WsMessage<'_>) -> Result<Option<Vec<u8>>, String>>;
 type WsCloseHandler = Box<dyn Fn(&WsConn, u16, &str)>;
 type TimerHandler = Box<dyn Fn(&Timer) -> Result<(), String>>;
 type TcpOpenHandler = Box<dyn Fn(&TcpConn) -> Result<Vec<u8>, String>>;
@@ -294,9 +297,10 @@ impl WebSocketHandler {
         self
     }
 
-    /// Sets what runs for each complete message. A non-empty reply goes
-    /// back to the connection with the message's type; an `Err` is
-    /// reported to the client, which stays connected.
+    /// Sets what runs for each complete message. A reply, empty ones
+    /// included, goes back to the connection with the message's type
+    /// ([`IntoWsReply`]); an `Err` is reported to the client, which stays
+    /// connected.
     pub fn on_message<F, R>(mut self, handler: F) -> Self
     where
         F: Fn(&WsConn, WsMessage<'_>) -> R + 'static,

@@ -239,9 +239,10 @@ fn message_errors_are_error_events_and_the_connection_stays() {
         Handlers::new().websocket(WebSocketHandler::new().on_message(
             |_: &WsConn, message: WsMessage<'_>| match message {
                 WsMessage::Text("fail") => Err("cannot do that"),
-                WsMessage::Text("bad reply") => Ok(vec![0xff]),
-                WsMessage::Text("none") => Ok(Vec::new()),
-                other => Ok(other.as_bytes().to_ascii_uppercase()),
+                WsMessage::Text("bad reply") => Ok(Some(vec![0xff])),
+                WsMessage::Text("empty") => Ok(Some(Vec::new())),
+                WsMessage::Text("none") => Ok(None),
+                other => Ok(Some(other.as_bytes().to_ascii_uppercase())),
             },
         )),
     );
@@ -256,9 +257,14 @@ fn message_errors_are_error_events_and_the_connection_stays() {
     );
     // Binary replies may hold any bytes.
     assert_eq!(host.ws_binary(id, b"\xffa").unwrap(), b"\xffA");
+    // `None` sends nothing; an empty reply is an empty message.
     assert_eq!(host.ws_text(id, "none").unwrap(), b"");
+    assert_eq!(host.ws_text(id, "empty").unwrap(), b"");
     assert_eq!(host.ws_text(id, "ok").unwrap(), b"OK");
-    assert_eq!(host.ws_received(id), [binary(b"\xffA"), text("OK")]);
+    assert_eq!(
+        host.ws_received(id),
+        [binary(b"\xffA"), text(""), text("OK")]
+    );
 }
 
 /// What each host call in [`host_errors`] returned, by name.

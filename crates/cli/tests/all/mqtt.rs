@@ -322,6 +322,63 @@ fn mqtt_section(url: Option<&str>, client_id: &str) -> String {
     }
 }
 
+/// Publishes one QoS 1 message as a device that switches keep-alive off
+/// (0 in its CONNECT), on MQTT 3.1.1 or 5, and returns once the broker
+/// acknowledged it. The packets are written here: mosquitto_pub refuses
+/// `-k 0`, and so does rumqttc's MQTT 5 client.
+fn publish_with_keep_alive_0(addr: SocketAddr, v5: bool, topic: &str, payload: &[u8]) {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(addr).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    // MQTT 5 packets carry properties: none here (length 0).
+    let properties: &[u8] = if v5 { &[0] } else { &[] };
+    let client_id = format!("keep-alive-0-v{}", if v5 { 5 } else { 4 });
+    let level = if v5 { 5 } else { 4 };
+    // Protocol name, level, flags (clean session), keep-alive 0.
+    let mut connect = vec![0, 4, b'M', b'Q', b'T', b'T', level, 0x02, 0, 0];
+    connect.extend_from_slice(properties);
+    connect.extend_from_slice(&(client_id.len() as u16).to_be_bytes());
+    connect.extend_from_slice(client_id.as_bytes());
+    let mut publish = (topic.len() as u16).to_be_bytes().to_vec();
+    publish.extend_from_slice(topic.as_bytes());
+    publish.extend_from_slice(&[0, 1]); // packet id
+    publish.extend_from_slice(properties);
+    publish.extend_from_slice(payload);
+    // CONNECT → CONNACK, PUBLISH (QoS 1) → PUBACK.
+    for (kind, body, answer) in [(0x10u8, connect, 0x20u8), (0x32, publish, 0x40)] {
+        let mut packet = vec![kind];
+        let mut len = body.len();
+        loop {
+            let byte = (len % 128) as u8;
+            len /= 128;
+            packet.push(if len > 0 { byte | 0x80 } else { byte });
+            if len == 0 {
+                break;
+            }
+        }
+        packet.extend_from_slice(&body);
+        stream.write_all(&packet).unwrap();
+        let mut head = [0u8; 2];
+        stream.read_exact(&mut head).unwrap_or_else(|err| {
+            panic!(
+                "no answer to packet {kind:#x} of a client with keep-alive 0 (MQTT 5: {v5}): {err}"
+            )
+        });
+        let mut rest = vec![0u8; usize::from(head[1])];
+        stream.read_exact(&mut rest).unwrap();
+        assert_eq!(head[0] & 0xf0, answer, "answer {head:?} {rest:?}");
+        if answer == 0x20 {
+            assert_eq!(rest[1], 0, "the CONNACK refuses: {rest:?}");
+        }
+        if v5 && answer == 0x40 && rest.len() > 2 {
+            assert!(rest[2] < 0x80, "the PUBACK reports a failure: {rest:?}");
+        }
+    }
+    stream.write_all(&[0xe0, 0]).unwrap(); // DISCONNECT
+}
+
 /// `mosquitto_pub`, the way a device publishes (MQTT 3.1.1 unless told).
 fn mosquitto_pub(addr: SocketAddr, args: &[&str]) {
     let status = Command::new("mosquitto_pub")
@@ -359,19 +416,9 @@ async fn routing(url: Option<&str>, addrs: impl Fn(&Gateway) -> (SocketAddr, Soc
     sub.subscribe("copied/#").await;
 
     // A device on MQTT 3.1.1, QoS 1: `+` is {1}, the rest after `#` is {2}.
-    // It connects with keep-alive 0 (off), as many devices do.
     mosquitto_pub(
         addr,
-        &[
-            "-k",
-            "0",
-            "-q",
-            "1",
-            "-t",
-            "sensors/t1/raw/a/b",
-            "-m",
-            "hello",
-        ],
+        &["-q", "1", "-t", "sensors/t1/raw/a/b", "-m", "hello"],
     );
     let msg = sub.expect(&gw, "the raw trigger's output").await;
     assert_eq!(msg.topic, "out/t1/a/b");
@@ -382,24 +429,14 @@ async fn routing(url: Option<&str>, addrs: impl Fn(&Gateway) -> (SocketAddr, Soc
     let msg = sub.expect(&gw, "the raw trigger's output").await;
     assert_eq!(msg.topic, "out/t2/");
 
-    // Keep-alive 0 on MQTT 5 too.
-    mosquitto_pub(
-        v5,
-        &[
-            "-V",
-            "mqttv5",
-            "-k",
-            "0",
-            "-q",
-            "1",
-            "-t",
-            "sensors/t3/raw",
-            "-m",
-            "k0",
-        ],
-    );
+    // Devices that switch keep-alive off (0 in CONNECT), as many do, on
+    // MQTT 3.1.1 and 5.
+    publish_with_keep_alive_0(addr, false, "sensors/t3/raw", b"k0");
     let msg = sub.expect(&gw, "the raw trigger's output").await;
     assert_eq!(msg.topic, "out/t3/");
+    publish_with_keep_alive_0(v5, true, "sensors/t4/raw", b"k0");
+    let msg = sub.expect(&gw, "the raw trigger's output").await;
+    assert_eq!(msg.topic, "out/t4/");
 
     // An MQTT 5 client's user properties and content type reach the module;
     // a subscription of QoS 0 delivers at QoS 0.
@@ -589,6 +626,104 @@ async fn a_trigger_works_over_mqtts_with_a_private_ca_and_not_without_it() {
     );
     let logs = gw.logs();
     assert!(!logs.contains("MQTT trigger subscribed"), "{logs}");
+}
+
+/// The probe's tag: what follows the last `:` of the payload echoed in
+/// the reply's second field (`TOPIC|sleep:MS:TAG|...`).
+fn probe_tag(msg: &Msg) -> String {
+    let text = msg.text();
+    let payload = text.split('|').nth(1).unwrap_or_default();
+    payload.rsplit(':').next().unwrap_or_default().to_owned()
+}
+
+/// Messages on one topic are handled, and their outputs published, in the
+/// order they arrived, retries included, while other topics go ahead;
+/// `order_by = "none"` lets a later message overtake.
+#[tokio::test(flavor = "multi_thread")]
+async fn messages_on_one_topic_keep_their_order_and_other_topics_go_ahead() {
+    let modules = probe_folder();
+    let config = format!(
+        "{}[mqtt.triggers.t]\nfilter = \"in/+\"\nmodule = \"probe\"\noutput_topic = \"out/{{1}}\"\nconcurrency = 8\nretry_initial_ms = 300\n\
+         [mqtt.triggers.free]\nfilter = \"free/+\"\nmodule = \"probe\"\noutput_topic = \"freed/{{1}}\"\norder_by = \"none\"\n",
+        mqtt_section(None, "order")
+    );
+    let gw = Gateway::start(modules.path(), Some(&config));
+    wait_subscribed(&gw, &["t", "free"]).await;
+    let (_, v5) = gw.mqtt.expect("the embedded broker runs");
+    let mut sub = Client::connect(v5, "order-sub").await;
+    sub.subscribe("out/#").await;
+    sub.subscribe("freed/#").await;
+    let publisher = Client::connect(v5, "order-pub").await;
+
+    // 4 topics, 25 messages each, interleaved; each sleeps 0 to 12 ms, so
+    // unordered handling would finish them out of order.
+    let topics = ["a", "b", "c", "d"];
+    for seq in 0..25 {
+        for (i, topic) in topics.iter().enumerate() {
+            let ms = (seq * 7 + i * 5) % 13;
+            publisher
+                .publish(&format!("in/{topic}"), 1, format!("sleep:{ms}:{seq}"))
+                .await;
+        }
+    }
+    let mut seen: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for _ in 0..100 {
+        let msg = sub.expect(&gw, "an output of the 100 messages").await;
+        seen.entry(msg.topic.clone())
+            .or_default()
+            .push(probe_tag(&msg));
+    }
+    let expected: Vec<String> = (0..25).map(|seq| seq.to_string()).collect();
+    for topic in topics {
+        assert_eq!(seen[&format!("out/{topic}")], expected, "{seen:?}");
+    }
+    assert!(
+        sub.next(Duration::from_millis(300)).await.is_none(),
+        "no duplicates"
+    );
+
+    // A slow message holds back its own topic only.
+    publisher.publish("in/slow", 1, "sleep:1500:1").await;
+    publisher.publish("in/slow", 1, "2").await;
+    publisher.publish("in/fast", 1, "3").await;
+    let order: Vec<(String, String)> = [
+        sub.expect(&gw, "the fast topic's output").await,
+        sub.expect(&gw, "the slow topic's first output").await,
+        sub.expect(&gw, "the slow topic's second output").await,
+    ]
+    .iter()
+    .map(|m| (m.topic.clone(), probe_tag(m)))
+    .collect();
+    assert_eq!(
+        order,
+        [("out/fast", "3"), ("out/slow", "1"), ("out/slow", "2")]
+            .map(|(t, tag)| (t.to_owned(), tag.to_owned())),
+        "{}",
+        gw.logs()
+    );
+
+    // So does a message being retried (300 ms, then 600 ms), and its
+    // topic's next message waits until it succeeded.
+    publisher.publish("in/retry", 1, "fail-until:3:1").await;
+    publisher.publish("in/retry", 1, "2").await;
+    publisher.publish("in/other", 1, "3").await;
+    let other = sub.expect(&gw, "the other topic's output").await;
+    assert_eq!(
+        (other.topic.as_str(), probe_tag(&other).as_str()),
+        ("out/other", "3")
+    );
+    let first = sub.expect(&gw, "the retried message's output").await;
+    assert_eq!(first.text(), "in/retry|fail-until:3:1|q1|rfalse|a3|");
+    let second = sub.expect(&gw, "the message after it").await;
+    assert_eq!(second.text(), "in/retry|2|q1|rfalse|a1|");
+
+    // Without order, the second message overtakes the slow first one.
+    publisher.publish("free/x", 1, "sleep:1500:1").await;
+    publisher.publish("free/x", 1, "2").await;
+    let overtaking = sub.expect(&gw, "the unordered trigger's output").await;
+    assert_eq!(probe_tag(&overtaking), "2", "{}", overtaking.text());
+    let slow = sub.expect(&gw, "the unordered trigger's slow output").await;
+    assert_eq!(probe_tag(&slow), "1", "{}", slow.text());
 }
 
 #[tokio::test(flavor = "multi_thread")]

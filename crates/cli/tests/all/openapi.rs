@@ -80,7 +80,9 @@ async fn the_served_document_describes_exactly_the_routes_served() {
     // Every documented operation reaches a handler (the module does not
     // exist, so nothing changes): no `not_found`, no 405.
     for (template, methods) in documented_operations(&doc) {
-        let path = template.replace("{name}", "absent");
+        let path = template
+            .replace("{name}", "absent")
+            .replace("{file}", "index.html");
         for method in ["GET", "PUT", "POST", "DELETE", "PATCH"] {
             let reply = http
                 .send(method, &gw.admin_url(&path), &auth, Vec::new())

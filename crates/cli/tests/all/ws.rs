@@ -478,3 +478,309 @@ async fn pipelined_messages_are_answered_in_order() {
         assert_eq!(client.recv_text().await, i.to_string());
     }
 }
+
+/// One conformance case, named after Autobahn's: frames the client sends,
+/// the frames it must get back in that order (pongs included), and how
+/// the connection must end: `Some(code)` for a close frame from the
+/// gateway, `None` when it must stay open (the test then closes it).
+struct Conformance {
+    case: &'static str,
+    send: Vec<RawFrame>,
+    expect: Vec<(u8, Vec<u8>)>,
+    closes_with: Option<u16>,
+}
+
+fn frame(fin: bool, opcode: u8, payload: impl Into<Vec<u8>>) -> RawFrame {
+    (fin, 0, opcode, payload.into(), true)
+}
+
+fn close_payload(code: u16, reason: &[u8]) -> Vec<u8> {
+    [&code.to_be_bytes()[..], reason].concat()
+}
+
+/// The WebSocket cases of Autobahn's categories that an echo server must
+/// pass (framing, pings, reserved bits and opcodes, fragmentation, UTF-8,
+/// closing), written here against the real `ws-echo` example: the
+/// Autobahn testsuite itself is Python 2 and does not run on this machine.
+fn conformance_cases() -> Vec<Conformance> {
+    let ok = |case, send, expect| Conformance {
+        case,
+        send,
+        expect,
+        closes_with: None,
+    };
+    let fails = |case, send, expect, code| Conformance {
+        case,
+        send,
+        expect,
+        closes_with: Some(code),
+    };
+    let hello = || frame(true, TEXT, "Hello");
+    let mut cases = vec![
+        ok(
+            "1.1.1 empty text",
+            vec![frame(true, TEXT, "")],
+            vec![(TEXT, vec![])],
+        ),
+        ok(
+            "1.2.1 empty binary",
+            vec![frame(true, BINARY, "")],
+            vec![(BINARY, vec![])],
+        ),
+        ok(
+            "2.1 ping without payload",
+            vec![frame(true, PING, "")],
+            vec![(PONG, vec![])],
+        ),
+        ok(
+            "2.3 ping with binary payload",
+            vec![frame(true, PING, [0u8, 0xff, 0xfe])],
+            vec![(PONG, vec![0, 0xff, 0xfe])],
+        ),
+        fails(
+            "2.5 ping payload of 126 bytes",
+            vec![frame(true, PING, vec![b'p'; 126])],
+            vec![],
+            1002,
+        ),
+        fails(
+            "3.2 text, then a frame with RSV = 2, then a ping",
+            vec![
+                hello(),
+                (true, 2, TEXT, b"Hello".to_vec(), true),
+                frame(true, PING, ""),
+            ],
+            vec![(TEXT, b"Hello".to_vec())],
+            1002,
+        ),
+        fails(
+            "4.1.3 text, then reserved opcode 5, then a ping",
+            vec![hello(), frame(true, 0x5, ""), frame(true, PING, "")],
+            vec![(TEXT, b"Hello".to_vec())],
+            1002,
+        ),
+        fails(
+            "4.2.3 text, then reserved control opcode 11, then a ping",
+            vec![hello(), frame(true, 0xB, ""), frame(true, PING, "")],
+            vec![(TEXT, b"Hello".to_vec())],
+            1002,
+        ),
+        ok(
+            "5.3 text in two fragments",
+            vec![
+                frame(false, TEXT, "frag"),
+                frame(true, CONTINUATION, "ment"),
+            ],
+            vec![(TEXT, b"fragment".to_vec())],
+        ),
+        ok(
+            "5.6 text in two fragments with a ping between",
+            vec![
+                frame(false, TEXT, "frag"),
+                frame(true, PING, "p"),
+                frame(true, CONTINUATION, "ment"),
+            ],
+            vec![(PONG, b"p".to_vec()), (TEXT, b"fragment".to_vec())],
+        ),
+        fails(
+            "5.9 a final continuation with nothing to continue, then text",
+            vec![frame(true, CONTINUATION, "x"), hello()],
+            vec![],
+            1002,
+        ),
+        fails(
+            "5.15 a fragmented text, then a continuation with nothing to continue",
+            vec![
+                frame(false, TEXT, "frag"),
+                frame(true, CONTINUATION, "ment"),
+                frame(false, CONTINUATION, "x"),
+                hello(),
+            ],
+            vec![(TEXT, b"fragment".to_vec())],
+            1002,
+        ),
+        ok(
+            "6.1.1 text of length 0",
+            vec![frame(true, TEXT, "")],
+            vec![(TEXT, vec![])],
+        ),
+        ok(
+            "6.1.2 three empty fragments",
+            vec![
+                frame(false, TEXT, ""),
+                frame(false, CONTINUATION, ""),
+                frame(true, CONTINUATION, ""),
+            ],
+            vec![(TEXT, vec![])],
+        ),
+        ok(
+            "6.1.3 empty, non-empty and empty fragments",
+            vec![
+                frame(false, TEXT, ""),
+                frame(false, CONTINUATION, "middle"),
+                frame(true, CONTINUATION, ""),
+            ],
+            vec![(TEXT, b"middle".to_vec())],
+        ),
+        ok(
+            "6.2.3 UTF-8 split inside a code point across fragments",
+            vec![
+                frame(false, TEXT, &"κό".as_bytes()[..3]),
+                frame(true, CONTINUATION, &"κό".as_bytes()[3..]),
+            ],
+            vec![(TEXT, "κό".as_bytes().to_vec())],
+        ),
+        fails(
+            "6.3.1 invalid UTF-8",
+            vec![frame(true, TEXT, [0xce, 0xba, 0xe1, 0xbd, 0xb9, 0xcf])],
+            vec![],
+            1007,
+        ),
+        fails(
+            "6.4.1 invalid UTF-8 in a fragmented text",
+            vec![
+                frame(false, TEXT, [0xce, 0xba]),
+                frame(true, CONTINUATION, [0xf4, 0x90, 0x80, 0x80]),
+            ],
+            vec![],
+            1007,
+        ),
+        fails(
+            "7.1.1 text, then close",
+            vec![hello(), frame(true, CLOSE, close_payload(1000, b""))],
+            vec![(TEXT, b"Hello".to_vec())],
+            1000,
+        ),
+        fails(
+            "7.1.3 close, then a ping",
+            vec![
+                frame(true, CLOSE, close_payload(1000, b"")),
+                frame(true, PING, ""),
+            ],
+            vec![],
+            1000,
+        ),
+        fails(
+            "7.3.1 close without payload",
+            vec![frame(true, CLOSE, "")],
+            vec![],
+            1000,
+        ),
+        fails(
+            "7.3.2 close with a 1-byte payload",
+            vec![frame(true, CLOSE, "x")],
+            vec![],
+            1002,
+        ),
+        fails(
+            "7.3.5 close with a 123-byte reason",
+            vec![frame(true, CLOSE, close_payload(1000, &[b'r'; 123]))],
+            vec![],
+            1000,
+        ),
+        fails(
+            "7.3.6 close with a 124-byte reason",
+            vec![frame(true, CLOSE, close_payload(1000, &[b'r'; 124]))],
+            vec![],
+            1002,
+        ),
+        fails(
+            "7.5.1 close reason not UTF-8",
+            vec![frame(
+                true,
+                CLOSE,
+                close_payload(1000, &[0xce, 0xba, 0xe1, 0xbd]),
+            )],
+            vec![],
+            1007,
+        ),
+    ];
+    for n in [125usize, 126, 127, 128, 65535, 65536] {
+        let text = "*".repeat(n);
+        cases.push(ok(
+            "1.1.x text at each length encoding's bounds",
+            vec![frame(true, TEXT, text.clone())],
+            vec![(TEXT, text.into_bytes())],
+        ));
+    }
+    for code in [
+        1000u16, 1001, 1002, 1003, 1007, 1008, 1009, 1010, 1011, 3000, 3999, 4000, 4999,
+    ] {
+        cases.push(fails(
+            "7.7.x a valid close code is echoed",
+            vec![frame(true, CLOSE, close_payload(code, b""))],
+            vec![],
+            code,
+        ));
+    }
+    for code in [0u16, 999, 1004, 1005, 1006, 1016, 1100, 2000, 2999] {
+        cases.push(fails(
+            "7.9.x an invalid close code",
+            vec![frame(true, CLOSE, close_payload(code, b""))],
+            vec![],
+            1002,
+        ));
+    }
+    cases
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_echo_example_passes_autobahn_style_cases() {
+    let modules = crate::util::modules_with(&["ws-echo"]);
+    let gw = Gateway::start(modules.path(), None);
+    let mut failures = Vec::new();
+    for case in conformance_cases() {
+        let mut c = WsClient::connect(gw.addr, "/ws-echo/ws").await;
+        // All frames in one write where they fit, as Autobahn's "one chop".
+        for (fin, rsv, opcode, payload, masked) in &case.send {
+            c.send_raw(*fin, *rsv, *opcode, payload, *masked).await;
+        }
+        let mut got = Vec::new();
+        let mut ended = None;
+        while ended.is_none() {
+            let Some(frame) = c.next_frame_within(Duration::from_secs(15)).await else {
+                ended = Some(None);
+                break;
+            };
+            if frame.opcode == CLOSE {
+                ended = Some(Some(frame.close().0));
+            } else {
+                got.push((frame.opcode, frame.payload));
+            }
+            if ended.is_none() && case.closes_with.is_none() && got.len() == case.expect.len() {
+                break;
+            }
+        }
+        let outcome = match (case.closes_with, ended) {
+            (Some(code), Some(Some(closed))) if code == closed => Ok(()),
+            (Some(code), ended) => Err(format!("should close with {code}, ended {ended:?}")),
+            (None, None) => {
+                // Still open: a normal close ends it.
+                c.send_close(1000, "").await;
+                match c.expect_close().await.0 {
+                    1000 => Ok(()),
+                    other => Err(format!("answered a close 1000 with {other}")),
+                }
+            }
+            (None, ended) => Err(format!("should stay open, ended {ended:?}")),
+        };
+        if got != case.expect {
+            let show = |frames: &[(u8, Vec<u8>)]| -> Vec<(u8, usize)> {
+                frames.iter().map(|(op, p)| (*op, p.len())).collect()
+            };
+            failures.push(format!(
+                "{}: got frames (opcode, length) {:?}, want {:?}",
+                case.case,
+                show(&got),
+                show(&case.expect)
+            ));
+        }
+        if let Err(why) = outcome {
+            failures.push(format!("{}: {why}", case.case));
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+    // The gateway serves on after all of them.
+    let mut c = WsClient::connect(gw.addr, "/ws-echo/ws").await;
+    assert_eq!(c.ask("still here").await, "still here");
+}

@@ -104,6 +104,10 @@ pub struct MqttTriggerConfig {
     /// Messages handled at once.
     #[serde(default = "default_concurrency")]
     pub concurrency: usize,
+    /// Which messages keep their arrival order: `topic` (messages on one
+    /// topic), a template such as `{1}` (messages whose rendered key is
+    /// equal, e.g. one device), or `none`. Default `topic`.
+    pub order_by: Option<String>,
     /// QoS 0 messages waiting for a free slot; more are dropped (and
     /// counted).
     #[serde(default = "default_max_queue")]
@@ -155,6 +159,30 @@ pub(crate) struct BrokerAddress {
     pub(crate) tls: bool,
 }
 
+/// Which messages of a trigger are handled one after another, in arrival
+/// order: those with the same key. Different keys run concurrently.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum OrderBy {
+    /// No order: every message runs as soon as a slot is free.
+    Nothing,
+    /// The input topic is the key.
+    Topic,
+    /// The rendered template is the key (`{1}`: the first wildcard's level).
+    Template(TopicTemplate),
+}
+
+impl OrderBy {
+    /// The key of a message on `topic` with wildcard `captures`; `None`
+    /// when messages are not ordered.
+    pub(crate) fn key(&self, topic: &str, captures: &[&str]) -> Option<String> {
+        match self {
+            Self::Nothing => None,
+            Self::Topic => Some(topic.to_owned()),
+            Self::Template(template) => Some(template.render(topic, captures)),
+        }
+    }
+}
+
 /// One trigger, validated.
 #[derive(Debug, Clone)]
 pub(crate) struct TriggerSettings {
@@ -165,6 +193,7 @@ pub(crate) struct TriggerSettings {
     pub(crate) qos: u8,
     pub(crate) shared_group: Option<String>,
     pub(crate) concurrency: usize,
+    pub(crate) order_by: OrderBy,
     pub(crate) max_queue: usize,
     pub(crate) max_attempts: u32,
     pub(crate) retry_initial: Duration,
@@ -397,6 +426,17 @@ impl MqttTriggerConfig {
             })?),
             None => None,
         };
+        let order_by = match self.order_by.as_deref() {
+            None | Some("topic") => OrderBy::Topic,
+            Some("none") => OrderBy::Nothing,
+            Some(template) => OrderBy::Template(TopicTemplate::parse(template, n).map_err(
+                |why| {
+                    ConfigError::Invalid(format!(
+                        "mqtt.triggers.{name}.order_by: {why} (or use `topic` or `none`)"
+                    ))
+                },
+            )?),
+        };
         let dead_letter = self
             .dead_letter_topic
             .clone()
@@ -412,6 +452,7 @@ impl MqttTriggerConfig {
             qos: self.qos,
             shared_group: self.shared_group.clone(),
             concurrency: self.concurrency,
+            order_by,
             max_queue: self.max_queue,
             max_attempts: self.max_attempts,
             retry_initial: Duration::from_millis(self.retry_initial_ms),
@@ -492,6 +533,31 @@ mod tests {
         assert_eq!(t.backoff(1), Duration::from_millis(100));
         assert_eq!(t.backoff(3), Duration::from_millis(400));
         assert_eq!(t.backoff(40), Duration::from_secs(5));
+    }
+
+    #[test]
+    fn messages_keep_their_order_by_topic_unless_told_otherwise() {
+        let order = |extra: &str| {
+            let config = Config::parse(&format!(
+                "[mqtt.triggers.t]\nfilter = \"dev/+/x/#\"\nmodule = \"m\"\n{extra}"
+            ))?;
+            Ok::<_, ConfigError>(config.mqtt.unwrap().triggers()?[0].order_by.clone())
+        };
+        let topic = order("").unwrap();
+        assert_eq!(topic, OrderBy::Topic);
+        assert_eq!(
+            topic.key("dev/7/x/a", &["7", "a"]).as_deref(),
+            Some("dev/7/x/a")
+        );
+        assert_eq!(order("order_by = \"none\"").unwrap().key("dev/7/x/a", &["7", "a"]), None);
+        let device = order("order_by = \"{1}\"").unwrap();
+        assert_eq!(device.key("dev/7/x/a", &["7", "a"]).as_deref(), Some("7"));
+        assert_eq!(device.key("dev/7/x/b", &["7", "b"]).as_deref(), Some("7"));
+        let err = order("order_by = \"{3}\"").unwrap_err().to_string();
+        assert!(
+            err.contains("mqtt.triggers.t.order_by") && err.contains("`topic` or `none`"),
+            "{err}"
+        );
     }
 
     #[test]

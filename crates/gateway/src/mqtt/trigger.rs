@@ -3,9 +3,10 @@
 //!
 //! The connection's event loop never waits on anything but the network:
 //! messages go to a dispatcher that runs at most `concurrency` of them at a
-//! time. QoS 1 messages are bounded by the broker's flow control (our
-//! receive maximum); QoS 0 ones by `max_queue`, beyond which they are
-//! dropped and counted.
+//! time, and those with the same order key (the topic by default) one
+//! after another, in arrival order. QoS 1 messages are bounded by the
+//! broker's flow control (our receive maximum); QoS 0 ones by `max_queue`,
+//! beyond which they are dropped and counted.
 //!
 //! MQTT requires PUBACKs in the order the messages arrived (and rumqttd
 //! refuses any other), so a finished message is acknowledged only once
@@ -13,7 +14,7 @@
 //! connection that has since dropped are never sent on the next one; the
 //! broker redelivers those messages instead.
 
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -299,28 +300,75 @@ impl Trigger {
         }
     }
 
+    /// Runs jobs as slots free up, at most `concurrency` at once; jobs
+    /// with the same order key ([`super::config::OrderBy`]) one after another, in arrival
+    /// order.
+    ///
+    /// A running key has a chain: a queue in `chains` that the task running
+    /// its job drains, on the same slot, before it lets the slot go. So a
+    /// message waiting behind another of its key holds no slot (other keys
+    /// go ahead), and a retried message holds back only its own key.
     async fn dispatch(self: Arc<Self>, mut jobs: mpsc::UnboundedReceiver<Job>) {
         let slots = Arc::new(Semaphore::new(self.settings.concurrency));
+        let chains: Arc<Mutex<HashMap<String, VecDeque<Job>>>> = Arc::default();
         let mut running = JoinSet::new();
         while let Some(job) = jobs.recv().await {
-            let slot = slots.clone().acquire_owned().await.expect("never closed");
-            if job.ticket.is_none() {
-                self.queued.fetch_sub(1, Ordering::AcqRel);
+            let key = self.order_key(&job.publish);
+            if let Some(key) = &key {
+                let mut chains = chains.lock().unwrap();
+                if let Some(waiting) = chains.get_mut(key) {
+                    // Its key runs: the task running it takes this job next.
+                    waiting.push_back(job);
+                    continue;
+                }
+                chains.insert(key.clone(), VecDeque::new());
             }
+            let slot = slots.clone().acquire_owned().await.expect("never closed");
             while running.try_join_next().is_some() {}
             let this = self.clone();
+            let chains = chains.clone();
             running.spawn(async move {
-                let Job { publish, ticket } = job;
-                let outcome = this.handle(&publish).await;
-                if let Some(ticket) = ticket
-                    && outcome == Outcome::Ack
-                {
-                    this.complete(ticket);
+                let mut job = job;
+                loop {
+                    this.run_job(job).await;
+                    let Some(key) = &key else { break };
+                    let mut waiting = chains.lock().unwrap();
+                    match waiting.get_mut(key).and_then(VecDeque::pop_front) {
+                        Some(next) => job = next,
+                        None => {
+                            waiting.remove(key);
+                            break;
+                        }
+                    }
                 }
                 drop(slot);
             });
         }
         while running.join_next().await.is_some() {}
+    }
+
+    /// The key whose messages keep their order, `None` for no order. A
+    /// topic the filter does not match (it is dropped) is its own key.
+    fn order_key(&self, publish: &Publish) -> Option<String> {
+        let topic = String::from_utf8_lossy(&publish.topic);
+        match super::topic::captures(&self.settings.filter, &topic) {
+            Some(captures) => self.settings.order_by.key(&topic, &captures),
+            None => Some(topic.into_owned()),
+        }
+    }
+
+    /// Handles one job and, for QoS 1, queues its acknowledgement.
+    async fn run_job(&self, job: Job) {
+        let Job { publish, ticket } = job;
+        if ticket.is_none() {
+            self.queued.fetch_sub(1, Ordering::AcqRel);
+        }
+        let outcome = self.handle(&publish).await;
+        if let Some(ticket) = ticket
+            && outcome == Outcome::Ack
+        {
+            self.complete(ticket);
+        }
     }
 
     fn complete(&self, ticket: Ticket) {

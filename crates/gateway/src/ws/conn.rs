@@ -5,6 +5,7 @@
 //! on the stack and only the bytes of an incomplete frame are kept; the
 //! write buffer exists only while writing.
 
+use std::collections::VecDeque;
 use std::future::poll_fn;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -125,6 +126,12 @@ impl Session<'_> {
                     Err(err) => {
                         let code = err.close_code();
                         tracing::debug!(module = &**self.module, connection = self.connection.id, error = %err, "closing a WebSocket connection for a protocol error");
+                        // The messages before the bad frame were handled:
+                        // their replies go out before the close frame.
+                        let (queued, _) = self.connection.take();
+                        if Box::pin(self.write_queued(io, queued)).await.is_err() {
+                            return dropped();
+                        }
                         let _ = Box::pin(self.write_close(io, code, &err.to_string())).await;
                         return Ended {
                             code,
@@ -180,6 +187,12 @@ impl Session<'_> {
                 // sent our own close frame.
                 let (code, reason) = close.unwrap_or((1005, String::new()));
                 if !self.close_sent {
+                    // Replies to the messages before the close frame first
+                    // (RFC 6455 §5.5.1 lets data precede our close).
+                    let (queued, _) = self.connection.take();
+                    if self.write_queued(io, queued).await.is_err() {
+                        return Some(dropped());
+                    }
                     let echo = if code == 1005 { 1000 } else { code };
                     let _ = self.write_close(io, echo, "").await;
                 }
@@ -301,27 +314,8 @@ impl Session<'_> {
     /// ended.
     async fn flush(&mut self, io: &mut Io) -> Option<Ended> {
         let (queued, closing) = self.connection.take();
-        if !queued.is_empty() {
-            let mut batch = Vec::new();
-            for item in queued {
-                match item {
-                    Outgoing::Message(message) if message.text => {
-                        codec::encode_text(&message.data, &mut batch)
-                    }
-                    Outgoing::Message(message) => codec::encode_binary(&message.data, &mut batch),
-                    Outgoing::Ping => codec::encode_ping(b"", &mut batch),
-                    Outgoing::Pong(data) => codec::encode_pong(&data, &mut batch),
-                }
-                if batch.len() >= WRITE_BATCH {
-                    if self.write(io, &batch).await.is_err() {
-                        return Some(dropped());
-                    }
-                    batch.clear();
-                }
-            }
-            if !batch.is_empty() && self.write(io, &batch).await.is_err() {
-                return Some(dropped());
-            }
+        if self.write_queued(io, queued).await.is_err() {
+            return Some(dropped());
         }
         let (code, reason, cause) = closing?;
         if cause != CloseCause::Module {
@@ -333,6 +327,29 @@ impl Session<'_> {
         }
         Box::pin(self.await_close(io)).await;
         Some(Ended { code, reason })
+    }
+
+    /// Writes queued frames, in batches of up to [`WRITE_BATCH`] bytes.
+    async fn write_queued(&self, io: &mut Io, queued: VecDeque<Outgoing>) -> std::io::Result<()> {
+        let mut batch = Vec::new();
+        for item in queued {
+            match item {
+                Outgoing::Message(message) if message.text => {
+                    codec::encode_text(&message.data, &mut batch)
+                }
+                Outgoing::Message(message) => codec::encode_binary(&message.data, &mut batch),
+                Outgoing::Ping => codec::encode_ping(b"", &mut batch),
+                Outgoing::Pong(data) => codec::encode_pong(&data, &mut batch),
+            }
+            if batch.len() >= WRITE_BATCH {
+                self.write(io, &batch).await?;
+                batch.clear();
+            }
+        }
+        if batch.is_empty() {
+            return Ok(());
+        }
+        self.write(io, &batch).await
     }
 
     /// Writes with a deadline: a peer that stopped reading must not hold

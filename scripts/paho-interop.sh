@@ -1,0 +1,146 @@
+#!/usr/bin/env bash
+# Runs the Eclipse Paho MQTT interoperability tests (client_test.py for
+# MQTT 3.1.1, client_test5.py for MQTT 5) against the gateway's embedded
+# broker and against mosquitto, in one run, and prints both scores.
+#
+#   scripts/paho-interop.sh PAHO_CHECKOUT
+#
+# PAHO_CHECKOUT is a checkout of github.com/eclipse-paho/paho.mqtt.testing
+# (CI cannot reach it, and none of its code is copied here). The test
+# scripts run unmodified: a few lines of Python around them only pass the
+# broker's port, which client_test.py otherwise hands on to unittest's own
+# argument parser. Results, with the checkout's commit, go to
+# target/paho-interop/results.md; docs/mqtt.md quotes them. Run it after
+# every change to the broker (vendor/rumqttd, crates/gateway/src/mqtt).
+set -euo pipefail
+root="$(cd "$(dirname "$0")/.." && pwd)"
+paho="${1:?usage: scripts/paho-interop.sh PAHO_CHECKOUT}"
+interop="$(cd "$paho" && pwd)/interoperability"
+[ -f "$interop/client_test.py" ] || { echo "no interoperability/client_test.py under $paho" >&2; exit 2; }
+commit="$(git -C "$paho" rev-parse --short HEAD 2>/dev/null || echo unknown)"
+mosquitto_bin="$(command -v mosquitto || echo /usr/sbin/mosquitto)"
+[ -x "$mosquitto_bin" ] || { echo "mosquitto is not installed (apt-get install mosquitto)" >&2; exit 2; }
+
+cargo build --release --quiet --manifest-path "$root/Cargo.toml" --workspace --bin shanhai
+out="$root/target/paho-interop"
+rm -rf "$out"
+mkdir -p "$out"
+work="$(mktemp -d)"
+pids=()
+cleanup() {
+  for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
+  wait 2>/dev/null || true
+  rm -rf "$work"
+}
+trap cleanup EXIT
+
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+wait_port() {
+  for _ in $(seq 1 1000); do
+    (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return
+    sleep 0.02
+  done
+  echo "nothing listens on $1" >&2
+  exit 1
+}
+
+# The harness: the upstream script as __main__, with unittest told to read
+# no arguments of its own.
+cat >"$work/run.py" <<'PY'
+import runpy, sys, unittest
+script, port = sys.argv[1], sys.argv[2]
+sys.path.insert(0, ".")
+sys.argv = [script, "--hostname=127.0.0.1", "-p", port]
+upstream_main = unittest.main
+unittest.main = lambda *args, **kwargs: upstream_main(argv=[script], exit=False, verbosity=2)
+runpy.run_path(script, run_name="__main__")
+PY
+
+mq_port="$(free_port)"
+cat >"$work/mosquitto.conf" <<CONF
+listener $mq_port 127.0.0.1
+allow_anonymous true
+persistence false
+user root
+CONF
+"$mosquitto_bin" -c "$work/mosquitto.conf" >"$out/mosquitto.log" 2>&1 &
+pids+=($!)
+mosquitto_version="$("$mosquitto_bin" -h 2>/dev/null | sed -n 's/^mosquitto version \([^ ]*\).*/\1/p' | head -1)"
+
+v4_port="$(free_port)"
+v5_port="$(free_port)"
+mkdir -p "$work/gateway/modules"
+cat >"$work/gateway/shanhai.toml" <<CONF
+[server]
+listen = "127.0.0.1:0"
+watch = false
+[admin]
+enabled = false
+[mqtt]
+listen = "127.0.0.1:$v4_port"
+listen_v5 = "127.0.0.1:$v5_port"
+CONF
+(cd "$work/gateway" && exec "$root/target/release/shanhai" serve --config shanhai.toml --modules modules) \
+  >"$out/gateway.log" 2>&1 &
+pids+=($!)
+wait_port "$mq_port"
+wait_port "$v4_port"
+wait_port "$v5_port"
+
+# suite NAME SCRIPT PORT: runs one script; prints "passed total".
+suite() {
+  local name="$1" script="$2" port="$3" log
+  log="$out/$name.log"
+  (cd "$interop" && timeout 600 python3 "$work/run.py" "$script" "$port") >"$log" 2>&1 || true
+  python3 - "$log" "$interop/$script" <<'PY'
+import re, sys
+text = open(sys.argv[1], errors="replace").read()
+defined = len(re.findall(r"^\s+def test", open(sys.argv[2]).read(), re.M))
+ran = re.findall(r"^Ran (\d+) tests?", text, re.M)
+verdicts = re.findall(r"^(?:OK|FAILED).*$", text, re.M)
+if not ran or not verdicts:
+    print(0, defined)  # the script did not finish: nothing counts
+else:
+    bad = sum(int(n) for n in re.findall(r"(?:failures|errors)=(\d+)", verdicts[-1]))
+    print(int(ran[-1]) - bad, ran[-1])
+PY
+}
+
+declare -A score
+for broker in mosquitto embedded; do
+  for version in 311 5; do
+    case "$broker/$version" in
+      mosquitto/*) port="$mq_port" ;;
+      embedded/311) port="$v4_port" ;;
+      embedded/5) port="$v5_port" ;;
+    esac
+    script=client_test.py
+    [ "$version" = 5 ] && script=client_test5.py
+    echo "== $broker, MQTT $version: $script" >&2
+    score[$broker/$version]="$(suite "$broker-$version" "$script" "$port")"
+    echo "   ${score[$broker/$version]} (passed, total)" >&2
+  done
+done
+
+sum() { # BROKER: passed/total over both versions
+  local a b c d
+  read -r a b <<<"${score[$1/311]}"
+  read -r c d <<<"${score[$1/5]}"
+  echo "$((a + c)) of $((b + d))"
+}
+failed() { # LOG: the names of the tests that failed or errored
+  sed -n 's/^\(FAIL\|ERROR\): \(test[A-Za-z0-9_]*\) .*/\2/p' "$1" | paste -sd, - | sed 's/,/, /g'
+}
+{
+  echo "Paho interoperability tests at paho.mqtt.testing $commit, $(date -u +%Y-%m-%d), shanhai $(git -C "$root" rev-parse --short HEAD):"
+  echo
+  echo "| broker | MQTT 3.1.1 (client_test.py) | MQTT 5 (client_test5.py) | together | failed |"
+  echo "| --- | ---: | ---: | ---: | --- |"
+  for broker in mosquitto embedded; do
+    name="$broker"
+    [ "$broker" = mosquitto ] && name="mosquitto $mosquitto_version"
+    [ "$broker" = embedded ] && name="embedded (rumqttd 0.20 + patches)"
+    echo "| $name | ${score[$broker/311]/ / of } | ${score[$broker/5]/ / of } | $(sum "$broker") | $(failed "$out/$broker-311.log") $(failed "$out/$broker-5.log") |"
+  done
+} | tee "$out/results.md"
+echo "logs in $out" >&2
