@@ -154,10 +154,8 @@ async fn mqtt(args: MqttArgs) -> anyhow::Result<serde_json::Value> {
     let first_measured = Arc::new(AtomicU64::new(0));
     let pid = std::process::id();
     // With --topics: per topic, the messages in flight, oldest first.
-    let in_flight: Arc<Mutex<Vec<VecDeque<usize>>>> = Arc::new(Mutex::new(vec![
-        VecDeque::new();
-        args.topics.unwrap_or(0)
-    ]));
+    let in_flight: Arc<Mutex<Vec<VecDeque<usize>>>> =
+        Arc::new(Mutex::new(vec![VecDeque::new(); args.topics.unwrap_or(0)]));
     let topic_of = |seq: usize| args.topics.map_or(seq, |n| seq % n);
 
     let (sub, mut sub_loop) =

@@ -173,7 +173,8 @@ fn tcp_event(handlers: &Handlers, envelope: &[u8]) -> EventStatus {
             return EventStatus::Ok;
         }
     };
-    write_reply(reply, false)
+    // An empty frame is no reply.
+    write_reply(reply.map(|r| (!r.is_empty()).then_some(r)), false)
 }
 
 /// Runs the MQTT handler. Its messages, if any, are the output (an

@@ -731,13 +731,15 @@ mod tests {
 
     #[test]
     fn ws_replies_convert() {
-        assert_eq!(().into_ws_reply(), Ok(Vec::new()));
-        assert_eq!("hi".into_ws_reply(), Ok(b"hi".to_vec()));
-        assert_eq!(String::from("hi").into_ws_reply(), Ok(b"hi".to_vec()));
-        assert_eq!(None::<String>.into_ws_reply(), Ok(Vec::new()));
-        assert_eq!(Some(vec![1u8]).into_ws_reply(), Ok(vec![1]));
+        // `()` and `None` are no reply; an empty string is an empty one.
+        assert_eq!(().into_ws_reply(), Ok(None));
+        assert_eq!("".into_ws_reply(), Ok(Some(Vec::new())));
+        assert_eq!("hi".into_ws_reply(), Ok(Some(b"hi".to_vec())));
+        assert_eq!(String::from("hi").into_ws_reply(), Ok(Some(b"hi".to_vec())));
+        assert_eq!(None::<String>.into_ws_reply(), Ok(None));
+        assert_eq!(Some(vec![1u8]).into_ws_reply(), Ok(Some(vec![1])));
         let ok: Result<&str, String> = Ok("x");
-        assert_eq!(ok.into_ws_reply(), Ok(b"x".to_vec()));
+        assert_eq!(ok.into_ws_reply(), Ok(Some(b"x".to_vec())));
         let err: Result<(), &str> = Err("nope");
         assert_eq!(err.into_ws_reply(), Err("nope".to_owned()));
     }

@@ -429,13 +429,13 @@ impl MqttTriggerConfig {
         let order_by = match self.order_by.as_deref() {
             None | Some("topic") => OrderBy::Topic,
             Some("none") => OrderBy::Nothing,
-            Some(template) => OrderBy::Template(TopicTemplate::parse(template, n).map_err(
-                |why| {
+            Some(template) => {
+                OrderBy::Template(TopicTemplate::parse(template, n).map_err(|why| {
                     ConfigError::Invalid(format!(
                         "mqtt.triggers.{name}.order_by: {why} (or use `topic` or `none`)"
                     ))
-                },
-            )?),
+                })?)
+            }
         };
         let dead_letter = self
             .dead_letter_topic
@@ -549,7 +549,12 @@ mod tests {
             topic.key("dev/7/x/a", &["7", "a"]).as_deref(),
             Some("dev/7/x/a")
         );
-        assert_eq!(order("order_by = \"none\"").unwrap().key("dev/7/x/a", &["7", "a"]), None);
+        assert_eq!(
+            order("order_by = \"none\"")
+                .unwrap()
+                .key("dev/7/x/a", &["7", "a"]),
+            None
+        );
         let device = order("order_by = \"{1}\"").unwrap();
         assert_eq!(device.key("dev/7/x/a", &["7", "a"]).as_deref(), Some("7"));
         assert_eq!(device.key("dev/7/x/b", &["7", "b"]).as_deref(), Some("7"));
