@@ -263,7 +263,7 @@ def run(args):
             return status == 200 and json.loads(body)
 
         readiness = wait_for("every module loaded (/readyz 200)", args.load_deadline, ready, every_s=5)
-        check(readiness["failed"] == [], f"modules failed to load: {readiness}")
+        check(not readiness["failed"], f"modules failed to load: {readiness}")
         check(sorted(readiness["modules"]) == sorted(MODULES), f"modules serving: {readiness['modules']}")
         print(f"smoke: {len(MODULES)} modules loaded after {time.monotonic() - started:.1f} s", flush=True)
 

@@ -1008,8 +1008,10 @@ impl Config {
         let base = ModuleLimits::default();
         let limits = ModuleLimits {
             deadline: pick(|l| l.deadline_ms).map_or(base.deadline, Duration::from_millis),
+            // Saturating: on a 32-bit host a shift would wrap (4096 MiB
+            // is 0 there).
             max_memory_bytes: pick_size(|l| l.max_memory_mb)
-                .map_or(base.max_memory_bytes, |mb| mb << 20),
+                .map_or(base.max_memory_bytes, |mb| mb.saturating_mul(1 << 20)),
             fuel: pick(|l| l.fuel).or(base.fuel),
             max_request_bytes: pick_size(|l| l.max_request_bytes).unwrap_or(base.max_request_bytes),
             max_response_bytes: pick_size(|l| l.max_response_bytes)
@@ -1061,7 +1063,8 @@ impl Config {
                 "{section}.log_burst must be positive while log_lines_per_second is (0 lines a second means no limit)"
             )));
         }
-        if limits.max_memory_bytes > 4 << 30 {
+        // The configured figure, not the bytes: those saturate on a 32-bit host.
+        if pick_size(|l| l.max_memory_mb).is_some_and(|mb| mb > 4096) {
             return Err(ConfigError::Invalid(format!(
                 "{section}.max_memory_mb: a 32-bit WebAssembly memory cannot exceed 4096 MiB"
             )));

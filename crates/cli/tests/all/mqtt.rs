@@ -438,6 +438,13 @@ async fn routing(url: Option<&str>, addrs: impl Fn(&Gateway) -> (SocketAddr, Soc
     let msg = sub.expect(&gw, "the raw trigger's output").await;
     assert_eq!(msg.topic, "out/t4/");
 
+    // A QoS 0 publication reaches a QoS 1 trigger at QoS 0: a message goes
+    // out at the lower of its own QoS and the subscription's.
+    mosquitto_pub(addr, &["-q", "0", "-t", "sensors/t5/raw", "-m", "q"]);
+    let msg = sub.expect(&gw, "the raw trigger's output").await;
+    assert_eq!(msg.topic, "out/t5/");
+    assert_eq!(msg.text(), "sensors/t5/raw|q|q0|rfalse|a1|");
+
     // An MQTT 5 client's user properties and content type reach the module;
     // a subscription of QoS 0 delivers at QoS 0.
     let properties = PublishProperties {

@@ -530,12 +530,19 @@ mod tests {
     #[test]
     fn every_route_template_reaches_its_route() {
         for (template, methods) in ROUTES {
-            let path = template.replace("{name}", "hello");
+            let path = template
+                .replace("{name}", "hello")
+                .replace("{file}", "app.js");
             let route = Route::of(&path);
             assert_eq!(route.template(), Some(*template), "{path}");
             assert_eq!(route.allows(), *methods, "{path}");
         }
-        for path in ["/", "/admin", "/admin/modules/a/b", "/admin/openapi.yaml"] {
+        for path in [
+            "/admin",
+            "/admin/modules/a/b",
+            "/admin/openapi.yaml",
+            "/uix",
+        ] {
             assert!(Route::of(path).template().is_none(), "{path}");
             assert!(Route::of(path).allows().is_empty(), "{path}");
         }

@@ -1561,7 +1561,13 @@ fn forward_device_data(
     let forwards = publishes
         .into_iter()
         .map(|((mut publish, mut properties), offset)| {
-            publish.qos = protocol::qos(qos).unwrap();
+            // Shanhai patch: a message goes out at the lower of its own QoS
+            // and the subscription's (MQTT 3.1.1 and 5, §3.8.4), not
+            // always at the subscription's.
+            let granted = protocol::qos(qos).unwrap();
+            if publish.qos as u8 > granted as u8 {
+                publish.qos = granted;
+            }
 
             // if there is some topic alias to use, set it in publish properties
             if topic_alias.is_some() {
