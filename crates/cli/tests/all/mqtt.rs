@@ -1302,3 +1302,96 @@ fn an_embedded_broker_open_to_the_network_without_credentials_is_refused() {
         "{stderr}"
     );
 }
+
+/// One MQTT 5 connection of client `id` to the embedded broker: connects
+/// with `clean_start` and a session expiry interval, subscribes to
+/// `filter` (QoS 1) if given, waits for `expect` messages (or, expecting
+/// none, half a second), disconnects with a DISCONNECT packet, and returns
+/// the CONNACK's session-present flag and the payloads received.
+async fn mqtt5_session(
+    addr: SocketAddr,
+    id: &str,
+    clean_start: bool,
+    expiry_s: Option<u32>,
+    filter: Option<&str>,
+    expect: usize,
+) -> (bool, Vec<String>) {
+    let mut options = MqttOptions::new(id, addr.ip().to_string(), addr.port());
+    options
+        .set_keep_alive(Duration::from_secs(30))
+        .set_clean_start(clean_start)
+        .set_session_expiry_interval(expiry_s);
+    let (client, mut eventloop) = AsyncClient::new(options, 10);
+    if let Some(filter) = filter {
+        client.subscribe(filter, QoS::AtLeastOnce).await.unwrap();
+    }
+    let (mut present, mut subscribed, mut got) = (None, filter.is_none(), Vec::new());
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let mut quiet_until = None;
+    loop {
+        if present.is_some() && subscribed && got.len() >= expect {
+            // Expecting nothing: give a stray message half a second.
+            let until =
+                *quiet_until.get_or_insert_with(|| Instant::now() + Duration::from_millis(500));
+            if expect > 0 || Instant::now() >= until {
+                break;
+            }
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{id}: {got:?} of {expect} messages, subscribed {subscribed}"
+        );
+        let event = tokio::time::timeout(Duration::from_millis(100), eventloop.poll()).await;
+        match event {
+            Ok(Ok(Event::Incoming(Packet::ConnAck(ack)))) => present = Some(ack.session_present),
+            Ok(Ok(Event::Incoming(Packet::SubAck(_)))) => subscribed = true,
+            Ok(Ok(Event::Incoming(Packet::Publish(p)))) => {
+                got.push(String::from_utf8_lossy(&p.payload).into_owned())
+            }
+            Ok(Ok(_)) | Err(_) => {}
+            Ok(Err(err)) => panic!("{id}: {err}"),
+        }
+    }
+    client.disconnect().await.unwrap();
+    // Until the DISCONNECT is out and the broker closes the connection.
+    let _ = tokio::time::timeout(Duration::from_secs(5), async {
+        while eventloop.poll().await.is_ok() {}
+    })
+    .await;
+    (present.unwrap(), got)
+}
+
+/// The embedded broker keeps an MQTT 5 session as its expiry interval
+/// says, whatever the clean start flag (MQTT 5 §3.1.2.4, §3.1.2.11): what
+/// the Paho interoperability tests found (test_offline_message_queueing,
+/// test_session_expiry).
+#[tokio::test(flavor = "multi_thread")]
+async fn the_embedded_broker_keeps_mqtt5_sessions_for_their_expiry_interval() {
+    let modules = tempfile::tempdir().unwrap();
+    let gw = Gateway::start(modules.path(), Some(&mqtt_section(None, "sessions")));
+    let (v4, v5) = gw.mqtt.expect("the embedded broker runs");
+
+    // Clean start with an interval: the session outlives the connection,
+    // and a QoS 1 message published meanwhile waits in it.
+    let (present, _) = mqtt5_session(v5, "kept", true, Some(60), Some("kept/#"), 0).await;
+    assert!(!present);
+    mosquitto_pub(v4, &["-q", "1", "-t", "kept/x", "-m", "while away"]);
+    let (present, got) = mqtt5_session(v5, "kept", false, Some(60), None, 1).await;
+    assert!(present, "the session is gone");
+    assert_eq!(got, ["while away"]);
+
+    // Interval 0 (or none): the session ends with the connection.
+    let (_, _) = mqtt5_session(v5, "gone", true, Some(0), Some("gone/#"), 0).await;
+    mosquitto_pub(v4, &["-q", "1", "-t", "gone/x", "-m", "lost"]);
+    let (present, got) = mqtt5_session(v5, "gone", false, None, None, 0).await;
+    assert!(!present && got.is_empty(), "{present} {got:?}");
+
+    // A 1 s interval: the session is there within it, gone after it.
+    let (_, _) = mqtt5_session(v5, "short", true, Some(1), Some("short/#"), 0).await;
+    let left = Instant::now();
+    mosquitto_pub(v4, &["-q", "1", "-t", "short/x", "-m", "late"]);
+    // The condition is the clock itself: wait until the interval is over.
+    tokio::time::sleep(Duration::from_millis(2500).saturating_sub(left.elapsed())).await;
+    let (present, got) = mqtt5_session(v5, "short", false, Some(1), None, 0).await;
+    assert!(!present && got.is_empty(), "{present} {got:?}");
+}

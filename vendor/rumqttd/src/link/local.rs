@@ -49,6 +49,10 @@ pub struct LinkBuilder<'a> {
     dynamic_filters: bool,
     // default to 0, indicating to not use topic alias
     topic_alias_max: u16,
+    // Shanhai patch: `None` keeps the session when it is not clean
+    keep_session: Option<bool>,
+    // Shanhai patch: how long a kept session lasts; `None`: no limit
+    session_expiry: Option<std::time::Duration>,
 }
 
 impl<'a> LinkBuilder<'a> {
@@ -62,6 +66,8 @@ impl<'a> LinkBuilder<'a> {
             last_will_properties: None,
             dynamic_filters: false,
             topic_alias_max: 0,
+            keep_session: None,
+            session_expiry: None,
         }
     }
 
@@ -93,6 +99,20 @@ impl<'a> LinkBuilder<'a> {
         self
     }
 
+    /// Shanhai patch: whether the router keeps the session after the
+    /// connection ends (default: when the session is not clean).
+    pub fn keep_session(mut self, keep: bool) -> Self {
+        self.keep_session = Some(keep);
+        self
+    }
+
+    /// Shanhai patch: how long the router keeps the session after the
+    /// connection ends (default: no limit).
+    pub fn session_expiry(mut self, expiry: Option<std::time::Duration>) -> Self {
+        self.session_expiry = expiry;
+        self
+    }
+
     pub fn dynamic_filters(mut self, dynamic_filters: bool) -> Self {
         self.dynamic_filters = dynamic_filters;
         self
@@ -108,6 +128,10 @@ impl<'a> LinkBuilder<'a> {
             self.dynamic_filters,
         );
 
+        if let Some(keep) = self.keep_session {
+            connection.keep_session = keep;
+        }
+        connection.session_expiry = self.session_expiry;
         connection
             .last_will(self.last_will, self.last_will_properties)
             .topic_alias_max(self.topic_alias_max);

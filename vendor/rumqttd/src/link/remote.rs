@@ -83,6 +83,13 @@ impl<P: Protocol> RemoteLink<P> {
             .as_ref()
             .and_then(|p| p.session_expiry_interval)
             .unwrap_or(0);
+        // Shanhai patch: an MQTT 5 session that names an expiry interval
+        // outlives its connection when the interval is positive, whether
+        // or not the connection started clean (MQTT 5 §3.1.2.4, §3.1.2.11).
+        let keep_session = match props.as_ref().and_then(|p| p.session_expiry_interval) {
+            Some(interval) => interval > 0,
+            None => !clean_session,
+        };
 
         let delay_interval = lastwill_props
             .as_ref()
@@ -96,6 +103,15 @@ impl<P: Protocol> RemoteLink<P> {
         let (link_tx, link_rx, notification) = LinkBuilder::new(client_id, router_tx)
             .tenant_id(tenant_id)
             .clean_session(clean_session)
+            .keep_session(keep_session)
+            // 0xFFFFFFFF means the session never expires.
+            .session_expiry(
+                props
+                    .as_ref()
+                    .and_then(|p| p.session_expiry_interval)
+                    .filter(|&interval| interval != u32::MAX)
+                    .map(|interval| Duration::from_secs(interval.into())),
+            )
             .last_will(lastwill)
             .last_will_properties(lastwill_props)
             .dynamic_filters(dynamic_filters)

@@ -19,6 +19,14 @@ pub struct Connection {
     pub dynamic_filters: bool,
     /// Clean session
     pub clean: bool,
+    /// Shanhai patch: whether the session outlives the connection. MQTT
+    /// 3.1.1 ties it to the clean session flag; MQTT 5 to the session
+    /// expiry interval, while clean start only discards a session at
+    /// connect.
+    pub keep_session: bool,
+    /// Shanhai patch: how long a kept session outlives the connection
+    /// (`None`: until the broker stops).
+    pub session_expiry: Option<std::time::Duration>,
     /// Subscriptions
     pub subscriptions: HashSet<Filter>,
     /// Last will of this connection
@@ -59,6 +67,8 @@ impl Connection {
             tenant_prefix,
             dynamic_filters,
             clean,
+            keep_session: !clean,
+            session_expiry: None,
             subscriptions: HashSet::default(),
             last_will: None,
             last_will_properties: None,

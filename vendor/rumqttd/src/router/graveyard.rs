@@ -1,4 +1,5 @@
 use std::collections::{HashMap, HashSet, VecDeque};
+use std::time::Instant;
 
 use super::{
     scheduler::{PauseReason, Tracker},
@@ -18,8 +19,20 @@ impl Graveyard {
 
     /// Add a new connection.
     /// Return tracker of previous connection if connection id already exists
+    ///
+    /// Shanhai patch: a session past its expiry (MQTT 5 session expiry
+    /// interval) is gone; only the metrics come back.
     pub fn retrieve(&mut self, id: &str) -> Option<SavedState> {
-        self.connections.remove(id)
+        let mut saved = self.connections.remove(id)?;
+        let expired = saved
+            .session_state
+            .as_ref()
+            .and_then(|state| state.expires_at)
+            .is_some_and(|at| Instant::now() >= at);
+        if expired {
+            saved.session_state = None;
+        }
+        Some(saved)
     }
 
     /// Save connection tracker
@@ -29,6 +42,7 @@ impl Graveyard {
         subscriptions: HashSet<String>,
         metrics: ConnectionEvents,
         unacked_pubrels: VecDeque<u16>,
+        expires_at: Option<Instant>,
     ) {
         tracker.pause(PauseReason::Busy);
         let id = tracker.id.clone();
@@ -37,6 +51,7 @@ impl Graveyard {
             tracker,
             subscriptions,
             unacked_pubrels,
+            expires_at,
         };
 
         self.connections.insert(
@@ -72,4 +87,6 @@ pub struct SessionState {
     pub subscriptions: HashSet<String>,
     // used for pubrel in qos2
     pub unacked_pubrels: VecDeque<u16>,
+    /// Shanhai patch: when the session expires (`None`: never).
+    pub expires_at: Option<std::time::Instant>,
 }

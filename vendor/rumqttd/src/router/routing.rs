@@ -495,7 +495,7 @@ impl Router {
         }
 
         // Save state for persistent sessions
-        if !connection.clean {
+        if connection.keep_session {
             // Add inflight data requests back to tracker
             inflight_data_requests
                 .into_iter()
@@ -520,6 +520,9 @@ impl Router {
                 connection.subscriptions,
                 connection.events,
                 outgoing.unacked_pubrels,
+                connection
+                    .session_expiry
+                    .map(|expiry| std::time::Instant::now() + expiry),
             );
         } else {
             tracker.pause(PauseReason::Busy);
@@ -866,10 +869,20 @@ impl Router {
 
                     force_ack = true;
                 }
-                Packet::Disconnect(_, _) => {
+                Packet::Disconnect(_, properties) => {
                     let span = tracing::info_span!("disconnect");
                     let _guard = span.enter();
                     disconnect = true;
+                    // Shanhai patch: DISCONNECT may change the session
+                    // expiry interval (MQTT 5 §3.14.2.2.2); 0 ends the
+                    // session now.
+                    if let Some(interval) = properties.and_then(|p| p.session_expiry_interval) {
+                        if let Some(connection) = self.connections.get_mut(id) {
+                            connection.keep_session = interval > 0;
+                            connection.session_expiry = (interval != u32::MAX)
+                                .then(|| std::time::Duration::from_secs(interval.into()));
+                        }
+                    }
                     // delete the last will message
                     self.last_wills.remove(&client_id);
                     break;
