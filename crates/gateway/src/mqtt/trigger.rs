@@ -300,9 +300,9 @@ impl Trigger {
         }
     }
 
-    /// Runs jobs as slots free up, at most `concurrency` at once; jobs
-    /// with the same order key ([`super::config::OrderBy`]) one after another, in arrival
-    /// order.
+    /// Runs jobs as slots free up, at most `concurrency` at once; jobs with
+    /// the same order key ([`super::config::OrderBy`]) one after another,
+    /// in arrival order.
     ///
     /// A running key has a chain: a queue in `chains` that the task running
     /// its job drains, on the same slot, before it lets the slot go. So a
