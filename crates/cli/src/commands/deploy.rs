@@ -36,20 +36,12 @@ pub(crate) struct Args {
 }
 
 pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
-    let name = match args.name {
-        Some(name) => name,
-        None => args
-            .file
-            .file_stem()
-            .and_then(|stem| stem.to_str())
-            .map(str::to_owned)
-            .with_context(|| {
-                format!(
-                    "{}: cannot derive a module name; pass --name",
-                    args.file.display()
-                )
-            })?,
-    };
+    let name = super::module_name_for(&args.file, args.name).with_context(|| {
+        format!(
+            "{}: cannot derive a module name; pass --name",
+            args.file.display()
+        )
+    })?;
     let wasm =
         std::fs::read(&args.file).with_context(|| format!("reading {}", args.file.display()))?;
     let mut sig_path = args.file.clone().into_os_string();

@@ -40,15 +40,7 @@ pub(crate) fn run(args: Args) -> anyhow::Result<()> {
     let key_text = std::fs::read_to_string(&args.key)
         .with_context(|| format!("reading {}", args.key.display()))?;
     let key = SecretKey::parse(&key_text).with_context(|| format!("{}", args.key.display()))?;
-    let module = match args.module {
-        Some(module) => module,
-        None => args
-            .file
-            .file_stem()
-            .and_then(|stem| stem.to_str())
-            .unwrap_or_default()
-            .to_owned(),
-    };
+    let module = super::module_name_for(&args.file, args.module).unwrap_or_default();
     if !is_module_name(&module) {
         bail!(
             "`{module}` is not a module name (1 to 64 letters, digits, '-' and '_'): name the module with --module NAME"

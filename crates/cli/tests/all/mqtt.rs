@@ -1134,18 +1134,7 @@ fn bad_mqtt_configs_are_refused_at_start() {
         ),
         ("[mqtt]\nurl = \"mqtt://u:p@host\"\n", "mqtt.url"),
     ] {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("shanhai.toml");
-        std::fs::write(&path, config).unwrap();
-        let output = Command::new(crate::util::shanhai_bin())
-            .args(["serve", "--listen", "127.0.0.1:0", "--modules"])
-            .arg(modules.path())
-            .arg("--config")
-            .arg(&path)
-            .output()
-            .unwrap();
-        let stderr = String::from_utf8_lossy(&output.stderr);
-        assert!(!output.status.success(), "{config} was accepted");
+        let stderr = crate::util::serve_refused(modules.path(), config);
         assert!(stderr.contains(expected), "{config}: {stderr}");
     }
 }

@@ -755,19 +755,7 @@ fn hosts_are_checked_at_start() {
             "modules.a.hosts: `App.example:8080` is not a host name",
         ),
     ] {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("shanhai.toml");
-        std::fs::write(&path, config).unwrap();
-        let output = std::process::Command::new(crate::util::shanhai_bin())
-            .args(["serve", "--listen", "127.0.0.1:0", "--modules"])
-            .arg(modules.path())
-            .arg("--config")
-            .arg(&path)
-            .current_dir(dir.path())
-            .output()
-            .unwrap();
-        let stderr = String::from_utf8_lossy(&output.stderr);
-        assert!(!output.status.success(), "{stderr}");
+        let stderr = crate::util::serve_refused(modules.path(), config);
         assert!(stderr.contains(expected), "{stderr}");
     }
 }

@@ -251,14 +251,10 @@ async fn a_module_stuck_in_initialisation_holds_nothing_back() {
     assert_eq!(reload.status, 200, "{}", reload.text());
 }
 
-/// Starts the gateway with hello and add under `ulimit -v` and checks
-/// that it serves and reports `strategy`.
-async fn serves_within(limit: u64, strategy: &str) {
-    let modules = modules_with(&["hello", "add"]);
-    let gw = Gateway::launch(Launch {
-        ulimit_v: Some(limit),
-        ..Launch::new(modules.path(), None)
-    });
+/// Checks that `hello` and the `add` export of a gateway serving both
+/// answer as on any other engine, and returns its `/admin/config`
+/// memory plan.
+async fn hello_and_add_serve(gw: &Gateway) -> serde_json::Value {
     let http = Http::new();
     assert_eq!(
         http.get(&gw.url("/hello?name=edge")).await.text(),
@@ -268,7 +264,18 @@ async fn serves_within(limit: u64, strategy: &str) {
     assert_eq!(sum.status, 200, "{}", sum.text());
     assert_eq!(sum.json(), serde_json::json!(6.2));
     let config = http.get(&gw.admin_url("/admin/config")).await.json();
-    let plan = &config["runtime"]["memory_plan"];
+    config["runtime"]["memory_plan"].clone()
+}
+
+/// Starts the gateway with hello and add under `ulimit -v` and checks
+/// that it serves and reports `strategy`.
+async fn serves_within(limit: u64, strategy: &str) {
+    let modules = modules_with(&["hello", "add"]);
+    let gw = Gateway::launch(Launch {
+        ulimit_v: Some(limit),
+        ..Launch::new(modules.path(), None)
+    });
+    let plan = hello_and_add_serve(&gw).await;
     assert_eq!(plan["strategy"], strategy, "{plan}");
     assert!(
         gw.logs().contains("memory layout:"),
@@ -294,16 +301,7 @@ async fn serves_in_a_32_bit_sized_address_space() {
 async fn serves_on_the_pulley_interpreter_when_asked() {
     let modules = modules_with(&["hello", "add"]);
     let gw = Gateway::start(modules.path(), Some("[runtime]\ncompiler = \"pulley\"\n"));
-    let http = Http::new();
-    assert_eq!(
-        http.get(&gw.url("/hello?name=edge")).await.text(),
-        "Hello, edge"
-    );
-    let sum = http.post(&gw.url("/api/exec/add/add"), "[2.5, 3.7]").await;
-    assert_eq!(sum.status, 200, "{}", sum.text());
-    assert_eq!(sum.json(), serde_json::json!(6.2));
-    let config = http.get(&gw.admin_url("/admin/config")).await.json();
-    let plan = &config["runtime"]["memory_plan"];
+    let plan = hello_and_add_serve(&gw).await;
     assert!(
         plan["summary"]
             .as_str()

@@ -482,6 +482,26 @@ impl Http {
     }
 }
 
+/// Runs `shanhai serve` on `modules` with `config` (written into a folder
+/// of its own, which is also its working folder), expects it to refuse to
+/// start, and returns what it printed on stderr.
+pub fn serve_refused(modules: &Path, config: &str) -> String {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("shanhai.toml");
+    std::fs::write(&path, config).unwrap();
+    let output = Command::new(shanhai_bin())
+        .args(["serve", "--listen", "127.0.0.1:0", "--modules"])
+        .arg(modules)
+        .arg("--config")
+        .arg(&path)
+        .current_dir(dir.path())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+    assert!(!output.status.success(), "{config} was accepted: {stderr}");
+    stderr
+}
+
 /// Runs `shanhai` with arguments and returns (success, stdout, stderr).
 pub fn shanhai(args: &[&str], dir: &Path) -> (bool, String, String) {
     let output = Command::new(shanhai_bin())

@@ -47,13 +47,25 @@ pub(crate) struct Sample {
 }
 
 /// Cumulative counters read from the metrics at one instant.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 struct Totals {
     requests: f64,
     errors: f64,
     mqtt: f64,
     /// Cumulative latency bucket counts, as [`BUCKETS`] then +Inf.
     buckets: Vec<f64>,
+}
+
+impl Default for Totals {
+    /// Nothing counted yet, in every bucket.
+    fn default() -> Self {
+        Self {
+            requests: 0.0,
+            errors: 0.0,
+            mqtt: 0.0,
+            buckets: vec![0.0; BUCKETS.len() + 1],
+        }
+    }
 }
 
 /// The figures of one module at one instant (cumulative).
@@ -278,13 +290,7 @@ fn failed(status: &str) -> bool {
 }
 
 fn parse(exposition: &str) -> Parsed {
-    let mut parsed = Parsed {
-        total: Totals {
-            buckets: vec![0.0; BUCKETS.len() + 1],
-            ..Totals::default()
-        },
-        ..Parsed::default()
-    };
+    let mut parsed = Parsed::default();
     for line in exposition.lines() {
         if line.starts_with('#') || line.is_empty() {
             continue;
@@ -305,10 +311,7 @@ fn parse(exposition: &str) -> Parsed {
                 let module = parsed
                     .modules
                     .entry(label("module").to_owned())
-                    .or_insert_with(|| Totals {
-                        buckets: vec![0.0; BUCKETS.len() + 1],
-                        ..Totals::default()
-                    });
+                    .or_default();
                 module.requests += value;
                 parsed.total.requests += value;
                 if failed(label("status")) {
@@ -338,10 +341,7 @@ fn parse(exposition: &str) -> Parsed {
                     let module = parsed
                         .modules
                         .entry(label("module").to_owned())
-                        .or_insert_with(|| Totals {
-                            buckets: vec![0.0; BUCKETS.len() + 1],
-                            ..Totals::default()
-                        });
+                        .or_default();
                     module.buckets[index] += value;
                     parsed.total.buckets[index] += value;
                 }

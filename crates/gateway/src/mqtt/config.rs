@@ -172,13 +172,18 @@ pub(crate) enum OrderBy {
 }
 
 impl OrderBy {
-    /// The key of a message on `topic` with wildcard `captures`; `None`
-    /// when messages are not ordered.
-    pub(crate) fn key(&self, topic: &str, captures: &[&str]) -> Option<String> {
+    /// The key of a message on `topic` for a trigger on `filter`; `None`
+    /// when messages are not ordered. Only a template needs the wildcards'
+    /// levels; a topic the filter does not match (it is dropped) is its own
+    /// key.
+    pub(crate) fn key(&self, filter: &str, topic: &str) -> Option<String> {
         match self {
             Self::Nothing => None,
             Self::Topic => Some(topic.to_owned()),
-            Self::Template(template) => Some(template.render(topic, captures)),
+            Self::Template(template) => Some(match super::topic::captures(filter, topic) {
+                Some(captures) => template.render(topic, &captures),
+                None => topic.to_owned(),
+            }),
         }
     }
 }
@@ -543,21 +548,19 @@ mod tests {
             ))?;
             Ok::<_, ConfigError>(config.mqtt.unwrap().triggers()?[0].order_by.clone())
         };
+        let filter = "dev/+/x/#";
         let topic = order("").unwrap();
         assert_eq!(topic, OrderBy::Topic);
-        assert_eq!(
-            topic.key("dev/7/x/a", &["7", "a"]).as_deref(),
-            Some("dev/7/x/a")
-        );
+        assert_eq!(topic.key(filter, "dev/7/x/a").as_deref(), Some("dev/7/x/a"));
         assert_eq!(
             order("order_by = \"none\"")
                 .unwrap()
-                .key("dev/7/x/a", &["7", "a"]),
+                .key(filter, "dev/7/x/a"),
             None
         );
         let device = order("order_by = \"{1}\"").unwrap();
-        assert_eq!(device.key("dev/7/x/a", &["7", "a"]).as_deref(), Some("7"));
-        assert_eq!(device.key("dev/7/x/b", &["7", "b"]).as_deref(), Some("7"));
+        assert_eq!(device.key(filter, "dev/7/x/a").as_deref(), Some("7"));
+        assert_eq!(device.key(filter, "dev/7/x/b").as_deref(), Some("7"));
         let err = order("order_by = \"{3}\"").unwrap_err().to_string();
         assert!(
             err.contains("mqtt.triggers.t.order_by") && err.contains("`topic` or `none`"),

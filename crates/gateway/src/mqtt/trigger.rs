@@ -347,14 +347,10 @@ impl Trigger {
         while running.join_next().await.is_some() {}
     }
 
-    /// The key whose messages keep their order, `None` for no order. A
-    /// topic the filter does not match (it is dropped) is its own key.
+    /// The key whose messages keep their order, `None` for no order.
     fn order_key(&self, publish: &Publish) -> Option<String> {
         let topic = String::from_utf8_lossy(&publish.topic);
-        match super::topic::captures(&self.settings.filter, &topic) {
-            Some(captures) => self.settings.order_by.key(&topic, &captures),
-            None => Some(topic.into_owned()),
-        }
+        self.settings.order_by.key(&self.settings.filter, &topic)
     }
 
     /// Handles one job and, for QoS 1, queues its acknowledgement.

@@ -79,17 +79,12 @@ impl<P: Protocol> RemoteLink<P> {
         let clean_session = connect.clean_session;
 
         let topic_alias_max = props.as_ref().and_then(|p| p.topic_alias_max);
-        let session_expiry = props
-            .as_ref()
-            .and_then(|p| p.session_expiry_interval)
-            .unwrap_or(0);
+        let expiry_interval = props.as_ref().and_then(|p| p.session_expiry_interval);
+        let session_expiry = expiry_interval.unwrap_or(0);
         // Shanhai patch: an MQTT 5 session that names an expiry interval
         // outlives its connection when the interval is positive, whether
         // or not the connection started clean (MQTT 5 §3.1.2.4, §3.1.2.11).
-        let keep_session = match props.as_ref().and_then(|p| p.session_expiry_interval) {
-            Some(interval) => interval > 0,
-            None => !clean_session,
-        };
+        let keep_session = expiry_interval.map_or(!clean_session, |interval| interval > 0);
 
         let delay_interval = lastwill_props
             .as_ref()
@@ -104,14 +99,7 @@ impl<P: Protocol> RemoteLink<P> {
             .tenant_id(tenant_id)
             .clean_session(clean_session)
             .keep_session(keep_session)
-            // 0xFFFFFFFF means the session never expires.
-            .session_expiry(
-                props
-                    .as_ref()
-                    .and_then(|p| p.session_expiry_interval)
-                    .filter(|&interval| interval != u32::MAX)
-                    .map(|interval| Duration::from_secs(interval.into())),
-            )
+            .session_expiry(expiry_interval.and_then(crate::router::session_expiry))
             .last_will(lastwill)
             .last_will_properties(lastwill_props)
             .dynamic_filters(dynamic_filters)

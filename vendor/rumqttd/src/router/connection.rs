@@ -43,6 +43,13 @@ pub struct Connection {
     pub(crate) subscription_ids: HashMap<Filter, usize>,
 }
 
+/// Shanhai patch: how long a session with an MQTT 5 session expiry
+/// `interval` (seconds) outlives its connection; `None` for 0xFFFFFFFF,
+/// which means it never expires.
+pub fn session_expiry(interval: u32) -> Option<std::time::Duration> {
+    (interval != u32::MAX).then(|| std::time::Duration::from_secs(interval.into()))
+}
+
 impl Connection {
     /// Create connection state to hold identifying information of connecting device
     pub fn new(

@@ -879,8 +879,7 @@ impl Router {
                     if let Some(interval) = properties.and_then(|p| p.session_expiry_interval) {
                         if let Some(connection) = self.connections.get_mut(id) {
                             connection.keep_session = interval > 0;
-                            connection.session_expiry = (interval != u32::MAX)
-                                .then(|| std::time::Duration::from_secs(interval.into()));
+                            connection.session_expiry = super::session_expiry(interval);
                         }
                     }
                     // delete the last will message
