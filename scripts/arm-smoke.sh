@@ -13,6 +13,8 @@
 #   armv7:   qemu-arm in its own 32-bit address space (`ulimit -v` or
 #            qemu's -R below 4 GiB break qemu-arm itself); the engine must
 #            choose the Pulley interpreter.
+# Both also load code cross-compiled here, and refuse tampered code and
+# code for another memory layout (arm_smoke.py, precompiled_checks).
 # Under emulation only results count, never times: the first compile of
 # the nine Go modules takes minutes here.
 set -euo pipefail
@@ -34,7 +36,10 @@ if ((${#missing[@]})); then
 fi
 
 modules="${SHANHAI_SMOKE_MODULES:-$root/target/modules}"
-for name in hello add json2k ws-echo mqtt-transform rules etl sensor-poll modbus; do
+# This machine's own binary compiles code for the box (`shanhai compile
+# --target`), as a build machine would.
+[ -x target/release/shanhai ] || cargo build --release --workspace --bin shanhai
+for name in hello add json2k ws-echo mqtt-transform rules etl sensor-poll modbus hello-rs; do
   if [ ! -f "$modules/$name.wasm" ]; then
     bash scripts/build-examples.sh "$modules"
     break
@@ -46,12 +51,14 @@ for target in "${targets[@]}"; do
   case "$target" in
     aarch64 | aarch64-unknown-linux-gnu)
       triple=aarch64-unknown-linux-gnu
+      short=aarch64
       runner="qemu-aarch64 -L /usr/aarch64-linux-gnu"
       ulimit_kib=$((512 << 20))
       expect="Cranelift, native aarch64 code"
       ;;
     armv7 | armv7-unknown-linux-gnueabihf)
       triple=armv7-unknown-linux-gnueabihf
+      short=armv7
       runner="qemu-arm -L /usr/arm-linux-gnueabihf"
       ulimit_kib=0
       expect="Pulley interpreter (pulley32)"
@@ -67,7 +74,8 @@ for target in "${targets[@]}"; do
   # The binary must at least run before the gateway is tried.
   $runner "$binary" version
   if python3 scripts/arm_smoke.py --runner "$runner" --binary "$binary" --modules "$modules" \
-    --ulimit-v "$ulimit_kib" --expect-code "$expect"; then
+    --ulimit-v "$ulimit_kib" --expect-code "$expect" \
+    --host-binary target/release/shanhai --target "$short"; then
     echo "==> $triple: smoke test passed" >&2
   else
     echo "==> $triple: smoke test FAILED" >&2

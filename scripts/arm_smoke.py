@@ -8,8 +8,12 @@ clients over 127.0.0.1: HTTP (/hello, the `add` export, json2k), a
 WebSocket round trip (ws-echo), MQTT through the embedded broker
 (mqtt-transform, with mosquitto_pub and mosquitto_sub), KV (rules),
 SQLite (etl), a timer (sensor-poll) and a Modbus frame on a TCP trigger
-(modbus). Every check asserts its result; the first mismatch stops the
-run with a message and exit status 1. Waits poll a condition up to a
+(modbus). With --host-binary (this machine's own shanhai), it also
+deploys modules with code cross-compiled here (`shanhai compile
+--target`): signed code for the box loads without compiling, while
+tampered code and code for another memory layout are refused and the
+box compiles the module itself. Every check asserts its result; the
+first mismatch stops the run with a message and exit status 1. Waits poll a condition up to a
 deadline: under qemu the first compile of a Go module takes minutes.
 
 Python 3 standard library only.
@@ -159,7 +163,10 @@ class Subscriber:
         self.log.close()
 
 
-def write_config(work, ports):
+ADMIN_TOKEN = "arm-smoke-admin-token-0123456789abcdef"
+
+
+def write_config(work, ports, trusted_key):
     config = f"""
 [server]
 listen = "127.0.0.1:{ports['http']}"
@@ -169,7 +176,13 @@ watch = false
 loading_wait_ms = 120000
 
 [admin]
-enabled = false
+listen = "127.0.0.1:{ports['admin']}"
+token = "{ADMIN_TOKEN}"
+
+# The build machine's key (scripts/arm_smoke.py made it): compiled code
+# signed by it loads without compiling. Modules need no signature.
+[signing]
+trusted_keys = ["{trusted_key}"]
 
 [state]
 data_dir = "data"
@@ -222,6 +235,82 @@ deadline_ms = 60000
     return path
 
 
+def with_custom_section(wasm, name):
+    """The same module with a custom section appended: other bytes (so
+    another SHA-256 and no compile-cache entry yet), same behaviour."""
+    name = name.encode()
+    payload = bytes([len(name)]) + name
+    check(len(payload) < 128, "custom section name too long for a one-byte size")
+    return wasm + bytes([0, len(payload)]) + payload
+
+
+def log_lines(log_path, module, text):
+    """Log lines containing `text` about module `module` (ANSI colours off)."""
+    pattern = re.compile(r'module="?' + re.escape(module) + r'"?(\s|$)')
+    with open(log_path) as f:
+        lines = [re.sub(r"\x1b\[[0-9;]*m", "", line) for line in f]
+    return [line for line in lines if text in line and pattern.search(line)]
+
+
+def precompiled_checks(host, target, modules, work, ports, base, log_path):
+    """Deploys modules with code compiled on this machine for the box."""
+    admin = f"http://127.0.0.1:{ports['admin']}"
+    folder = os.path.join(work, "compiled")
+    with open(os.path.join(work, "modules", "add.wasm"), "rb") as f:
+        add = f.read()
+    with open(os.path.join(modules, "hello-rs.wasm"), "rb") as f:
+        rust = f.read()
+    files = {}
+    for name, wasm in [("add-pre", add), ("rs-tampered", rust), ("rs-layout", rust)]:
+        files[name] = os.path.join(work, f"{name}.wasm")
+        with open(files[name], "wb") as f:
+            f.write(with_custom_section(wasm, name))
+
+    def compile_here(names, *extra):
+        command = [host, "compile", "--target", target, "--key", "build.key", "--cache-dir", folder, *extra]
+        done = subprocess.run(command + [files[n] for n in names], cwd=work, capture_output=True, text=True, timeout=600)
+        check(done.returncode == 0, f"shanhai compile --target {target} failed: {done.stderr}")
+        return done.stdout
+
+    compile_here(["add-pre", "rs-tampered"])
+    # Compiled for a 47-bit address space: another memory layout than the
+    # box plans for itself (bounds-checked under 512 GiB or 32 bits).
+    compile_here(["rs-layout"], "--va-bits", "47")
+    isa = {"aarch64": "aarch64", "armv7": "pulley32"}[target]
+    tampered = os.path.join(folder, f"rs-tampered.{isa}.cwasm")
+    with open(tampered, "r+b") as f:
+        f.seek(os.path.getsize(tampered) // 2)
+        byte = f.read(1)
+        f.seek(-1, os.SEEK_CUR)
+        f.write(bytes([byte[0] ^ 0xFF]))
+
+    def deploy(name):
+        command = [host, "deploy", files[name], "--to", admin, "--token", ADMIN_TOKEN, "--precompiled", folder]
+        done = subprocess.run(command, cwd=work, capture_output=True, text=True, timeout=900)
+        check(done.returncode == 0, f"shanhai deploy {name} failed: {done.stdout}{done.stderr}")
+        return done.stdout + done.stderr
+
+    said = deploy("add-pre")
+    check("sent compiled code" in said, f"deploy add-pre: the code was not taken: {said}")
+    check(log_lines(log_path, "add-pre", "module loaded") and log_lines(log_path, "add-pre", "from_cache=true"),
+          "add-pre: no `module loaded ... from_cache=true` line")
+    check(not log_lines(log_path, "add-pre", "compiling module"), "add-pre was compiled on the box")
+    body = expect(base, "POST", "/api/exec/add-pre/add", 200, "[2.5, 3.7]").decode()
+    check(body == "6.2", f"add-pre add(2.5, 3.7) answered {body!r}")
+    print(f"ok   precompiled: {target} code compiled on x86-64 loads without compiling and serves", flush=True)
+
+    for name, refusal in [
+        ("rs-tampered", "the signature does not match the code"),
+        ("rs-layout", "does not fit this gateway's engine"),
+    ]:
+        said = deploy(name)
+        check(refusal in said, f"deploy {name}: expected a refusal saying {refusal!r}: {said}")
+        check(log_lines(log_path, name, "compiling module"), f"{name}: the box did not compile it after the refusal")
+        body = expect(base, "POST", f"/api/exec/{name}/upper", 200, "arm box").decode()
+        check(body == "ARM BOX", f"{name} upper answered {body!r}")
+        print(f"ok   precompiled: {name.split('-')[1]} code refused, compiled on the box, serves", flush=True)
+
+
 def run(args):
     work = tempfile.mkdtemp(prefix="shanhai-arm-smoke-")
     print(f"smoke: working folder {work}", flush=True)
@@ -231,8 +320,16 @@ def run(args):
         check(os.path.exists(src), f"module {src} is missing: run scripts/build-examples.sh")
         with open(src, "rb") as f, open(os.path.join(work, "modules", f"{name}.wasm"), "wb") as out:
             out.write(f.read())
-    ports = {name: free_port() for name in ("http", "mqtt", "tcp")}
-    config = write_config(work, ports)
+    ports = {name: free_port() for name in ("http", "mqtt", "tcp", "admin")}
+    host = os.path.abspath(args.host_binary) if args.host_binary else None
+    if host:
+        subprocess.run([host, "keygen", "--out", "build"], cwd=work, check=True, capture_output=True)
+        with open(os.path.join(work, "build.pub")) as f:
+            trusted_key = f.read().strip()
+    else:
+        # A fresh key nobody holds the secret of: no compiled code loads.
+        trusted_key = "ed25519:" + "3b6a27bcceb6a42d62a3a8d02a6f0d73653215771de243a63ac048a18b59da29"
+    config = write_config(work, ports, trusted_key)
     base = f"http://127.0.0.1:{ports['http']}"
     command = shlex.split(args.runner) + [os.path.abspath(args.binary), "serve", "--config", config]
     if args.ulimit_v:
@@ -339,6 +436,9 @@ def run(args):
         check(converted == want, f"mqtt-transform published {converted!r}")
         print("ok   mqtt: mqtt-transform through the embedded broker", flush=True)
 
+        if host:
+            precompiled_checks(host, args.target, args.modules, work, ports, base, log_path)
+
         alive()
         print(f"smoke: all checks passed in {time.monotonic() - started:.0f} s", flush=True)
         return 0
@@ -368,6 +468,8 @@ def main():
     parser.add_argument("--modules", required=True, help="folder with the example .wasm files")
     parser.add_argument("--ulimit-v", type=int, default=0, help="address-space limit in KiB (0: none)")
     parser.add_argument("--expect-code", default="", help="text the `memory layout` log line must contain")
+    parser.add_argument("--host-binary", default="", help="this machine's shanhai: also check code compiled here for the box")
+    parser.add_argument("--target", default="aarch64", choices=["aarch64", "armv7"], help="the box's architecture (for --host-binary)")
     parser.add_argument("--load-deadline", type=float, default=1800, help="seconds for every module to load")
     sys.exit(run(parser.parse_args()))
 

@@ -7,6 +7,7 @@
 
 mod admin;
 pub mod canary;
+pub mod compiled;
 pub mod config;
 #[doc(hidden)]
 pub mod fuzzing;

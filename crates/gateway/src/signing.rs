@@ -295,6 +295,14 @@ impl FromStr for PublicKey {
     }
 }
 
+impl PublicKey {
+    /// Whether `signature` is this key's over `message` (strict
+    /// verification: no malleable signatures).
+    pub(crate) fn verifies(&self, message: &[u8], signature: &Signature) -> bool {
+        self.0.verify_strict(message, signature).is_ok()
+    }
+}
+
 fn public_key(bytes: &[u8; 32]) -> Result<PublicKey, String> {
     let key = VerifyingKey::from_bytes(bytes).map_err(|_| "not a point on the curve".to_owned())?;
     // A small-order key "verifies" signatures that prove nothing.
@@ -343,6 +351,12 @@ impl SecretKey {
     /// The matching public key.
     pub fn public_key(&self) -> PublicKey {
         PublicKey(self.0.verifying_key())
+    }
+
+    /// Signs any message (compiled code's, see [`crate::compiled`]).
+    pub(crate) fn sign_message(&self, message: &[u8]) -> Signature {
+        use ed25519_dalek::Signer;
+        self.0.sign(message)
     }
 
     /// Signs a module file's contents for the module named in `fields`.
@@ -817,7 +831,7 @@ fn format_error(expected: &'static str, reason: impl Into<String>) -> SigningErr
     }
 }
 
-fn hex(bytes: &[u8]) -> String {
+pub(crate) fn hex(bytes: &[u8]) -> String {
     use fmt::Write;
     bytes.iter().fold(String::new(), |mut out, b| {
         let _ = write!(out, "{b:02x}");
@@ -825,7 +839,7 @@ fn hex(bytes: &[u8]) -> String {
     })
 }
 
-fn unhex<const N: usize>(text: &str) -> Result<[u8; N], String> {
+pub(crate) fn unhex<const N: usize>(text: &str) -> Result<[u8; N], String> {
     if text.len() != 2 * N {
         return Err(format!(
             "expected {} hex digits, found {}",

@@ -176,6 +176,37 @@ impl CompileCache {
         let _ = std::fs::remove_file(self.mac_path(name));
     }
 
+    /// Stores code compiled elsewhere as the entry of the module whose
+    /// SHA-256 is `module_sha256`, once wasmtime has accepted it for
+    /// `engine`: its architecture, CPU features, memory layout and
+    /// settings. Returns wasmtime's reason when it does not fit.
+    pub(crate) fn import(
+        &self,
+        engine: &Engine,
+        module_sha256: &str,
+        code: &[u8],
+    ) -> Result<(), String> {
+        if Engine::detect_precompiled(code) != Some(wasmtime::Precompiled::Module) {
+            return Err(
+                "not a compiled module (expected `shanhai compile --target` output)".into(),
+            );
+        }
+        // SAFETY: the caller authenticated `code` as the output of
+        // `shanhai compile` by a trusted key (`Runtime::import_compiled`).
+        // wasmtime checks its header (version, target, settings, layout)
+        // against this engine before it maps anything.
+        #[allow(unsafe_code)]
+        let checked = unsafe { Module::deserialize(engine, code) };
+        checked.map_err(|err| format!("{err:#}"))?;
+        let name = self.entry_name(module_sha256);
+        let mac = self
+            .mac(&name, &mut &code[..])
+            .map_err(|err| err.to_string())?;
+        write_atomically(&self.mac_path(&name), hex(&mac).as_bytes())
+            .and_then(|()| write_atomically(&self.code_path(&name), code))
+            .map_err(|err| format!("writing {}: {err}", self.dir.display()))
+    }
+
     /// Stores a compiled module; failures are logged, never fatal.
     pub(crate) fn store(&self, module: &Module, module_sha256: &str) {
         let name = self.entry_name(module_sha256);

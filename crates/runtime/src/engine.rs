@@ -119,7 +119,7 @@ impl Compiler {
     }
 
     /// The Pulley target of this host's pointer width and byte order.
-    fn pulley_target() -> &'static str {
+    pub(crate) fn pulley_target() -> &'static str {
         match (usize::BITS, cfg!(target_endian = "big")) {
             (32, false) => "pulley32",
             (32, true) => "pulley32be",
@@ -323,6 +323,33 @@ impl Runtime {
         Ok(loaded)
     }
 
+    /// The instruction set of the code this runtime runs: `x86_64`,
+    /// `aarch64`, `pulley32` or `pulley64` (see [`crate::code_isa`]).
+    pub fn code_isa(&self) -> &'static str {
+        crate::target::code_isa(self.inner.memory_plan.compiler)
+    }
+
+    /// Puts code compiled elsewhere (`shanhai compile --target`) into the
+    /// compile cache as the code of the module whose SHA-256 is
+    /// `module_sha256`, after wasmtime has checked that it fits this
+    /// engine. The next load of that module then skips compiling.
+    ///
+    /// The caller must have authenticated `code`: wasmtime runs compiled
+    /// code without verifying it (the gateway requires a signature from a
+    /// trusted key).
+    pub async fn import_compiled(&self, module_sha256: &str, code: Vec<u8>) -> Result<(), String> {
+        let inner = self.inner.clone();
+        let sha256 = module_sha256.to_owned();
+        tokio::task::spawn_blocking(move || {
+            let cache = inner.cache.as_ref().ok_or(
+                "the compile cache is off (server.cache_dir = \"\" or --no-cache), so precompiled code has nowhere to go",
+            )?;
+            cache.import(&inner.engine, &sha256, &code)
+        })
+        .await
+        .map_err(|err| format!("import task failed: {err}"))?
+    }
+
     /// Compiles a module into the cache without loading it (used to warm
     /// the cache ahead of a deploy). Returns whether it was already cached.
     pub async fn precompile(&self, name: &str, wasm: Vec<u8>) -> Result<bool, LoadError> {
@@ -396,7 +423,7 @@ impl Runtime {
     }
 }
 
-fn engine_config(config: &RuntimeConfig, plan: &MemoryPlan) -> anyhow::Result<Config> {
+pub(crate) fn engine_config(config: &RuntimeConfig, plan: &MemoryPlan) -> anyhow::Result<Config> {
     let mut wasm = Config::new();
     wasm.epoch_interruption(true)
         .consume_fuel(config.consume_fuel)

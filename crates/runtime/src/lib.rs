@@ -24,6 +24,7 @@ mod module;
 mod pool;
 pub mod secret_file;
 mod stdio;
+mod target;
 
 pub use cache::{CacheError, CompileCache};
 pub use engine::{Compiler, Runtime, RuntimeConfig, module_version};
@@ -33,7 +34,8 @@ pub use host::mqtt::{MqttHost, MqttPublication};
 pub use host::sql::SqlServices;
 pub use host::ws::{WebSocketHost, WsMessage};
 pub use limits::{ModuleLimits, ModuleSettings};
-pub use memory_plan::{MemoryPlan, MemoryStrategy};
+pub use memory_plan::{AddressSpace, MemoryPlan, MemoryStrategy};
 pub use module::{CommandOutput, LoadedModule, ModuleKind, NumType, NumValue, NumericSignature};
 pub use pool::PoolStats;
 pub use shanhai_abi::grant::{Grants, http_grant_error, invalid_topic, topic_matches};
+pub use target::{CodeTarget, CrossCompiler, code_isa};

@@ -302,15 +302,18 @@ impl MemoryPlan {
 
     /// One line for the start log.
     pub fn summary(&self) -> String {
+        format!("{}; code: {}", self.layout(), self.compiler.describe())
+    }
+
+    /// The layout and why it was chosen, in words.
+    pub fn layout(&self) -> String {
         match self.strategy {
             MemoryStrategy::OnDemand | MemoryStrategy::Auto => format!(
-                "on-demand allocation, bounds-checked memories ({}): {}; code: {}",
-                self.space,
-                self.reason,
-                self.compiler.describe()
+                "on-demand allocation, bounds-checked memories ({}): {}",
+                self.space, self.reason,
             ),
             _ => format!(
-                "{} pool of {} slots, {} reserved per memory{} ({} up front; {}): {}; code: {}",
+                "{} pool of {} slots, {} reserved per memory{} ({} up front; {}): {}",
                 self.strategy.as_str(),
                 self.pool_slots,
                 human(self.memory_reservation),
@@ -322,7 +325,6 @@ impl MemoryPlan {
                 human(self.reserved_up_front),
                 self.space,
                 self.reason,
-                self.compiler.describe()
             ),
         }
     }

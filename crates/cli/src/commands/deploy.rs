@@ -1,9 +1,10 @@
 //! `shanhai deploy`: upload a module to a running gateway.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 use http::Method;
+use shanhai_gateway::compiled;
 
 use crate::admin_client::{AdminClient, AdminToken, percent};
 
@@ -14,6 +15,12 @@ use crate::admin_client::{AdminClient, AdminToken, percent};
 /// finish on the old one. A module that fails to load is refused and the
 /// old version keeps serving. When FILE.sig exists next to FILE (as written
 /// by `shanhai sign`), it is sent as the module's signature.
+///
+/// With --precompiled FOLDER, the code `shanhai compile --target` wrote
+/// there for the gateway's architecture is sent first, so the gateway
+/// loads the module without compiling it. Code the gateway refuses (no
+/// trusted signature, another architecture, another engine layout) is
+/// reported and the gateway compiles the module itself.
 ///
 /// With --canary PERCENT the module does not replace the stable version: it
 /// takes PERCENT of the traffic while the gateway compares the two, rolls it
@@ -31,6 +38,10 @@ pub(crate) struct Args {
     /// Deploy as a canary taking this share of the traffic (0.01 to 100).
     #[arg(long, value_name = "PERCENT")]
     canary: Option<f64>,
+    /// Send the code compiled for the gateway by `shanhai compile --target
+    /// ARCH --cache-dir FOLDER` (FILE.ISA.cwasm and its .sig).
+    #[arg(long, value_name = "FOLDER")]
+    precompiled: Option<PathBuf>,
     #[command(flatten)]
     token: AdminToken,
 }
@@ -54,6 +65,9 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
         Err(err) => return Err(err).with_context(|| format!("reading {}", sig_path.display())),
     }
     let client = AdminClient::new(&args.to, &args.token)?;
+    if let Some(folder) = &args.precompiled {
+        send_compiled(&client, &args.file, &wasm, folder).await?;
+    }
     if let Some(weight) = args.canary {
         anyhow::ensure!(
             weight > 0.0 && weight <= 100.0,
@@ -91,5 +105,56 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
         answer["version"].as_str().unwrap_or("-"),
         answer["outcome"].as_str().unwrap_or("-")
     );
+    Ok(())
+}
+
+/// Sends the code compiled for the gateway's instruction set, if `folder`
+/// holds it. A refusal is not an error: the gateway compiles the module.
+async fn send_compiled(
+    client: &AdminClient,
+    file: &Path,
+    wasm: &[u8],
+    folder: &Path,
+) -> anyhow::Result<()> {
+    let config = client
+        .call(Method::GET, "/admin/config", &[], Vec::new())
+        .await
+        .context("asking the gateway which code it runs")?;
+    let isa = config["runtime"]["code_isa"]
+        .as_str()
+        .context("/admin/config names no runtime.code_isa: is the gateway older than this CLI?")?;
+    let stem = file
+        .file_stem()
+        .map_or_else(|| "module".into(), |s| s.to_string_lossy());
+    let path = folder.join(compiled::file_name(&stem, isa));
+    let mut sig_path = path.clone().into_os_string();
+    sig_path.push(".sig");
+    let (code, signature) = match (std::fs::read(&path), std::fs::read_to_string(&sig_path)) {
+        (Ok(code), Ok(signature)) => (code, signature),
+        (Err(err), _) | (_, Err(err)) => {
+            eprintln!(
+                "warning: no compiled code for this gateway ({isa}) at {} or its .sig ({err}): the gateway compiles the module",
+                path.display()
+            );
+            return Ok(());
+        }
+    };
+    let started = std::time::Instant::now();
+    let answer = client
+        .call(
+            Method::PUT,
+            &format!("/admin/compiled/{}", compiled::sha256_hex(wasm)),
+            &[("x-shanhai-signature", signature.trim().to_owned())],
+            code,
+        )
+        .await;
+    match answer {
+        Ok(_) => println!(
+            "sent compiled code {} ({isa}) in {:.1} s: the module loads without compiling",
+            path.display(),
+            started.elapsed().as_secs_f64()
+        ),
+        Err(err) => eprintln!("warning: {err:#}; the gateway compiles the module instead"),
+    }
     Ok(())
 }

@@ -15,6 +15,7 @@ mod exhaustion;
 mod hostile;
 mod mqtt;
 mod openapi;
+mod precompiled;
 mod reload;
 mod sandbox;
 mod signing;

@@ -11,6 +11,7 @@
 //! | `GET /admin/modules/NAME/canary` | the canary and both versions' figures |
 //! | `POST /admin/modules/NAME/canary/promote` | make the canary the stable version |
 //! | `DELETE /admin/modules/NAME/canary` | roll the canary back |
+//! | `PUT /admin/compiled/SHA256` | import code compiled elsewhere for the module with that SHA-256: the body is the `.cwasm`, `X-Shanhai-Signature` its `.cwasm.sig` |
 //! | `GET /admin/config` | the config, secrets redacted |
 //! | `GET /admin/openapi.json` | the OpenAPI document of this API |
 //! | `GET /admin/stats?since=UNIX_MS` | the dashboard's figures and samples |
@@ -35,7 +36,7 @@ use metrics_exporter_prometheus::PrometheusHandle;
 use serde::Serialize;
 
 use super::auth::AdminAuth;
-use super::{Admin, AdminError, MAX_MODULE_BYTES};
+use super::{Admin, AdminError, MAX_COMPILED_BYTES, MAX_MODULE_BYTES};
 use crate::http::RequestBody;
 
 /// The header carrying an upload's signature: the text of `FILE.sig`.
@@ -63,6 +64,7 @@ pub(crate) const ROUTES: &[(&str, &[Method])] = &[
         &[Method::GET, Method::PUT, Method::DELETE],
     ),
     ("/admin/modules/{name}/canary/promote", &[Method::POST]),
+    ("/admin/compiled/{sha256}", &[Method::PUT]),
     ("/admin/config", &[Method::GET]),
     ("/admin/openapi.json", &[Method::GET]),
     ("/admin/stats", &[Method::GET]),
@@ -90,6 +92,7 @@ enum Route<'a> {
     Reload(&'a str),
     Canary(&'a str),
     Promote(&'a str),
+    Compiled(&'a str),
     Config,
     OpenApi,
     Stats,
@@ -113,6 +116,7 @@ impl<'a> Route<'a> {
             ["admin", "modules", name, "reload"] => Self::Reload(name),
             ["admin", "modules", name, "canary"] => Self::Canary(name),
             ["admin", "modules", name, "canary", "promote"] => Self::Promote(name),
+            ["admin", "compiled", sha256] => Self::Compiled(sha256),
             ["admin", "config"] => Self::Config,
             ["admin", "openapi.json"] => Self::OpenApi,
             ["admin", "stats"] => Self::Stats,
@@ -132,6 +136,7 @@ impl<'a> Route<'a> {
             Self::Reload(_) => "/admin/modules/{name}/reload",
             Self::Canary(_) => "/admin/modules/{name}/canary",
             Self::Promote(_) => "/admin/modules/{name}/canary/promote",
+            Self::Compiled(_) => "/admin/compiled/{sha256}",
             Self::Config => "/admin/config",
             Self::OpenApi => "/admin/openapi.json",
             Self::Stats => "/admin/stats",
@@ -164,8 +169,10 @@ impl From<AdminError> for Failure {
         let status = match &err {
             AdminError::BadName(_) | AdminError::BadRequest(_) => StatusCode::BAD_REQUEST,
             AdminError::UnknownModule(_) => StatusCode::NOT_FOUND,
-            AdminError::TooLarge => StatusCode::PAYLOAD_TOO_LARGE,
-            AdminError::LoadFailed { .. } => StatusCode::UNPROCESSABLE_ENTITY,
+            AdminError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            AdminError::LoadFailed { .. } | AdminError::CompiledRefused(_) => {
+                StatusCode::UNPROCESSABLE_ENTITY
+            }
             AdminError::Conflict { .. } => StatusCode::CONFLICT,
             AdminError::Io(_) => StatusCode::INTERNAL_SERVER_ERROR,
         };
@@ -347,7 +354,7 @@ impl AdminHttp {
                 Method::DELETE => Ok(json(StatusCode::OK, &admin.delete(name).await?)),
                 _ => {
                     let name = name.to_owned();
-                    let (wasm, signature) = read_upload(request).await?;
+                    let (wasm, signature) = read_upload(request, MAX_MODULE_BYTES).await?;
                     Ok(json(
                         StatusCode::OK,
                         &admin.upload(&name, wasm, signature).await?,
@@ -366,7 +373,7 @@ impl AdminHttp {
                     let query = request.uri().query().map(str::to_owned);
                     // The body is read first, so a refusal reaches a client
                     // still sending it.
-                    let (wasm, signature) = read_upload(request).await?;
+                    let (wasm, signature) = read_upload(request, MAX_MODULE_BYTES).await?;
                     let weight = query_weight(query.as_deref())?;
                     Ok(json(
                         StatusCode::OK,
@@ -375,6 +382,14 @@ impl AdminHttp {
                 }
             },
             Route::Promote(name) => Ok(json(StatusCode::OK, &admin.canary_promote(name).await?)),
+            Route::Compiled(sha256) => {
+                let sha256 = sha256.to_owned();
+                let (code, signature) = read_upload(request, MAX_COMPILED_BYTES).await?;
+                Ok(json(
+                    StatusCode::OK,
+                    &admin.import_compiled(&sha256, code, signature).await?,
+                ))
+            }
             Route::NotFound => Err(Failure::new(
                 StatusCode::NOT_FOUND,
                 "not_found",
@@ -418,10 +433,11 @@ fn query_weight(query: Option<&str>) -> Result<f64, Failure> {
         .map_err(|_| AdminError::BadRequest(format!("weight: `{value}` is not a number")).into())
 }
 
-/// The body (a module, within [`MAX_MODULE_BYTES`]) and signature header of
-/// an upload.
+/// The body (a module or compiled code, within `limit` bytes) and
+/// signature header of an upload.
 async fn read_upload(
     request: Request<impl RequestBody>,
+    limit: usize,
 ) -> Result<(Vec<u8>, Option<String>), Failure> {
     let (parts, body) = request.into_parts();
     let signature = match parts.headers.get(SIGNATURE_HEADER) {
@@ -441,17 +457,17 @@ async fn read_upload(
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
-    if declared.is_some_and(|len| len > MAX_MODULE_BYTES as u64) {
-        return Err(AdminError::TooLarge.into());
+    if declared.is_some_and(|len| len > limit as u64) {
+        return Err(AdminError::TooLarge(limit).into());
     }
-    match Limited::new(body, MAX_MODULE_BYTES).collect().await {
+    match Limited::new(body, limit).collect().await {
         Ok(collected) => Ok((collected.to_bytes().into(), signature)),
         Err(err)
             if err
                 .downcast_ref::<http_body_util::LengthLimitError>()
                 .is_some() =>
         {
-            Err(AdminError::TooLarge.into())
+            Err(AdminError::TooLarge(limit).into())
         }
         Err(err) => Err(AdminError::BadRequest(format!("reading the body: {err}")).into()),
     }
@@ -532,6 +548,7 @@ mod tests {
         for (template, methods) in ROUTES {
             let path = template
                 .replace("{name}", "hello")
+                .replace("{sha256}", &"ab".repeat(32))
                 .replace("{file}", "app.js");
             let route = Route::of(&path);
             assert_eq!(route.template(), Some(*template), "{path}");

@@ -52,6 +52,10 @@ use auth::AdminAuth;
 /// Largest module an upload may carry.
 pub(crate) const MAX_MODULE_BYTES: usize = 64 << 20;
 
+/// Largest compiled code an import may carry: wasmtime's code for a Go
+/// module is a few times the module's size.
+pub(crate) const MAX_COMPILED_BYTES: usize = 128 << 20;
+
 /// Largest signature an upload may carry (a `FILE.sig` line is under 400
 /// bytes).
 const MAX_SIGNATURE_BYTES: usize = 4096;
@@ -70,8 +74,8 @@ pub(crate) enum AdminError {
     #[error("{0}")]
     BadRequest(String),
     /// The module is larger than [`MAX_MODULE_BYTES`].
-    #[error("the module exceeds the {MAX_MODULE_BYTES}-byte upload limit")]
-    TooLarge,
+    #[error("the upload exceeds its {0}-byte limit")]
+    TooLarge(usize),
     /// The module was refused; whatever served before still serves.
     #[error("{message}")]
     LoadFailed {
@@ -89,6 +93,10 @@ pub(crate) enum AdminError {
         /// What is in the way.
         message: String,
     },
+    /// Compiled code was refused: unsigned, untrusted, changed, or not for
+    /// this engine. The gateway compiles the module itself instead.
+    #[error("compiled code refused: {0}")]
+    CompiledRefused(String),
     /// Writing or removing a file failed.
     #[error("{0}")]
     Io(String),
@@ -100,9 +108,10 @@ impl AdminError {
         match self {
             Self::BadName(_) | Self::BadRequest(_) => "bad_request",
             Self::UnknownModule(_) => "unknown_module",
-            Self::TooLarge => "body_too_large",
+            Self::TooLarge(_) => "body_too_large",
             Self::LoadFailed { .. } => "load_failed",
             Self::Conflict { .. } => "conflict",
+            Self::CompiledRefused(_) => "compiled_refused",
             Self::Io(_) => "internal",
         }
     }
@@ -189,6 +198,19 @@ pub(crate) struct Changed {
     /// The version now serving; `None` once removed.
     version: Option<String>,
     /// `added`, `swapped`, `unchanged` or `removed`.
+    outcome: &'static str,
+}
+
+/// The answer to an import of compiled code.
+#[derive(Debug, Serialize)]
+pub(crate) struct Imported {
+    /// The SHA-256 of the module the code was compiled from.
+    module_sha256: String,
+    /// The instruction set of the code.
+    isa: &'static str,
+    /// The key that signed it.
+    signed_by: String,
+    /// Always `imported`: the next load of the module skips compiling.
     outcome: &'static str,
 }
 
@@ -337,7 +359,7 @@ impl Admin {
     ) -> Result<Changed, AdminError> {
         check_name(name)?;
         if wasm.len() > MAX_MODULE_BYTES {
-            return Err(AdminError::TooLarge);
+            return Err(AdminError::TooLarge(MAX_MODULE_BYTES));
         }
         check_signature_text(signature.as_deref())?;
         let _change = self.changes.lock().await;
@@ -375,6 +397,66 @@ impl Admin {
             }
         }
         loaded
+    }
+
+    /// Imports `code`, compiled elsewhere from the module whose SHA-256 is
+    /// `module_sha256`, into the compile cache once its signature (from a
+    /// trusted key, see [`crate::compiled`]) and wasmtime's own checks
+    /// pass. A module with that hash uploaded afterwards loads without
+    /// compiling. Refused code changes nothing.
+    pub(crate) async fn import_compiled(
+        &self,
+        module_sha256: &str,
+        code: Vec<u8>,
+        signature: Option<String>,
+    ) -> Result<Imported, AdminError> {
+        let is_digest = module_sha256.len() == 64
+            && module_sha256
+                .bytes()
+                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
+        if !is_digest {
+            return Err(AdminError::BadRequest(format!(
+                "`{module_sha256}` is not a module's SHA-256: 64 lowercase hex digits"
+            )));
+        }
+        if code.len() > MAX_COMPILED_BYTES {
+            return Err(AdminError::TooLarge(MAX_COMPILED_BYTES));
+        }
+        check_signature_text(signature.as_deref())?;
+        let isa = self.runtime.code_isa();
+        let refused = |message: String| {
+            tracing::warn!(module_sha256, isa, "compiled code refused: {message}");
+            AdminError::CompiledRefused(message)
+        };
+        let signed = crate::compiled::verify(
+            &self.config.signing,
+            module_sha256,
+            isa,
+            &code,
+            signature.as_deref(),
+        )
+        .map_err(|err| refused(err.to_string()))?;
+        let _change = self.changes.lock().await;
+        self.runtime
+            .import_compiled(module_sha256, code)
+            .await
+            .map_err(|err| {
+                refused(format!(
+                    "it does not fit this gateway's engine: {err} (compile it for the layout in /admin/config, runtime.memory_plan: `shanhai compile --target ARCH --config` with this gateway's config, and `--va-bits`)"
+                ))
+            })?;
+        tracing::info!(
+            module_sha256,
+            isa,
+            signed_by = %signed.key,
+            "compiled code imported: the module with this hash loads without compiling"
+        );
+        Ok(Imported {
+            module_sha256: module_sha256.to_owned(),
+            isa,
+            signed_by: signed.key.to_string(),
+            outcome: "imported",
+        })
     }
 
     /// Removes module `name`'s file (and signature) and unmounts it.
@@ -432,7 +514,7 @@ impl Admin {
     ) -> Result<CanaryChanged, AdminError> {
         check_name(name)?;
         if wasm.len() > MAX_MODULE_BYTES {
-            return Err(AdminError::TooLarge);
+            return Err(AdminError::TooLarge(MAX_MODULE_BYTES));
         }
         check_signature_text(signature.as_deref())?;
         let weight = weight_basis_points(weight_percent)
@@ -504,6 +586,8 @@ impl Admin {
     pub(crate) fn config(&self) -> serde_json::Value {
         let mut config = redact::config_json(&self.config);
         let plan = self.runtime.memory_plan();
+        // `shanhai deploy --precompiled` picks the code compiled for this.
+        config["runtime"]["code_isa"] = self.runtime.code_isa().into();
         config["runtime"]["memory_plan"] = serde_json::json!({
             "strategy": plan.strategy.as_str(),
             "pool_slots": plan.pool_slots,

@@ -209,11 +209,11 @@ impl Failure {
 impl From<AdminError> for Failure {
     fn from(err: AdminError) -> Self {
         let code = match &err {
-            AdminError::BadName(_) | AdminError::BadRequest(_) | AdminError::TooLarge => {
+            AdminError::BadName(_) | AdminError::BadRequest(_) | AdminError::TooLarge(_) => {
                 INVALID_PARAMS
             }
             AdminError::UnknownModule(_) => UNKNOWN_MODULE,
-            AdminError::LoadFailed { .. } => LOAD_FAILED,
+            AdminError::LoadFailed { .. } | AdminError::CompiledRefused(_) => LOAD_FAILED,
             AdminError::Conflict { .. } => CONFLICT,
             AdminError::Io(_) => INTERNAL_ERROR,
         };
@@ -250,7 +250,7 @@ struct CanaryParams {
 
 fn decode_wasm(wasm_base64: &str) -> Result<Vec<u8>, Failure> {
     if wasm_base64.len() > MAX_MODULE_BYTES / 3 * 4 + 4 {
-        return Err(AdminError::TooLarge.into());
+        return Err(AdminError::TooLarge(super::MAX_MODULE_BYTES).into());
     }
     base64::engine::general_purpose::STANDARD
         .decode(wasm_base64.trim())
