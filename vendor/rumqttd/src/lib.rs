@@ -30,6 +30,8 @@ pub use self::router::shared_subs::Strategy;
 mod link;
 pub mod protocol;
 mod router;
+/// Shanhai patch 6: the durable log, public for the gateway's tests of it.
+pub use router::durable;
 mod segments;
 mod server;
 
@@ -202,6 +204,11 @@ pub struct RouterConfig {
     // defaults to Round Robin
     #[serde(default)]
     pub shared_subscriptions_strategy: Strategy,
+    /// Shanhai patch 6: where QoS 1 messages owed to persistent sessions,
+    /// and the sessions, are logged so they survive a crash
+    /// (`router/durable.rs`); `None` keeps them in memory only.
+    #[serde(default)]
+    pub durable_dir: Option<std::path::PathBuf>,
 }
 
 #[derive(Debug, Default, Clone, Serialize, Deserialize)]

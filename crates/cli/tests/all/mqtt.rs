@@ -163,10 +163,21 @@ struct Client {
 
 impl Client {
     async fn connect(addr: SocketAddr, id: &str) -> Self {
+        Self::connect_with(addr, id, false).await
+    }
+
+    /// With `persistent`, the session (subscriptions, QoS 1 messages owed)
+    /// outlives the connection for an hour.
+    async fn connect_with(addr: SocketAddr, id: &str, persistent: bool) -> Self {
         let mut options = MqttOptions::new(id, addr.ip().to_string(), addr.port());
         options
             .set_keep_alive(Duration::from_secs(30))
             .set_max_packet_size(Some(2 << 20));
+        if persistent {
+            options
+                .set_clean_start(false)
+                .set_session_expiry_interval(Some(3600));
+        }
         let (client, mut eventloop) = AsyncClient::new(options, 1000);
         let (tx, received) = mpsc::unbounded_channel();
         let acked = Arc::new(AtomicUsize::new(0));
@@ -1139,6 +1150,30 @@ fn bad_mqtt_configs_are_refused_at_start() {
     }
 }
 
+/// A broker log the embedded broker cannot use fails the start naming the
+/// key, rather than a broker that silently keeps nothing.
+#[test]
+fn an_unusable_broker_store_is_refused_at_start() {
+    let modules = tempfile::tempdir().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let not_a_log = dir.path().join("garbage");
+    std::fs::create_dir(&not_a_log).unwrap();
+    std::fs::write(not_a_log.join("broker.log"), "not a log\n").unwrap();
+    let a_file = dir.path().join("file");
+    std::fs::write(&a_file, "").unwrap();
+    for (store, expected) in [
+        (&not_a_log, "is not a Shanhai broker log"),
+        (&a_file, "File exists"),
+    ] {
+        let config = format!("[mqtt]\nstore_dir = {:?}\n", store.display().to_string());
+        let stderr = crate::util::serve_refused(modules.path(), &config);
+        assert!(
+            stderr.contains("mqtt.store_dir") && stderr.contains(expected),
+            "{config}: {stderr}"
+        );
+    }
+}
+
 fn reading_json() -> &'static str {
     r#"{"sensor":258,"time":1735689600,"temperature_c":21.5,"humidity_pct":45.25,"battery_mv":3300}"#
 }
@@ -1383,4 +1418,102 @@ async fn the_embedded_broker_keeps_mqtt5_sessions_for_their_expiry_interval() {
     tokio::time::sleep(Duration::from_millis(2500).saturating_sub(left.elapsed())).await;
     let (present, got) = mqtt5_session(v5, "short", false, Some(1), None, 0).await;
     assert!(!present && got.is_empty(), "{present} {got:?}");
+}
+
+/// The embedded broker's durable log (`mqtt.store_dir`): 1,000 QoS 1
+/// messages, each acknowledged to mosquitto_pub, wait for a slow trigger;
+/// the gateway is killed (SIGKILL: no drain, nothing flushed) mid-way and
+/// restarted on the same folder. Every message is processed at least once,
+/// and the outputs published for a persistent observer before and after
+/// the kill reach it too.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_embedded_broker_loses_no_acknowledged_message_when_the_gateway_is_killed() {
+    const N: usize = 1000;
+    let modules = probe_folder();
+    let store = tempfile::tempdir().unwrap();
+    let config = format!(
+        "{}store_dir = {:?}\n[mqtt.triggers.t]\nfilter = \"jobs/+\"\nmodule = \"probe\"\noutput_topic = \"done/{{1}}\"\n",
+        mqtt_section(None, "durable"),
+        store.path().display().to_string()
+    );
+    let gw = Gateway::start(modules.path(), Some(&config));
+    wait_subscribed(&gw, &["t"]).await;
+    let (v4, v5) = gw.mqtt.expect("the embedded broker runs");
+    let mut observer = Client::connect_with(v5, "observer", true).await;
+    observer.subscribe("done/#").await;
+
+    // One topic, so the trigger takes the messages one at a time (order
+    // per topic), each sleeping 3 ms: slow next to the publisher.
+    let lines: String = (0..N).map(|i| format!("sleep:3:{i}\n")).collect();
+    let mut publisher = Command::new("mosquitto_pub")
+        .args(["-h", "127.0.0.1", "-p", &v4.port().to_string()])
+        .args(["-i", "device", "-q", "1", "-t", "jobs/x", "-l"])
+        .stdin(Stdio::piped())
+        .spawn()
+        .expect("running mosquitto_pub (apt package mosquitto-clients)");
+    {
+        use std::io::Write;
+        publisher
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(lines.as_bytes())
+            .unwrap();
+    }
+    // mosquitto_pub -l exits 0 once every message is acknowledged.
+    let status = tokio::task::spawn_blocking(move || publisher.wait())
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(status.success(), "mosquitto_pub: {status}");
+
+    let mut processed = BTreeSet::new();
+    let mut outputs = 0usize;
+    let mut record = |msg: Msg, processed: &mut BTreeSet<usize>| {
+        outputs += 1;
+        let payload = String::from_utf8_lossy(&msg.payload).into_owned();
+        // "jobs/x|sleep:3:ID|q1|..."
+        let id = payload.split('|').nth(1).and_then(|p| p.rsplit(':').next());
+        let id: usize = id
+            .and_then(|id| id.parse().ok())
+            .unwrap_or_else(|| panic!("output {payload:?}"));
+        processed.insert(id);
+    };
+    while processed.len() < N / 10 {
+        let msg = observer.expect(&gw, "outputs before the kill").await;
+        record(msg, &mut processed);
+    }
+    let before_kill = processed.len();
+    drop(observer);
+    drop(gw); // SIGKILL
+    assert!(before_kill < N, "the trigger finished before the kill");
+
+    let gw = Gateway::start(modules.path(), Some(&config));
+    let logs = gw.logs();
+    assert!(
+        logs.contains("restored persistent sessions and the QoS 1 messages they are owed"),
+        "{logs}"
+    );
+    let (_, v5) = gw.mqtt.expect("the embedded broker runs");
+    let mut observer = Client::connect_with(v5, "observer", true).await;
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while processed.len() < N {
+        match observer.next(Duration::from_secs(1)).await {
+            Some(msg) => record(msg, &mut processed),
+            None => assert!(
+                Instant::now() < deadline,
+                "{} of {N} processed ({before_kill} before the kill); missing {:?}; log:\n{}",
+                processed.len(),
+                (0..N)
+                    .filter(|i| !processed.contains(i))
+                    .take(20)
+                    .collect::<Vec<_>>(),
+                gw.logs()
+            ),
+        }
+    }
+    eprintln!(
+        "durable broker: {N} messages, {before_kill} processed before the kill, {outputs} outputs ({} again)",
+        outputs - N
+    );
 }

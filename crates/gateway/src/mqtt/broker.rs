@@ -36,6 +36,7 @@ impl EmbeddedBroker {
         config: &MqttConfig,
         credentials: Option<(String, String)>,
     ) -> anyhow::Result<Self> {
+        let store_dir = check_store_dir(config)?;
         let v4 = reserve(config.listen, "mqtt.listen")?;
         let v5 = reserve(config.listen_v5, "mqtt.listen_v5")?;
         let connections = ConnectionSettings {
@@ -60,6 +61,7 @@ impl EmbeddedBroker {
                 max_outgoing_packet_count: 200,
                 max_segment_size: SEGMENT_BYTES.max(2 * config.max_payload_bytes),
                 max_segment_count: SEGMENTS,
+                durable_dir: store_dir,
                 ..RouterConfig::default()
             },
             v4: Some(HashMap::from([("v4".to_owned(), server("mqtt-v4", v4))])),
@@ -103,5 +105,145 @@ async fn wait_listening(addr: SocketAddr) -> anyhow::Result<()> {
             );
         }
         tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+/// The folder of the broker's durable log (`mqtt.store_dir`), created and
+/// checked writable here so a bad one fails the start naming the key: the
+/// broker thread could only log it.
+fn check_store_dir(config: &MqttConfig) -> anyhow::Result<Option<std::path::PathBuf>> {
+    let dir = &config.store_dir;
+    if dir.as_os_str().is_empty() {
+        return Ok(None);
+    }
+    let usable = std::fs::create_dir_all(dir).and_then(|()| {
+        let probe = dir.join(".write-check");
+        std::fs::write(&probe, b"")?;
+        std::fs::remove_file(&probe)
+    });
+    // Reading the log back here (the broker reads it again) turns one it
+    // cannot use into a failed start rather than a broker that forgets.
+    let usable = usable.and_then(|()| rumqttd::durable::Durable::open(dir).map(drop));
+    usable.map_err(|err| {
+        anyhow::anyhow!(
+            "mqtt.store_dir {}: {err}: the embedded broker logs there the QoS 1 messages it acknowledges to persistent sessions (set another folder, or \"\" to keep them in memory only)",
+            dir.display()
+        )
+    })?;
+    Ok(Some(dir.clone()))
+}
+
+#[cfg(test)]
+mod durable_log_tests {
+    //! The embedded broker's durable log (vendor/rumqttd, patch 6).
+    use std::collections::BTreeMap;
+    use std::fs::OpenOptions;
+    use std::time::Duration;
+
+    use bytes::Bytes;
+    use rumqttd::durable::{COMPACT_SLACK, Durable, LOG_FILE, crc32};
+
+    fn publish(durable: &mut Durable, topic: &str, payload: &str) -> Option<u64> {
+        durable.published(
+            &Bytes::from(topic.to_owned()),
+            &Bytes::from(payload.to_owned()),
+        )
+    }
+
+    #[test]
+    fn crc32_matches_the_standard_check_value() {
+        assert_eq!(crc32(b"123456789"), 0xCBF4_3926);
+    }
+
+    #[test]
+    fn owed_messages_and_sessions_survive_reopening() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut durable = Durable::open(dir.path()).unwrap();
+        durable.connected("trigger", true, Some(Duration::from_secs(3600)), false);
+        durable.subscribed("trigger", "in/+", 1);
+        durable.connected("watcher", true, None, false);
+        durable.subscribed("watcher", "in/#", 0);
+        let first = publish(&mut durable, "in/a", "one").unwrap();
+        let second = publish(&mut durable, "in/b", "two").unwrap();
+        // Only a QoS 0 subscription matches: nothing to keep.
+        assert_eq!(publish(&mut durable, "in/a/b", "three"), None);
+        durable.acked("trigger", first);
+        durable.sync().unwrap();
+        drop(durable);
+
+        let durable = Durable::open(dir.path()).unwrap();
+        let pending: Vec<_> = durable
+            .pending()
+            .map(|(seq, m)| (seq, m.payload.clone()))
+            .collect();
+        assert_eq!(pending, vec![(second, Bytes::from("two"))]);
+        let session = &durable.sessions()["trigger"];
+        assert_eq!(session.filters, BTreeMap::from([("in/+".to_owned(), 1)]));
+        assert_eq!(session.expiry, Some(Duration::from_secs(3600)));
+        assert!(durable.sessions().contains_key("watcher"));
+    }
+
+    #[test]
+    fn a_torn_last_record_is_dropped_and_the_rest_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut durable = Durable::open(dir.path()).unwrap();
+        durable.connected("c", true, None, false);
+        durable.subscribed("c", "t", 1);
+        publish(&mut durable, "t", "kept").unwrap();
+        publish(&mut durable, "t", "torn").unwrap();
+        durable.sync().unwrap();
+        drop(durable);
+        let path = dir.path().join(LOG_FILE);
+        let len = std::fs::metadata(&path).unwrap().len();
+        OpenOptions::new()
+            .write(true)
+            .open(&path)
+            .unwrap()
+            .set_len(len - 3)
+            .unwrap();
+
+        let durable = Durable::open(dir.path()).unwrap();
+        let payloads: Vec<_> = durable.pending().map(|(_, m)| m.payload.clone()).collect();
+        assert_eq!(payloads, vec![Bytes::from("kept")]);
+    }
+
+    #[test]
+    fn clean_starts_and_expiry_forget_what_a_session_was_owed() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut durable = Durable::open(dir.path()).unwrap();
+        durable.connected("clean", true, None, false);
+        durable.subscribed("clean", "t", 1);
+        durable.connected("brief", true, Some(Duration::ZERO), false);
+        durable.subscribed("brief", "t", 1);
+        publish(&mut durable, "t", "m").unwrap();
+        durable.disconnected("brief", true, Some(Duration::ZERO));
+        // Reconnecting with a clean start discards the session.
+        durable.connected("clean", false, None, false);
+        durable.sync().unwrap();
+        drop(durable);
+
+        let durable = Durable::open(dir.path()).unwrap();
+        assert!(durable.sessions().is_empty(), "{:?}", durable.sessions());
+        assert_eq!(durable.pending().count(), 0);
+    }
+
+    #[test]
+    fn the_log_is_compacted_to_what_is_live() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut durable = Durable::open(dir.path()).unwrap();
+        durable.connected("c", true, None, false);
+        durable.subscribed("c", "t", 1);
+        let payload = "x".repeat(64 << 10);
+        for _ in 0..400 {
+            let seq = publish(&mut durable, "t", &payload).unwrap();
+            durable.acked("c", seq);
+            durable.sync().unwrap();
+        }
+        let size = std::fs::metadata(dir.path().join(LOG_FILE)).unwrap().len();
+        assert!(
+            size < COMPACT_SLACK + (1 << 20),
+            "the log holds {size} bytes"
+        );
+        assert!(durable.sessions().contains_key("c"));
     }
 }

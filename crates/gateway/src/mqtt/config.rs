@@ -55,6 +55,10 @@ pub struct MqttConfig {
     pub publish_queue: usize,
     /// The embedded broker's connection limit.
     pub max_connections: usize,
+    /// Where the embedded broker logs the QoS 1 messages it owes persistent
+    /// sessions, and the sessions, so that a crash or power loss loses
+    /// nothing it acknowledged; empty keeps them in memory only.
+    pub store_dir: PathBuf,
     /// Triggers, by name.
     pub triggers: BTreeMap<String, MqttTriggerConfig>,
 }
@@ -77,6 +81,7 @@ impl Default for MqttConfig {
             max_payload_bytes: 1 << 20,
             publish_queue: 1024,
             max_connections: 1000,
+            store_dir: PathBuf::from(".shanhai/mqtt"),
             triggers: BTreeMap::new(),
         }
     }

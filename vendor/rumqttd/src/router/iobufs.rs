@@ -59,7 +59,8 @@ pub struct Outgoing {
     /// Handle which is given to router to allow router to communicate with this connection
     pub(crate) handle: Sender<()>,
     /// The buffer to keep track of inflight packets.
-    inflight_buffer: VecDeque<(u16, FilterIdx, Option<Cursor>)>,
+    /// Shanhai patch 6: with each message's durable sequence number.
+    inflight_buffer: VecDeque<(u16, FilterIdx, Option<Cursor>, Option<u64>)>,
     /// PubRels waiting for PubComp
     pub(crate) unacked_pubrels: VecDeque<u16>,
     /// Last packet id
@@ -145,7 +146,7 @@ impl Outgoing {
             p.publish.pkid = self.last_pkid;
 
             self.inflight_buffer
-                .push_back((self.last_pkid, filter_idx, p.cursor));
+                .push_back((self.last_pkid, filter_idx, p.cursor, p.durable_seq));
 
             // Place max pkid packet at index 0
             if self.last_pkid == MAX_PKID {
@@ -172,8 +173,11 @@ impl Outgoing {
 
     // Returns (unsolicited, outoforder) flags
     // Return: Out of order or unsolicited acks
-    pub fn register_ack(&mut self, pkid: u16) -> Option<()> {
-        let (head, _filter_idx, _cursor) = self.inflight_buffer.pop_front()?;
+    ///
+    /// Shanhai patch 6: returns the acked message's durable sequence
+    /// number, if it has one.
+    pub fn register_ack(&mut self, pkid: u16) -> Option<Option<u64>> {
+        let (head, _filter_idx, _cursor, durable_seq) = self.inflight_buffer.pop_front()?;
 
         // We don't support out of order acks
         if pkid != head {
@@ -181,7 +185,7 @@ impl Outgoing {
             return None;
         }
 
-        Some(())
+        Some(durable_seq)
     }
 
     pub fn register_pubrec(&mut self, pkid: u16) {
@@ -210,7 +214,7 @@ impl Outgoing {
     // least corresponding cursor because of the way we insert into the inflight_buffer
     pub fn retransmission_map(&self) -> HashMap<FilterIdx, Cursor> {
         let mut o = HashMap::new();
-        for (_, filter_idx, cursor) in self.inflight_buffer.iter() {
+        for (_, filter_idx, cursor, _) in self.inflight_buffer.iter() {
             // if cursor in None, it means it was a retained publish
             if !o.contains_key(filter_idx) && cursor.is_some() {
                 o.insert(*filter_idx, cursor.unwrap());
@@ -249,7 +253,9 @@ mod test {
             (1, 3, Some((1, 3))),
         ];
 
-        outgoing.inflight_buffer.extend(buf);
+        outgoing
+            .inflight_buffer
+            .extend(buf.into_iter().map(|(pkid, idx, cursor)| (pkid, idx, cursor, None)));
         assert_eq!(outgoing.retransmission_map(), result);
     }
 

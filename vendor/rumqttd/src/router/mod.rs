@@ -17,6 +17,7 @@ use crate::{
 
 mod alertlog;
 mod connection;
+pub mod durable;
 mod graveyard;
 pub mod iobufs;
 mod logs;
@@ -113,6 +114,9 @@ impl From<Notification> for MaybePacket {
 #[derive(Debug, Clone)]
 pub struct Forward {
     pub cursor: Option<(u64, u64)>,
+    /// Shanhai patch 6: the message's number in the durable log, if it is
+    /// owed to persistent sessions; its ack is logged.
+    pub durable_seq: Option<u64>,
     pub size: usize,
     pub publish: Publish,
     pub properties: Option<PublishProperties>,

@@ -102,6 +102,9 @@ pub struct Router {
     shared_subscriptions: HashMap<String, SharedGroup>,
     /// Will messages per client_id
     last_wills: HashMap<String, (LastWill, Option<LastWillProperties>)>,
+    /// Shanhai patch 6: the log that makes QoS 1 messages owed to
+    /// persistent sessions, and the sessions, survive a crash.
+    durable: Option<super::durable::Durable>,
 }
 
 impl Router {
@@ -121,7 +124,18 @@ impl Router {
         };
 
         let max_connections = config.max_connections;
-        Router {
+        let durable = config.durable_dir.as_ref().and_then(|dir| {
+            match super::durable::Durable::open(dir) {
+                Ok(durable) => Some(durable),
+                Err(err) => {
+                    // The gateway checks the folder before it starts the
+                    // broker; this is a log that can't be read back.
+                    error!(dir = %dir.display(), error = %err, "can't open the broker's durable log: QoS 1 messages and sessions are kept in memory only");
+                    None
+                }
+            }
+        });
+        let mut router = Router {
             id: router_id,
             config: config.clone(),
             graveyard: Graveyard::new(),
@@ -143,6 +157,73 @@ impl Router {
             cache: Some(VecDeque::with_capacity(MAX_CHANNEL_CAPACITY)),
             shared_subscriptions: HashMap::new(),
             last_wills: HashMap::new(),
+            durable,
+        };
+        router.restore_durable_state();
+        router
+    }
+
+    /// Shanhai patch 6: puts the sessions of the durable log back in the
+    /// graveyard, as if their clients had just disconnected, and queues
+    /// the messages they are still owed, in arrival order.
+    fn restore_durable_state(&mut self) {
+        let Some(durable) = &self.durable else {
+            return;
+        };
+        let now_ms = SystemTime::now()
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as u64);
+        let mut sessions = 0;
+        for (client_id, session) in durable.sessions() {
+            let mut tracker = Tracker::new(client_id.clone());
+            for (filter, qos) in &session.filters {
+                let (filter_idx, cursor) = self.datalog.next_native_offset(filter);
+                tracker.register_data_request(DataRequest {
+                    filter: filter.clone(),
+                    filter_idx,
+                    qos: *qos,
+                    cursor,
+                    read_count: 0,
+                    max_count: 100,
+                    forward_retained: false,
+                    group: None,
+                });
+            }
+            self.graveyard.save_state(
+                tracker,
+                session.filters.keys().cloned().collect(),
+                ConnectionEvents::default(),
+                VecDeque::new(),
+                session.expires_at(now_ms),
+            );
+            sessions += 1;
+        }
+        let mut messages = 0;
+        for (seq, message) in durable.pending() {
+            let Ok(topic) = std::str::from_utf8(&message.topic) else {
+                continue;
+            };
+            for filter_idx in self.datalog.matches(topic).unwrap_or_default() {
+                let publish = Publish {
+                    dup: false,
+                    qos: QoS::AtLeastOnce,
+                    pkid: 0,
+                    retain: false,
+                    topic: message.topic.clone(),
+                    payload: message.payload.clone(),
+                };
+                let mut data: super::logs::PublishData = (publish, None).into();
+                data.durable_seq = Some(seq);
+                let log = self.datalog.native.get_mut(filter_idx).unwrap();
+                log.append(data, &mut self.notifications);
+            }
+            messages += 1;
+        }
+        if sessions > 0 || messages > 0 {
+            info!(
+                sessions,
+                messages, "restored persistent sessions and the QoS 1 messages they are owed from the durable log"
+            );
         }
     }
 
@@ -210,6 +291,16 @@ impl Router {
                 Ok((id, data)) => self.events(id, data),
                 Err(TryRecvError::Disconnected) => return Err(RouterError::Disconnected),
                 Err(TryRecvError::Empty) => break,
+            }
+        }
+
+        // Shanhai patch 6: everything this batch logged is on disk before
+        // `consume` below sends the batch's PUBACKs and SUBACKs (group
+        // commit: one sync for every message that arrived meanwhile).
+        if let Some(durable) = &mut self.durable {
+            if let Err(err) = durable.sync() {
+                error!(error = %err, "can't write the broker's durable log; stopping rather than acknowledging what is not on disk");
+                return Err(RouterError::Disconnected);
             }
         }
 
@@ -354,6 +445,15 @@ impl Router {
             );
         }
 
+        if let Some(durable) = &mut self.durable {
+            durable.connected(
+                &client_id,
+                connection.keep_session,
+                connection.session_expiry,
+                !clean_session && previous_session,
+            );
+        }
+
         let connection_id = self.connections.insert(connection);
         assert_eq!(self.ibufs.insert(incoming), connection_id);
         assert_eq!(self.obufs.insert(outgoing), connection_id);
@@ -494,6 +594,10 @@ impl Router {
             connection.events.events.pop_front();
         }
 
+        if let Some(durable) = &mut self.durable {
+            durable.disconnected(&client_id, connection.keep_session, connection.session_expiry);
+        }
+
         // Save state for persistent sessions
         if connection.keep_session {
             // Add inflight data requests back to tracker
@@ -618,6 +722,7 @@ impl Router {
                         &mut self.datalog,
                         &mut self.notifications,
                         &mut self.connections,
+                        self.durable.as_mut().filter(|_| qos == QoS::AtLeastOnce),
                     ) {
                         Ok(_offset) => {
                             // Even if one of the data in the batch is appended to commitlog,
@@ -691,6 +796,9 @@ impl Router {
                         // this is because we do want to treat is as diffrent subscription
                         // and create DataRequest, while using the same datalog of "topic"
                         // NOTE: topic & $share/group/topic will have same filteridx!
+                        if let (Some(durable), None) = (&mut self.durable, &group) {
+                            durable.subscribed(&client_id, &filter, f.qos as u8);
+                        }
                         self.prepare_filter(id, cursor, idx, f, group, subscription_id);
 
                         let code = match f.qos {
@@ -759,6 +867,9 @@ impl Router {
                             ackslog.unsuback(unsuback);
                             self.scheduler.untrack(id, filter);
                             self.datalog.remove_waiters_for_id(id, filter);
+                            if let Some(durable) = &mut self.durable {
+                                durable.unsubscribed(&client_id, filter);
+                            }
                             force_ack = true;
                         }
                     }
@@ -769,10 +880,13 @@ impl Router {
 
                     let outgoing = self.obufs.get_mut(id).unwrap();
                     let pkid = puback.pkid;
-                    if outgoing.register_ack(pkid).is_none() {
+                    let Some(durable_seq) = outgoing.register_ack(pkid) else {
                         error!(pkid, "Unsolicited/ooo ack received for pkid {}", pkid);
                         disconnect = true;
                         break;
+                    };
+                    if let (Some(durable), Some(seq)) = (&mut self.durable, durable_seq) {
+                        durable.acked(&client_id, seq);
                     }
 
                     self.scheduler.reschedule(id, ScheduleReason::IncomingAck);
@@ -829,6 +943,8 @@ impl Router {
                         &mut self.datalog,
                         &mut self.notifications,
                         &mut self.connections,
+                        // QoS 2 is not made durable (router/durable.rs).
+                        None,
                     ) {
                         Ok(_offset) => {
                             // Even if one of the data in the batch is appended to commitlog,
@@ -1203,6 +1319,7 @@ fn append_to_commitlog(
     datalog: &mut DataLog,
     notifications: &mut VecDeque<(ConnectionId, DataRequest)>,
     connections: &mut Slab<Connection>,
+    durable: Option<&mut super::durable::Durable>,
 ) -> Result<Offset, RouterError> {
     let connection = connections.get_mut(id).unwrap();
 
@@ -1262,11 +1379,16 @@ fn append_to_commitlog(
         None => return Err(RouterError::NoMatchingFilters(topic.to_owned())),
     };
 
+    // Shanhai patch 6: logged (and synced before its PUBACK goes out)
+    // when a persistent session will owe an ack for it.
+    let durable_seq = durable.and_then(|durable| durable.published(&publish.topic, &publish.payload));
+
     let mut o = (0, 0);
     for filter_idx in filter_idxs {
         let datalog = datalog.native.get_mut(filter_idx).unwrap();
-        let publish_data = (publish.clone(), properties.clone());
-        let (offset, filter) = datalog.append(publish_data.into(), notifications);
+        let mut publish_data: super::logs::PublishData = (publish.clone(), properties.clone()).into();
+        publish_data.durable_seq = durable_seq;
+        let (offset, filter) = datalog.append(publish_data, notifications);
         debug!(
             pkid,
             "Appended to commitlog: {}[{}, {})", filter, offset.0, offset.1,
@@ -1480,7 +1602,7 @@ fn forward_device_data(
         let mut retained_publishes = datalog.read_retained_messages(&request.filter);
         retained_publishes.truncate(inflight_slots as usize);
 
-        publishes.extend(retained_publishes.into_iter().map(|p| (p, None)));
+        publishes.extend(retained_publishes.into_iter().map(|p| (p, None, None)));
         inflight_slots -= publishes.len() as u64;
 
         // we only want to forward retained messages once
@@ -1499,7 +1621,7 @@ fn forward_device_data(
     publishes.extend(
         publishes_from_datalog
             .into_iter()
-            .map(|(p, offset)| (p, Some(offset))),
+            .map(|(p, offset, durable_seq)| (p, Some(offset), durable_seq)),
     );
 
     let (start, next, caughtup) = match next {
@@ -1572,7 +1694,7 @@ fn forward_device_data(
     // Fill and notify device data
     let forwards = publishes
         .into_iter()
-        .map(|((mut publish, mut properties), offset)| {
+        .map(|((mut publish, mut properties), offset, durable_seq)| {
             // Shanhai patch: a message goes out at the lower of its own QoS
             // and the subscription's (MQTT 3.1.1 and 5, §3.8.4), not
             // always at the subscription's.
@@ -1602,6 +1724,7 @@ fn forward_device_data(
 
             Forward {
                 cursor: offset,
+                durable_seq,
                 size: 0,
                 publish,
                 properties,
