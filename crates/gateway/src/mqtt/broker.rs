@@ -123,7 +123,7 @@ fn check_store_dir(config: &MqttConfig) -> anyhow::Result<Option<std::path::Path
     });
     // Reading the log back here (the broker reads it again) turns one it
     // cannot use into a failed start rather than a broker that forgets.
-    let usable = usable.and_then(|()| rumqttd::durable::Durable::open(dir).map(drop));
+    let usable = usable.and_then(|()| rumqttd::durable::Durable::open(dir, usize::MAX).map(drop));
     usable.map_err(|err| {
         anyhow::anyhow!(
             "mqtt.store_dir {}: {err}: the embedded broker logs there the QoS 1 messages it acknowledges to persistent sessions (set another folder, or \"\" to keep them in memory only)",
@@ -158,7 +158,7 @@ mod durable_log_tests {
     #[test]
     fn owed_messages_and_sessions_survive_reopening() {
         let dir = tempfile::tempdir().unwrap();
-        let mut durable = Durable::open(dir.path()).unwrap();
+        let mut durable = Durable::open(dir.path(), usize::MAX).unwrap();
         durable.connected("trigger", true, Some(Duration::from_secs(3600)), false);
         durable.subscribed("trigger", "in/+", 1);
         durable.connected("watcher", true, None, false);
@@ -171,7 +171,7 @@ mod durable_log_tests {
         durable.sync().unwrap();
         drop(durable);
 
-        let durable = Durable::open(dir.path()).unwrap();
+        let durable = Durable::open(dir.path(), usize::MAX).unwrap();
         let pending: Vec<_> = durable
             .pending()
             .map(|(seq, m)| (seq, m.payload.clone()))
@@ -186,7 +186,7 @@ mod durable_log_tests {
     #[test]
     fn a_torn_last_record_is_dropped_and_the_rest_kept() {
         let dir = tempfile::tempdir().unwrap();
-        let mut durable = Durable::open(dir.path()).unwrap();
+        let mut durable = Durable::open(dir.path(), usize::MAX).unwrap();
         durable.connected("c", true, None, false);
         durable.subscribed("c", "t", 1);
         publish(&mut durable, "t", "kept").unwrap();
@@ -202,7 +202,7 @@ mod durable_log_tests {
             .set_len(len - 3)
             .unwrap();
 
-        let durable = Durable::open(dir.path()).unwrap();
+        let durable = Durable::open(dir.path(), usize::MAX).unwrap();
         let payloads: Vec<_> = durable.pending().map(|(_, m)| m.payload.clone()).collect();
         assert_eq!(payloads, vec![Bytes::from("kept")]);
     }
@@ -210,7 +210,7 @@ mod durable_log_tests {
     #[test]
     fn clean_starts_and_expiry_forget_what_a_session_was_owed() {
         let dir = tempfile::tempdir().unwrap();
-        let mut durable = Durable::open(dir.path()).unwrap();
+        let mut durable = Durable::open(dir.path(), usize::MAX).unwrap();
         durable.connected("clean", true, None, false);
         durable.subscribed("clean", "t", 1);
         durable.connected("brief", true, Some(Duration::ZERO), false);
@@ -222,7 +222,7 @@ mod durable_log_tests {
         durable.sync().unwrap();
         drop(durable);
 
-        let durable = Durable::open(dir.path()).unwrap();
+        let durable = Durable::open(dir.path(), usize::MAX).unwrap();
         assert!(durable.sessions().is_empty(), "{:?}", durable.sessions());
         assert_eq!(durable.pending().count(), 0);
     }
@@ -230,7 +230,7 @@ mod durable_log_tests {
     #[test]
     fn the_log_is_compacted_to_what_is_live() {
         let dir = tempfile::tempdir().unwrap();
-        let mut durable = Durable::open(dir.path()).unwrap();
+        let mut durable = Durable::open(dir.path(), usize::MAX).unwrap();
         durable.connected("c", true, None, false);
         durable.subscribed("c", "t", 1);
         let payload = "x".repeat(64 << 10);
@@ -245,5 +245,23 @@ mod durable_log_tests {
             "the log holds {size} bytes"
         );
         assert!(durable.sessions().contains_key("c"));
+    }
+
+    #[test]
+    fn a_session_that_never_acks_cannot_fill_the_disk() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut durable = Durable::open(dir.path(), 1000).unwrap();
+        durable.connected("away", true, None, false);
+        durable.subscribed("away", "t", 1);
+        let seqs: Vec<u64> = (0..10)
+            .map(|i| publish(&mut durable, "t", &format!("{i:0>199}")).unwrap())
+            .collect();
+        durable.sync().unwrap();
+        let kept: Vec<u64> = durable.pending().map(|(seq, _)| seq).collect();
+        // 200 bytes each (topic and payload): the newest five fit.
+        assert_eq!(kept, seqs[5..]);
+        drop(durable);
+        let durable = Durable::open(dir.path(), 1000).unwrap();
+        assert_eq!(durable.pending().count(), 5);
     }
 }

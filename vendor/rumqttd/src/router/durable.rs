@@ -112,12 +112,21 @@ pub struct Durable {
     /// `written` at which to weigh compacting next: measuring what is
     /// live walks every session and message, so not at every sync.
     next_compact_check: u64,
+    /// Topic and payload bytes of the messages owed.
+    pending_bytes: usize,
+    /// At most this many bytes are owed: a persistent session that never
+    /// comes back must not fill the disk. The oldest go first, as they
+    /// would from the router's in-memory log.
+    max_pending_bytes: usize,
+    /// Messages dropped over `max_pending_bytes` since the last warning.
+    dropped: u64,
 }
 
 impl Durable {
     /// Opens (creating it if needed) the log in `dir`, reads it back and
-    /// rewrites it with what is live.
-    pub fn open(dir: &Path) -> io::Result<Durable> {
+    /// rewrites it with what is live. At most `max_pending_bytes` of
+    /// messages are kept owed (topics and payloads).
+    pub fn open(dir: &Path, max_pending_bytes: usize) -> io::Result<Durable> {
         std::fs::create_dir_all(dir)?;
         let path = dir.join(LOG_FILE);
         let mut bytes = Vec::new();
@@ -138,6 +147,9 @@ impl Durable {
             pending: BTreeMap::new(),
             written: 0,
             next_compact_check: 0,
+            pending_bytes: 0,
+            max_pending_bytes,
+            dropped: 0,
         };
         durable.replay(&bytes)?;
         let now = now_ms();
@@ -229,7 +241,7 @@ impl Durable {
                     clients.insert(reader.string()?);
                 }
                 self.next_seq = self.next_seq.max(seq + 1);
-                self.pending.insert(
+                self.insert_pending(
                     seq,
                     PendingMessage {
                         topic,
@@ -340,7 +352,7 @@ impl Durable {
             clients,
         };
         self.buffer_record(&message_record(seq, &message));
-        self.pending.insert(seq, message);
+        self.insert_pending(seq, message);
         self.needs_sync = true;
         Some(seq)
     }
@@ -439,10 +451,37 @@ impl Durable {
     /// Drops a session and everything it was owed.
     fn forget(&mut self, client: &str) {
         self.sessions.remove(client);
+        let mut freed = 0;
         self.pending.retain(|_, message| {
             message.clients.remove(client);
-            !message.clients.is_empty()
+            let keep = !message.clients.is_empty();
+            if !keep {
+                freed += message.topic.len() + message.payload.len();
+            }
+            keep
         });
+        self.pending_bytes -= freed;
+    }
+
+    /// Adds a message owed, dropping the oldest ones past
+    /// `max_pending_bytes` (warned about once per thousand).
+    fn insert_pending(&mut self, seq: u64, message: PendingMessage) {
+        self.pending_bytes += message.topic.len() + message.payload.len();
+        self.pending.insert(seq, message);
+        while self.pending_bytes > self.max_pending_bytes && self.pending.len() > 1 {
+            let Some((_, oldest)) = self.pending.pop_first() else {
+                break;
+            };
+            self.pending_bytes -= oldest.topic.len() + oldest.payload.len();
+            if self.dropped % 1000 == 0 {
+                tracing::warn!(
+                    max_pending_bytes = self.max_pending_bytes,
+                    dropped = self.dropped + 1,
+                    "persistent sessions are owed more QoS 1 messages than the durable log keeps; dropping the oldest (a session that is away for good?)"
+                );
+            }
+            self.dropped += 1;
+        }
     }
 
     /// Whether `client` owed an ack for `seq` (and no longer does).
@@ -452,6 +491,7 @@ impl Durable {
         };
         let owed = message.clients.remove(client);
         if message.clients.is_empty() {
+            self.pending_bytes -= message.topic.len() + message.payload.len();
             self.pending.remove(&seq);
         }
         owed

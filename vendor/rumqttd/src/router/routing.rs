@@ -125,7 +125,9 @@ impl Router {
 
         let max_connections = config.max_connections;
         let durable = config.durable_dir.as_ref().and_then(|dir| {
-            match super::durable::Durable::open(dir) {
+            // As many bytes as the in-memory log keeps per filter.
+            let max_pending = config.max_segment_size * config.max_segment_count;
+            match super::durable::Durable::open(dir, max_pending) {
                 Ok(durable) => Some(durable),
                 Err(err) => {
                     // The gateway checks the folder before it starts the
