@@ -12,7 +12,10 @@
 # and the gateway alternating so that machine noise hits both:
 #   a. mosquitto: pass-through (bench/{seq} → bench/+) vs the gateway
 #      (sensors/{seq}/raw → mqtt-transform → sensors/{seq}/json), QoS 0 and 1;
-#   b. the embedded broker (rumqttd, in the gateway process): the same pair;
+#   b. the embedded broker (rumqttd, in the gateway process): the same pair,
+#      durable (`store_dir`, the default: QoS 1 messages owed to the
+#      trigger's session are synced to its log before the PUBACK) and in
+#      memory only (`store_dir = ""`);
 #   c. Modbus/TCP: closed-loop function-3 reads over BENCH_MODBUS_CONNECTIONS;
 #   d. order (embedded broker, QoS 1): the gateway with messages ordered per
 #      topic (the default) and unordered (`order_by = "none"`, what came
@@ -125,7 +128,8 @@ max_instances = 1
 EOF
 }
 { printf '[mqtt]\nurl = "mqtt://%s"\nclient_id = "bench-ext"\n\n' "$mosquitto"; common; } >"$work/external.toml"
-{ printf '[mqtt]\nlisten = "127.0.0.1:0"\nlisten_v5 = "127.0.0.1:0"\nclient_id = "bench-emb"\n\n'; common; } >"$work/embedded.toml"
+{ printf '[mqtt]\nlisten = "127.0.0.1:0"\nlisten_v5 = "127.0.0.1:0"\nclient_id = "bench-emb"\nstore_dir = "%s"\n\n' "$work/store"; common; } >"$work/embedded.toml"
+{ printf '[mqtt]\nlisten = "127.0.0.1:0"\nlisten_v5 = "127.0.0.1:0"\nclient_id = "bench-mem"\nstore_dir = ""\n\n'; common; } >"$work/memory.toml"
 
 # start_gateway NAME CONFIG: sets $gw_pid, $plc (Modbus address), $v5 (the
 # embedded broker's MQTT 5 listener, if any). Warnings only, but the
@@ -178,7 +182,13 @@ for n in $(seq 1 "$runs"); do
   mqtt_pair "$mosquitto" mosquitto "$n"
   client "$raw/modbus-$n.json" modbus --addr "$plc" --connections "$modbus_connections" --seconds "$modbus_seconds"
   kill "$gw_pid"; wait "$gw_pid" 2>/dev/null || true
+  echo "== run $n of $runs: embedded broker, memory only" >&2
+  start_gateway memory "$work/memory.toml"
+  mqtt_pair "$v5" memory "$n"
+  kill "$gw_pid"; wait "$gw_pid" 2>/dev/null || true
   echo "== run $n of $runs: embedded broker" >&2
+  # Each run starts from an empty log, as the memory-only one starts empty.
+  rm -rf "$work/store"
   start_gateway embedded "$work/embedded.toml"
   mqtt_pair "$v5" embedded "$n"
   for topics in 1 16 0; do
@@ -200,11 +210,12 @@ def load(name):
 def med(rows, key):
     return statistics.median(r[key] for r in rows)
 lines = ["| broker | path | QoS | messages/s | p50 µs | p99 µs | lost |", "| --- | --- | --- | ---: | ---: | ---: | ---: |"]
-for broker in ["mosquitto", "embedded"]:
+for broker in ["mosquitto", "embedded", "memory"]:
     for qos in [0, 1]:
         for path, label in [("pass", "pass-through (no module)"), ("gw", "gateway + mqtt-transform")]:
             rows = load(f"{broker}-{path}-q{qos}")
-            lines.append(f"| {broker} | {label} | {qos} | {med(rows, 'msgs_per_s'):,.0f} | {med(rows, 'p50_us'):,.0f} | {med(rows, 'p99_us'):,.0f} | {sum(r['lost'] for r in rows)} |")
+            shown = {"embedded": "embedded (durable log)", "memory": "embedded, memory only"}.get(broker, broker)
+            lines.append(f"| {shown} | {label} | {qos} | {med(rows, 'msgs_per_s'):,.0f} | {med(rows, 'p50_us'):,.0f} | {med(rows, 'p99_us'):,.0f} | {sum(r['lost'] for r in rows)} |")
 rows = load("modbus")
 lines += ["", "| Modbus/TCP (modbus module) | connections | frames/s | p50 µs | p99 µs |", "| --- | ---: | ---: | ---: | ---: |",
           f"| function 3 reads | {rows[0]['connections']} | {med(rows, 'frames_per_s'):,.0f} | {med(rows, 'p50_us'):,.0f} | {med(rows, 'p99_us'):,.0f} |"]

@@ -47,14 +47,15 @@
 //! assert!(verify(&config, &module_sha256, "aarch64", code, None).is_err());
 //! ```
 
-use std::collections::BTreeMap;
 use std::fmt;
 use std::str::FromStr;
 
 use ed25519_dalek::Signature;
 use sha2::{Digest, Sha256};
 
-use crate::signing::{PublicKey, SecretKey, SigningConfig, SigningError, hex, unhex};
+use crate::signing::{
+    PublicKey, SecretKey, SigningConfig, SigningError, hex, signature_fields, unhex,
+};
 
 /// The tag that starts a compiled-code signature.
 const TAG: &str = "shanhai-compiled-v1";
@@ -109,18 +110,7 @@ impl FromStr for CompiledSignature {
         if words.next() != Some(TAG) {
             return Err(malformed(format!("it does not start with `{TAG}`")));
         }
-        let mut fields = BTreeMap::new();
-        for word in words {
-            let (name, value) = word
-                .split_once('=')
-                .ok_or_else(|| malformed(format!("`{word}` is not `FIELD=VALUE`")))?;
-            if !FIELDS.contains(&name) {
-                return Err(malformed(format!("unknown field `{name}`")));
-            }
-            if fields.insert(name, value).is_some() {
-                return Err(malformed(format!("field `{name}` appears twice")));
-            }
-        }
+        let fields = signature_fields(words, &FIELDS).map_err(malformed)?;
         let field = |name: &str| {
             fields
                 .get(name)

@@ -445,18 +445,11 @@ impl ModuleSignature {
                 "it does not start with `{SIGNATURE_TAG}`"
             )));
         }
-        let mut fields = BTreeMap::new();
-        for word in words {
-            let (name, value) = word
-                .split_once('=')
-                .ok_or_else(|| malformed(format!("`{word}` is not `FIELD=VALUE`")))?;
-            if !["module", "sequence", "expires", "key", "signature"].contains(&name) {
-                return Err(malformed(format!("unknown field `{name}`")));
-            }
-            if fields.insert(name, value).is_some() {
-                return Err(malformed(format!("field `{name}` appears twice")));
-            }
-        }
+        let fields = signature_fields(
+            words,
+            &["module", "sequence", "expires", "key", "signature"],
+        )
+        .map_err(malformed)?;
         let field = |name: &str| {
             fields
                 .get(name)
@@ -509,6 +502,28 @@ impl FromStr for ModuleSignature {
             ParseFailure::Malformed(reason) => format_error("a module signature", reason),
         })
     }
+}
+
+/// The `FIELD=VALUE` words of a signature line after its tag, each one of
+/// `allowed` and given once; the error says which word is wrong. Shared by
+/// module signatures and compiled-code signatures (`crate::compiled`).
+pub(crate) fn signature_fields<'a>(
+    words: impl Iterator<Item = &'a str>,
+    allowed: &[&str],
+) -> Result<BTreeMap<&'a str, &'a str>, String> {
+    let mut fields = BTreeMap::new();
+    for word in words {
+        let (name, value) = word
+            .split_once('=')
+            .ok_or_else(|| format!("`{word}` is not `FIELD=VALUE`"))?;
+        if !allowed.contains(&name) {
+            return Err(format!("unknown field `{name}`"));
+        }
+        if fields.insert(name, value).is_some() {
+            return Err(format!("field `{name}` appears twice"));
+        }
+    }
+    Ok(fields)
 }
 
 /// The message a signature covers: a fixed first line, then the fields and

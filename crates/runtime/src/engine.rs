@@ -145,6 +145,19 @@ impl Compiler {
     }
 }
 
+impl RuntimeConfig {
+    /// What the memory plan needs from these settings, for code run by
+    /// `compiler` (resolved).
+    pub(crate) fn plan_input(&self, compiler: Compiler) -> PlanInput {
+        PlanInput {
+            strategy: self.memory_strategy,
+            total_instances: self.total_instances,
+            largest_memory_cap: self.largest_memory_cap as u64,
+            compiler,
+        }
+    }
+}
+
 impl Default for RuntimeConfig {
     fn default() -> Self {
         Self {
@@ -202,15 +215,7 @@ impl Runtime {
     /// Builds the engine and starts the epoch ticker.
     pub fn new(config: RuntimeConfig) -> anyhow::Result<Self> {
         let compiler = config.compiler.resolve()?;
-        let memory_plan = MemoryPlan::new(
-            PlanInput {
-                strategy: config.memory_strategy,
-                total_instances: config.total_instances,
-                largest_memory_cap: config.largest_memory_cap as u64,
-                compiler,
-            },
-            AddressSpace::detect(),
-        )?;
+        let memory_plan = MemoryPlan::new(config.plan_input(compiler), AddressSpace::detect())?;
         tracing::info!(
             strategy = memory_plan.strategy.as_str(),
             pool_slots = memory_plan.pool_slots,

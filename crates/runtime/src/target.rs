@@ -18,7 +18,7 @@
 use wasmtime::Engine;
 
 use crate::engine::{Compiler, RuntimeConfig, engine_config};
-use crate::memory_plan::{AddressSpace, MemoryPlan, PlanInput};
+use crate::memory_plan::{AddressSpace, MemoryPlan};
 
 /// An architecture Shanhai ships for, as `shanhai compile --target` names
 /// it.
@@ -133,15 +133,7 @@ impl CrossCompiler {
         space: AddressSpace,
     ) -> anyhow::Result<Self> {
         let compiler = target.compiler(config.compiler)?;
-        let plan = MemoryPlan::new(
-            PlanInput {
-                strategy: config.memory_strategy,
-                total_instances: config.total_instances,
-                largest_memory_cap: config.largest_memory_cap as u64,
-                compiler,
-            },
-            space,
-        )?;
+        let plan = MemoryPlan::new(config.plan_input(compiler), space)?;
         let mut wasm = engine_config(config, &plan)?;
         wasm.target(target.wasmtime_target(compiler))?;
         let engine = Engine::new(&wasm)?;

@@ -20,6 +20,18 @@ fn config(trusted: &[&str]) -> String {
     )
 }
 
+/// A gateway with an empty modules folder and a compile cache of its own
+/// in `work`, trusting `public`.
+fn start_trusting(work: &Path, public: &str) -> (tempfile::TempDir, PathBuf, Gateway) {
+    let modules = tempfile::tempdir().unwrap();
+    let cache = work.join("cache");
+    let gw = Gateway::launch(Launch {
+        cache: &cache,
+        ..Launch::new(modules.path(), Some(&config(&[public])))
+    });
+    (modules, cache, gw)
+}
+
 /// `shanhai keygen --out DIR/NAME`: the key file and the public key line.
 fn keygen(dir: &Path, name: &str) -> (PathBuf, String) {
     let (ok, _, stderr) = shanhai(&["keygen", "--out", dir.join(name).to_str().unwrap()], dir);
@@ -135,12 +147,7 @@ async fn signed_code_compiled_elsewhere_loads_without_compiling() {
         "{signature}"
     );
 
-    let modules = tempfile::tempdir().unwrap();
-    let cache = work.path().join("cache");
-    let gw = Gateway::launch(Launch {
-        cache: &cache,
-        ..Launch::new(modules.path(), Some(&config(&[&public])))
-    });
+    let (_modules, _, gw) = start_trusting(work.path(), &public);
     let http = Http::new();
     let (ok, said) = deploy(&module, &gw, &out);
     assert!(ok, "{said}");
@@ -216,12 +223,7 @@ async fn compiled_code_that_is_not_proven_for_this_gateway_is_refused_and_change
     let arm = std::fs::read(other.join("rs-refusals.aarch64.cwasm")).unwrap();
     let arm_sig = std::fs::read_to_string(other.join("rs-refusals.aarch64.cwasm.sig")).unwrap();
 
-    let modules = tempfile::tempdir().unwrap();
-    let cache = work.path().join("cache");
-    let gw = Gateway::launch(Launch {
-        cache: &cache,
-        ..Launch::new(modules.path(), Some(&config(&[&public])))
-    });
+    let (_modules, cache, gw) = start_trusting(work.path(), &public);
     let http = Http::new();
     let bearer = format!("Bearer {TOKEN}");
     let import = |sha: String, code: Vec<u8>, signature: Option<String>| {
