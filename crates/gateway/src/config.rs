@@ -1176,6 +1176,22 @@ mod tests {
         );
     }
 
+    /// The packaged config (release tarballs, /etc/shanhai/shanhai.toml)
+    /// is one the gateway accepts, and keeps all state in the unit's
+    /// writable folders.
+    #[test]
+    fn the_packaged_config_parses() {
+        let config = Config::parse(include_str!("../../../dist/shanhai.toml")).unwrap();
+        assert_eq!(
+            config.mqtt.expect("an [mqtt] section").store_dir,
+            PathBuf::from("/var/lib/shanhai/mqtt")
+        );
+        assert_eq!(
+            config.state.data_dir,
+            PathBuf::from("/var/lib/shanhai/data")
+        );
+    }
+
     #[test]
     fn module_overrides_defaults() {
         let config = Config::parse(

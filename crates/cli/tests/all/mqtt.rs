@@ -1517,3 +1517,49 @@ async fn the_embedded_broker_loses_no_acknowledged_message_when_the_gateway_is_k
         outputs - N
     );
 }
+
+/// MQTT 5 no-local (§3.8.3.1): a subscription with it gets no message its
+/// own client published, and every other client's. The Paho test
+/// `test_request_response` relies on it (rumqttd patch 7).
+#[tokio::test(flavor = "multi_thread")]
+async fn a_no_local_subscription_gets_no_messages_of_its_own() {
+    let modules = tempfile::tempdir().unwrap();
+    let gw = Gateway::start(modules.path(), Some(&mqtt_section(None, "nolocal")));
+    let (v4, v5) = gw.mqtt.expect("the embedded broker runs");
+    let mut options = MqttOptions::new("requester", v5.ip().to_string(), v5.port());
+    options.set_keep_alive(Duration::from_secs(30));
+    let (client, mut eventloop) = AsyncClient::new(options, 10);
+    let mut filter = rumqttc::v5::mqttbytes::v5::Filter::new("nl/#", QoS::AtLeastOnce);
+    filter.nolocal = true;
+    client.subscribe_many([filter]).await.unwrap();
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let mut got = Vec::new();
+    let mut acked = 0;
+    while !got.iter().any(|p| p == "theirs") {
+        assert!(Instant::now() < deadline, "got {got:?}");
+        let event = tokio::time::timeout(Duration::from_millis(100), eventloop.poll()).await;
+        match event {
+            Ok(Ok(Event::Incoming(Packet::SubAck(_)))) => {
+                for i in 0..3 {
+                    client
+                        .publish("nl/x", QoS::AtLeastOnce, false, format!("own-{i}"))
+                        .await
+                        .unwrap();
+                }
+            }
+            Ok(Ok(Event::Incoming(Packet::PubAck(_)))) => {
+                acked += 1;
+                if acked == 3 {
+                    // Our three are in the log: another client's comes after.
+                    mosquitto_pub(v4, &["-q", "1", "-t", "nl/y", "-m", "theirs"]);
+                }
+            }
+            Ok(Ok(Event::Incoming(Packet::Publish(p)))) => {
+                got.push(String::from_utf8_lossy(&p.payload).into_owned())
+            }
+            Ok(Ok(_)) | Err(_) => {}
+            Ok(Err(err)) => panic!("{err}"),
+        }
+    }
+    assert_eq!(got, ["theirs"]);
+}

@@ -24,6 +24,9 @@ pub struct PublishData {
     pub timestamp: Instant,
     /// Shanhai patch 6: the message's number in the durable log.
     pub durable_seq: Option<u64>,
+    /// Shanhai patch 7: the client that published it, for no-local
+    /// subscriptions.
+    pub origin: Option<std::sync::Arc<str>>,
 }
 
 impl From<PubWithProp> for PublishData {
@@ -33,6 +36,7 @@ impl From<PubWithProp> for PublishData {
             properties,
             timestamp: Instant::now(),
             durable_seq: None,
+            origin: None,
         }
     }
 }
@@ -180,7 +184,7 @@ impl DataLog {
         filter_idx: FilterIdx,
         offset: Offset,
         len: u64,
-    ) -> io::Result<(Position, Vec<(PubWithProp, Offset, Option<u64>)>)> {
+    ) -> io::Result<(Position, Vec<(PubWithProp, Offset, Option<u64>, Option<std::sync::Arc<str>>)>)> {
         // unwrap to get index of `self.native` is fine here, because when a new subscribe packet
         // arrives in `Router::handle_device_payload`, it first calls the function
         // `next_native_offset` which creates a new commitlog if one doesn't exist. So any new
@@ -227,6 +231,7 @@ impl DataLog {
                     (pubdata.publish, pubdata.properties),
                     offset,
                     pubdata.durable_seq,
+                    pubdata.origin,
                 )
             })
             .collect();

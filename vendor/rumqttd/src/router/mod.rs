@@ -200,6 +200,10 @@ pub struct DataRequest {
     max_count: usize,
     pub(crate) forward_retained: bool,
     pub(crate) group: Option<String>,
+    /// Shanhai patch 7: the subscription's no-local option (MQTT 5
+    /// §3.8.3.1): messages this client published are not sent back to it.
+    #[serde(default)]
+    pub(crate) no_local: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -189,6 +189,9 @@ impl Router {
                     max_count: 100,
                     forward_retained: false,
                     group: None,
+                    // Not in the log: a restored session gets its own
+                    // messages back until it subscribes again.
+                    no_local: false,
                 });
             }
             self.graveyard.save_state(
@@ -1105,6 +1108,7 @@ impl Router {
                 // set true for new subscriptions
                 forward_retained,
                 group,
+                no_local: filter.nolocal,
             };
 
             self.scheduler.track(id, request);
@@ -1384,12 +1388,15 @@ fn append_to_commitlog(
     // Shanhai patch 6: logged (and synced before its PUBACK goes out)
     // when a persistent session will owe an ack for it.
     let durable_seq = durable.and_then(|durable| durable.published(&publish.topic, &publish.payload));
+    // Shanhai patch 7: who published it, for no-local subscriptions.
+    let origin: std::sync::Arc<str> = std::sync::Arc::from(connection.client_id.as_str());
 
     let mut o = (0, 0);
     for filter_idx in filter_idxs {
         let datalog = datalog.native.get_mut(filter_idx).unwrap();
         let mut publish_data: super::logs::PublishData = (publish.clone(), properties.clone()).into();
         publish_data.durable_seq = durable_seq;
+        publish_data.origin = Some(origin.clone());
         let (offset, filter) = datalog.append(publish_data, notifications);
         debug!(
             pkid,
@@ -1620,10 +1627,14 @@ fn forward_device_data(
             }
         };
 
+    // Shanhai patch 7: a no-local subscription skips its own client's
+    // messages (the cursor still moves past them).
+    let no_local = request.no_local;
     publishes.extend(
         publishes_from_datalog
             .into_iter()
-            .map(|(p, offset, durable_seq)| (p, Some(offset), durable_seq)),
+            .filter(|(_, _, _, origin)| !(no_local && origin.as_deref() == Some(outgoing.client_id.as_str())))
+            .map(|(p, offset, durable_seq, _)| (p, Some(offset), durable_seq)),
     );
 
     let (start, next, caughtup) = match next {
@@ -1674,7 +1685,13 @@ fn forward_device_data(
     // println!("{:?} {:?} {}", start, next, request.read_count);
 
     if publishes.is_empty() {
-        return ConsumeStatus::FilterCaughtup;
+        // Shanhai patch 7: a read whose messages were all the client's own
+        // (no-local) is not the end of the log.
+        return if caughtup {
+            ConsumeStatus::FilterCaughtup
+        } else {
+            ConsumeStatus::PartialRead
+        };
     }
 
     let broker_topic_aliases = &mut connection.broker_topic_aliases;
