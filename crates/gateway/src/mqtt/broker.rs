@@ -184,6 +184,18 @@ mod durable_log_tests {
     }
 
     #[test]
+    fn the_log_is_readable_by_this_user_only() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let store = dir.path().join("mqtt");
+        drop(Durable::open(&store, usize::MAX).unwrap());
+        let mode =
+            |path: &std::path::Path| std::fs::metadata(path).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode(&store), 0o700);
+        assert_eq!(mode(&store.join(LOG_FILE)), 0o600);
+    }
+
+    #[test]
     fn a_torn_last_record_is_dropped_and_the_rest_kept() {
         let dir = tempfile::tempdir().unwrap();
         let mut durable = Durable::open(dir.path(), usize::MAX).unwrap();

@@ -37,6 +37,7 @@
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fs::{File, OpenOptions};
 use std::io::{self, Read, Write};
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -127,7 +128,11 @@ impl Durable {
     /// rewrites it with what is live. At most `max_pending_bytes` of
     /// messages are kept owed (topics and payloads).
     pub fn open(dir: &Path, max_pending_bytes: usize) -> io::Result<Durable> {
-        std::fs::create_dir_all(dir)?;
+        // The log holds message payloads: this user's only.
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(dir)?;
         let path = dir.join(LOG_FILE);
         let mut bytes = Vec::new();
         match File::open(&path) {
@@ -138,7 +143,7 @@ impl Durable {
             Err(err) => return Err(err),
         }
         let mut durable = Durable {
-            file: File::create(dir.join(format!("{LOG_FILE}.new")))?,
+            file: private_file(&dir.join(format!("{LOG_FILE}.new")))?,
             path,
             buffer: Vec::new(),
             needs_sync: false,
@@ -403,7 +408,7 @@ impl Durable {
         for (seq, message) in &self.pending {
             push_record(&mut bytes, &message_record(*seq, message));
         }
-        let mut file = File::create(&tmp)?;
+        let mut file = private_file(&tmp)?;
         file.write_all(&bytes)?;
         file.sync_all()?;
         std::fs::rename(&tmp, &self.path)?;
@@ -500,6 +505,16 @@ impl Durable {
     fn buffer_record(&mut self, body: &[u8]) {
         push_record(&mut self.buffer, body);
     }
+}
+
+/// Creates (or truncates) a file only this user can read.
+fn private_file(path: &Path) -> io::Result<File> {
+    OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)
 }
 
 fn now_ms() -> u64 {
