@@ -26,6 +26,7 @@ use std::path::{Path, PathBuf};
 use sha2::{Digest, Sha256};
 use wasmtime::{Engine, Module};
 
+use crate::error::ImportError;
 use crate::secret_file::{self, SecretFileError, hex};
 
 /// A folder of compiled modules for one engine configuration.
@@ -185,11 +186,11 @@ impl CompileCache {
         engine: &Engine,
         module_sha256: &str,
         code: &[u8],
-    ) -> Result<(), String> {
+    ) -> Result<(), ImportError> {
         if Engine::detect_precompiled(code) != Some(wasmtime::Precompiled::Module) {
-            return Err(
+            return Err(ImportError::Incompatible(
                 "not a compiled module (expected `shanhai compile --target` output)".into(),
-            );
+            ));
         }
         // SAFETY: the caller authenticated `code` as the output of
         // `shanhai compile` by a trusted key (`Runtime::import_compiled`).
@@ -197,14 +198,12 @@ impl CompileCache {
         // against this engine before it maps anything.
         #[allow(unsafe_code)]
         let checked = unsafe { Module::deserialize(engine, code) };
-        checked.map_err(|err| format!("{err:#}"))?;
+        checked.map_err(|err| ImportError::Incompatible(format!("{err:#}")))?;
         let name = self.entry_name(module_sha256);
-        let mac = self
-            .mac(&name, &mut &code[..])
-            .map_err(|err| err.to_string())?;
-        write_atomically(&self.mac_path(&name), hex(&mac).as_bytes())
+        self.mac(&name, &mut &code[..])
+            .and_then(|mac| write_atomically(&self.mac_path(&name), hex(&mac).as_bytes()))
             .and_then(|()| write_atomically(&self.code_path(&name), code))
-            .map_err(|err| format!("writing {}: {err}", self.dir.display()))
+            .map_err(|err| ImportError::Io(format!("writing {}: {err}", self.dir.display())))
     }
 
     /// Stores a compiled module; failures are logged, never fatal.

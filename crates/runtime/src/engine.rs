@@ -342,17 +342,19 @@ impl Runtime {
     /// The caller must have authenticated `code`: wasmtime runs compiled
     /// code without verifying it (the gateway requires a signature from a
     /// trusted key).
-    pub async fn import_compiled(&self, module_sha256: &str, code: Vec<u8>) -> Result<(), String> {
+    pub async fn import_compiled(
+        &self,
+        module_sha256: &str,
+        code: Vec<u8>,
+    ) -> Result<(), crate::ImportError> {
         let inner = self.inner.clone();
         let sha256 = module_sha256.to_owned();
         tokio::task::spawn_blocking(move || {
-            let cache = inner.cache.as_ref().ok_or(
-                "the compile cache is off (server.cache_dir = \"\" or --no-cache), so precompiled code has nowhere to go",
-            )?;
+            let cache = inner.cache.as_ref().ok_or(crate::ImportError::NoCache)?;
             cache.import(&inner.engine, &sha256, &code)
         })
         .await
-        .map_err(|err| format!("import task failed: {err}"))?
+        .map_err(|err| crate::ImportError::Io(format!("import task failed: {err}")))?
     }
 
     /// Compiles a module into the cache without loading it (used to warm

@@ -122,3 +122,21 @@ impl InvokeError {
         )
     }
 }
+
+/// Why code compiled elsewhere was not imported
+/// ([`crate::Runtime::import_compiled`]).
+#[derive(Debug, thiserror::Error)]
+pub enum ImportError {
+    /// There is no compile cache to put it in.
+    #[error(
+        "the compile cache is off (server.cache_dir = \"\" or --no-cache), so compiled code has nowhere to go"
+    )]
+    NoCache,
+    /// wasmtime refused it for this engine: another architecture, CPU
+    /// features, memory layout or wasmtime version, or not its output.
+    #[error("it does not fit this gateway's engine: {0}")]
+    Incompatible(String),
+    /// Writing the cache entry failed.
+    #[error("{0}")]
+    Io(String),
+}

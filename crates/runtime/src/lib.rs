@@ -28,7 +28,7 @@ mod target;
 
 pub use cache::{CacheError, CompileCache};
 pub use engine::{Compiler, Runtime, RuntimeConfig, module_version};
-pub use error::{InvokeError, LoadError};
+pub use error::{ImportError, InvokeError, LoadError};
 pub use host::http::OutboundHttpSettings;
 pub use host::mqtt::{MqttHost, MqttPublication};
 pub use host::sql::SqlServices;

@@ -38,7 +38,7 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use hyper_util::server::graceful::GracefulShutdown;
 use serde::Serialize;
-use shanhai_runtime::{LoadedModule, Runtime};
+use shanhai_runtime::{ImportError, LoadedModule, Runtime};
 use tokio::net::{TcpListener, UnixListener};
 use tokio::sync::watch;
 
@@ -73,7 +73,8 @@ pub(crate) enum AdminError {
     /// The request is malformed.
     #[error("{0}")]
     BadRequest(String),
-    /// The module is larger than [`MAX_MODULE_BYTES`].
+    /// The body is larger than its limit ([`MAX_MODULE_BYTES`] for a
+    /// module, [`MAX_COMPILED_BYTES`] for compiled code), in bytes.
     #[error("the upload exceeds its {0}-byte limit")]
     TooLarge(usize),
     /// The module was refused; whatever served before still serves.
@@ -440,10 +441,12 @@ impl Admin {
         self.runtime
             .import_compiled(module_sha256, code)
             .await
-            .map_err(|err| {
-                refused(format!(
-                    "it does not fit this gateway's engine: {err} (compile it for the layout in /admin/config, runtime.memory_plan: `shanhai compile --target ARCH --config` with this gateway's config, and `--va-bits`)"
-                ))
+            .map_err(|err| match err {
+                ImportError::Incompatible(_) => refused(format!(
+                    "{err} (compile it for the layout in /admin/config, runtime.memory_plan: `shanhai compile --target ARCH --config` with this gateway's config, and `--va-bits`)"
+                )),
+                ImportError::NoCache => refused(err.to_string()),
+                ImportError::Io(_) => AdminError::Io(err.to_string()),
             })?;
         tracing::info!(
             module_sha256,
