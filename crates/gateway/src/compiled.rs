@@ -48,6 +48,7 @@
 //! ```
 
 use std::fmt;
+use std::path::{Path, PathBuf};
 use std::str::FromStr;
 
 use ed25519_dalek::Signature;
@@ -267,10 +268,15 @@ pub fn verify(
     Ok(signature)
 }
 
-/// The name `shanhai compile` gives the code of module file stem `stem`
-/// for instruction set `isa`; its signature is this name plus `.sig`.
-pub fn file_name(stem: &str, isa: &str) -> String {
-    format!("{stem}.{isa}.cwasm")
+/// Where `shanhai compile` puts, in `folder`, the code of module file
+/// `module` for instruction set `isa` (`STEM.ISA.cwasm`), and where
+/// `shanhai deploy --precompiled` looks for it; its signature is beside it
+/// ([`crate::signing::signature_path`]).
+pub fn code_path(folder: &Path, module: &Path, isa: &str) -> PathBuf {
+    let stem = module
+        .file_stem()
+        .map_or_else(|| "module".into(), |s| s.to_string_lossy());
+    folder.join(format!("{stem}.{isa}.cwasm"))
 }
 
 #[cfg(test)]

@@ -7,7 +7,7 @@ use std::time::Instant;
 use anyhow::Context;
 use shanhai_gateway::Config;
 use shanhai_gateway::compiled;
-use shanhai_gateway::signing::SecretKey;
+use shanhai_gateway::signing::{SecretKey, signature_path};
 use shanhai_runtime::{AddressSpace, CodeTarget, CrossCompiler, Runtime, RuntimeConfig};
 
 /// Compile modules without serving them.
@@ -130,14 +130,13 @@ fn compile_for(target: CodeTarget, args: &Args) -> anyhow::Result<()> {
             .compile(&wasm)
             .with_context(|| format!("compiling {} for {target}", file.display()))?;
         let signature = compiled::sign(&key, &wasm, compiler.isa(), &code);
-        let path = out.join(compiled::file_name(&stem(file), compiler.isa()));
-        let mut sig_path = path.clone().into_os_string();
-        sig_path.push(".sig");
+        let path = compiled::code_path(&out, file, compiler.isa());
+        let sig_path = signature_path(&path);
         // The signature goes last: code without one is refused, never
         // taken with a stale signature.
         std::fs::write(&path, &code).with_context(|| format!("writing {}", path.display()))?;
         std::fs::write(&sig_path, format!("{signature}\n"))
-            .with_context(|| format!("writing {}", Path::new(&sig_path).display()))?;
+            .with_context(|| format!("writing {}", sig_path.display()))?;
         println!(
             "{}: {} ({:.1} MB) in {:.1} s, signed by {}",
             file.display(),
@@ -154,7 +153,7 @@ fn read(file: &Path) -> anyhow::Result<Vec<u8>> {
     std::fs::read(file).with_context(|| format!("reading {}", file.display()))
 }
 
-/// The file's name without `.wasm`, which names its compiled code.
+/// The module's name in the log: the file's name without `.wasm`.
 fn stem(file: &Path) -> String {
     file.file_stem()
         .map_or_else(|| "module".into(), |s| s.to_string_lossy().into_owned())

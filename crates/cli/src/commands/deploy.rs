@@ -5,6 +5,7 @@ use std::path::{Path, PathBuf};
 use anyhow::Context;
 use http::Method;
 use shanhai_gateway::compiled;
+use shanhai_gateway::signing::signature_path;
 
 use crate::admin_client::{AdminClient, AdminToken, percent};
 
@@ -55,9 +56,7 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
     })?;
     let wasm =
         std::fs::read(&args.file).with_context(|| format!("reading {}", args.file.display()))?;
-    let mut sig_path = args.file.clone().into_os_string();
-    sig_path.push(".sig");
-    let sig_path = PathBuf::from(sig_path);
+    let sig_path = signature_path(&args.file);
     let mut headers = Vec::new();
     match std::fs::read_to_string(&sig_path) {
         Ok(signature) => headers.push(("x-shanhai-signature", signature.trim().to_owned())),
@@ -123,13 +122,11 @@ async fn send_compiled(
     let isa = config["runtime"]["code_isa"]
         .as_str()
         .context("/admin/config names no runtime.code_isa: is the gateway older than this CLI?")?;
-    let stem = file
-        .file_stem()
-        .map_or_else(|| "module".into(), |s| s.to_string_lossy());
-    let path = folder.join(compiled::file_name(&stem, isa));
-    let mut sig_path = path.clone().into_os_string();
-    sig_path.push(".sig");
-    let (code, signature) = match (std::fs::read(&path), std::fs::read_to_string(&sig_path)) {
+    let path = compiled::code_path(folder, file, isa);
+    let (code, signature) = match (
+        std::fs::read(&path),
+        std::fs::read_to_string(signature_path(&path)),
+    ) {
         (Ok(code), Ok(signature)) => (code, signature),
         (Err(err), _) | (_, Err(err)) => {
             eprintln!(

@@ -8,7 +8,7 @@
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 
-use crate::util::{Gateway, Http, Launch, examples, shanhai};
+use crate::util::{Gateway, Http, Launch, cache_entries, examples, keygen, sha256_hex, shanhai};
 
 const TOKEN: &str = "t0k3n-for-precompiled-tests";
 
@@ -30,14 +30,6 @@ fn start_trusting(work: &Path, public: &str) -> (tempfile::TempDir, PathBuf, Gat
         ..Launch::new(modules.path(), Some(&config(&[public])))
     });
     (modules, cache, gw)
-}
-
-/// `shanhai keygen --out DIR/NAME`: the key file and the public key line.
-fn keygen(dir: &Path, name: &str) -> (PathBuf, String) {
-    let (ok, _, stderr) = shanhai(&["keygen", "--out", dir.join(name).to_str().unwrap()], dir);
-    assert!(ok, "keygen: {stderr}");
-    let public = std::fs::read_to_string(dir.join(format!("{name}.pub"))).unwrap();
-    (dir.join(format!("{name}.key")), public.trim().to_owned())
 }
 
 /// Example module `example` with a custom section naming `tag` appended:
@@ -70,27 +62,6 @@ fn compile_for(target: &str, key: &Path, out: &Path, file: &Path, more: &[&str])
     let (ok, stdout, stderr) = shanhai(&args, out.parent().unwrap());
     assert!(ok, "compile --target {target}: {stderr}");
     stdout
-}
-
-fn sha256_hex(bytes: &[u8]) -> String {
-    use sha2::Digest;
-    sha2::Sha256::digest(bytes)
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
-}
-
-/// The compile cache's entries (code and authentication codes).
-fn cache_entries(cache: &Path) -> Vec<String> {
-    let mut entries: Vec<String> = std::fs::read_dir(cache)
-        .map(|dir| {
-            dir.map(|entry| entry.unwrap().file_name().to_string_lossy().into_owned())
-                .filter(|name| name.ends_with(".cwasm") || name.ends_with(".mac"))
-                .collect()
-        })
-        .unwrap_or_default();
-    entries.sort();
-    entries
 }
 
 /// How many log lines (JSON) about `module` have the message `message`

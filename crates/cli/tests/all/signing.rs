@@ -1,24 +1,13 @@
 //! Module signing: `shanhai keygen` and `shanhai sign` as real commands, and
 //! a real gateway with `[signing] require_signed = true`.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use crate::util::{
-    Gateway, Http, examples, modules_with, shanhai, version_module, wait_for_version,
+    Gateway, Http, cache_entries, examples, keygen, modules_with, sha256_hex, shanhai,
+    version_module, wait_for_version,
 };
-
-/// Runs `shanhai keygen --out DIR/NAME`; returns the key file and the
-/// public key line.
-fn keygen(dir: &Path, name: &str) -> (PathBuf, String) {
-    let out = dir.join(name);
-    let (ok, stdout, stderr) = shanhai(&["keygen", "--out", out.to_str().unwrap()], dir);
-    assert!(ok, "keygen failed: {stderr}");
-    let public = std::fs::read_to_string(dir.join(format!("{name}.pub"))).unwrap();
-    let public = public.trim().to_owned();
-    assert!(stdout.contains(&public), "{stdout}");
-    (dir.join(format!("{name}.key")), public)
-}
 
 /// Runs `shanhai sign FILE --key KEY`.
 fn sign(file: &Path, key: &Path) {
@@ -368,16 +357,6 @@ async fn hot_plug_keeps_the_signed_version_until_the_new_one_is_signed() {
 }
 
 /// The cache entries (`KEY.cwasm` and `KEY.mac`) in `cache`, by extension.
-fn cache_entries(cache: &Path) -> Vec<PathBuf> {
-    let mut entries: Vec<PathBuf> = std::fs::read_dir(cache)
-        .unwrap()
-        .map(|entry| entry.unwrap().path())
-        .filter(|path| path.extension().is_some_and(|e| e == "cwasm" || e == "mac"))
-        .collect();
-    entries.sort();
-    entries
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn compiled_code_planted_in_the_cache_does_not_run() {
     let keys = tempfile::tempdir().unwrap();
@@ -404,7 +383,7 @@ async fn compiled_code_planted_in_the_cache_does_not_run() {
     assert!(ok, "{stderr}");
     let planted = cache_entries(&cache);
     assert_eq!(planted.len(), 2, "{planted:?}");
-    let hello_sha = hex_sha256(&std::fs::read(dir.join("hello.wasm")).unwrap());
+    let hello_sha = sha256_hex(&std::fs::read(dir.join("hello.wasm")).unwrap());
     for entry in &planted {
         let name = entry.file_name().unwrap().to_str().unwrap();
         let (_, engine_and_ext) = name.split_once('-').unwrap();
@@ -468,12 +447,4 @@ fn a_compile_cache_others_can_write_to_is_refused() {
     let mode = |path: &Path| std::fs::metadata(path).unwrap().permissions().mode() & 0o777;
     assert_eq!(mode(&fresh), 0o700);
     assert_eq!(mode(&root.path().join("fresh.key")), 0o600);
-}
-
-fn hex_sha256(bytes: &[u8]) -> String {
-    use sha2::Digest;
-    sha2::Sha256::digest(bytes)
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
 }

@@ -550,3 +550,38 @@ pub async fn wait_for_busy_instance(http: &Http, gw: &Gateway, name: &str) {
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
 }
+
+/// Runs `shanhai keygen --out DIR/NAME`; returns the key file and the
+/// public key line (which keygen printed).
+pub fn keygen(dir: &Path, name: &str) -> (PathBuf, String) {
+    let out = dir.join(name);
+    let (ok, stdout, stderr) = shanhai(&["keygen", "--out", out.to_str().unwrap()], dir);
+    assert!(ok, "keygen failed: {stderr}");
+    let public = std::fs::read_to_string(dir.join(format!("{name}.pub"))).unwrap();
+    let public = public.trim().to_owned();
+    assert!(stdout.contains(&public), "{stdout}");
+    (dir.join(format!("{name}.key")), public)
+}
+
+/// A compile cache's entries (code and authentication codes), sorted;
+/// none when the folder does not exist yet.
+pub fn cache_entries(cache: &Path) -> Vec<PathBuf> {
+    let mut entries: Vec<PathBuf> = std::fs::read_dir(cache)
+        .map(|dir| {
+            dir.map(|entry| entry.unwrap().path())
+                .filter(|path| path.extension().is_some_and(|e| e == "cwasm" || e == "mac"))
+                .collect()
+        })
+        .unwrap_or_default();
+    entries.sort();
+    entries
+}
+
+/// The SHA-256 of `bytes`, in lowercase hex.
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    use sha2::Digest;
+    sha2::Sha256::digest(bytes)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}

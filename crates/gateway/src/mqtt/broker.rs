@@ -108,23 +108,18 @@ async fn wait_listening(addr: SocketAddr) -> anyhow::Result<()> {
     }
 }
 
-/// The folder of the broker's durable log (`mqtt.store_dir`), created and
-/// checked writable here so a bad one fails the start naming the key: the
-/// broker thread could only log it.
+/// The folder of the broker's durable log (`mqtt.store_dir`), opened here
+/// first so a bad one fails the start naming the key: the broker thread
+/// could only log it.
 fn check_store_dir(config: &MqttConfig) -> anyhow::Result<Option<std::path::PathBuf>> {
     let dir = &config.store_dir;
     if dir.as_os_str().is_empty() {
         return Ok(None);
     }
-    let usable = std::fs::create_dir_all(dir).and_then(|()| {
-        let probe = dir.join(".write-check");
-        std::fs::write(&probe, b"")?;
-        std::fs::remove_file(&probe)
-    });
-    // Reading the log back here (the broker reads it again) turns one it
+    // Opening the log here (creating the folder, reading the log back and
+    // rewriting it; the broker opens it again) turns a folder or log it
     // cannot use into a failed start rather than a broker that forgets.
-    let usable = usable.and_then(|()| rumqttd::durable::Durable::open(dir, usize::MAX).map(drop));
-    usable.map_err(|err| {
+    rumqttd::durable::Durable::open(dir, usize::MAX).map_err(|err| {
         anyhow::anyhow!(
             "mqtt.store_dir {}: {err}: the embedded broker logs there the QoS 1 messages it acknowledges to persistent sessions (set another folder, or \"\" to keep them in memory only)",
             dir.display()
