@@ -4,8 +4,9 @@
 Run by scripts/bench-footprint.sh. Starts the gateway (warm cache, no
 config, idle_timeout_ms as given) on
   - no modules;
-  - only `hello` (Go), then only `hello-rs` (Rust): VmRSS while the
-    validation instance is live, and after it is reaped as idle;
+  - only `hello` (Go), then only `hello-rs` (Rust): VmRSS after load (the
+    validation instance is dropped and the code paged out at once), with
+    one live instance (after one request), and after it is reaped as idle;
   - the first N example modules (N = 1, 4, 8, all), after their instances
     are reaped: how the process grows with the number of modules.
 Prints Markdown tables (medians of the rounds, with the spread).
@@ -19,6 +20,7 @@ import statistics
 import sys
 import tempfile
 import time
+import urllib.request
 
 from benchlib import gateway, status
 
@@ -27,19 +29,25 @@ rounds, idle_ms = int(rounds), int(idle_ms)
 
 
 def measure(names, work):
-    """VmRSS with the validation instances live, and after they are reaped."""
+    """VmRSS after load, with one live instance of a single module (after a
+    request to it; None for several modules), and once idle."""
     folder = os.path.join(work, "modules")
     shutil.rmtree(folder, ignore_errors=True)
     os.makedirs(folder)
     for name in names:
         shutil.copy(os.path.join(modules, f"{name}.wasm"), folder)
     config = f"[defaults]\nidle_timeout_ms = {idle_ms}\n[admin]\nenabled = false\n"
-    with gateway(shanhai, config, folder, cache, work) as (proc, _):
+    with gateway(shanhai, config, folder, cache, work) as (proc, base):
         time.sleep(0.5)
-        live = status(proc.pid)["VmRSS"]
+        loaded = status(proc.pid)["VmRSS"]
+        live = None
+        if len(names) == 1:
+            with urllib.request.urlopen(f"{base}/{names[0]}", timeout=10) as reply:
+                assert reply.status == 200, reply.status
+            live = status(proc.pid)["VmRSS"]
         # Past idle_timeout_ms and a reaper pass (every idle_timeout/2).
         time.sleep(idle_ms / 1000 * 2 + 1)
-        return live, status(proc.pid)["VmRSS"]
+        return loaded, live, status(proc.pid)["VmRSS"]
 
 
 examples = sorted(f[:-5] for f in os.listdir(modules) if f.endswith(".wasm"))
@@ -60,14 +68,15 @@ def med(values):
     return f"{statistics.median(values):.1f} MB ({min(values):.1f}–{max(values):.1f})"
 
 
-base_idle = statistics.median(r[1] for r in results["none"])
-print("| modules | VmRSS, validation instances live | VmRSS after idle reaping | idle cost over no modules |")
-print("| --- | --- | --- | --- |")
+base_idle = statistics.median(r[2] for r in results["none"])
+print("| modules | VmRSS after load | VmRSS with one live instance | VmRSS after idle reaping | idle cost over no modules |")
+print("| --- | --- | --- | --- | --- |")
 for label in sets:
-    live = [r[0] for r in results[label]]
-    idle = [r[1] for r in results[label]]
+    loaded = [r[0] for r in results[label]]
+    live = [r[1] for r in results[label] if r[1] is not None]
+    idle = [r[2] for r in results[label]]
     extra = statistics.median(idle) - base_idle
-    print(f"| {label} | {med(live)} | {med(idle)} | {extra:+.1f} MB |")
+    print(f"| {label} | {med(loaded)} | {med(live) if live else '–'} | {med(idle)} | {extra:+.1f} MB |")
 for label in ("hello (Go)", "hello-rs (Rust)"):
-    instance = statistics.median(r[0] - r[1] for r in results[label])
+    instance = statistics.median(r[1] - r[2] for r in results[label])
     print(f"\nOne live {label} instance: {instance:.1f} MB (live minus reaped, median).")

@@ -709,6 +709,10 @@ pub struct RuntimeSection {
     /// ARM), `cranelift`, or `pulley` (the interpreter anywhere: slower,
     /// for comparing with armv7).
     pub compiler: String,
+    /// Page a module's compiled code out of memory while the module is
+    /// dormant (no instance, no event for `idle_timeout_ms`, or none since
+    /// it loaded); its next event reads the code back from the cache file.
+    pub release_idle_code: bool,
 }
 
 impl Default for RuntimeSection {
@@ -723,6 +727,7 @@ impl Default for RuntimeSection {
             init_deadline_ms: defaults.init_deadline.as_millis() as u64,
             compile_concurrency: 0,
             compiler: defaults.compiler.as_str().to_owned(),
+            release_idle_code: defaults.release_idle_code,
         }
     }
 }
@@ -993,6 +998,7 @@ impl Config {
                 0 => RuntimeConfig::default().compile_concurrency,
                 n => n,
             },
+            release_idle_code: self.runtime.release_idle_code,
         }
     }
 

@@ -230,6 +230,9 @@ pub struct ModuleRegistry {
     canary_outcomes: RwLock<BTreeMap<String, CanaryOutcome>>,
     /// The highest signature sequence each module has served.
     sequences: SequenceBook,
+    /// Start-up modules still waiting for their turn to load, each with
+    /// what lets a request move it ahead of the queue.
+    queued: Mutex<BTreeMap<Arc<str>, Arc<tokio::sync::Notify>>>,
 }
 
 impl Default for ModuleRegistry {
@@ -283,6 +286,7 @@ impl ModuleRegistry {
             failures: RwLock::new(BTreeMap::new()),
             loading: Mutex::new(BTreeMap::new()),
             canary_outcomes: RwLock::new(BTreeMap::new()),
+            queued: Mutex::new(BTreeMap::new()),
         }
     }
 
@@ -308,14 +312,16 @@ impl ModuleRegistry {
     /// The version of module `name` for sticky key `key`, waiting up to
     /// the loading bound while the module is still loading at start.
     pub async fn select_ready(&self, name: &str, key: Option<&[u8]>) -> Lookup<Selected> {
-        self.when_settled(self.loading_wait, |snapshot| snapshot.lookup(name, key))
-            .await
+        self.when_settled(Some(self.loading_wait), |snapshot| {
+            snapshot.lookup(name, key)
+        })
+        .await
     }
 
     /// Like [`select`](Self::select), waiting up to the loading bound
     /// while the module is still loading at start.
     pub async fn select_ready_for(&self, name: &str, headers: &HeaderMap) -> Lookup<Selected> {
-        self.when_settled(self.loading_wait, |snapshot| {
+        self.when_settled(Some(self.loading_wait), |snapshot| {
             snapshot.lookup(name, sticky_key(snapshot, name, headers))
         })
         .await
@@ -330,7 +336,7 @@ impl ModuleRegistry {
         path: &str,
         headers: &HeaderMap,
     ) -> Lookup<(RouteMatch, Selected)> {
-        self.when_settled(self.loading_wait, |snapshot| {
+        self.when_settled(Some(self.loading_wait), |snapshot| {
             let Some(target) = snapshot.routes.for_host(host).lookup(path) else {
                 return Lookup::Missing;
             };
@@ -346,7 +352,7 @@ impl ModuleRegistry {
     /// failing at start; returns at once for any other module. Timers and
     /// MQTT triggers start for their module after this.
     pub async fn settled(&self, name: &str) {
-        self.when_settled(Duration::MAX, |snapshot| match snapshot.pending.get(name) {
+        self.when_settled(None, |snapshot| match snapshot.pending.get(name) {
             Some(name) => Lookup::Loading(name.clone()),
             None => Lookup::Found(()),
         })
@@ -354,22 +360,27 @@ impl ModuleRegistry {
     }
 
     /// Runs `find` on the current snapshot until it finds something other
-    /// than a module still loading, or `wait` passes.
+    /// than a module still loading, or `request_wait` passes. A request
+    /// (`Some` wait) moves the module it waits for ahead of the start-up
+    /// queue; a trigger waiting in the background (`None`) does not.
     async fn when_settled<T>(
         &self,
-        wait: Duration,
+        request_wait: Option<Duration>,
         mut find: impl FnMut(&Snapshot) -> Lookup<T>,
     ) -> Lookup<T> {
         // Subscribed before the first look, so a swap between the look and
         // the wait is not missed.
         let mut swapped = self.swapped.subscribe();
         let deadline = tokio::time::Instant::now()
-            .checked_add(wait)
+            .checked_add(request_wait.unwrap_or(Duration::MAX))
             .unwrap_or_else(|| tokio::time::Instant::now() + Duration::from_secs(86_400 * 365));
         loop {
             let snapshot = self.current.read().unwrap().clone();
             match find(&snapshot) {
                 Lookup::Loading(name) => {
+                    if request_wait.is_some() {
+                        self.hurry(&name);
+                    }
                     if !matches!(
                         tokio::time::timeout_at(deadline, swapped.changed()).await,
                         Ok(Ok(()))
@@ -643,9 +654,10 @@ impl ModuleRegistry {
     /// the caller has marked with [`expect`](Self::expect)), each followed
     /// by its configured canary, and clears each from the loading set. A
     /// module that fails is logged and recorded; the others still load.
-    /// Modules whose compiled code is cached load at once; compiles run up
-    /// to the runtime's `compile_concurrency` at a time. Each module serves
-    /// as soon as it is ready. Returns how many loaded.
+    /// Modules load in name order, a few at a time, and a module a request
+    /// waits for goes first; compiles run up to the runtime's
+    /// `compile_concurrency` at a time. Each module serves as soon as it
+    /// is ready. Returns how many loaded.
     pub async fn load_all(
         self: &Arc<Self>,
         runtime: &Runtime,
@@ -653,16 +665,41 @@ impl ModuleRegistry {
         names: &[String],
     ) -> usize {
         let started = Instant::now();
-        tracing::info!(modules = names.len(), "loading modules in the background");
-        // All at once, each on its own task: a module whose compiled code
-        // is cached only needs mapping and initialising (on any worker),
-        // and must not wait behind one that compiles for seconds; compiles
-        // take turns inside the runtime.
+        // As many loads at once as there are cores, plus the compiles the
+        // runtime runs at once: a module whose code is cached only needs
+        // mapping and initialising, and sixteen of them started together
+        // on two cores all finish last. Taking turns in name order, the
+        // first modules serve within tens of milliseconds, and a module a
+        // request waits for skips the queue. The extra turns keep cached
+        // modules moving while others wait to compile.
+        let cores = std::thread::available_parallelism().map_or(1, usize::from);
+        let turns = Arc::new(tokio::sync::Semaphore::new(
+            cores + runtime.config().compile_concurrency.max(1),
+        ));
+        tracing::info!(
+            modules = names.len(),
+            at_once = turns.available_permits(),
+            "loading modules in the background"
+        );
         let mut loads = tokio::task::JoinSet::new();
         for name in names {
             let (registry, runtime, config) = (self.clone(), runtime.clone(), config.clone());
             let name = name.clone();
+            let hurry = Arc::new(tokio::sync::Notify::new());
+            self.queued
+                .lock()
+                .unwrap()
+                .insert(Arc::from(name.as_str()), hurry.clone());
+            let turns = turns.clone();
             loads.spawn(async move {
+                let _turn = tokio::select! {
+                    turn = turns.acquire_owned() => turn.ok(),
+                    () = hurry.notified() => {
+                        tracing::debug!(module = %name, "a request waits for it: loading it ahead of its turn");
+                        None
+                    }
+                };
+                registry.queued.lock().unwrap().remove(name.as_str());
                 let loaded = registry.reload(&runtime, &config, &name).await.is_ok();
                 if let Some(canary) = config.modules.get(&name).and_then(|m| m.canary.as_ref()) {
                     registry
@@ -683,6 +720,14 @@ impl ModuleRegistry {
             "every module loaded or failed; ready"
         );
         loaded
+    }
+
+    /// Lets start-up module `name` load now if it still waits for its turn.
+    fn hurry(&self, name: &str) {
+        if let Some(hurry) = self.queued.lock().unwrap().get(name) {
+            // A stored permit: a task not yet waiting still sees it.
+            hurry.notify_one();
+        }
     }
 
     /// Changes the set of modules still loading at start.

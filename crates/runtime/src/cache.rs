@@ -264,7 +264,13 @@ fn check_private_folder(dir: &Path) -> Result<(), CacheError> {
 
 fn write_atomically(path: &Path, bytes: &[u8]) -> io::Result<()> {
     let tmp = path.with_extension(format!("tmp{}", std::process::id()));
-    std::fs::write(&tmp, bytes)?;
+    let mut file = File::create(&tmp)?;
+    io::Write::write_all(&mut file, bytes)?;
+    // On disk before it is served from: the kernel can page out only clean
+    // file pages, so an idle module's fresh code would otherwise stay
+    // resident until writeback (half a minute), and a crash could leave a
+    // torn entry behind the new name.
+    file.sync_all()?;
     std::fs::rename(&tmp, path)
 }
 

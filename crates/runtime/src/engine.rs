@@ -54,6 +54,9 @@ pub struct RuntimeConfig {
     /// What turns modules into code this process runs (`Auto`: Cranelift
     /// where it has a backend for the host, Pulley elsewhere).
     pub compiler: Compiler,
+    /// Page a module's compiled code out of memory while it is dormant: no
+    /// instance, no event for `idle_timeout`, or none yet since its load.
+    pub release_idle_code: bool,
 }
 
 /// What runs a module's code (`runtime.compiler`).
@@ -182,6 +185,10 @@ impl Default for RuntimeConfig {
             // "Footprint"), so more at once only raises the peak.
             compile_concurrency: 1,
             compiler: Compiler::Auto,
+            // An edge box's RSS is mostly mapped module code: a Go module
+            // keeps 8–10 MB of it resident after its `_initialize`
+            // (docs/benchmarks.md, "Footprint").
+            release_idle_code: true,
         }
     }
 }
@@ -214,6 +221,7 @@ impl Drop for RuntimeInner {
 impl Runtime {
     /// Builds the engine and starts the epoch ticker.
     pub fn new(config: RuntimeConfig) -> anyhow::Result<Self> {
+        map_large_allocations();
         let compiler = config.compiler.resolve()?;
         let memory_plan = MemoryPlan::new(config.plan_input(compiler), AddressSpace::detect())?;
         tracing::info!(
@@ -479,6 +487,22 @@ fn release_freed_heap() {
     #[allow(unsafe_code)]
     unsafe {
         libc::malloc_trim(0);
+    }
+}
+
+/// Makes glibc serve every allocation of 1 MiB or more from a mapping of
+/// its own, unmapped when freed. By default glibc raises that threshold
+/// each time such a block is freed (up to 32 MiB); after that, module files
+/// read at load (6–7 MB each) and compile buffers land in per-thread arenas
+/// and stay resident once freed: 25 MB after a warm start of the examples,
+/// over 100 MB after a cold one (docs/benchmarks.md, "Footprint").
+fn map_large_allocations() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: `mallopt` only changes an allocator setting; a fixed
+    // threshold also stops glibc from adjusting it.
+    #[allow(unsafe_code)]
+    unsafe {
+        libc::mallopt(libc::M_MMAP_THRESHOLD, 1 << 20);
     }
 }
 

@@ -22,6 +22,7 @@ mod limits;
 pub mod memory_plan;
 mod module;
 mod pool;
+mod residency;
 pub mod secret_file;
 mod stdio;
 mod target;

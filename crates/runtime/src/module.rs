@@ -149,17 +149,23 @@ impl LoadedModule {
             limits,
         });
         if kind != ModuleKind::Command {
-            // Instantiate and initialise the first instances now: a module
+            // Instantiate and initialise the first instance now: a module
             // whose `_initialize` traps, or whose memory does not fit its
             // cap, is refused at load time instead of failing its first
-            // request.
-            for _ in 0..loaded.limits.min_instances.max(1) {
-                let instance = loaded.instantiate().await.map_err(LoadError::Init)?;
-                let pooled = loaded.pool.adopt(instance);
-                loaded.pool.put_back(pooled, false);
+            // request. Only `min_instances` stay: with the default of 0 the
+            // module holds no instance (and, below, no code) until its
+            // first event.
+            let validated = loaded.instantiate().await.map_err(LoadError::Init)?;
+            if loaded.limits.min_instances > 0 {
+                loaded.pool.put_back(loaded.pool.adopt(validated), false);
+                for _ in 1..loaded.limits.min_instances {
+                    let instance = loaded.instantiate().await.map_err(LoadError::Init)?;
+                    loaded.pool.put_back(loaded.pool.adopt(instance), false);
+                }
             }
-            spawn_pool_keeper(&loaded);
         }
+        loaded.release_code_if_dormant();
+        spawn_pool_keeper(&loaded);
         Ok(loaded)
     }
 
@@ -425,6 +431,20 @@ impl LoadedModule {
                 let instance = self.instantiate().await.map_err(InvokeError::Unavailable)?;
                 Ok(self.pool.adopt(instance))
             }
+        }
+    }
+
+    /// Pages the module's compiled code out of memory when the module is
+    /// dormant (see [`InstancePool::take_dormancy`]) and
+    /// `runtime.release_idle_code` is on; the next event reads it back.
+    fn release_code_if_dormant(&self) {
+        if self.runtime.config.release_idle_code && self.pool.take_dormancy() {
+            let released = crate::residency::page_out(self.pre.module().image_range());
+            tracing::debug!(
+                module = self.name(),
+                released,
+                "idle module's code paged out"
+            );
         }
     }
 
@@ -770,6 +790,11 @@ fn spawn_pool_keeper(module: &Arc<LoadedModule>) {
             let reaped = module.pool.reap();
             if reaped > 0 {
                 tracing::debug!(module = module.name(), reaped, "reaped idle instances");
+            }
+            module.release_code_if_dormant();
+            if module.kind == ModuleKind::Command {
+                // Commands run in a fresh instance each; none is kept.
+                continue;
             }
             for _ in 0..module.pool.deficit() {
                 let Some(_slot) = module.pool.try_slot() else {

@@ -17,7 +17,7 @@
 use std::ops::{Deref, DerefMut};
 use std::sync::Arc;
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore};
@@ -86,6 +86,13 @@ pub(crate) struct InstancePool<I> {
     reaped: AtomicU64,
     discarded: AtomicU64,
     scale_ups: AtomicU64,
+    /// When the pool was made: the origin of `last_event`.
+    born: Instant,
+    /// Milliseconds from `born` to the start of the latest event, plus one;
+    /// 0 while no event has come.
+    last_event: AtomicU64,
+    /// Cleared when the module's code is paged out, set by the next event.
+    code_resident: AtomicBool,
     /// Metric handles, resolved once: looking them up by name and labels on
     /// every event would cost more than a small guest call.
     idle_gauge: metrics::Gauge,
@@ -118,12 +125,18 @@ impl<I> InstancePool<I> {
             reaped: AtomicU64::new(0),
             discarded: AtomicU64::new(0),
             scale_ups: AtomicU64::new(0),
+            born: Instant::now(),
+            last_event: AtomicU64::new(0),
+            code_resident: AtomicBool::new(true),
         }
     }
 
     /// A slot for one event, waiting in the bounded queue when every slot
     /// is taken.
     pub(crate) async fn acquire(&self) -> Result<OwnedSemaphorePermit, InvokeError> {
+        let since_born = u64::try_from(self.born.elapsed().as_millis()).unwrap_or(u64::MAX - 1);
+        self.last_event.store(since_born + 1, Ordering::Relaxed);
+        self.code_resident.store(true, Ordering::Relaxed);
         if let Ok(permit) = self.permits.clone().try_acquire_owned() {
             return Ok(permit);
         }
@@ -230,6 +243,22 @@ impl<I> InstancePool<I> {
             self.publish();
         }
         expired
+    }
+
+    /// Whether the module's code should leave memory now: no instance is
+    /// alive, no event runs or waits, none started within `idle_timeout`
+    /// (or ever), and the code has not been paged out since the last event.
+    /// Returns `true` once per such quiet spell.
+    pub(crate) fn take_dormancy(&self) -> bool {
+        let quiet = match self.last_event.load(Ordering::Relaxed) {
+            0 => true,
+            at => self.born.elapsed() >= Duration::from_millis(at - 1) + self.idle_timeout,
+        };
+        quiet
+            && self.live.load(Ordering::Acquire) == 0
+            && self.waiting.load(Ordering::Acquire) == 0
+            && self.permits.available_permits() == self.max_instances
+            && self.code_resident.swap(false, Ordering::Relaxed)
     }
 
     /// A slot for background work (refilling the pool), if one is free now.

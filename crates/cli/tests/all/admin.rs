@@ -46,6 +46,9 @@ async fn modules_are_listed_uploaded_reloaded_and_deleted() {
         Some("[modules.hello]\nroutes = [\"/greet\"]\n"),
     );
     let http = Http::new();
+    // The instance that validated hello at load is gone (min_instances 0);
+    // a request makes the one the pool then holds.
+    assert_eq!(http.get(&gw.url("/hello")).await.status, 200);
 
     let list = http.get(&gw.admin_url("/admin/modules")).await;
     assert_eq!(list.status, 200, "{}", list.text());

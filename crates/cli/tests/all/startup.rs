@@ -365,3 +365,141 @@ async fn idle_instances_are_dropped_and_the_next_request_is_served() {
     let after = pool().await;
     assert!(after["created"].as_u64().unwrap() >= 2, "{after}");
 }
+
+/// KiB of compiled module code resident in process `pid`, and KiB mapped:
+/// the executable mappings of compile-cache entries, from smaps.
+fn resident_code_kib(pid: u32) -> (u64, u64) {
+    let smaps = std::fs::read_to_string(format!("/proc/{pid}/smaps")).unwrap();
+    let (mut resident, mut mapped) = (0, 0);
+    let mut in_code = false;
+    for line in smaps.lines() {
+        let mut fields = line.split_whitespace();
+        let first = fields.next().unwrap_or_default();
+        if first.contains('-') && !first.ends_with(':') {
+            let perms = fields.next().unwrap_or_default();
+            in_code = perms.contains('x') && line.ends_with(".cwasm");
+        } else if in_code {
+            let mut kib = || fields.next().unwrap().parse::<u64>().unwrap();
+            match first {
+                "Size:" => mapped += kib(),
+                "Rss:" => resident += kib(),
+                _ => {}
+            }
+        }
+    }
+    (resident, mapped)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_dormant_modules_code_leaves_memory_and_comes_back_for_its_next_event() {
+    let modules = modules_with(&["hello"]);
+    let config = "[defaults]\nidle_timeout_ms = 2000\n";
+    // A cache of its own: the kernel pages out only pages no other process
+    // maps, and the other tests' gateways map the shared cache's entries.
+    let cache = tempfile::tempdir().unwrap();
+    let gw = Gateway::start_with(modules.path(), Some(config), cache.path());
+    let http = Http::new();
+    let pool =
+        || async { http.get(&gw.admin_url("/admin/modules/hello")).await.json()["pool"].clone() };
+    // Validated at load, then dormant: no instance, code paged out.
+    let (_, mapped) = resident_code_kib(gw.pid());
+    assert!(mapped > 1024, "no compiled code mapped: {mapped} KiB");
+    eventually(&gw, 10, "the loaded module's code paged out", || async {
+        let (resident, _) = resident_code_kib(gw.pid());
+        (resident < mapped / 4).then_some(())
+    })
+    .await;
+    assert_eq!(pool().await["live"], 0);
+
+    // The next event reads the code back and is served.
+    assert_eq!(
+        http.get(&gw.url("/hello?name=again")).await.text(),
+        "Hello, again"
+    );
+    let (serving, _) = resident_code_kib(gw.pid());
+    assert!(
+        serving > mapped / 2,
+        "{serving} of {mapped} KiB resident while serving"
+    );
+
+    // Idle past idle_timeout_ms: the instance is reaped and the code goes.
+    eventually(&gw, 30, "the idle module's code paged out", || async {
+        let (resident, _) = resident_code_kib(gw.pid());
+        (resident < mapped / 4).then_some(())
+    })
+    .await;
+    let idle = pool().await;
+    assert_eq!(idle["live"], 0, "{idle}");
+    assert!(idle["reaped"].as_u64().unwrap() >= 1, "{idle}");
+
+    // With release_idle_code off the code stays after the instance goes.
+    let kept = Gateway::start_with(
+        modules.path(),
+        Some(&format!("{config}[runtime]\nrelease_idle_code = false\n")),
+        cache.path(),
+    );
+    assert_eq!(http.get(&kept.url("/hello")).await.status, 200);
+    eventually(&kept, 30, "the idle instance reaped", || async {
+        let pool = http
+            .get(&kept.admin_url("/admin/modules/hello"))
+            .await
+            .json()["pool"]
+            .clone();
+        (pool["live"] == 0 && pool["reaped"] == 1).then_some(())
+    })
+    .await;
+    let (resident, mapped) = resident_code_kib(kept.pid());
+    assert!(
+        resident > mapped / 2,
+        "release_idle_code = false, yet only {resident} of {mapped} KiB resident"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_request_moves_its_module_ahead_of_the_start_up_queue() {
+    // Twenty copies of a Go module load before `zz` in name order, a few
+    // at a time; a request for `zz` made as soon as the listener answers
+    // must not wait for them.
+    let modules = modules_with(&[]);
+    for i in 0..20 {
+        std::fs::copy(
+            crate::util::examples().join("hello.wasm"),
+            modules.path().join(format!("m{i:02}.wasm")),
+        )
+        .unwrap();
+    }
+    // json2k answers on any path, so also on its mount /zz.
+    std::fs::copy(
+        crate::util::examples().join("json2k.wasm"),
+        modules.path().join("zz.wasm"),
+    )
+    .unwrap();
+    // Once with every module, so that the cache holds both.
+    drop(Gateway::start(modules.path(), None));
+
+    let gw = Gateway::launch(Launch {
+        ready: false,
+        ..Launch::new(modules.path(), None)
+    });
+    let http = Http::new();
+    let reply = http.get(&gw.url("/zz")).await;
+    assert_eq!(reply.status, 200, "{}", reply.text());
+    gw.wait_ready();
+    let logs = gw.logs();
+    let loaded: Vec<Value> = logs
+        .lines()
+        .filter_map(|line| serde_json::from_str::<Value>(line).ok())
+        .filter(|line| line["message"] == "module loaded")
+        .map(|line| line["module"].clone())
+        .collect();
+    assert_eq!(loaded.len(), 21, "{logs}");
+    let position = loaded
+        .iter()
+        .position(|module| module == "zz")
+        .unwrap_or_else(|| panic!("zz never loaded:\n{logs}"));
+    assert!(
+        position < 10,
+        "zz loaded {}th of 21 although a request waited for it:\n{logs}",
+        position + 1
+    );
+}

@@ -363,6 +363,11 @@ impl Gateway {
         format!("http://{}{path}", self.admin.expect("the admin API is off"))
     }
 
+    /// The gateway's process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// Everything the gateway logged so far.
     pub fn logs(&self) -> String {
         std::fs::read_to_string(&self.stderr).unwrap_or_default()

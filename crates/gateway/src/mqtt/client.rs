@@ -27,6 +27,15 @@ pub(crate) struct ConnectionOptions {
 /// payload.
 const PACKET_OVERHEAD: usize = 128 << 10;
 
+/// QoS 1 publications one connection may have unacknowledged. rumqttc
+/// preallocates a slot (about 220 bytes) per permitted publication and
+/// defaults to 65,535 of them: 14 MB of written memory per connection, and
+/// the gateway holds one connection per trigger plus the publisher's. 1,024
+/// is four times the embedded broker's own in-flight window and keeps the
+/// table at 220 KB. A broker that announces a smaller Receive Maximum gets
+/// the smaller window.
+const OUTGOING_INFLIGHT: u16 = 1024;
+
 impl ConnectionOptions {
     /// Options for `address` with the config's credentials and TLS files
     /// (read now, so a missing file fails the start).
@@ -77,7 +86,8 @@ impl ConnectionOptions {
             .set_manual_acks(true)
             .set_connection_timeout(10)
             .set_max_packet_size(Some(self.max_packet_bytes))
-            .set_receive_maximum(Some(receive_maximum.max(1)));
+            .set_receive_maximum(Some(receive_maximum.max(1)))
+            .set_outgoing_inflight_upper_limit(OUTGOING_INFLIGHT);
         // Small packets (acknowledgements, outputs) go out at once instead
         // of waiting for the peer's delayed ACK.
         let mut network = rumqttc::NetworkOptions::new();
