@@ -28,9 +28,9 @@ shanhai, modules, cache, rounds, idle_ms = sys.argv[1:6]
 rounds, idle_ms = int(rounds), int(idle_ms)
 
 
-def measure(names, work):
-    """VmRSS after load, with one live instance of a single module (after a
-    request to it; None for several modules), and once idle."""
+def measure(names, work, path=None):
+    """VmRSS after load, with one live instance after a request to `path`
+    (None: no request), and once idle."""
     folder = os.path.join(work, "modules")
     shutil.rmtree(folder, ignore_errors=True)
     os.makedirs(folder)
@@ -41,8 +41,8 @@ def measure(names, work):
         time.sleep(0.5)
         loaded = status(proc.pid)["VmRSS"]
         live = None
-        if len(names) == 1:
-            with urllib.request.urlopen(f"{base}/{names[0]}", timeout=10) as reply:
+        if path:
+            with urllib.request.urlopen(base + path, timeout=10) as reply:
                 assert reply.status == 200, reply.status
             live = status(proc.pid)["VmRSS"]
         # Past idle_timeout_ms and a reaper pass (every idle_timeout/2).
@@ -52,6 +52,7 @@ def measure(names, work):
 
 examples = sorted(f[:-5] for f in os.listdir(modules) if f.endswith(".wasm"))
 sets = {"none": [], "hello (Go)": ["hello"], "hello-rs (Rust)": ["hello-rs"]}
+requests = {"hello (Go)": "/hello", "hello-rs (Rust)": "/hello-rs"}
 for n in (1, 4, 8, len(examples)):
     sets[f"{n} examples"] = examples[:n]
 results = {label: [] for label in sets}
@@ -60,7 +61,7 @@ with tempfile.TemporaryDirectory() as work:
         measure(names, work)  # untimed: fills the cache for these modules
     for _ in range(rounds):
         for label, names in sets.items():
-            results[label].append(measure(names, work))
+            results[label].append(measure(names, work, requests.get(label)))
             print(label, results[label][-1], file=sys.stderr)
 
 

@@ -65,7 +65,8 @@ rm -rf "$raw" "$results/results.md"
 mkdir -p "$raw"
 
 echo "== building" >&2
-cargo build --release --quiet --manifest-path "$root/Cargo.toml" -p shanhai-cli -p shanhai-bench-mqttload
+# The same build as the test suite's (`-p` would compile wasmtime again).
+cargo build --release --quiet --manifest-path "$root/Cargo.toml" --workspace --all-targets
 mkdir -p "$work/bin" "$work/modules"
 cp "$root/target/release/shanhai" "$root/target/release/bench-mqttload" "$work/bin/"
 shanhai="$work/bin/shanhai"

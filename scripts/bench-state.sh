@@ -43,7 +43,8 @@ free_port() {
 }
 
 echo "== building" >&2
-cargo build --release --quiet --manifest-path "$root/Cargo.toml" -p shanhai-cli
+# The same build as the test suite's (`-p` would compile wasmtime again).
+cargo build --release --quiet --manifest-path "$root/Cargo.toml" --workspace --all-targets
 shanhai="$root/target/release/shanhai"
 (cd "$root/crates/cli/tests/fixtures/stateprobe" &&
   GOOS=wasip1 GOARCH=wasm go build -buildmode=c-shared -o "$work/modules/probe.wasm" .)

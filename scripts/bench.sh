@@ -77,7 +77,9 @@ wrk_pin=()
 
 # build
 echo "== building" >&2
-cargo build --release --quiet --manifest-path "$root/Cargo.toml" -p shanhai-cli -p shanhai-bench-reference
+# The same build as the test suite's: `-p` would resolve another feature
+# set and compile wasmtime a second time.
+cargo build --release --quiet --manifest-path "$root/Cargo.toml" --workspace --all-targets
 shanhai="$root/target/release/shanhai"
 reference="$root/target/release/bench-reference"
 "$root/scripts/build-examples.sh" "$work/modules" 2>/dev/null

@@ -671,7 +671,9 @@ impl ModuleRegistry {
         // on two cores all finish last. Taking turns in name order, the
         // first modules serve within tens of milliseconds, and a module a
         // request waits for skips the queue. The extra turns keep cached
-        // modules moving while others wait to compile.
+        // modules moving while others wait to compile. Requests for every
+        // module at once only bring back the all-at-once start: each
+        // module still loads once.
         let cores = std::thread::available_parallelism().map_or(1, usize::from);
         let turns = Arc::new(tokio::sync::Semaphore::new(
             cores + runtime.config().compile_concurrency.max(1),
