@@ -230,9 +230,18 @@ pub struct ModuleRegistry {
     canary_outcomes: RwLock<BTreeMap<String, CanaryOutcome>>,
     /// The highest signature sequence each module has served.
     sequences: SequenceBook,
-    /// Start-up modules still waiting for their turn to load, each with
-    /// what lets a request move it ahead of the queue.
-    queued: Mutex<BTreeMap<Arc<str>, Arc<tokio::sync::Notify>>>,
+    /// Start-up modules still waiting for their turn to load, and those a
+    /// request has moved ahead of the queue.
+    start_queue: Mutex<StartQueue>,
+    /// Wakes the start-up dispatcher when a request hurries a module.
+    hurry_signal: tokio::sync::Notify,
+}
+
+/// The start-up modules not yet begun, for [`ModuleRegistry::load_all`].
+#[derive(Default)]
+struct StartQueue {
+    queued: BTreeSet<Arc<str>>,
+    hurried: Vec<Arc<str>>,
 }
 
 impl Default for ModuleRegistry {
@@ -286,7 +295,8 @@ impl ModuleRegistry {
             failures: RwLock::new(BTreeMap::new()),
             loading: Mutex::new(BTreeMap::new()),
             canary_outcomes: RwLock::new(BTreeMap::new()),
-            queued: Mutex::new(BTreeMap::new()),
+            start_queue: Mutex::new(StartQueue::default()),
+            hurry_signal: tokio::sync::Notify::new(),
         }
     }
 
@@ -683,25 +693,16 @@ impl ModuleRegistry {
             at_once = turns.available_permits(),
             "loading modules in the background"
         );
+        let mut queue: std::collections::VecDeque<String> = names.iter().cloned().collect();
+        *self.start_queue.lock().unwrap() = StartQueue {
+            queued: names.iter().map(|name| Arc::from(name.as_str())).collect(),
+            hurried: Vec::new(),
+        };
         let mut loads = tokio::task::JoinSet::new();
-        for name in names {
+        let spawn_load = |loads: &mut tokio::task::JoinSet<bool>, name: String, turn| {
             let (registry, runtime, config) = (self.clone(), runtime.clone(), config.clone());
-            let name = name.clone();
-            let hurry = Arc::new(tokio::sync::Notify::new());
-            self.queued
-                .lock()
-                .unwrap()
-                .insert(Arc::from(name.as_str()), hurry.clone());
-            let turns = turns.clone();
             loads.spawn(async move {
-                let _turn = tokio::select! {
-                    turn = turns.acquire_owned() => turn.ok(),
-                    () = hurry.notified() => {
-                        tracing::debug!(module = %name, "a request waits for it: loading it ahead of its turn");
-                        None
-                    }
-                };
-                registry.queued.lock().unwrap().remove(name.as_str());
+                let _turn: Option<tokio::sync::OwnedSemaphorePermit> = turn;
                 let loaded = registry.reload(&runtime, &config, &name).await.is_ok();
                 if let Some(canary) = config.modules.get(&name).and_then(|m| m.canary.as_ref()) {
                     registry
@@ -713,6 +714,34 @@ impl ModuleRegistry {
                 });
                 loaded
             });
+        };
+        // One dispatcher hands out the turns, so the queue's order is the
+        // order loads begin (tasks spawned at once run in any order).
+        while !queue.is_empty() {
+            let hurried = std::mem::take(&mut self.start_queue.lock().unwrap().hurried);
+            for name in hurried {
+                if let Some(at) = queue.iter().position(|queued| **queued == *name) {
+                    let name = queue.remove(at).expect("the position is in the queue");
+                    self.start_queue
+                        .lock()
+                        .unwrap()
+                        .queued
+                        .remove(name.as_str());
+                    tracing::debug!(module = %name, "a request waits for it: loading it ahead of its turn");
+                    spawn_load(&mut loads, name, None);
+                }
+            }
+            if queue.is_empty() {
+                break;
+            }
+            tokio::select! {
+                turn = turns.clone().acquire_owned() => {
+                    let name = queue.pop_front().expect("the queue is not empty");
+                    self.start_queue.lock().unwrap().queued.remove(name.as_str());
+                    spawn_load(&mut loads, name, turn.ok());
+                }
+                () = self.hurry_signal.notified() => {}
+            }
         }
         let loaded = loads.join_all().await.into_iter().filter(|l| *l).count();
         tracing::info!(
@@ -726,9 +755,12 @@ impl ModuleRegistry {
 
     /// Lets start-up module `name` load now if it still waits for its turn.
     fn hurry(&self, name: &str) {
-        if let Some(hurry) = self.queued.lock().unwrap().get(name) {
-            // A stored permit: a task not yet waiting still sees it.
-            hurry.notify_one();
+        let mut queue = self.start_queue.lock().unwrap();
+        if queue.queued.contains(name) && !queue.hurried.iter().any(|h| **h == *name) {
+            queue.hurried.push(Arc::from(name));
+            drop(queue);
+            // A stored permit: a dispatcher not waiting yet still sees it.
+            self.hurry_signal.notify_one();
         }
     }
 
