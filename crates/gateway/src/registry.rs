@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use http::{HeaderMap, StatusCode};
 use serde::Serialize;
-use shanhai_runtime::{LoadError, LoadedModule, Runtime};
+use shanhai_runtime::{AfterLoad, LoadError, LoadedModule, Runtime};
 
 use crate::canary::{Canary, CanaryOutcome, Release, RollbackReason};
 use crate::config::{Config, is_module_name, weight_basis_points};
@@ -702,8 +702,18 @@ impl ModuleRegistry {
         let spawn_load = |loads: &mut tokio::task::JoinSet<bool>, name: String, turn| {
             let (registry, runtime, config) = (self.clone(), runtime.clone(), config.clone());
             loads.spawn(async move {
-                let _turn: Option<tokio::sync::OwnedSemaphorePermit> = turn;
-                let loaded = registry.reload(&runtime, &config, &name).await.is_ok();
+                let turn: Option<tokio::sync::OwnedSemaphorePermit> = turn;
+                // A module loaded in its turn rests until its first event;
+                // one a request hurried keeps its validation instance for it.
+                let after = if turn.is_some() {
+                    AfterLoad::Rest
+                } else {
+                    AfterLoad::Serve
+                };
+                let loaded = registry
+                    .reload_then(&runtime, &config, &name, after)
+                    .await
+                    .is_ok();
                 if let Some(canary) = config.modules.get(&name).and_then(|m| m.canary.as_ref()) {
                     registry
                         .load_config_canary(&runtime, &config, &name, canary)
@@ -926,7 +936,19 @@ impl ModuleRegistry {
         config: &Config,
         name: &str,
     ) -> Result<ReloadOutcome, LoadError> {
-        let outcome = self.reload_inner(runtime, config, name).await;
+        self.reload_then(runtime, config, name, AfterLoad::Serve)
+            .await
+    }
+
+    /// [`reload`](Self::reload), with what the module does once loaded.
+    async fn reload_then(
+        &self,
+        runtime: &Runtime,
+        config: &Config,
+        name: &str,
+        after: AfterLoad,
+    ) -> Result<ReloadOutcome, LoadError> {
+        let outcome = self.reload_inner(runtime, config, name, after).await;
         let result = match &outcome {
             Ok(ReloadOutcome::Added) => "added",
             Ok(ReloadOutcome::Swapped) => "swapped",
@@ -943,6 +965,7 @@ impl ModuleRegistry {
         runtime: &Runtime,
         config: &Config,
         name: &str,
+        after: AfterLoad,
     ) -> Result<ReloadOutcome, LoadError> {
         let path = config.module_path(name);
         // A configured module's file must exist (a missing one is an error
@@ -955,7 +978,7 @@ impl ModuleRegistry {
             }
             return Ok(ReloadOutcome::Removed);
         }
-        match self.load_one(runtime, config, name).await {
+        match self.load_one(runtime, config, name, after).await {
             Ok(None) => {
                 self.failures.write().unwrap().remove(name);
                 Ok(ReloadOutcome::Unchanged)
@@ -1120,6 +1143,7 @@ impl ModuleRegistry {
         runtime: &Runtime,
         config: &Config,
         name: &str,
+        after: AfterLoad,
     ) -> Result<Option<Arc<LoadedModule>>, LoadError> {
         let settings = config
             .settings_for(name)
@@ -1145,7 +1169,7 @@ impl ModuleRegistry {
             return Ok(None);
         }
         let _loading = self.start_loading(name, false, wasm.len());
-        let loaded = with_progress(name, runtime.load(name, wasm, settings)).await?;
+        let loaded = with_progress(name, runtime.load_then(name, wasm, settings, after)).await?;
         record();
         Ok(Some(loaded))
     }

@@ -59,6 +59,17 @@ pub struct RuntimeConfig {
     pub release_idle_code: bool,
 }
 
+/// What a module does right after it has loaded and been validated.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AfterLoad {
+    /// Keep the instance that validated it: traffic is expected at once (a
+    /// hot swap, an upload, a canary, a request waiting for it).
+    Serve,
+    /// Keep only `min_instances` and page its code out until its first
+    /// event: a module loaded at start that nothing has asked for yet.
+    Rest,
+}
+
 /// What runs a module's code (`runtime.compiler`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Compiler {
@@ -314,17 +325,32 @@ impl Runtime {
     }
 
     /// Compiles (or loads from the cache), validates and initialises a
-    /// module, ready to serve. `name` is how logs and errors refer to it.
+    /// module, ready to serve: the instance that validated it stays in the
+    /// pool for the traffic expected at once. `name` is how logs and errors
+    /// refer to it.
     pub async fn load(
         &self,
         name: &str,
         wasm: Vec<u8>,
         settings: ModuleSettings,
     ) -> Result<Arc<LoadedModule>, LoadError> {
+        self.load_then(name, wasm, settings, AfterLoad::Serve).await
+    }
+
+    /// Like [`load`](Self::load); `after` says whether the module keeps its
+    /// validation instance or rests until its first event.
+    pub async fn load_then(
+        &self,
+        name: &str,
+        wasm: Vec<u8>,
+        settings: ModuleSettings,
+        after: AfterLoad,
+    ) -> Result<Arc<LoadedModule>, LoadError> {
         let started = Instant::now();
         let sha256 = hex(&Sha256::digest(&wasm));
         let (module, from_cache) = self.compile(name, wasm, &sha256).await?;
-        let loaded = LoadedModule::new(self.inner.clone(), name, &sha256, module, settings).await?;
+        let loaded =
+            LoadedModule::new(self.inner.clone(), name, &sha256, module, settings, after).await?;
         tracing::info!(
             module = name,
             version = loaded.version(),

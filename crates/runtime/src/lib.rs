@@ -28,7 +28,7 @@ mod stdio;
 mod target;
 
 pub use cache::{CacheError, CompileCache};
-pub use engine::{Compiler, Runtime, RuntimeConfig, module_version};
+pub use engine::{AfterLoad, Compiler, Runtime, RuntimeConfig, module_version};
 pub use error::{ImportError, InvokeError, LoadError};
 pub use host::http::OutboundHttpSettings;
 pub use host::mqtt::{MqttHost, MqttPublication};

@@ -15,7 +15,7 @@ use wasmtime::{
 use wasmtime_wasi::I32Exit;
 use wasmtime_wasi::p2::pipe::{MemoryInputPipe, MemoryOutputPipe};
 
-use crate::engine::RuntimeInner;
+use crate::engine::{AfterLoad, RuntimeInner};
 use crate::error::{InvokeError, LoadError};
 use crate::host::{HostState, ModuleContext};
 use crate::limits::{ModuleLimits, ModuleSettings};
@@ -117,6 +117,7 @@ impl LoadedModule {
         sha256: &str,
         module: Module,
         settings: ModuleSettings,
+        after: AfterLoad,
     ) -> Result<Arc<Self>, LoadError> {
         check_imports(&module)?;
         let kind = detect_kind(&module)?;
@@ -152,11 +153,11 @@ impl LoadedModule {
             // Instantiate and initialise the first instance now: a module
             // whose `_initialize` traps, or whose memory does not fit its
             // cap, is refused at load time instead of failing its first
-            // request. Only `min_instances` stay: with the default of 0 the
-            // module holds no instance (and, below, no code) until its
-            // first event.
+            // request. It stays for traffic expected at once; a module
+            // that rests keeps only `min_instances` (by default none, and,
+            // below, no code) until its first event.
             let validated = loaded.instantiate().await.map_err(LoadError::Init)?;
-            if loaded.limits.min_instances > 0 {
+            if after == AfterLoad::Serve || loaded.limits.min_instances > 0 {
                 loaded.pool.put_back(loaded.pool.adopt(validated), false);
                 for _ in 1..loaded.limits.min_instances {
                     let instance = loaded.instantiate().await.map_err(LoadError::Init)?;
