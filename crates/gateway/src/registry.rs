@@ -237,11 +237,24 @@ pub struct ModuleRegistry {
     hurry_signal: tokio::sync::Notify,
 }
 
-/// The start-up modules not yet begun, for [`ModuleRegistry::load_all`].
+/// The start-up modules not yet begun, in the order they load, and those
+/// a request asked for, for [`ModuleRegistry::load_all`].
 #[derive(Default)]
 struct StartQueue {
-    queued: BTreeSet<Arc<str>>,
-    hurried: Vec<Arc<str>>,
+    waiting: std::collections::VecDeque<String>,
+    hurried: Vec<String>,
+}
+
+impl StartQueue {
+    /// Takes a module a request asked for out of the queue, if any.
+    fn take_hurried(&mut self) -> Option<String> {
+        while let Some(name) = self.hurried.pop() {
+            if let Some(at) = self.waiting.iter().position(|waiting| *waiting == name) {
+                return self.waiting.remove(at);
+            }
+        }
+        None
+    }
 }
 
 impl Default for ModuleRegistry {
@@ -693,9 +706,8 @@ impl ModuleRegistry {
             at_once = turns.available_permits(),
             "loading modules in the background"
         );
-        let mut queue: std::collections::VecDeque<String> = names.iter().cloned().collect();
         *self.start_queue.lock().unwrap() = StartQueue {
-            queued: names.iter().map(|name| Arc::from(name.as_str())).collect(),
+            waiting: names.iter().cloned().collect(),
             hurried: Vec::new(),
         };
         let mut loads = tokio::task::JoinSet::new();
@@ -727,28 +739,22 @@ impl ModuleRegistry {
         };
         // One dispatcher hands out the turns, so the queue's order is the
         // order loads begin (tasks spawned at once run in any order).
-        while !queue.is_empty() {
-            let hurried = std::mem::take(&mut self.start_queue.lock().unwrap().hurried);
-            for name in hurried {
-                if let Some(at) = queue.iter().position(|queued| **queued == *name) {
-                    let name = queue.remove(at).expect("the position is in the queue");
-                    self.start_queue
-                        .lock()
-                        .unwrap()
-                        .queued
-                        .remove(name.as_str());
-                    tracing::debug!(module = %name, "a request waits for it: loading it ahead of its turn");
-                    spawn_load(&mut loads, name, None);
-                }
+        loop {
+            let hurried = self.start_queue.lock().unwrap().take_hurried();
+            if let Some(name) = hurried {
+                tracing::debug!(module = %name, "a request waits for it: loading it ahead of its turn");
+                spawn_load(&mut loads, name, None);
+                continue;
             }
-            if queue.is_empty() {
+            if self.start_queue.lock().unwrap().waiting.is_empty() {
                 break;
             }
             tokio::select! {
                 turn = turns.clone().acquire_owned() => {
-                    let name = queue.pop_front().expect("the queue is not empty");
-                    self.start_queue.lock().unwrap().queued.remove(name.as_str());
-                    spawn_load(&mut loads, name, turn.ok());
+                    let next = self.start_queue.lock().unwrap().waiting.pop_front();
+                    if let Some(name) = next {
+                        spawn_load(&mut loads, name, turn.ok());
+                    }
                 }
                 () = self.hurry_signal.notified() => {}
             }
@@ -766,8 +772,10 @@ impl ModuleRegistry {
     /// Lets start-up module `name` load now if it still waits for its turn.
     fn hurry(&self, name: &str) {
         let mut queue = self.start_queue.lock().unwrap();
-        if queue.queued.contains(name) && !queue.hurried.iter().any(|h| **h == *name) {
-            queue.hurried.push(Arc::from(name));
+        if queue.waiting.iter().any(|waiting| waiting == name)
+            && !queue.hurried.iter().any(|hurried| hurried == name)
+        {
+            queue.hurried.push(name.to_owned());
             drop(queue);
             // A stored permit: a dispatcher not waiting yet still sees it.
             self.hurry_signal.notify_one();
