@@ -363,6 +363,15 @@ def run(args):
         check(not readiness["failed"], f"modules failed to load: {readiness}")
         check(sorted(readiness["modules"]) == sorted(MODULES), f"modules serving: {readiness['modules']}")
         print(f"smoke: {len(MODULES)} modules loaded after {time.monotonic() - started:.1f} s", flush=True)
+        with open(log_path) as f:
+            text = re.sub(r"\x1b\[[0-9;]*m", "", f.read())
+        # qemu-user without binfmt_misc cannot start the compile worker
+        # (another ARM binary): the gateway says so once and compiles itself.
+        fallbacks = text.count("no compile worker")
+        check(fallbacks <= 1, f"the compile-worker fallback was logged {fallbacks} times")
+        check(fallbacks == 1 or "in_worker=true" in text, "modules compiled neither in a worker nor after the fallback")
+        where = "in the gateway's process (no worker under qemu-user)" if fallbacks else "in compile workers"
+        print(f"ok   compile: {where}", flush=True)
 
         with open(log_path) as f:
             layout = [re.sub(r"\x1b\[[0-9;]*m", "", line).strip() for line in f if "memory layout" in line]

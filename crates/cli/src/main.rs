@@ -48,6 +48,14 @@ enum Command {
     Sign(commands::sign::Args),
     /// Print version information.
     Version,
+    /// Compile one module for a gateway (`runtime.compile_in_child`): the
+    /// gateway starts this, with settings that match its engine.
+    #[command(hide = true)]
+    CompileWorker {
+        /// KEY=VALUE settings from the gateway.
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        settings: Vec<String>,
+    },
 }
 
 fn main() -> ExitCode {
@@ -72,6 +80,7 @@ fn main() -> ExitCode {
         Command::Status(args) => runtime().block_on(commands::status::run(args)),
         Command::Keygen(args) => commands::keygen::run(args),
         Command::Sign(args) => commands::sign::run(args),
+        Command::CompileWorker { settings } => shanhai_runtime::run_compile_worker(&settings),
         Command::Version => {
             println!(
                 "shanhai {} (wasmtime 48, guest ABI v{})",

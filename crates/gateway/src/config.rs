@@ -24,7 +24,9 @@ use std::time::Duration;
 
 use http::HeaderName;
 use serde::{Deserialize, Serialize};
-use shanhai_runtime::{Compiler, MemoryStrategy, ModuleLimits, ModuleSettings, RuntimeConfig};
+use shanhai_runtime::{
+    CompileWorker, Compiler, MemoryStrategy, ModuleLimits, ModuleSettings, RuntimeConfig,
+};
 
 pub use crate::admin::DashboardConfig;
 use crate::canary::CanaryPolicy;
@@ -713,6 +715,14 @@ pub struct RuntimeSection {
     /// dormant (no instance, no event for `idle_timeout_ms`, or none since
     /// it loaded); its next event reads the code back from the cache file.
     pub release_idle_code: bool,
+    /// Compile modules in a child process (when the compile cache is on):
+    /// the compile's memory goes back to the system when it exits, and a
+    /// box running short of memory loses one compile, not the gateway.
+    pub compile_in_child: bool,
+    /// How to start that child: set by `shanhai serve` to the running
+    /// executable, never read from a file.
+    #[serde(skip)]
+    pub compile_worker: Option<CompileWorker>,
 }
 
 impl Default for RuntimeSection {
@@ -728,6 +738,8 @@ impl Default for RuntimeSection {
             compile_concurrency: 0,
             compiler: defaults.compiler.as_str().to_owned(),
             release_idle_code: defaults.release_idle_code,
+            compile_in_child: true,
+            compile_worker: None,
         }
     }
 }
@@ -999,6 +1011,11 @@ impl Config {
                 n => n,
             },
             release_idle_code: self.runtime.release_idle_code,
+            compile_worker: self
+                .runtime
+                .compile_worker
+                .clone()
+                .filter(|_| self.runtime.compile_in_child),
         }
     }
 

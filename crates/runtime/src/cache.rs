@@ -5,7 +5,8 @@
 //! are keyed by the module's SHA-256 and a hash of everything that makes
 //! compiled code incompatible: the wasmtime version, the target (x86-64,
 //! aarch64, or a Pulley target) and the engine's compilation settings, so
-//! binaries of different architectures can share a folder. Writes go to a temporary file that is renamed into
+//! binaries of different architectures can share a folder. Writes go to a
+//! temporary file (or a compile worker's staging file) that is renamed into
 //! place, so concurrent processes sharing the folder never read half an
 //! entry.
 //!
@@ -22,6 +23,8 @@ use std::hash::{DefaultHasher, Hash, Hasher};
 use std::io::{self, Read};
 use std::os::unix::fs::{DirBuilderExt, MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
 
 use sha2::{Digest, Sha256};
 use wasmtime::{Engine, Module};
@@ -82,6 +85,7 @@ impl CompileCache {
         check_private_folder(dir)?;
         let key_file = key_file.map_or_else(|| default_key_file(dir), Path::to_path_buf);
         let mac_key = secret_file::load_or_create(&key_file)?;
+        remove_stale_staging(dir);
         let mut hasher = DefaultHasher::new();
         engine.precompile_compatibility_hash().hash(&mut hasher);
         Ok(Self {
@@ -206,6 +210,35 @@ impl CompileCache {
             .map_err(|err| ImportError::Io(format!("writing {}: {err}", self.dir.display())))
     }
 
+    /// A path in the cache folder, not yet taken, for a compile worker to
+    /// write the code of the module whose SHA-256 is `module_sha256` to;
+    /// [`adopt`](Self::adopt) then makes it that module's entry.
+    pub(crate) fn staging_path(&self, module_sha256: &str) -> PathBuf {
+        static NEXT: AtomicU64 = AtomicU64::new(0);
+        let serial = NEXT.fetch_add(1, Ordering::Relaxed);
+        self.dir.join(format!(
+            "{STAGING_PREFIX}{}-{}-{serial}.cwasm",
+            self.entry_name(module_sha256),
+            std::process::id()
+        ))
+    }
+
+    /// Makes `staged`, the code a compile worker wrote for the module whose
+    /// SHA-256 is `module_sha256`, that module's entry: authenticated and
+    /// renamed into place (the worker synced it to disk). `staged` is gone
+    /// afterwards either way.
+    pub(crate) fn adopt(&self, staged: &Path, module_sha256: &str) -> io::Result<()> {
+        let name = self.entry_name(module_sha256);
+        let result = File::open(staged)
+            .and_then(|mut code| self.mac(&name, &mut code))
+            .and_then(|mac| write_atomically(&self.mac_path(&name), hex(&mac).as_bytes()))
+            .and_then(|()| std::fs::rename(staged, self.code_path(&name)));
+        if result.is_err() {
+            let _ = std::fs::remove_file(staged);
+        }
+        result
+    }
+
     /// Stores a compiled module; failures are logged, never fatal.
     pub(crate) fn store(&self, module: &Module, module_sha256: &str) {
         let name = self.entry_name(module_sha256);
@@ -221,6 +254,35 @@ impl CompileCache {
             });
         if let Err(err) = result {
             tracing::warn!(dir = %self.dir.display(), error = %err, "could not write compile-cache entry");
+        }
+    }
+}
+
+/// How staged code from a compile worker is named until it is adopted.
+const STAGING_PREFIX: &str = ".staging-";
+
+/// Staged code older than this was left by a gateway that died between its
+/// worker's exit and the adoption; younger files may be another gateway's
+/// compile in progress (the folder can be shared).
+const STALE_STAGING: Duration = Duration::from_secs(3600);
+
+/// Removes what dead gateways' compile workers left in `dir`.
+fn remove_stale_staging(dir: &Path) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let stale = entry
+            .metadata()
+            .and_then(|meta| meta.modified())
+            .is_ok_and(|modified| modified.elapsed().is_ok_and(|age| age > STALE_STAGING));
+        if stale
+            && entry
+                .file_name()
+                .to_string_lossy()
+                .starts_with(STAGING_PREFIX)
+        {
+            let _ = std::fs::remove_file(entry.path());
         }
     }
 }

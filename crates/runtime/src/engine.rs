@@ -15,6 +15,7 @@ use sha2::{Digest, Sha256};
 use wasmtime::{Config, Enabled, Engine, Linker, Module, PoolingAllocationConfig};
 
 use crate::cache::CompileCache;
+use crate::compile_worker::{CompileWorker, WorkerError, compile_in_worker};
 use crate::error::LoadError;
 use crate::host::ws::WebSocketHost;
 use crate::host::{self, HostServices, HostState};
@@ -57,6 +58,10 @@ pub struct RuntimeConfig {
     /// Page a module's compiled code out of memory while it is dormant: no
     /// instance, no event for `idle_timeout`, or none yet since its load.
     pub release_idle_code: bool,
+    /// Compile in a child process started this way, when there is a
+    /// compile cache to hand the code over in (see [`CompileWorker`]);
+    /// `None` compiles in this process.
+    pub compile_worker: Option<CompileWorker>,
 }
 
 /// What a module does right after it has loaded and been validated.
@@ -200,6 +205,7 @@ impl Default for RuntimeConfig {
             // keeps 8–10 MB of it resident after its `_initialize`
             // (docs/benchmarks.md, "Footprint").
             release_idle_code: true,
+            compile_worker: None,
         }
     }
 }
@@ -220,6 +226,9 @@ pub(crate) struct RuntimeInner {
     /// Turns to compile: Cranelift already spreads one module over every
     /// core, and each compile holds hundreds of MB at its peak.
     compile_turns: tokio::sync::Semaphore,
+    /// Set once a compile worker could not be started: later compiles run
+    /// in this process without trying again.
+    compile_worker_unavailable: AtomicBool,
     ticker_stop: Arc<AtomicBool>,
 }
 
@@ -268,6 +277,7 @@ impl Runtime {
                 config,
                 services: Arc::default(),
                 compile_turns,
+                compile_worker_unavailable: AtomicBool::new(false),
                 memory_plan,
                 ticker_stop,
             }),
@@ -436,16 +446,37 @@ impl Runtime {
                 return Ok((module, true));
             }
             let started = Instant::now();
-            tracing::info!(module = %name, bytes = wasm.len(), "compiling module");
+            let worker = inner
+                .config
+                .compile_worker
+                .as_ref()
+                .zip(inner.cache.as_ref())
+                .filter(|_| !inner.compile_worker_unavailable.load(Ordering::Relaxed));
+            tracing::info!(
+                module = %name,
+                bytes = wasm.len(),
+                in_worker = worker.is_some(),
+                "compiling module"
+            );
+            let log_compiled = || {
+                tracing::info!(
+                    module = %name,
+                    elapsed_ms = started.elapsed().as_secs_f64() * 1e3,
+                    "module compiled"
+                )
+            };
+            if let Some((worker, cache)) = worker
+                && let Some(module) =
+                    compile_with_worker(&inner, worker, cache, &name, &wasm, &sha256)?
+            {
+                log_compiled();
+                return Ok((module, false));
+            }
             let module = Module::new(&inner.engine, &wasm)
                 .map_err(|err| LoadError::Compile(format!("{err:#}")));
             release_freed_heap();
             let module = module?;
-            tracing::info!(
-                module = %name,
-                elapsed_ms = started.elapsed().as_secs_f64() * 1e3,
-                "module compiled"
-            );
+            log_compiled();
             let Some(cache) = &inner.cache else {
                 return Ok((module, false));
             };
@@ -502,6 +533,46 @@ pub(crate) fn engine_config(config: &RuntimeConfig, plan: &MemoryPlan) -> anyhow
     Ok(wasm)
 }
 
+/// Compiles in a worker and loads its code from the cache. `None` when no
+/// worker could be started, which is then remembered and logged once: the
+/// caller compiles in this process.
+fn compile_with_worker(
+    inner: &RuntimeInner,
+    worker: &CompileWorker,
+    cache: &CompileCache,
+    name: &str,
+    wasm: &[u8],
+    sha256: &str,
+) -> Result<Option<Module>, LoadError> {
+    let staged = cache.staging_path(sha256);
+    match compile_in_worker(worker, &inner.config, &inner.memory_plan, wasm, &staged) {
+        Ok(()) => {}
+        Err(WorkerError::Failed(message)) => return Err(LoadError::Compile(message)),
+        Err(WorkerError::Unavailable(why)) => {
+            inner
+                .compile_worker_unavailable
+                .store(true, Ordering::Relaxed);
+            tracing::warn!(
+                module = %name,
+                error = %why,
+                "no compile worker: compiling in the gateway's process from now on"
+            );
+            return Ok(None);
+        }
+    }
+    cache.adopt(&staged, sha256).map_err(|err| {
+        LoadError::Compile(format!(
+            "storing the compile worker's code in {}: {err}",
+            cache.dir().display()
+        ))
+    })?;
+    // wasmtime checks the code against this engine's settings; the warning
+    // the cache logs says why it did not fit.
+    cache.load(&inner.engine, sha256).map(Some).ok_or_else(|| {
+        LoadError::Compile("the compile worker's code does not fit this engine".into())
+    })
+}
+
 /// Gives the heap memory a compile freed back to the system. Cranelift
 /// allocates hundreds of MB while compiling a Go module and frees it, but
 /// glibc keeps freed memory in its arenas: without this, a cold start left
@@ -522,7 +593,7 @@ fn release_freed_heap() {
 /// read at load (6–7 MB each) and compile buffers land in per-thread arenas
 /// and stay resident once freed: 25 MB after a warm start of the examples,
 /// over 100 MB after a cold one (docs/benchmarks.md, "Footprint").
-fn map_large_allocations() {
+pub(crate) fn map_large_allocations() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     // SAFETY: `mallopt` only changes an allocator setting; a fixed
     // threshold also stops glibc from adjusting it.

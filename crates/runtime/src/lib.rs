@@ -15,6 +15,7 @@
 //! [`LoadedModule::run_command`].
 
 mod cache;
+mod compile_worker;
 mod engine;
 mod error;
 mod host;
@@ -28,6 +29,7 @@ mod stdio;
 mod target;
 
 pub use cache::{CacheError, CompileCache};
+pub use compile_worker::{CompileWorker, run_compile_worker};
 pub use engine::{AfterLoad, Compiler, Runtime, RuntimeConfig, module_version};
 pub use error::{ImportError, InvokeError, LoadError};
 pub use host::http::OutboundHttpSettings;

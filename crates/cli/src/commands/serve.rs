@@ -5,6 +5,7 @@ use std::path::PathBuf;
 
 use anyhow::Context;
 use shanhai_gateway::{Config, Gateway};
+use shanhai_runtime::CompileWorker;
 
 /// Serve every module of the modules folder over HTTP.
 ///
@@ -48,6 +49,7 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
     if args.no_cache {
         config.server.cache_dir = PathBuf::new();
     }
+    config.runtime.compile_worker = this_executable_as_compile_worker();
     let gateway = Gateway::start(config)
         .await
         .context("starting the gateway")?;
@@ -102,4 +104,21 @@ impl Signals {
             _ = self.terminate.recv() => "SIGTERM",
         }
     }
+}
+
+/// The running executable's compile-worker mode, started through a file
+/// descriptor held open for the life of the process: after a package
+/// upgrade has replaced the file, the worker is still this very binary, so
+/// its code fits this gateway's engine. If it cannot be started at all
+/// (qemu-user without binfmt can't start another guest binary), the
+/// runtime says so once and compiles in its own process.
+fn this_executable_as_compile_worker() -> Option<CompileWorker> {
+    use std::os::fd::IntoRawFd;
+    let executable = std::fs::File::open(std::env::current_exe().ok()?).ok()?;
+    // Never closed: the worker's program for as long as the gateway runs.
+    let fd = executable.into_raw_fd();
+    Some(CompileWorker {
+        program: PathBuf::from(format!("/proc/self/fd/{fd}")),
+        args: vec!["compile-worker".into()],
+    })
 }

@@ -503,3 +503,147 @@ async fn a_request_moves_its_module_ahead_of_the_start_up_queue() {
         position + 1
     );
 }
+
+/// The gateway's compile workers: its children running `compile-worker`.
+fn compile_workers(gateway: u32) -> Vec<u32> {
+    let mut workers = Vec::new();
+    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else {
+            continue;
+        };
+        // The parent's pid is the field after the parenthesised name.
+        let parent = std::fs::read_to_string(format!("/proc/{pid}/stat"))
+            .ok()
+            .and_then(|stat| {
+                let fields = stat.rsplit_once(')')?.1.to_owned();
+                fields.split_whitespace().nth(1)?.parse::<u32>().ok()
+            });
+        let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+        if parent == Some(gateway) && String::from_utf8_lossy(&cmdline).contains("compile-worker") {
+            workers.push(pid);
+        }
+    }
+    workers
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_compile_worker_that_dies_fails_its_module_alone() {
+    // A cold cache, so both modules compile, each in a worker of its own.
+    let modules = modules_with(&["hello", "json2k"]);
+    let cold_cache = tempfile::tempdir().unwrap();
+    let gw = Gateway::launch(Launch {
+        cache: cold_cache.path(),
+        ready: false,
+        ..Launch::new(modules.path(), None)
+    });
+    let http = Http::new();
+    // What the kernel's OOM killer would do to a compile on a full box.
+    let worker = eventually(&gw, 60, "a compile worker running", || async {
+        compile_workers(gw.pid()).first().copied()
+    })
+    .await;
+    let adj = std::fs::read_to_string(format!("/proc/{worker}/oom_score_adj")).unwrap();
+    assert_eq!(
+        adj.trim(),
+        "500",
+        "the worker is not first in the OOM killer's line"
+    );
+    // SAFETY: kill only sends a signal to the gateway's own child.
+    #[allow(unsafe_code)]
+    unsafe {
+        libc::kill(worker as i32, libc::SIGKILL);
+    }
+
+    // That module alone fails, saying why; the other one serves.
+    let ready = eventually(&gw, 120, "/readyz 200", || async {
+        let reply = http.get(&gw.admin_url("/readyz")).await;
+        (reply.status == 200).then(|| reply.json())
+    })
+    .await;
+    let failed = ready["failed"].as_object().unwrap();
+    assert_eq!(failed.len(), 1, "{ready}");
+    let (name, message) = failed.iter().next().unwrap();
+    assert!(
+        message
+            .as_str()
+            .unwrap()
+            .contains("compile worker was killed by signal 9"),
+        "{ready}"
+    );
+    let other = if name == "hello" { "json2k" } else { "hello" };
+    assert_eq!(http.get(&gw.url(&format!("/{other}"))).await.status, 200);
+    assert!(
+        gw.logs().contains("\"in_worker\":true"),
+        "compiled in the gateway's own process:\n{}",
+        gw.logs()
+    );
+
+    // The same file, written again, compiles and serves; the killed
+    // worker's half-written code is gone and never served.
+    let path = modules.path().join(format!("{name}.wasm"));
+    std::fs::write(&path, std::fs::read(&path).unwrap()).unwrap();
+    eventually(&gw, 120, "the failed module serving", || async {
+        (http.get(&gw.url(&format!("/{name}"))).await.status == 200).then_some(())
+    })
+    .await;
+    let left: Vec<String> = std::fs::read_dir(cold_cache.path())
+        .unwrap()
+        .flatten()
+        .map(|entry| entry.file_name().to_string_lossy().into_owned())
+        .collect();
+    assert!(
+        !left.iter().any(|file| file.starts_with(".staging-")),
+        "{left:?}"
+    );
+    assert_eq!(
+        left.iter().filter(|file| file.ends_with(".cwasm")).count(),
+        2,
+        "{left:?}"
+    );
+    assert!(compile_workers(gw.pid()).is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn after_an_upgrade_replaces_the_executable_the_worker_is_still_this_gateway() {
+    // A copy of the binary, so that it can be replaced as a package
+    // upgrade does: a new file renamed over the old one.
+    let install = tempfile::tempdir().unwrap();
+    let binary = install.path().join("shanhai");
+    std::fs::copy(crate::util::shanhai_bin(), &binary).unwrap();
+    let modules = modules_with(&[]);
+    let cold_cache = tempfile::tempdir().unwrap();
+    let gw = Gateway::launch(Launch {
+        cache: cold_cache.path(),
+        binary: Some(&binary),
+        ..Launch::new(modules.path(), None)
+    });
+    let upgrade = install.path().join("shanhai.new");
+    std::fs::write(
+        &upgrade,
+        "#!/bin/sh\necho 'not the gateway that started' >&2\nexit 3\n",
+    )
+    .unwrap();
+    std::fs::set_permissions(
+        &upgrade,
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .unwrap();
+    std::fs::rename(&upgrade, &binary).unwrap();
+
+    // A module dropped in now compiles in a worker of the running binary.
+    std::fs::copy(
+        crate::util::examples().join("hello.wasm"),
+        modules.path().join("hello.wasm"),
+    )
+    .unwrap();
+    let http = Http::new();
+    eventually(&gw, 120, "/hello serving", || async {
+        let reply = http.get(&gw.url("/hello?name=upgraded")).await;
+        (reply.status == 200).then(|| assert_eq!(reply.text(), "Hello, upgraded"))
+    })
+    .await;
+    let logs = gw.logs();
+    assert!(logs.contains("\"in_worker\":true"), "{logs}");
+    assert!(!logs.contains("not the gateway that started"), "{logs}");
+    assert!(!logs.contains("no compile worker"), "{logs}");
+}

@@ -142,6 +142,8 @@ pub struct Launch<'a> {
     pub ulimit_v: Option<u64>,
     /// Run under `ulimit -n` of this many file descriptors (soft and hard).
     pub ulimit_n: Option<u64>,
+    /// Another copy of the `shanhai` executable to run.
+    pub binary: Option<&'a Path>,
 }
 
 impl<'a> Launch<'a> {
@@ -155,6 +157,7 @@ impl<'a> Launch<'a> {
             ready: true,
             ulimit_v: None,
             ulimit_n: None,
+            binary: None,
         }
     }
 }
@@ -245,8 +248,10 @@ impl Gateway {
             env,
             ulimit_v,
             ulimit_n,
+            binary,
             ..
         } = *launch;
+        let binary = binary.unwrap_or(Path::new(shanhai_bin()));
         let log_dir = tempfile::tempdir().unwrap();
         let stderr = log_dir.path().join("stderr.log");
         let mut limits = Vec::new();
@@ -257,13 +262,13 @@ impl Gateway {
             limits.push(format!("ulimit -n {files}"));
         }
         let mut cmd = if limits.is_empty() {
-            Command::new(shanhai_bin())
+            Command::new(binary)
         } else {
             // Through the shell, whose limits the gateway inherits.
             let mut cmd = Command::new("bash");
             cmd.arg("-c")
                 .arg(format!("{} && exec \"$0\" \"$@\"", limits.join(" && ")))
-                .arg(shanhai_bin());
+                .arg(binary);
             cmd
         };
         cmd.args([
