@@ -444,31 +444,59 @@ async fn acknowledged_kv_writes_survive_kill_9() {
     let text = config(data.path(), "", PROBE_GRANTS);
     let gw = Gateway::start(modules.path(), Some(&text));
     let http = Http::new();
-    // Write while the last requests may still be in flight when it dies:
-    // every one answered 204 must be there afterwards.
-    let mut acked = Vec::new();
-    for i in 0..60 {
-        let reply = http
-            .post(
-                &gw.url(&format!("/probe/kv/set?key=durable-{i}")),
-                format!("v{i}"),
-            )
-            .await;
-        assert_eq!(reply.status, 204);
-        acked.push(i);
+    // Sixteen writers at once, so that writes share group commits, and the
+    // gateway killed while they are still writing: every write answered
+    // 204 must be there afterwards.
+    let writers = 16;
+    let acked = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let tasks: Vec<_> = (0..writers)
+        .map(|writer| {
+            let (http, acked) = (http.clone(), acked.clone());
+            let url = gw.url("/probe/kv/set");
+            tokio::spawn(async move {
+                for i in 0..200 {
+                    let key = format!("durable-{writer}-{i}");
+                    match http
+                        .try_post(&format!("{url}?key={key}"), format!("v{i}"))
+                        .await
+                    {
+                        Ok(reply) if reply.status == 204 => acked.lock().unwrap().push(key),
+                        // Killed mid-write: nothing promised.
+                        _ => return,
+                    }
+                }
+            })
+        })
+        .collect();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while acked.lock().unwrap().len() < 400 {
+        assert!(
+            Instant::now() < deadline,
+            "400 writes not acknowledged in 60 s"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
     }
-    drop(gw); // SIGKILL: no shutdown, no flush
+    drop(gw); // SIGKILL while writes are in flight: no shutdown, no flush
+    for task in tasks {
+        task.await.unwrap();
+    }
+    let acked = std::mem::take(&mut *acked.lock().unwrap());
+    assert!(
+        acked.len() < writers * 200,
+        "every write finished before the kill"
+    );
     let gw = Gateway::start(modules.path(), Some(&text));
     let p = Probe {
         http,
         gw: &gw,
         module: "probe",
     };
-    for i in acked {
+    for key in acked {
+        let i = key.rsplit('-').next().unwrap();
         assert_eq!(
-            p.value("", &format!("durable-{i}")).await,
+            p.value("", &key).await,
             Some(format!("v{i}")),
-            "acknowledged write {i} lost"
+            "acknowledged write {key} lost"
         );
     }
 }

@@ -474,6 +474,24 @@ impl Http {
         headers: &[(&str, &str)],
         body: Vec<u8>,
     ) -> Reply {
+        self.try_send(method, url, headers, body)
+            .await
+            .unwrap_or_else(|e| panic!("{method} {url}: {e}"))
+    }
+
+    /// POSTs `body`; an error instead of a panic when the connection
+    /// fails, as it does to requests in flight when a gateway is killed.
+    pub async fn try_post(&self, url: &str, body: impl Into<Vec<u8>>) -> Result<Reply, String> {
+        self.try_send("POST", url, &[], body.into()).await
+    }
+
+    async fn try_send(
+        &self,
+        method: &str,
+        url: &str,
+        headers: &[(&str, &str)],
+        body: Vec<u8>,
+    ) -> Result<Reply, String> {
         let mut request = http::Request::builder().method(method).uri(url);
         for (name, value) in headers {
             request = request.header(*name, *value);
@@ -482,13 +500,13 @@ impl Http {
         let response = tokio::time::timeout(Duration::from_secs(60), self.0.request(request))
             .await
             .unwrap_or_else(|_| panic!("{method} {url} timed out"))
-            .unwrap_or_else(|e| panic!("{method} {url}: {e}"));
+            .map_err(|e| e.to_string())?;
         let (parts, body) = response.into_parts();
-        Reply {
+        Ok(Reply {
             status: parts.status.as_u16(),
             headers: parts.headers,
-            body: body.collect().await.unwrap().to_bytes(),
-        }
+            body: body.collect().await.map_err(|e| e.to_string())?.to_bytes(),
+        })
     }
 }
 

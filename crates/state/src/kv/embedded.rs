@@ -11,7 +11,7 @@
 use std::fs;
 use std::ops::Bound;
 use std::path::Path;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, mpsc};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -40,7 +40,23 @@ struct Shared {
     /// Held from `begin_write` until the cache has seen the commit, so that
     /// the cache learns of writes in the order they were committed.
     write_lock: Mutex<()>,
+    /// Writes waiting for the next group commit.
+    pending: Mutex<Vec<PendingWrite>>,
+    /// Group commits so far, for the tests to compare with the writes.
+    #[cfg(test)]
+    group_commits: std::sync::atomic::AtomicU64,
 }
+
+/// A write queued for a group commit: runs its body in the shared
+/// transaction and returns how to settle it once the commit's outcome is
+/// known. An `Err` aborts the whole transaction.
+type PendingWrite = Box<
+    dyn FnOnce(&mut DataTable<'_>, &mut ExpiryTable<'_>, u64) -> Result<Settle, KvError> + Send,
+>;
+
+/// Tells one writer its result: `None` once the commit is on disk, or the
+/// error that aborted the transaction.
+type Settle = Box<dyn FnOnce(Option<&KvError>) + Send>;
 
 /// Errors inside a blocking task: storage errors are converted to
 /// [`KvError::Internal`] only at the task's end.
@@ -120,6 +136,9 @@ impl Embedded {
             shared: Arc::new(Shared {
                 db,
                 write_lock: Mutex::new(()),
+                pending: Mutex::new(Vec::new()),
+                #[cfg(test)]
+                group_commits: std::sync::atomic::AtomicU64::new(0),
             }),
         })
     }
@@ -177,7 +196,7 @@ impl Embedded {
         let shared = Arc::clone(&self.shared);
         blocking(move || {
             shared.write(
-                |data, expiry, now| {
+                move |data, expiry, now| {
                     let at = ttl.map(|ttl| now.saturating_add(ttl_ms(ttl)));
                     put(data, expiry, &key, &value, at)?;
                     Ok(at)
@@ -198,7 +217,7 @@ impl Embedded {
         let shared = Arc::clone(&self.shared);
         blocking(move || {
             shared.write(
-                |data, expiry, now| {
+                move |data, expiry, now| {
                     let old = match data.remove(key.as_slice())? {
                         Some(record) => Some(split(record.value())?.0),
                         None => return Ok(false),
@@ -228,7 +247,7 @@ impl Embedded {
         let shared = Arc::clone(&self.shared);
         blocking(move || {
             shared.write(
-                |data, expiry, now| {
+                move |data, expiry, now| {
                     let matches = match data.get(key.as_slice())? {
                         None => expected.is_none(),
                         Some(record) => {
@@ -269,7 +288,7 @@ impl Embedded {
         let shared = Arc::clone(&self.shared);
         blocking(move || {
             shared.write(
-                |data, expiry, now| {
+                move |data, expiry, now| {
                     let (current, at) = match data.get(key.as_slice())? {
                         None => (0, None),
                         Some(record) => {
@@ -350,26 +369,102 @@ impl Embedded {
 
 impl Shared {
     /// Runs `body` in a write transaction and commits it; then `committed`
-    /// sees the result, still under the write lock. An error from `body`
-    /// drops (aborts) the transaction.
-    fn write<T>(
+    /// sees the result, still under the write lock, in commit order.
+    ///
+    /// Writes that arrive while another commit is in progress share the
+    /// next transaction (group commit): the first of them to get the write
+    /// lock runs every queued body in one transaction and commits once, one
+    /// fsync for all of them, then tells each writer its result. A write
+    /// still returns only after its transaction is on disk, so a write that
+    /// returned `Ok` survives a crash. A body that refuses (`increment` on a
+    /// non-number) has written nothing and fails alone; a storage error
+    /// aborts the transaction and fails every write in it.
+    fn write<T: Send + 'static>(
         &self,
-        body: impl FnOnce(&mut DataTable<'_>, &mut ExpiryTable<'_>, u64) -> Result<T, Failure>,
-        committed: impl FnOnce(&T),
+        body: impl FnOnce(&mut DataTable<'_>, &mut ExpiryTable<'_>, u64) -> Result<T, Failure>
+        + Send
+        + 'static,
+        committed: impl FnOnce(&T) + Send + 'static,
     ) -> Result<T, Failure> {
-        let _order = self
-            .write_lock
+        let (reply, outcome) = mpsc::sync_channel::<Result<T, KvError>>(1);
+        let staged: PendingWrite =
+            Box::new(move |data, expiry, now| match body(data, expiry, now) {
+                Ok(value) => Ok(Box::new(move |failed: Option<&KvError>| {
+                    let _ = reply.send(match failed {
+                        None => {
+                            committed(&value);
+                            Ok(value)
+                        }
+                        Some(error) => Err(error.clone()),
+                    });
+                }) as Settle),
+                Err(Failure::Kv(refusal)) if wrote_nothing(&refusal) => {
+                    let _ = reply.send(Err(refusal));
+                    Ok(Box::new(|_: Option<&KvError>| {}) as Settle)
+                }
+                Err(failure) => {
+                    let error = KvError::from(failure);
+                    let _ = reply.send(Err(error.clone()));
+                    Err(error)
+                }
+            });
+        self.pending
             .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
-        let txn = self.db.begin_write()?;
-        let result = {
-            let mut data = txn.open_table(DATA)?;
-            let mut expiry = txn.open_table(EXPIRY)?;
-            body(&mut data, &mut expiry, now_unix_ms())?
-        };
-        txn.commit()?;
-        committed(&result);
-        Ok(result)
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .push(staged);
+        {
+            let _order = self
+                .write_lock
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner());
+            // Empty when an earlier holder of the lock committed this write
+            // with its own.
+            let batch = std::mem::take(
+                &mut *self
+                    .pending
+                    .lock()
+                    .unwrap_or_else(|poisoned| poisoned.into_inner()),
+            );
+            if !batch.is_empty() {
+                self.commit_batch(batch);
+            }
+        }
+        outcome
+            .recv()
+            .map_err(|_| {
+                Failure::Kv(KvError::Internal(
+                    "aborted with the other writes of its group commit".into(),
+                ))
+            })?
+            .map_err(Failure::Kv)
+    }
+
+    /// Runs `batch` in one write transaction, commits it and settles every
+    /// write in it. Called under the write lock.
+    fn commit_batch(&self, batch: Vec<PendingWrite>) {
+        #[cfg(test)]
+        self.group_commits
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let mut settles = Vec::with_capacity(batch.len());
+        let result = (|| -> Result<(), KvError> {
+            let txn = self.db.begin_write().map_err(Failure::from)?;
+            {
+                let mut data = txn.open_table(DATA).map_err(Failure::from)?;
+                let mut expiry = txn.open_table(EXPIRY).map_err(Failure::from)?;
+                let now = now_unix_ms();
+                for write in batch {
+                    settles.push(write(&mut data, &mut expiry, now)?);
+                }
+            }
+            txn.commit().map_err(Failure::from)?;
+            Ok(())
+        })();
+        let failed = result.err();
+        for settle in settles {
+            settle(failed.as_ref());
+        }
+        // Writes after the one that failed never ran: their senders are
+        // dropped, and `write` reports that.
     }
 
     /// Deletes keys expired at `now`, a batch per transaction; returns how
@@ -410,6 +505,13 @@ impl Shared {
             }
         }
     }
+}
+
+/// Whether a body that failed with `error` left the transaction untouched:
+/// `increment` refuses a non-number before it writes. A corrupt record
+/// (`Internal`) may be found after a write has begun.
+fn wrote_nothing(error: &KvError) -> bool {
+    !matches!(error, KvError::Internal(_))
 }
 
 /// Writes a record and keeps the expiry index in step with it.
@@ -499,5 +601,92 @@ mod tests {
         assert!(store.get(encode_key("ns", "k0")).await.unwrap().is_some());
         assert!(store.get(encode_key("ns", "k2")).await.unwrap().is_none());
         assert_eq!(store.sweep_now().unwrap(), 0);
+    }
+
+    fn commits(store: &Embedded) -> u64 {
+        store
+            .shared
+            .group_commits
+            .load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn concurrent_writes_share_commits_and_every_one_lands() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Arc::new(Embedded::open(&dir.path().join("kv.redb")).unwrap());
+        let writes = 200;
+        let before = commits(&store);
+        let tasks: Vec<_> = (0..writes)
+            .map(|i| {
+                let store = Arc::clone(&store);
+                tokio::spawn(async move {
+                    let value = Bytes::from(format!("v{i}"));
+                    store
+                        .set(encode_key("ns", &format!("k{i}")), value, None, |_| {})
+                        .await
+                })
+            })
+            .collect();
+        for task in tasks {
+            task.await.unwrap().unwrap();
+        }
+        let used = commits(&store) - before;
+        assert!(
+            used < writes / 4,
+            "{writes} concurrent writes took {used} commits"
+        );
+        for i in 0..writes {
+            let (value, _) = store
+                .get(encode_key("ns", &format!("k{i}")))
+                .await
+                .unwrap()
+                .unwrap();
+            assert_eq!(value, format!("v{i}").as_bytes());
+        }
+    }
+
+    #[test]
+    fn a_refused_write_fails_alone_in_its_group_commit() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Embedded::open(&dir.path().join("kv.redb")).unwrap();
+        let shared = &store.shared;
+        let set = |key: &str, value: &'static [u8]| {
+            let key = encode_key("ns", key);
+            move |data: &mut DataTable<'_>, expiry: &mut ExpiryTable<'_>, _now: u64| {
+                put(data, expiry, &key, value, None)
+            }
+        };
+        assert!(shared.write(set("text", b"abc"), |_| {}).is_ok());
+        let before = commits(&store);
+        // Held while three writes queue, so that one transaction takes all.
+        let order = shared.write_lock.lock().unwrap();
+        std::thread::scope(|scope| {
+            let first = scope.spawn(|| shared.write(set("a", b"1"), |_| {}));
+            let refused = scope.spawn(|| {
+                let key = encode_key("ns", "text");
+                shared.write(
+                    move |data, _, _| {
+                        let record = data.get(key.as_slice())?.unwrap();
+                        let (_, value) = split(record.value())?;
+                        parse_counter(value).ok_or(KvError::NotANumber)?;
+                        unreachable!("abc parsed as a number")
+                    },
+                    |_: &()| {},
+                )
+            });
+            let last = scope.spawn(|| shared.write(set("b", b"2"), |_| {}));
+            while shared.pending.lock().unwrap().len() < 3 {
+                std::thread::sleep(Duration::from_millis(1));
+            }
+            drop(order);
+            assert!(first.join().unwrap().is_ok());
+            assert!(matches!(
+                refused.join().unwrap(),
+                Err(Failure::Kv(KvError::NotANumber))
+            ));
+            assert!(last.join().unwrap().is_ok());
+        });
+        assert_eq!(commits(&store) - before, 1);
+        assert_eq!(count(shared, DATA), 3);
     }
 }
