@@ -13,13 +13,18 @@
 # call, no state) is the baseline of that path.
 #
 # Environment: BENCH_DURATION [5s]  BENCH_RUNS [3]  BENCH_CONNECTIONS [32]
-#              BENCH_RESULTS [target/bench-state]
+#              BENCH_INSTANCES [BENCH_CONNECTIONS]  BENCH_RESULTS [target/bench-state]
+#
+# The probe may run BENCH_INSTANCES instances at once, by default one per
+# connection: a KV set holds its instance until the write is on disk, so
+# this is what bounds how many writes share one group commit.
 set -euo pipefail
 
 root="$(cd "$(dirname "$0")/.." && pwd)"
 duration="${BENCH_DURATION:-5s}"
 runs="${BENCH_RUNS:-3}"
 connections="${BENCH_CONNECTIONS:-32}"
+instances="${BENCH_INSTANCES:-$connections}"
 results="${BENCH_RESULTS:-$root/target/bench-state}"
 
 for tool in wrk curl go redis-server redis-benchmark python3 cargo; do
@@ -68,7 +73,7 @@ enabled = false
 data_dir = "$work/$name/data"
 $kv
 [modules.probe]
-max_instances = 4
+max_instances = $instances
 [modules.probe.grants]
 kv = true
 sqlite = true

@@ -11,8 +11,10 @@
 use std::fs;
 use std::ops::Bound;
 use std::path::Path;
-use std::sync::{Arc, Mutex, mpsc};
+use std::sync::{Arc, Mutex};
+
 use std::time::Duration;
+use tokio::sync::oneshot;
 
 use bytes::Bytes;
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
@@ -37,14 +39,19 @@ pub(crate) struct Embedded {
 
 struct Shared {
     db: Database,
-    /// Held from `begin_write` until the cache has seen the commit, so that
-    /// the cache learns of writes in the order they were committed.
-    write_lock: Mutex<()>,
-    /// Writes waiting for the next group commit.
-    pending: Mutex<Vec<PendingWrite>>,
+    /// The writes waiting for the next group commit, and whether a
+    /// committer is running. One at a time, so that the cache learns of
+    /// writes in the order they were committed.
+    group: Mutex<GroupCommit>,
     /// Group commits so far, for the tests to compare with the writes.
     #[cfg(test)]
     group_commits: std::sync::atomic::AtomicU64,
+}
+
+#[derive(Default)]
+struct GroupCommit {
+    pending: Vec<PendingWrite>,
+    committing: bool,
 }
 
 /// A write queued for a group commit: runs its body in the shared
@@ -135,8 +142,7 @@ impl Embedded {
         Ok(Self {
             shared: Arc::new(Shared {
                 db,
-                write_lock: Mutex::new(()),
-                pending: Mutex::new(Vec::new()),
+                group: Mutex::default(),
                 #[cfg(test)]
                 group_commits: std::sync::atomic::AtomicU64::new(0),
             }),
@@ -193,17 +199,15 @@ impl Embedded {
         ttl: Option<Duration>,
         committed: impl FnOnce(Option<u64>) + Send + 'static,
     ) -> Result<(), KvError> {
-        let shared = Arc::clone(&self.shared);
-        blocking(move || {
-            shared.write(
-                move |data, expiry, now| {
-                    let at = ttl.map(|ttl| now.saturating_add(ttl_ms(ttl)));
-                    put(data, expiry, &key, &value, at)?;
-                    Ok(at)
-                },
-                |at| committed(*at),
-            )
-        })
+        Shared::write(
+            &self.shared,
+            move |data, expiry, now| {
+                let at = ttl.map(|ttl| now.saturating_add(ttl_ms(ttl)));
+                put(data, expiry, &key, &value, at)?;
+                Ok(at)
+            },
+            |at| committed(*at),
+        )
         .await
         .map(|_| ())
     }
@@ -214,23 +218,21 @@ impl Embedded {
         key: Vec<u8>,
         committed: impl FnOnce() + Send + 'static,
     ) -> Result<bool, KvError> {
-        let shared = Arc::clone(&self.shared);
-        blocking(move || {
-            shared.write(
-                move |data, expiry, now| {
-                    let old = match data.remove(key.as_slice())? {
-                        Some(record) => Some(split(record.value())?.0),
-                        None => return Ok(false),
-                    };
-                    let old = old.flatten();
-                    if let Some(at) = old {
-                        expiry.remove(expiry_key(at, &key).as_slice())?;
-                    }
-                    Ok(live(old, now))
-                },
-                |_| committed(),
-            )
-        })
+        Shared::write(
+            &self.shared,
+            move |data, expiry, now| {
+                let old = match data.remove(key.as_slice())? {
+                    Some(record) => Some(split(record.value())?.0),
+                    None => return Ok(false),
+                };
+                let old = old.flatten();
+                if let Some(at) = old {
+                    expiry.remove(expiry_key(at, &key).as_slice())?;
+                }
+                Ok(live(old, now))
+            },
+            |_| committed(),
+        )
         .await
     }
 
@@ -244,35 +246,33 @@ impl Embedded {
         ttl: Option<Duration>,
         committed: impl FnOnce(Option<u64>) + Send + 'static,
     ) -> Result<bool, KvError> {
-        let shared = Arc::clone(&self.shared);
-        blocking(move || {
-            shared.write(
-                move |data, expiry, now| {
-                    let matches = match data.get(key.as_slice())? {
-                        None => expected.is_none(),
-                        Some(record) => {
-                            let (at, current) = split(record.value())?;
-                            if live(at, now) {
-                                expected.as_deref() == Some(current)
-                            } else {
-                                expected.is_none()
-                            }
+        Shared::write(
+            &self.shared,
+            move |data, expiry, now| {
+                let matches = match data.get(key.as_slice())? {
+                    None => expected.is_none(),
+                    Some(record) => {
+                        let (at, current) = split(record.value())?;
+                        if live(at, now) {
+                            expected.as_deref() == Some(current)
+                        } else {
+                            expected.is_none()
                         }
-                    };
-                    if !matches {
-                        return Ok(None);
                     }
-                    let at = ttl.map(|ttl| now.saturating_add(ttl_ms(ttl)));
-                    put(data, expiry, &key, &new, at)?;
-                    Ok(Some(at))
-                },
-                |swapped| {
-                    if let Some(at) = swapped {
-                        committed(*at);
-                    }
-                },
-            )
-        })
+                };
+                if !matches {
+                    return Ok(None);
+                }
+                let at = ttl.map(|ttl| now.saturating_add(ttl_ms(ttl)));
+                put(data, expiry, &key, &new, at)?;
+                Ok(Some(at))
+            },
+            |swapped| {
+                if let Some(at) = swapped {
+                    committed(*at);
+                }
+            },
+        )
         .await
         .map(|swapped| swapped.is_some())
     }
@@ -285,28 +285,26 @@ impl Embedded {
         delta: i64,
         committed: impl FnOnce(i64, Option<u64>) + Send + 'static,
     ) -> Result<i64, KvError> {
-        let shared = Arc::clone(&self.shared);
-        blocking(move || {
-            shared.write(
-                move |data, expiry, now| {
-                    let (current, at) = match data.get(key.as_slice())? {
-                        None => (0, None),
-                        Some(record) => {
-                            let (at, value) = split(record.value())?;
-                            if live(at, now) {
-                                (parse_counter(value).ok_or(KvError::NotANumber)?, at)
-                            } else {
-                                (0, None)
-                            }
+        Shared::write(
+            &self.shared,
+            move |data, expiry, now| {
+                let (current, at) = match data.get(key.as_slice())? {
+                    None => (0, None),
+                    Some(record) => {
+                        let (at, value) = split(record.value())?;
+                        if live(at, now) {
+                            (parse_counter(value).ok_or(KvError::NotANumber)?, at)
+                        } else {
+                            (0, None)
                         }
-                    };
-                    let sum = current.checked_add(delta).ok_or(KvError::NotANumber)?;
-                    put(data, expiry, &key, sum.to_string().as_bytes(), at)?;
-                    Ok((sum, at))
-                },
-                |(sum, at)| committed(*sum, *at),
-            )
-        })
+                    }
+                };
+                let sum = current.checked_add(delta).ok_or(KvError::NotANumber)?;
+                put(data, expiry, &key, sum.to_string().as_bytes(), at)?;
+                Ok((sum, at))
+            },
+            |(sum, at)| committed(*sum, *at),
+        )
         .await
         .map(|(sum, _)| sum)
     }
@@ -369,24 +367,25 @@ impl Embedded {
 
 impl Shared {
     /// Runs `body` in a write transaction and commits it; then `committed`
-    /// sees the result, still under the write lock, in commit order.
+    /// sees the result, in commit order (one commit runs at a time).
     ///
     /// Writes that arrive while another commit is in progress share the
-    /// next transaction (group commit): the first of them to get the write
-    /// lock runs every queued body in one transaction and commits once, one
-    /// fsync for all of them, then tells each writer its result. A write
+    /// next transaction (group commit): a committer on a blocking thread
+    /// runs every queued body in one transaction and commits once, one
+    /// fsync for all, then tells each writer its result; it goes on while
+    /// writes queue. No thread waits per write. A write
     /// still returns only after its transaction is on disk, so a write that
     /// returned `Ok` survives a crash. A body that refuses (`increment` on a
     /// non-number) has written nothing and fails alone; a storage error
     /// aborts the transaction and fails every write in it.
-    fn write<T: Send + 'static>(
-        &self,
+    async fn write<T: Send + 'static>(
+        shared: &Arc<Self>,
         body: impl FnOnce(&mut DataTable<'_>, &mut ExpiryTable<'_>, u64) -> Result<T, Failure>
         + Send
         + 'static,
         committed: impl FnOnce(&T) + Send + 'static,
-    ) -> Result<T, Failure> {
-        let (reply, outcome) = mpsc::sync_channel::<Result<T, KvError>>(1);
+    ) -> Result<T, KvError> {
+        let (reply, outcome) = oneshot::channel::<Result<T, KvError>>();
         let staged: PendingWrite =
             Box::new(move |data, expiry, now| match body(data, expiry, now) {
                 Ok(value) => Ok(Box::new(move |failed: Option<&KvError>| {
@@ -408,39 +407,55 @@ impl Shared {
                     Err(error)
                 }
             });
-        self.pending
+        let start = {
+            let mut group = shared.group();
+            group.pending.push(staged);
+            !std::mem::replace(&mut group.committing, true)
+        };
+        if start {
+            Self::start_committer(shared);
+        }
+        // A write whose body never ran lost its sender: an earlier write of
+        // its commit failed the whole transaction.
+        outcome.await.unwrap_or_else(|_| {
+            Err(KvError::Internal(
+                "aborted with the other writes of its group commit".into(),
+            ))
+        })
+    }
+
+    fn group(&self) -> std::sync::MutexGuard<'_, GroupCommit> {
+        self.group
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
-            .push(staged);
-        {
-            let _order = self
-                .write_lock
-                .lock()
-                .unwrap_or_else(|poisoned| poisoned.into_inner());
-            // Empty when an earlier holder of the lock committed this write
-            // with its own.
-            let batch = std::mem::take(
-                &mut *self
-                    .pending
-                    .lock()
-                    .unwrap_or_else(|poisoned| poisoned.into_inner()),
-            );
-            if !batch.is_empty() {
-                self.commit_batch(batch);
+    }
+
+    /// Commits what is pending, batch after batch, on a blocking thread
+    /// until nothing is; the caller has set `committing`.
+    fn start_committer(shared: &Arc<Self>) {
+        let shared = Arc::clone(shared);
+        tokio::task::spawn_blocking(move || {
+            let turn = CommitTurn(&shared);
+            loop {
+                let batch = {
+                    let mut group = shared.group();
+                    if group.pending.is_empty() {
+                        // Under the lock that writers push under: a write
+                        // pushed after this finds `committing` false and
+                        // starts the next committer.
+                        group.committing = false;
+                        std::mem::forget(turn);
+                        return;
+                    }
+                    std::mem::take(&mut group.pending)
+                };
+                shared.commit_batch(batch);
             }
-        }
-        outcome
-            .recv()
-            .map_err(|_| {
-                Failure::Kv(KvError::Internal(
-                    "aborted with the other writes of its group commit".into(),
-                ))
-            })?
-            .map_err(Failure::Kv)
+        });
     }
 
     /// Runs `batch` in one write transaction, commits it and settles every
-    /// write in it. Called under the write lock.
+    /// write in it. One at a time (`GroupCommit::committing`).
     fn commit_batch(&self, batch: Vec<PendingWrite>) {
         #[cfg(test)]
         self.group_commits
@@ -504,6 +519,17 @@ impl Shared {
                 return Ok(total);
             }
         }
+    }
+}
+
+/// Ends a committer's turn if a body panics, so that the next write starts
+/// a committer again instead of waiting for one that is gone. (The writes
+/// of the batch that panicked lose their senders: aborted.)
+struct CommitTurn<'a>(&'a Shared);
+
+impl Drop for CommitTurn<'_> {
+    fn drop(&mut self) {
+        self.0.group().committing = false;
     }
 }
 
@@ -603,6 +629,10 @@ mod tests {
         assert_eq!(store.sweep_now().unwrap(), 0);
     }
 
+    type TestBody = Box<
+        dyn FnOnce(&mut DataTable<'_>, &mut ExpiryTable<'_>, u64) -> Result<(), Failure> + Send,
+    >;
+
     fn commits(store: &Embedded) -> u64 {
         store
             .shared
@@ -645,47 +675,63 @@ mod tests {
         }
     }
 
-    #[test]
-    fn a_refused_write_fails_alone_in_its_group_commit() {
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_refused_write_fails_alone_in_its_group_commit() {
         let dir = tempfile::tempdir().unwrap();
         let store = Embedded::open(&dir.path().join("kv.redb")).unwrap();
         let shared = &store.shared;
-        let set = |key: &str, value: &'static [u8]| {
+        fn set(
+            key: &str,
+            value: &'static [u8],
+        ) -> impl FnOnce(&mut DataTable<'_>, &mut ExpiryTable<'_>, u64) -> Result<(), Failure>
+        + Send
+        + 'static {
             let key = encode_key("ns", key);
-            move |data: &mut DataTable<'_>, expiry: &mut ExpiryTable<'_>, _now: u64| {
-                put(data, expiry, &key, value, None)
-            }
-        };
-        assert!(shared.write(set("text", b"abc"), |_| {}).is_ok());
+            move |data, expiry, _now| put(data, expiry, &key, value, None)
+        }
+        Shared::write(shared, set("text", b"abc"), |_| {})
+            .await
+            .unwrap();
         let before = commits(&store);
-        // Held while three writes queue, so that one transaction takes all.
-        let order = shared.write_lock.lock().unwrap();
-        std::thread::scope(|scope| {
-            let first = scope.spawn(|| shared.write(set("a", b"1"), |_| {}));
-            let refused = scope.spawn(|| {
-                let key = encode_key("ns", "text");
-                shared.write(
-                    move |data, _, _| {
-                        let record = data.get(key.as_slice())?.unwrap();
-                        let (_, value) = split(record.value())?;
-                        parse_counter(value).ok_or(KvError::NotANumber)?;
-                        unreachable!("abc parsed as a number")
-                    },
-                    |_: &()| {},
-                )
-            });
-            let last = scope.spawn(|| shared.write(set("b", b"2"), |_| {}));
-            while shared.pending.lock().unwrap().len() < 3 {
-                std::thread::sleep(Duration::from_millis(1));
+        // As if a committer were running: the three writes queue for the
+        // next one, which then takes all three.
+        // (Once the committer of the write above has finished its turn.)
+        loop {
+            let claimed = {
+                let mut group = shared.group();
+                !std::mem::replace(&mut group.committing, true)
+            };
+            if claimed {
+                break;
             }
-            drop(order);
-            assert!(first.join().unwrap().is_ok());
-            assert!(matches!(
-                refused.join().unwrap(),
-                Err(Failure::Kv(KvError::NotANumber))
-            ));
-            assert!(last.join().unwrap().is_ok());
-        });
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+        let spawn_write = |body: TestBody| {
+            let shared = Arc::clone(shared);
+            tokio::spawn(async move { Shared::write(&shared, body, |_| {}).await })
+        };
+        let first = spawn_write(Box::new(set("a", b"1")));
+        while shared.group().pending.is_empty() {
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+        let key = encode_key("ns", "text");
+        let refused = spawn_write(Box::new(move |data, _, _| {
+            let record = data.get(key.as_slice())?.unwrap();
+            let (_, value) = split(record.value())?;
+            parse_counter(value).ok_or(KvError::NotANumber)?;
+            unreachable!("abc parsed as a number")
+        }));
+        while shared.group().pending.len() < 2 {
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+        let last = spawn_write(Box::new(set("b", b"2")));
+        while shared.group().pending.len() < 3 {
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+        Shared::start_committer(shared);
+        assert!(first.await.unwrap().is_ok());
+        assert_eq!(refused.await.unwrap(), Err(KvError::NotANumber));
+        assert!(last.await.unwrap().is_ok());
         assert_eq!(commits(&store) - before, 1);
         assert_eq!(count(shared, DATA), 3);
     }
