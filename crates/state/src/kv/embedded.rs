@@ -6,18 +6,19 @@
 //! sweeper finds what is due without reading every record.
 //!
 //! redb runs one write transaction at a time and commits durably (fsync)
-//! before `commit` returns, so a write that returned `Ok` survives a crash.
+//! before `commit` returns. Concurrent writes share transactions (group
+//! commit, `Shared::write`); each returns only after its transaction is
+//! committed, so a write that returned `Ok` survives a crash.
 
 use std::fs;
 use std::ops::Bound;
 use std::path::Path;
 use std::sync::{Arc, Mutex};
-
 use std::time::Duration;
-use tokio::sync::oneshot;
 
 use bytes::Bytes;
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
+use tokio::sync::oneshot;
 
 use super::{KeyPage, KvError, now_unix_ms, parse_counter, ttl_ms};
 
