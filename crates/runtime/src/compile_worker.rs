@@ -198,8 +198,13 @@ pub(crate) fn compile_in_worker(
         let _ = stdin.write_all(wasm);
     }
     let mut stderr = Vec::new();
-    if let Some(pipe) = child.stderr.take() {
-        let _ = pipe.take(STDERR_LIMIT as u64).read_to_end(&mut stderr);
+    if let Some(mut pipe) = child.stderr.take() {
+        let _ = (&mut pipe)
+            .take(STDERR_LIMIT as u64)
+            .read_to_end(&mut stderr);
+        // Read the rest too, unkept: a worker blocked on a full pipe would
+        // never exit.
+        let _ = std::io::copy(&mut pipe, &mut std::io::sink());
     }
     let status = child
         .wait()
@@ -317,6 +322,14 @@ mod tests {
         match shell_worker("kill -9 $$") {
             Err(WorkerError::Failed(message)) => {
                 assert!(message.contains("killed by signal 9"), "{message}")
+            }
+            other => panic!("expected Failed, got {other:?}"),
+        }
+        // A worker that says more than is kept still ends, with the start.
+        match shell_worker("{ echo 'error: first'; yes padding | head -c 200000; } >&2; exit 2") {
+            Err(WorkerError::Failed(message)) => {
+                assert!(message.starts_with("first"), "{}", &message[..40]);
+                assert!(message.len() <= STDERR_LIMIT, "{}", message.len());
             }
             other => panic!("expected Failed, got {other:?}"),
         }
