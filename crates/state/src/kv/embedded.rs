@@ -62,9 +62,13 @@ type PendingWrite = Box<
     dyn FnOnce(&mut DataTable<'_>, &mut ExpiryTable<'_>, u64) -> Result<Settle, KvError> + Send,
 >;
 
-/// Tells one writer its result: `None` once the commit is on disk, or the
-/// error that aborted the transaction.
-type Settle = Box<dyn FnOnce(Option<&KvError>) + Send>;
+/// Settles one write once the commit's outcome is known (`None`: on disk;
+/// or the error that aborted the transaction): updates what must follow
+/// commit order, and returns how to tell the writer.
+type Settle = Box<dyn FnOnce(Option<&KvError>) -> Reply + Send>;
+
+/// Tells one writer its result.
+type Reply = Box<dyn FnOnce() + Send>;
 
 /// Errors inside a blocking task: storage errors are converted to
 /// [`KvError::Internal`] only at the task's end.
@@ -390,17 +394,23 @@ impl Shared {
         let staged: PendingWrite =
             Box::new(move |data, expiry, now| match body(data, expiry, now) {
                 Ok(value) => Ok(Box::new(move |failed: Option<&KvError>| {
-                    let _ = reply.send(match failed {
+                    let result = match failed {
                         None => {
                             committed(&value);
                             Ok(value)
                         }
                         Some(error) => Err(error.clone()),
-                    });
+                    };
+                    Box::new(move || {
+                        let _ = reply.send(result);
+                    }) as Reply
                 }) as Settle),
                 Err(Failure::Kv(refusal)) if wrote_nothing(&refusal) => {
-                    let _ = reply.send(Err(refusal));
-                    Ok(Box::new(|_: Option<&KvError>| {}) as Settle)
+                    Ok(Box::new(move |_: Option<&KvError>| {
+                        Box::new(move || {
+                            let _ = reply.send(Err(refusal));
+                        }) as Reply
+                    }) as Settle)
                 }
                 Err(failure) => {
                     let error = KvError::from(failure);
@@ -435,29 +445,41 @@ impl Shared {
     /// until nothing is; the caller has set `committing`.
     fn start_committer(shared: &Arc<Self>) {
         let shared = Arc::clone(shared);
-        tokio::task::spawn_blocking(move || {
-            let turn = CommitTurn(&shared);
-            loop {
-                let batch = {
-                    let mut group = shared.group();
-                    if group.pending.is_empty() {
-                        // Under the lock that writers push under: a write
-                        // pushed after this finds `committing` false and
-                        // starts the next committer.
-                        group.committing = false;
-                        std::mem::forget(turn);
-                        return;
-                    }
-                    std::mem::take(&mut group.pending)
-                };
-                shared.commit_batch(batch);
+        tokio::task::spawn_blocking(move || Self::commit_until_idle(shared));
+    }
+
+    /// The committer's loop. The writers of the last batch hear back only
+    /// once it has let go of the store, so a store dropped after its last
+    /// write has closed the file and can be opened again at once.
+    fn commit_until_idle(shared: Arc<Self>) {
+        let mut turn = CommitTurn(Some(shared));
+        loop {
+            let shared = turn.0.as_ref().expect("held until the turn ends");
+            let batch = std::mem::take(&mut shared.group().pending);
+            let replies = shared.commit_batch(batch);
+            let idle = {
+                // Under the lock that writers push under: a write pushed
+                // after this finds `committing` false and starts the next
+                // committer.
+                let mut group = shared.group();
+                group.committing = !group.pending.is_empty();
+                !group.committing
+            };
+            if idle {
+                turn.0 = None;
             }
-        });
+            for reply in replies {
+                reply();
+            }
+            if idle {
+                return;
+            }
+        }
     }
 
     /// Runs `batch` in one write transaction, commits it and settles every
     /// write in it. One at a time (`GroupCommit::committing`).
-    fn commit_batch(&self, batch: Vec<PendingWrite>) {
+    fn commit_batch(&self, batch: Vec<PendingWrite>) -> Vec<Reply> {
         #[cfg(test)]
         self.group_commits
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
@@ -476,11 +498,12 @@ impl Shared {
             Ok(())
         })();
         let failed = result.err();
-        for settle in settles {
-            settle(failed.as_ref());
-        }
         // Writes after the one that failed never ran: their senders are
         // dropped, and `write` reports that.
+        settles
+            .into_iter()
+            .map(|settle| settle(failed.as_ref()))
+            .collect()
     }
 
     /// Deletes keys expired at `now`, a batch per transaction; returns how
@@ -526,11 +549,13 @@ impl Shared {
 /// Ends a committer's turn if a body panics, so that the next write starts
 /// a committer again instead of waiting for one that is gone. (The writes
 /// of the batch that panicked lose their senders: aborted.)
-struct CommitTurn<'a>(&'a Shared);
+struct CommitTurn(Option<Arc<Shared>>);
 
-impl Drop for CommitTurn<'_> {
+impl Drop for CommitTurn {
     fn drop(&mut self) {
-        self.0.group().committing = false;
+        if let Some(shared) = &self.0 {
+            shared.group().committing = false;
+        }
     }
 }
 
