@@ -1,7 +1,9 @@
-// Command json2k is the benchmark module: every request gets a ~2 KB JSON
+// Command json2k is the benchmark module: GET /json2k answers a ~2 KB JSON
 // document built and encoded with encoding/json (the seeds quote 4,200 QPS
-// for this case). The gateway mounts it at /json2k; json2k/native serves
-// the same document from a plain Go server, for comparison.
+// for this case), GET /json2k/text a line of text, and POST
+// /json2k/readings decodes a JSON batch and answers its summary. The
+// gateway mounts it at /json2k; json2k/native serves the same handlers
+// from a plain Go server, for comparison.
 //
 // Build:
 //
@@ -9,17 +11,13 @@
 package main
 
 import (
-	"net/http"
-
 	"github.com/shanhai-edge/shanhai/examples/json2k/doc"
 	shanhai "github.com/shanhai-edge/shanhai/sdk/go"
 )
 
-// init registers the handler directly, without a router: a benchmark
-// module should measure the runtime, and every path it is sent answers
-// the document.
+// init registers the benchmark's mux, the one the native server uses.
 func init() {
-	shanhai.HandleHTTP(http.HandlerFunc(doc.Handle))
+	shanhai.HandleHTTP(doc.Mux())
 }
 
 // main is empty: the gateway calls the module's exports, not main.

@@ -7,6 +7,7 @@ package main
 import (
 	"io"
 	"net/http/httptest"
+	"strings"
 	"testing"
 
 	"github.com/shanhai-edge/shanhai/examples/json2k/doc"
@@ -28,6 +29,26 @@ func TestServesTheDocument(t *testing.T) {
 	}
 	if string(body) != want.Body.String() {
 		t.Errorf("body differs from the native handler's:\n%s\nwant\n%s", body, want.Body)
+	}
+}
+
+// The small handlers answer through the module as they do natively.
+func TestServesTextAndReadings(t *testing.T) {
+	resp, err := shanhaitest.Do(httptest.NewRequest("GET", doc.TextPath, nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode != 200 || string(body) != "ok\n" {
+		t.Errorf("text: %d %q", resp.StatusCode, body)
+	}
+	resp, err = shanhaitest.Do(httptest.NewRequest("POST", doc.ReadingsPath, strings.NewReader(`{"device":"d","readings":[2,4]}`)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ = io.ReadAll(resp.Body)
+	if resp.StatusCode != 200 || string(body) != `{"device":"d","count":2,"min":2,"max":4,"mean":3}`+"\n" {
+		t.Errorf("readings: %d %q", resp.StatusCode, body)
 	}
 }
 

@@ -1,15 +1,38 @@
-// Package doc builds the json2k benchmark document: a deterministic JSON
-// object of about 2 KB, encoded with encoding/json on every request. The
-// wasm module (package main) and the native reference server
-// (json2k/native) serve it through the same handler, so a benchmark
-// compares the runtimes, not the code.
+// Package doc holds the json2k benchmark's handlers: a deterministic JSON
+// document of about 2 KB encoded with encoding/json on every request, a
+// tiny text reply, and a POSTed JSON body decoded and summarised. The wasm
+// module (package main) and the native reference server (json2k/native)
+// serve them through the same [Mux], so a benchmark compares the runtimes,
+// not the code.
 package doc
 
 import (
 	"encoding/json"
+	"io"
 	"net/http"
 	"strconv"
 )
+
+// Paths the benchmark loads, under the module's default mount.
+const (
+	DocumentPath = "/json2k"
+	TextPath     = "/json2k/text"
+	ReadingsPath = "/json2k/readings"
+)
+
+// MaxReadingsBody bounds a POSTed body: a handler that reads what it is
+// sent must say how much.
+const MaxReadingsBody = 64 << 10
+
+// Mux routes the three benchmark paths; every other path gets the
+// document, so the module answers wherever it is mounted.
+func Mux() *http.ServeMux {
+	mux := http.NewServeMux()
+	mux.HandleFunc("/", Handle)
+	mux.HandleFunc("GET "+TextPath, Text)
+	mux.HandleFunc("POST "+ReadingsPath, Readings)
+	return mux
+}
 
 // Catalog is the document.
 type Catalog struct {
@@ -64,4 +87,49 @@ func Handle(w http.ResponseWriter, r *http.Request) {
 	if err := json.NewEncoder(w).Encode(New()); err != nil {
 		http.Error(w, err.Error(), http.StatusInternalServerError)
 	}
+}
+
+// Text answers the smallest useful reply: a fixed line of text.
+func Text(w http.ResponseWriter, _ *http.Request) {
+	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	io.WriteString(w, "ok\n")
+}
+
+// Batch is the POSTed body: one device's readings.
+type Batch struct {
+	Device   string    `json:"device"`
+	Readings []float64 `json:"readings"`
+}
+
+// Summary is the reply to a [Batch].
+type Summary struct {
+	Device string  `json:"device"`
+	Count  int     `json:"count"`
+	Min    float64 `json:"min"`
+	Max    float64 `json:"max"`
+	Mean   float64 `json:"mean"`
+}
+
+// Readings decodes a [Batch] and answers its [Summary]; a body that is
+// not one gets 400.
+func Readings(w http.ResponseWriter, r *http.Request) {
+	var batch Batch
+	if err := json.NewDecoder(http.MaxBytesReader(w, r.Body, MaxReadingsBody)).Decode(&batch); err != nil {
+		http.Error(w, "bad batch: "+err.Error(), http.StatusBadRequest)
+		return
+	}
+	if len(batch.Readings) == 0 {
+		http.Error(w, "bad batch: no readings", http.StatusBadRequest)
+		return
+	}
+	sum := Summary{Device: batch.Device, Count: len(batch.Readings), Min: batch.Readings[0], Max: batch.Readings[0]}
+	total := 0.0
+	for _, v := range batch.Readings {
+		sum.Min = min(sum.Min, v)
+		sum.Max = max(sum.Max, v)
+		total += v
+	}
+	sum.Mean = total / float64(len(batch.Readings))
+	w.Header().Set("Content-Type", "application/json")
+	json.NewEncoder(w).Encode(sum)
 }

@@ -21,17 +21,9 @@ func main() {
 	flag.Parse()
 	srv := &http.Server{
 		Addr:              *listen,
-		Handler:           newMux(),
+		Handler:           doc.Mux(),
 		ReadHeaderTimeout: 10 * time.Second,
 	}
 	log.Printf("json2k native server listening on http://%s/json2k", *listen)
 	log.Fatal(srv.ListenAndServe())
-}
-
-// newMux routes /json2k, the path the gateway mounts the module at, to the
-// document.
-func newMux() *http.ServeMux {
-	mux := http.NewServeMux()
-	mux.HandleFunc("/json2k", doc.Handle)
-	return mux
 }

@@ -321,6 +321,22 @@ async fn json2k_serves_a_2k_document_concurrently() {
         assert_eq!(reply.status, 200);
         assert_eq!(reply.body, first.body);
     }
+    // The benchmark's small handlers: a line of text and a POSTed batch.
+    let text = http.get(&gw.url("/json2k/text")).await;
+    assert_eq!((text.status, text.text().as_str()), (200, "ok\n"));
+    let summary = http
+        .post(
+            &gw.url("/json2k/readings"),
+            r#"{"device":"pump-7","readings":[20.5,19.5,21,23]}"#,
+        )
+        .await;
+    assert_eq!(summary.status, 200);
+    assert_eq!(
+        summary.text(),
+        "{\"device\":\"pump-7\",\"count\":4,\"min\":19.5,\"max\":23,\"mean\":21}\n"
+    );
+    let refused = http.post(&gw.url("/json2k/readings"), "{").await;
+    assert_eq!(refused.status, 400);
 }
 
 #[tokio::test(flavor = "multi_thread")]
