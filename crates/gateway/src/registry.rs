@@ -318,6 +318,12 @@ impl ModuleRegistry {
         self.current.read().unwrap().modules.get(name).cloned()
     }
 
+    /// Whether module `name` is configured: loaded, or still loading.
+    pub fn knows(&self, name: &str) -> bool {
+        let current = self.current.read().unwrap();
+        current.modules.contains_key(name) || current.pending.contains(name)
+    }
+
     /// The version of module `name` that serves a request with `headers`:
     /// the stable one, or its canary.
     pub fn select(&self, name: &str, headers: &HeaderMap) -> Option<Selected> {

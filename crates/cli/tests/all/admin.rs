@@ -573,6 +573,34 @@ async fn metrics_parse_and_count_requests() {
     let after = scrape(&second);
     let counted = requests_total(&after, "hello") - requests_total(&before, "hello");
     assert!(counted >= 5.0, "5 requests counted as {counted}:\n{second}");
+    // A module's failures are counted under their own status; names no
+    // module has get no label, however many a scan makes up.
+    assert_eq!(
+        http.get(&gw.url("/api/exec/hello/f")).await.status,
+        405,
+        "GET on an export"
+    );
+    for n in 0..20 {
+        let made_up = http.get(&gw.url(&format!("/api/exec/scan{n}/f"))).await;
+        assert_eq!(made_up.status, 405);
+    }
+    let third = http.get(&metrics).await.text();
+    let by_status = scrape(&third);
+    let refused: f64 = by_status
+        .samples
+        .iter()
+        .filter(|s| {
+            s.metric == "shanhai_requests_total"
+                && s.labels.get("module") == Some("hello")
+                && s.labels.get("status") == Some("405")
+        })
+        .map(|s| match s.value {
+            prometheus_parse::Value::Counter(v) | prometheus_parse::Value::Untyped(v) => v,
+            _ => 0.0,
+        })
+        .sum();
+    assert_eq!(refused, 1.0, "{third}");
+    assert!(!third.contains("scan"), "made-up names labelled:\n{third}");
     assert!(
         second.contains("# TYPE shanhai_request_duration_seconds histogram")
             && second.contains("shanhai_request_duration_seconds_bucket{"),

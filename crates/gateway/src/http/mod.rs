@@ -12,14 +12,16 @@ mod cgi;
 pub(crate) mod error;
 mod exec;
 
+use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, RwLock};
 
 use bytes::Bytes;
 use http::{HeaderName, HeaderValue, Method, Request, Response, StatusCode, header};
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Body;
+use metrics::{Counter, Histogram};
 use shanhai_abi::EventKind;
 use shanhai_abi::wire::{Call, Header, HttpRequest, HttpResponse};
 use shanhai_runtime::{InvokeError, LoadedModule, ModuleKind};
@@ -36,6 +38,7 @@ pub struct HttpTrigger {
     registry: Arc<ModuleRegistry>,
     ids: RequestIds,
     websocket: Option<Arc<WsTrigger>>,
+    metrics: RequestMetrics,
 }
 
 impl HttpTrigger {
@@ -45,6 +48,7 @@ impl HttpTrigger {
             registry,
             ids: RequestIds::new(),
             websocket: None,
+            metrics: RequestMetrics::default(),
         }
     }
 
@@ -94,8 +98,12 @@ impl HttpTrigger {
                     log_failure!(debug);
                 }
                 let mut response = err.into_response(&request_id);
-                if let Some(module) = module {
-                    response.extensions_mut().insert(ServedBy(module));
+                // Only modules the config names get a label, so a scan of
+                // made-up names cannot grow the label set without bound.
+                if let Some(module) = module
+                    && let Some(metrics) = self.metrics.of(&module, || self.registry.knows(&module))
+                {
+                    response.extensions_mut().insert(ServedBy(metrics));
                 }
                 response
             }
@@ -106,15 +114,24 @@ impl HttpTrigger {
         // Only requests that reached a module are labelled with it, so a
         // scan of random paths cannot grow the label set without bound.
         if let Some(ServedBy(module)) = response.extensions().get::<ServedBy>() {
-            let status = response.status().as_u16().to_string();
-            metrics::counter!("shanhai_requests_total", "module" => module.clone(), "trigger" => "http", "status" => status)
-                .increment(1);
-            metrics::histogram!("shanhai_request_duration_seconds", "module" => module.clone(), "trigger" => "http")
-                .record(started.elapsed().as_secs_f64());
+            module.count(response.status());
+            module.duration.record(started.elapsed().as_secs_f64());
         }
         if let Some(selected) = selected {
             self.registry
                 .observe(&selected, response.status(), started.elapsed());
+        }
+        response
+    }
+
+    /// Marks `response` as answered by `module`, for the request metrics.
+    fn served_by(
+        &self,
+        mut response: Response<Full<Bytes>>,
+        module: &str,
+    ) -> Response<Full<Bytes>> {
+        if let Some(metrics) = self.metrics.of(module, || true) {
+            response.extensions_mut().insert(ServedBy(metrics));
         }
         response
     }
@@ -145,7 +162,7 @@ impl HttpTrigger {
             return websocket
                 .upgrade(request, remote, request_id, &name)
                 .await
-                .map(|response| served_by(response, &name));
+                .map(|response| self.served_by(response, &name));
         }
         let (route, chosen) = match self
             .registry
@@ -272,7 +289,7 @@ impl HttpTrigger {
         // The body is the tail of the output buffer: hand it on without a copy.
         let body_start = output.len() - decoded.body.len();
         *response.body_mut() = Full::new(Bytes::from(output).slice(body_start..));
-        Ok(served_by(response, module.name()))
+        Ok(self.served_by(response, module.name()))
     }
 
     async fn command(
@@ -308,7 +325,7 @@ impl HttpTrigger {
         for (name, value) in parsed.headers {
             response.headers_mut().append(name, value);
         }
-        Ok(served_by(response, module.name()))
+        Ok(self.served_by(response, module.name()))
     }
 
     async fn exec(
@@ -357,10 +374,7 @@ impl HttpTrigger {
                 .call_numeric(function, &args, request_id.clone())
                 .await
                 .map_err(|err| invoke_error(&err, &module))?;
-            return Ok(served_by(
-                json(StatusCode::OK, &exec::render_results(&results)),
-                name,
-            ));
+            return Ok(self.served_by(json(StatusCode::OK, &exec::render_results(&results)), name));
         }
         if module.kind() != ModuleKind::Reactor {
             return Err(ApiError::new(
@@ -384,19 +398,81 @@ impl HttpTrigger {
             header::CONTENT_TYPE,
             HeaderValue::from_static("application/octet-stream"),
         );
-        Ok(served_by(response, module.name()))
+        Ok(self.served_by(response, module.name()))
     }
 }
 
 /// Response extension naming the module that answered, for metrics.
 #[derive(Clone)]
-struct ServedBy(String);
+struct ServedBy(Arc<ModuleRequestMetrics>);
 
-fn served_by(mut response: Response<Full<Bytes>>, module: &str) -> Response<Full<Bytes>> {
-    response
-        .extensions_mut()
-        .insert(ServedBy(module.to_owned()));
-    response
+/// The request metric handles of each module that has answered, resolved
+/// once: looking a counter and a histogram up by their labels on every
+/// request was a measurable share of a fast endpoint's cost. Keys are
+/// module names, which the config bounds.
+#[derive(Default)]
+struct RequestMetrics {
+    by_module: RwLock<HashMap<Box<str>, Arc<ModuleRequestMetrics>>>,
+}
+
+impl RequestMetrics {
+    /// The handles of `module`, created on its first request if `known`
+    /// says the config names it.
+    fn of(&self, module: &str, known: impl FnOnce() -> bool) -> Option<Arc<ModuleRequestMetrics>> {
+        if let Some(found) = read(&self.by_module).get(module) {
+            return Some(found.clone());
+        }
+        if !known() {
+            return None;
+        }
+        let handles = write(&self.by_module)
+            .entry(module.into())
+            .or_insert_with(|| {
+                Arc::new(ModuleRequestMetrics {
+                    module: module.to_owned(),
+                    duration: metrics::histogram!("shanhai_request_duration_seconds", "module" => module.to_owned(), "trigger" => "http"),
+                    by_status: RwLock::default(),
+                })
+            })
+            .clone();
+        Some(handles)
+    }
+}
+
+/// One module's request counter per status and its latency histogram.
+struct ModuleRequestMetrics {
+    module: String,
+    duration: Histogram,
+    /// The few statuses a module answers with; a linear scan beats hashing.
+    by_status: RwLock<Vec<(StatusCode, Counter)>>,
+}
+
+impl ModuleRequestMetrics {
+    fn count(&self, status: StatusCode) {
+        if let Some((_, counter)) = read(&self.by_status).iter().find(|(s, _)| *s == status) {
+            counter.increment(1);
+            return;
+        }
+        let mut by_status = write(&self.by_status);
+        if !by_status.iter().any(|(s, _)| *s == status) {
+            let counter = metrics::counter!("shanhai_requests_total", "module" => self.module.clone(), "trigger" => "http", "status" => status.as_u16().to_string());
+            by_status.push((status, counter));
+        }
+        drop(by_status);
+        self.count(status);
+    }
+}
+
+/// A read guard, also after a panic elsewhere: the maps only ever grow by
+/// whole entries.
+fn read<T>(lock: &RwLock<T>) -> std::sync::RwLockReadGuard<'_, T> {
+    lock.read()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+fn write<T>(lock: &RwLock<T>) -> std::sync::RwLockWriteGuard<'_, T> {
+    lock.write()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 /// Request bodies the trigger accepts: hyper's, or an in-memory one for
@@ -503,7 +579,14 @@ impl RequestIds {
             return Arc::from(given);
         }
         let n = self.next.fetch_add(1, Ordering::Relaxed);
-        Arc::from(format!("{:08x}-{n:x}", self.prefix))
+        // Formatted on the stack: the Arc is the request's only allocation
+        // for its id. 8 + 1 + 16 hex digits fit.
+        let mut id = [0u8; 25];
+        let mut cursor = std::io::Cursor::new(&mut id[..]);
+        std::io::Write::write_fmt(&mut cursor, format_args!("{:08x}-{n:x}", self.prefix))
+            .expect("the id fits its buffer");
+        let len = cursor.position() as usize;
+        Arc::from(std::str::from_utf8(&id[..len]).expect("hex digits are ASCII"))
     }
 }
 
@@ -538,7 +621,30 @@ pub(crate) fn request_host<B>(request: &Request<B>) -> Option<String> {
 
 #[cfg(test)]
 mod tests {
-    use super::request_host;
+    use super::{Ordering, RequestIds, X_REQUEST_ID, request_host};
+
+    #[test]
+    fn request_ids_are_generated_unless_a_usable_one_is_given() {
+        let ids = RequestIds::new();
+        let empty = http::HeaderMap::new();
+        let first = ids.for_request(&empty);
+        let second = ids.for_request(&empty);
+        let prefix = format!("{:08x}-", ids.prefix);
+        assert_eq!(&*first, format!("{prefix}1"));
+        assert_eq!(&*second, format!("{prefix}2"));
+        // The largest counter still fits the id's buffer.
+        ids.next.store(u64::MAX, Ordering::Relaxed);
+        assert_eq!(
+            &*ids.for_request(&empty),
+            format!("{prefix}ffffffffffffffff")
+        );
+
+        let mut given = http::HeaderMap::new();
+        given.insert(&X_REQUEST_ID, "abc-123".parse().unwrap());
+        assert_eq!(&*ids.for_request(&given), "abc-123");
+        given.insert(&X_REQUEST_ID, "has space".parse().unwrap());
+        assert!(ids.for_request(&given).starts_with(&prefix));
+    }
 
     fn host_of(uri: &str, header: Option<&str>) -> Option<String> {
         let mut request = http::Request::builder().uri(uri);
