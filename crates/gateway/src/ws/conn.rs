@@ -25,14 +25,6 @@ use super::codec::{self, Decoder, Incoming};
 use super::hub::{CloseCause, Connection, Outgoing};
 use crate::metered;
 
-/// What every event of a connection carries.
-pub(crate) struct ConnInfo {
-    pub(crate) uri: Box<str>,
-    pub(crate) remote: Box<str>,
-    /// The upgrade request's id; message ids extend it.
-    pub(crate) request_id: Arc<str>,
-}
-
 /// Largest batch of queued frames written with one call.
 const WRITE_BATCH: usize = 64 << 10;
 
@@ -55,22 +47,20 @@ pub(crate) async fn run(
     connection: Arc<Connection>,
     trigger: Arc<WsTrigger>,
     module: Arc<str>,
-    info: Arc<ConnInfo>,
 ) {
     let mut io = TokioIo::new(upgraded);
     let mut session = Session {
         connection: &connection,
         trigger: &trigger,
         module: &module,
-        info: &info,
         events: 0,
         close_sent: false,
     };
     tracing::debug!(
         module = &*module,
         connection = connection.id,
-        request_id = &*info.request_id,
-        remote = &*info.remote,
+        request_id = &*connection.info.request_id,
+        remote = connection.info.remote(),
         "WebSocket connection open"
     );
     let ended = session.serve(&mut io).await;
@@ -93,7 +83,6 @@ struct Session<'a> {
     connection: &'a Arc<Connection>,
     trigger: &'a Arc<WsTrigger>,
     module: &'a Arc<str>,
-    info: &'a ConnInfo,
     /// Events delivered so far: numbers the request ids.
     events: u64,
     /// Whether our close frame went out.
@@ -241,7 +230,10 @@ impl Session<'_> {
         data: &[u8],
     ) -> Option<Vec<u8>> {
         self.events += 1;
-        let request_id: Arc<str> = Arc::from(format!("{}.{}", self.info.request_id, self.events));
+        let request_id: Arc<str> = Arc::from(format!(
+            "{}.{}",
+            self.connection.info.request_id, self.events
+        ));
         let key = self.connection.id.to_le_bytes();
         let Some(selected) = self.trigger.registry.select_keyed(self.module, Some(&key)) else {
             self.connection
@@ -252,8 +244,8 @@ impl Session<'_> {
             event: kind,
             connection: self.connection.id,
             close_code,
-            uri: &self.info.uri,
-            remote_addr: &self.info.remote,
+            uri: self.connection.info.uri(),
+            remote_addr: self.connection.info.remote(),
             request_id: &request_id,
             headers: Vec::new(),
             data,
@@ -288,7 +280,7 @@ impl Session<'_> {
     }
 
     fn send_error(&self, kind: &str, message: &str) {
-        let request_id = format!("{}.{}", self.info.request_id, self.events);
+        let request_id = format!("{}.{}", self.connection.info.request_id, self.events);
         self.send_error_with_id(kind, message, &request_id);
     }
 

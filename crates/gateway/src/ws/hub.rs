@@ -81,10 +81,42 @@ pub(crate) struct Outbox {
     rooms: Vec<Box<str>>,
 }
 
+/// What every event of a connection carries, from its upgrade request.
+pub(crate) struct ConnInfo {
+    /// The upgrade request's id; message ids extend it.
+    pub(crate) request_id: Arc<str>,
+    /// The request's path and query, then the peer's address: one
+    /// allocation where two would each round up, on every idle connection.
+    uri_and_remote: Box<str>,
+    uri_len: usize,
+}
+
+impl ConnInfo {
+    pub(crate) fn new(request_id: Arc<str>, uri: &str, remote: &str) -> Self {
+        Self {
+            request_id,
+            uri_and_remote: [uri, remote].concat().into(),
+            uri_len: uri.len(),
+        }
+    }
+
+    /// The upgrade request's path and query.
+    pub(crate) fn uri(&self) -> &str {
+        &self.uri_and_remote[..self.uri_len]
+    }
+
+    /// The peer's address, as `ip:port`.
+    pub(crate) fn remote(&self) -> &str {
+        &self.uri_and_remote[self.uri_len..]
+    }
+}
+
 /// One open (or opening) connection.
 pub(crate) struct Connection {
     pub(crate) id: u64,
     pub(crate) module: Arc<str>,
+    /// Kept here rather than beside it: one allocation fewer per connection.
+    pub(crate) info: ConnInfo,
     pub(crate) outbox: Mutex<Outbox>,
     /// Woken when something was queued or the connection should close.
     pub(crate) wake: Notify,
@@ -193,6 +225,7 @@ impl Hub {
         &self,
         module: &Arc<str>,
         module_limit: usize,
+        info: ConnInfo,
     ) -> Result<Arc<Connection>, Refusal> {
         let limit = self.settings.max_connections;
         if self
@@ -219,6 +252,7 @@ impl Hub {
         let connection = Arc::new(Connection {
             id,
             module: module.clone(),
+            info,
             outbox: Mutex::default(),
             wake: Notify::new(),
             last_seen: AtomicU64::new(now),
@@ -496,6 +530,18 @@ mod tests {
         })
     }
 
+    fn info() -> ConnInfo {
+        ConnInfo::new(Arc::from("req-1"), "/chat/ws?room=a", "127.0.0.1:40000")
+    }
+
+    #[test]
+    fn conn_info_keeps_uri_and_remote_apart() {
+        let info = info();
+        assert_eq!(info.uri(), "/chat/ws?room=a");
+        assert_eq!(info.remote(), "127.0.0.1:40000");
+        assert_eq!(&*info.request_id, "req-1");
+    }
+
     fn text(s: &str) -> WsMessage {
         WsMessage {
             text: true,
@@ -508,8 +554,8 @@ mod tests {
         let hub = hub(10);
         let chat: Arc<str> = Arc::from("chat");
         let other: Arc<str> = Arc::from("other");
-        let a = hub.admit(&chat, 10).unwrap();
-        let b = hub.admit(&other, 10).unwrap();
+        let a = hub.admit(&chat, 10, info()).unwrap();
+        let b = hub.admit(&other, 10, info()).unwrap();
         assert_eq!(
             hub.send("other", a.id, text("x")),
             Err(HostStatus::NotFound)
@@ -530,24 +576,24 @@ mod tests {
     fn limits_refuse_and_release() {
         let hub = hub(2);
         let m: Arc<str> = Arc::from("m");
-        let first = hub.admit(&m, 1).unwrap();
-        assert_eq!(hub.admit(&m, 1).err(), Some(Refusal::Module(1)));
-        let other = hub.admit(&Arc::from("n"), 5).unwrap();
+        let first = hub.admit(&m, 1, info()).unwrap();
+        assert_eq!(hub.admit(&m, 1, info()).err(), Some(Refusal::Module(1)));
+        let other = hub.admit(&Arc::from("n"), 5, info()).unwrap();
         assert_eq!(
-            hub.admit(&Arc::from("k"), 5).err(),
+            hub.admit(&Arc::from("k"), 5, info()).err(),
             Some(Refusal::Process(2))
         );
         hub.remove(&first);
         hub.remove(&other);
         assert_eq!(hub.len(), 0);
-        assert!(hub.admit(&m, 1).is_ok());
+        assert!(hub.admit(&m, 1, info()).is_ok());
     }
 
     #[test]
     fn a_full_queue_closes_the_connection() {
         let hub = hub(10);
         let m: Arc<str> = Arc::from("m");
-        let c = hub.admit(&m, 10).unwrap();
+        let c = hub.admit(&m, 10, info()).unwrap();
         for _ in 0..4 {
             hub.send("m", c.id, text("x")).unwrap();
         }
@@ -563,7 +609,7 @@ mod tests {
     #[test]
     fn bad_arguments_are_refused() {
         let hub = hub(10);
-        let c = hub.admit(&Arc::from("m"), 10).unwrap();
+        let c = hub.admit(&Arc::from("m"), 10, info()).unwrap();
         assert_eq!(
             hub.close("m", c.id, 1005, ""),
             Err(HostStatus::InvalidArgument)

@@ -142,7 +142,12 @@ impl WsTrigger {
             .config
             .websocket_limit(name)
             .unwrap_or(self.hub.settings.max_connections_per_module);
-        let connection = self.hub.admit(name, limit).map_err(|refusal| {
+        let info = hub::ConnInfo::new(
+            request_id.clone(),
+            request.uri().path_and_query().map_or("/", |pq| pq.as_str()),
+            &remote.to_string(),
+        );
+        let connection = self.hub.admit(name, limit, info).map_err(|refusal| {
             let message = match refusal {
                 Refusal::Process(n) => {
                     format!("the gateway holds its maximum of {n} WebSocket connections")
@@ -160,15 +165,6 @@ impl WsTrigger {
             err.retry_after = Some(1);
             err
         })?;
-        let info = Arc::new(conn::ConnInfo {
-            uri: request
-                .uri()
-                .path_and_query()
-                .map_or("/", |pq| pq.as_str())
-                .into(),
-            remote: remote.to_string().into(),
-            request_id: request_id.clone(),
-        });
         // The module decides whether to accept; its output is the first
         // message.
         let headers: Vec<Header<'_>> = request
@@ -183,8 +179,8 @@ impl WsTrigger {
             event: WsEventType::Open,
             connection: connection.id,
             close_code: 0,
-            uri: &info.uri,
-            remote_addr: &info.remote,
+            uri: connection.info.uri(),
+            remote_addr: connection.info.remote(),
             request_id,
             headers,
             data: b"",
@@ -239,7 +235,7 @@ impl WsTrigger {
         tokio::spawn(async move {
             match on_upgrade.await {
                 Ok(upgraded) => {
-                    conn::run(upgraded, connection, trigger, name, info).await;
+                    conn::run(upgraded, connection, trigger, name).await;
                 }
                 Err(err) => {
                     tracing::debug!(module = &*name, error = %err, "WebSocket upgrade did not complete");
