@@ -18,6 +18,10 @@
 # The probe may run BENCH_INSTANCES instances at once, by default one per
 # connection: a KV set holds its instance until the write is on disk, so
 # this is what bounds how many writes share one group commit.
+#
+# The embedded store's reference is the disk itself: each run also times
+# 200 fdatasync calls of a 4 KiB write in the store's data folder
+# (fsync-probe), since a durable set cannot return before one of them.
 set -euo pipefail
 
 root="$(cd "$(dirname "$0")/.." && pwd)"
@@ -59,16 +63,18 @@ redis-server --port "$redis_port" --bind 127.0.0.1 --save "" --appendonly no >"$
 pids+=($!)
 for _ in $(seq 1 500); do redis-cli -p "$redis_port" ping >/dev/null 2>&1 && break; sleep 0.01; done
 
-# start_gateway NAME KV-SECTION: a gateway on its own data folder; sets $url.
+# start_gateway NAME KV-SECTION [ADMIN-SECTION]: a gateway on its own data
+# folder; sets $url, and $admin_url when ADMIN-SECTION enables the admin
+# listener.
 start_gateway() {
-  local name="$1" kv="$2"
+  local name="$1" kv="$2" admin="${3:-enabled = false}"
   mkdir -p "$work/$name"
   cat >"$work/$name/shanhai.toml" <<TOML
 [server]
 cache_dir = "$work/cache"
 watch = false
 [admin]
-enabled = false
+$admin
 [state]
 data_dir = "$work/$name/data"
 $kv
@@ -88,12 +94,20 @@ TOML
     sleep 0.01
   done
   [[ -n "$url" ]] || { echo "bench-state.sh: gateway $name did not start:" >&2; cat "$work/$name/err" >&2; exit 1; }
+  admin_url="$(sed -n 's|^admin listening on ||p' "$work/$name/out")"
+  # The listener opens before the modules compile: wait until they have.
+  for _ in $(seq 1 6000); do
+    curl -sf -o /dev/null "$url/readyz" && break
+    sleep 0.05
+  done
   # A 64-byte value, as redis-benchmark -d 64 uses.
   curl -sf -X POST --data-binary "$(printf 'v%.0s' $(seq 1 64))" "$url/probe/kv/set?key=hot" >/dev/null
 }
 
-start_gateway embedded-cached ""
+# Its admin listener's metrics tell how many writes shared each commit.
+start_gateway embedded-cached "" $'listen = "127.0.0.1:0"\ntoken = "bench"\nsocket = "'"$work"$'/admin.sock"'
 embedded_cached="$url"
+embedded_admin="$admin_url"
 start_gateway embedded-uncached $'[kv]\ncache_bytes = 0'
 embedded_uncached="$url"
 start_gateway redis-cached $'[kv]\nbackend = "redis"\nredis_url = "redis://127.0.0.1:'"$redis_port"$'/0"'
@@ -152,6 +166,54 @@ redis_bench() {
   printf '  %-22s run %d: %8s req/s  p50 %7s ms  p99 %7s ms\n' "redis-benchmark $1" "$n" "$rps" "$p50" "$p99" >&2
 }
 
+# commit_stats: "commits writes seconds" so far, from the embedded store's
+# group-commit histograms.
+commit_stats() {
+  curl -sf -H 'Authorization: Bearer bench' "$embedded_admin/metrics" | awk '
+    $1 == "shanhai_kv_commit_writes_count" { c = $2 }
+    $1 == "shanhai_kv_commit_writes_sum" { w = $2 }
+    $1 == "shanhai_kv_commit_seconds_sum" { s = $2 }
+    END { printf "%d %d %.6f\n", c, w, s }'
+}
+
+# commit_stats_during BEFORE: writes per commit and mean commit ms over the
+# last set run, as a runs line ("writes/commit commit-ms commits 0").
+commit_stats_during() {
+  local c0 w0 s0 c1 w1 s1 n
+  read -r c0 w0 s0 <<<"$1"
+  read -r c1 w1 s1 <<<"$(commit_stats)"
+  awk -v c="$((c1 - c0))" -v w="$((w1 - w0))" -v s0="$s0" -v s1="$s1" \
+    'BEGIN { printf "%.1f %.3f %d 0\n", w / c, (s1 - s0) * 1000 / c, c }' >>"$work/commits.runs"
+  n="$(wc -l <"$work/commits.runs")"
+  tail -1 "$work/commits.runs" >"$results/commits.$n.txt"
+  read -r per ms commits _ < <(tail -1 "$work/commits.runs")
+  printf '  %-22s run %d: %8s writes per commit, %s ms per commit, %s commits\n' "group commits" "$n" "$per" "$ms" "$commits" >&2
+}
+
+# fsync_probe: 200 fdatasyncs of a 4 KiB write beside the embedded store's
+# file; one line "fsyncs/s p50-ms p99-ms 0" per run, like measure's.
+fsync_probe() {
+  local n
+  n=$(($( (cat "$work/fsync.runs" 2>/dev/null || true) | wc -l) + 1))
+  python3 - "$work/embedded-cached/data/fsync-probe" >"$results/fsync.$n.txt" <<'PY'
+import os, sys, time
+fd = os.open(sys.argv[1], os.O_RDWR | os.O_CREAT, 0o600)
+times = []
+for i in range(200):
+    os.pwrite(fd, b"x" * 4096, (i % 16) * 4096)
+    start = time.perf_counter()
+    os.fdatasync(fd)
+    times.append(time.perf_counter() - start)
+os.close(fd)
+os.unlink(sys.argv[1])
+times.sort()
+print(f"{len(times) / sum(times):.0f} {times[len(times) // 2] * 1e3:.3f} {times[len(times) * 99 // 100] * 1e3:.3f} 0")
+PY
+  cat "$results/fsync.$n.txt" >>"$work/fsync.runs"
+  read -r rps p50 p99 _ < <(tail -1 "$work/fsync.runs")
+  printf '  %-22s run %d: %8s fsyncs/s p50 %7s ms  p99 %7s ms\n' "fsync 4 KiB" "$n" "$rps" "$p50" "$p99" >&2
+}
+
 median() {
   awk -v c="$2" '{ print $c }' "$work/$1.runs" | sort -g |
     awk -v c="$2" '{ v[NR] = $1 } END { m = NR % 2 ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2; printf(c == 1 ? "%.0f\n" : "%.2f\n", m) }'
@@ -162,7 +224,10 @@ for ((i = 1; i <= runs; i++)); do
   measure baseline "$embedded_cached/probe/config?key=none"
   measure embedded-get-hit "$embedded_cached/probe/kv/get?key=hot"
   measure embedded-get-miss "$embedded_uncached/probe/kv/get?key=hot"
+  commits_before="$(commit_stats)"
   measure embedded-set "$embedded_cached" set.lua
+  commit_stats_during "$commits_before"
+  fsync_probe
   measure redis-get-hit "$redis_cached/probe/kv/get?key=hot"
   measure redis-get-miss "$redis_uncached/probe/kv/get?key=hot"
   measure redis-set "$redis_cached" set.lua
@@ -179,8 +244,11 @@ echo "== native rusqlite (criterion, crates/state/benches/state.rs)" >&2
 {
   echo "| measurement | req/s (median) | p50 ms | p99 ms | non-2xx |"
   echo "| --- | --- | --- | --- | --- |"
-  for label in baseline embedded-get-hit embedded-get-miss embedded-set redis-get-hit redis-get-miss redis-set \
+  for label in baseline embedded-get-hit embedded-get-miss embedded-set commits fsync redis-get-hit redis-get-miss redis-set \
     redis-benchmark-get redis-benchmark-set sqlite-insert sqlite-select; do
     echo "| $label | $(median "$label" 1) | $(median "$label" 2) | $(median "$label" 3) | $(awk '{ s += $4 } END { print s + 0 }' "$work/$label.runs") |"
   done
+  echo
+  echo "commits: writes per group commit | mean commit ms | commits (embedded-set runs, from shanhai_kv_commit_*)"
+  echo "fsync: fdatasyncs/s of a 4 KiB write | p50 ms | p99 ms (beside the embedded store's file)"
 } | tee "$results/results.md"

@@ -277,6 +277,27 @@ async fn kv_operations_on_the_embedded_store() {
     let gw = Gateway::start(modules.path(), Some(&config(data.path(), "", PROBE_GRANTS)));
     kv_suite(&gw).await;
     assert!(data.path().join("kv.redb").exists());
+
+    // The suite's writes went through group commits, and the metrics say
+    // how many commits took how many writes.
+    let text = Http::new().get(&gw.admin_url("/metrics")).await.text();
+    let scrape = crate::admin::scrape(&text);
+    let sample = |name: &str| {
+        scrape
+            .samples
+            .iter()
+            .find(|s| s.metric == name)
+            .map(|s| match s.value {
+                prometheus_parse::Value::Untyped(v) | prometheus_parse::Value::Counter(v) => v,
+                ref other => panic!("{name}: {other:?}"),
+            })
+            .unwrap_or_else(|| panic!("no {name} in:\n{text}"))
+    };
+    let commits = sample("shanhai_kv_commit_writes_count");
+    let writes = sample("shanhai_kv_commit_writes_sum");
+    assert!(commits >= 5.0, "{commits} commits:\n{text}");
+    assert!(writes >= commits, "{writes} writes in {commits} commits");
+    assert_eq!(sample("shanhai_kv_commit_seconds_count"), commits);
 }
 
 #[tokio::test(flavor = "multi_thread")]

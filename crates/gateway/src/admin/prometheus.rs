@@ -17,6 +17,9 @@ const LATENCY_BUCKETS: &[f64] = &[
     0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
 ];
 
+/// Bucket bounds of `shanhai_kv_commit_writes`: writes per group commit.
+const BATCH_BUCKETS: &[f64] = &[1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0];
+
 /// Histograms need their raw samples folded into buckets now and then;
 /// without an exporter task nobody else does it.
 const UPKEEP_INTERVAL: Duration = Duration::from_secs(5);
@@ -30,13 +33,15 @@ pub(crate) fn handle() -> PrometheusHandle {
 
 fn install() -> PrometheusHandle {
     let builder = [
-        "shanhai_request_duration_seconds",
-        "shanhai_queue_wait_seconds",
+        ("shanhai_request_duration_seconds", LATENCY_BUCKETS),
+        ("shanhai_queue_wait_seconds", LATENCY_BUCKETS),
+        ("shanhai_kv_commit_seconds", LATENCY_BUCKETS),
+        ("shanhai_kv_commit_writes", BATCH_BUCKETS),
     ]
     .into_iter()
-    .fold(PrometheusBuilder::new(), |builder, name| {
+    .fold(PrometheusBuilder::new(), |builder, (name, buckets)| {
         builder
-            .set_buckets_for_metric(Matcher::Full(name.into()), LATENCY_BUCKETS)
+            .set_buckets_for_metric(Matcher::Full(name.into()), buckets)
             .expect("the bucket list is not empty")
     });
     let handle = match builder.install_recorder() {
@@ -95,5 +100,14 @@ fn describe() {
     metrics::describe_counter!(
         "shanhai_module_reloads_total",
         "Module loads and reloads, by result."
+    );
+    metrics::describe_histogram!(
+        "shanhai_kv_commit_writes",
+        "Writes per group commit of the embedded KV store."
+    );
+    metrics::describe_histogram!(
+        "shanhai_kv_commit_seconds",
+        Unit::Seconds,
+        "Time a group commit of the embedded KV store took, its fsync included."
     );
 }

@@ -483,6 +483,12 @@ impl Shared {
         #[cfg(test)]
         self.group_commits
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        // Writes per commit, and how long the commit took (its fsync
+        // included): what a durable write's latency is made of. Looked up
+        // per commit, not kept: the store may open before the recorder is
+        // installed.
+        let started = std::time::Instant::now();
+        metrics::histogram!("shanhai_kv_commit_writes").record(batch.len() as f64);
         let mut settles = Vec::with_capacity(batch.len());
         let result = (|| -> Result<(), KvError> {
             let txn = self.db.begin_write().map_err(Failure::from)?;
@@ -497,6 +503,7 @@ impl Shared {
             txn.commit().map_err(Failure::from)?;
             Ok(())
         })();
+        metrics::histogram!("shanhai_kv_commit_seconds").record(started.elapsed().as_secs_f64());
         let failed = result.err();
         // Writes after the one that failed never ran: their senders are
         // dropped, and `write` reports that.
