@@ -45,7 +45,7 @@ results="${BENCH_RESULTS:-$root/target/bench-mqtt}"
 mosquitto_bin="$(command -v mosquitto || true)"
 [[ -z "$mosquitto_bin" && -x /usr/sbin/mosquitto ]] && mosquitto_bin=/usr/sbin/mosquitto
 [[ -n "$mosquitto_bin" ]] || { echo "bench-mqtt.sh: mosquitto is not installed (apt-get install mosquitto)" >&2; exit 1; }
-for tool in go python3 cargo; do
+for tool in go python3 cargo curl; do
   command -v "$tool" >/dev/null || { echo "bench-mqtt.sh: $tool is not installed" >&2; exit 1; }
 done
 
@@ -149,6 +149,14 @@ start_gateway() {
   done
   plc="$(sed -n 's|^tcp plc listening on ||p' "$work/$name.out")"
   v5="$(sed -n 's|^mqtt v5 listening on ||p' "$work/$name.out")"
+  # The listeners open before the modules compile: wait until they have.
+  local http
+  http="$(sed -n 's|^listening on ||p' "$work/$name.out")"
+  for _ in $(seq 1 6000); do
+    curl -sf -o /dev/null "$http/readyz" && break
+    kill -0 "$gw_pid" 2>/dev/null || { cat "$work/$name.err" >&2; exit 1; }
+    sleep 0.05
+  done
   for _ in $(seq 1 2000); do
     [ "$(grep -c 'MQTT trigger subscribed' "$work/$name.err")" -ge 2 ] && return
     sleep 0.01

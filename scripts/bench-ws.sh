@@ -53,7 +53,7 @@ server_cpus="${BENCH_SERVER_CPUS:-}"
 client_cpus="${BENCH_CLIENT_CPUS:-}"
 results="${BENCH_RESULTS:-$root/target/bench-ws}"
 
-for tool in go python3 cargo; do
+for tool in go python3 cargo curl; do
   command -v "$tool" >/dev/null || { echo "bench-ws.sh: $tool is not installed" >&2; exit 1; }
 done
 
@@ -148,6 +148,19 @@ start_listening() {
   exit 1
 }
 
+# wait_ready URL: until the gateway's /readyz answers 200. Its listener
+# opens before the modules compile; a handshake before that is refused.
+wait_ready() {
+  for _ in $(seq 1 6000); do
+    curl -sf -o /dev/null "$1/readyz" && return
+    kill -0 "$server_pid" 2>/dev/null || break
+    sleep 0.05
+  done
+  echo "bench-ws.sh: the gateway was not ready after 300 s:" >&2
+  cat "$work/gw.err" >&2
+  exit 1
+}
+
 # stop_server: SIGTERM, then SIGKILL after 10 s.
 stop_server() {
   local pid="$server_pid"
@@ -163,8 +176,11 @@ stop_server() {
 # start TARGET: a fresh server for TARGET (gw, ref, ref-default, ref-fanout).
 start() {
   case "$1" in
-    gw) SHANHAI_LOG=warn start_listening gw "$shanhai" serve --config "$work/gateway.toml" \
-      --modules "$work/modules" --listen 127.0.0.1:0 --cache-dir "$work/cache" ;;
+    gw)
+      SHANHAI_LOG=warn start_listening gw "$shanhai" serve --config "$work/gateway.toml" \
+        --modules "$work/modules" --listen 127.0.0.1:0 --cache-dir "$work/cache"
+      wait_ready "http://$addr"
+      ;;
     ref) start_listening ref "$reference" --listen 127.0.0.1:0 --read-buffer "$ref_read_buffer" ;;
     ref-default) start_listening ref-default "$reference" --listen 127.0.0.1:0 ;;
     ref-fanout) start_listening ref-fanout "$reference" --listen 127.0.0.1:0 --fanout --read-buffer "$ref_read_buffer" ;;
