@@ -1,7 +1,9 @@
-"""What the footprint benchmarks share: free ports, /proc figures and a
-gateway process started on a config and waited for."""
+"""What the footprint benchmarks share: free ports, /proc figures, a
+gateway process started on a config and waited for, and their runs written
+as JSON."""
 
 import contextlib
+import json
 import os
 import socket
 import subprocess
@@ -24,6 +26,16 @@ def status(pid):
             if key in ("VmRSS", "VmHWM", "RssAnon", "RssFile"):
                 fields[key] = int(value.split()[0]) / 1024
     return fields
+
+
+def write_json(name, data):
+    """Writes `data` to NAME.json in $FOOTPRINT_JSON_DIR, if that is set:
+    every run's figures, for bench/report.py."""
+    folder = os.environ.get("FOOTPRINT_JSON_DIR")
+    if folder:
+        with open(os.path.join(folder, f"{name}.json"), "w") as f:
+            json.dump(data, f, indent=1)
+            f.write("\n")
 
 
 def ready(url):

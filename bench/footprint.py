@@ -4,7 +4,7 @@
 Run by scripts/bench-footprint.sh, which builds everything first; see there
 for what is measured. Each figure is the median of the runs, with the
 spread (min-max). Prints a Markdown table on stdout and the raw runs on
-stderr.
+stderr, and writes them to footprint.json in $FOOTPRINT_JSON_DIR if set.
 
   footprint.py SHANHAI MODULES_DIR CONFIG REFERENCE GO_JSON2K RUNS LOAD_SECONDS IDLE_TIMEOUT_MS
 """
@@ -21,7 +21,7 @@ import threading
 import time
 import urllib.request
 
-from benchlib import free_port, status
+from benchlib import free_port, status, write_json
 
 (shanhai, modules, config, reference, go_json2k, runs, load_seconds,
  idle_timeout_ms) = sys.argv[1:9]
@@ -212,6 +212,15 @@ with tempfile.TemporaryDirectory() as tmp:
                                f"http://127.0.0.1:{port}/json2k")
         refs.append((hyper, gojson))
         print("references", json.dumps(refs[-1]), file=sys.stderr)
+
+
+write_json("footprint", {
+    "runs": runs, "load_seconds": load_seconds, "idle_timeout_ms": idle_timeout_ms,
+    "cold": cold, "warm": warm,
+    "references": [{"hyper": {"idle_mb": hyper[0], "loaded_mb": hyper[1]},
+                    "go_json2k": {"idle_mb": gojson[0], "loaded_mb": gojson[1]}}
+                   for hyper, gojson in refs],
+})
 
 
 def col(rows, key):

@@ -9,7 +9,8 @@ config, idle_timeout_ms as given) on
     one live instance (after one request), and after it is reaped as idle;
   - the first N example modules (N = 1, 4, 8, all), after their instances
     are reaped: how the process grows with the number of modules.
-Prints Markdown tables (medians of the rounds, with the spread).
+Prints Markdown tables (medians of the rounds, with the spread); writes
+every round to per_module.json in $FOOTPRINT_JSON_DIR if set.
 
   per_module.py SHANHAI MODULES_DIR CACHE_DIR ROUNDS IDLE_TIMEOUT_MS
 """
@@ -22,7 +23,7 @@ import tempfile
 import time
 import urllib.request
 
-from benchlib import gateway, status
+from benchlib import gateway, status, write_json
 
 shanhai, modules, cache, rounds, idle_ms = sys.argv[1:6]
 rounds, idle_ms = int(rounds), int(idle_ms)
@@ -63,6 +64,15 @@ with tempfile.TemporaryDirectory() as work:
         for label, names in sets.items():
             results[label].append(measure(names, work, requests.get(label)))
             print(label, results[label][-1], file=sys.stderr)
+
+
+write_json("per_module", {
+    "rounds": rounds, "idle_timeout_ms": idle_ms,
+    "sets": {label: {"modules": names,
+                     "runs": [{"loaded_mb": r[0], "live_mb": r[1], "idle_mb": r[2]}
+                              for r in results[label]]}
+             for label, names in sets.items()},
+})
 
 
 def med(values):

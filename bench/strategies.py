@@ -7,7 +7,8 @@ measures, with wrk -t2 -c16, requests/s on GET /json2k, POST
 /api/exec/add/add and POST /cgi-echo (a fresh instance per request). The
 layouts alternate within a round so that machine noise hits each alike.
 Prints a Markdown table: the median of the rounds with the spread, and the
-ratio to the guarded layout.
+ratio to the guarded layout; writes every round to strategies.json in
+$FOOTPRINT_JSON_DIR if set.
 
   strategies.py SHANHAI MODULES_DIR CACHE_DIR ROUNDS SECONDS
 """
@@ -19,7 +20,7 @@ import subprocess
 import sys
 import tempfile
 
-from benchlib import gateway
+from benchlib import gateway, write_json
 
 shanhai, modules, cache, rounds, seconds = sys.argv[1:6]
 rounds, seconds = int(rounds), int(seconds)
@@ -52,6 +53,12 @@ with tempfile.TemporaryDirectory() as work:
                     rate(base + path, body, work)  # warm-up, untimed
                     results[(layout, label)].append(rate(base + path, body, work))
                     print(layout, label, results[(layout, label)][-1], file=sys.stderr)
+
+write_json("strategies", {
+    "rounds": rounds, "seconds": seconds, "layouts": list(LAYOUTS),
+    "requests_per_s": {layout: {label: results[(layout, label)] for label, _, _ in PATHS}
+                       for layout in LAYOUTS},
+})
 
 print("| requests/s (wrk -c16) | " + " | ".join(LAYOUTS) + " |")
 print("| --- |" + " --- |" * len(LAYOUTS))

@@ -25,15 +25,23 @@
 # once idle.
 #
 # Environment: FOOTPRINT_RUNS [3], FOOTPRINT_LOAD_SECONDS [5] per path,
-# FOOTPRINT_IDLE_MS [5000]. It uses the quick start's fixed ports (MQTT
-# 1883, Modbus 5020): run it on an otherwise idle machine.
+# FOOTPRINT_IDLE_MS [5000], BENCH_RESULTS [target/bench-footprint]: where
+# each script's Markdown (footprint.md, strategies.md, per_module.md) and
+# its runs as JSON (footprint.json, ...) are written. It uses the quick
+# start's fixed ports (MQTT 1883, Modbus 5020): run it on an otherwise idle
+# machine.
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
+results="${BENCH_RESULTS:-$root/target/bench-footprint}"
 for tool in wrk go python3 cargo; do
   command -v "$tool" >/dev/null || { echo "bench-footprint.sh: $tool is not installed" >&2; exit 1; }
 done
 work="$(mktemp -d "${TMPDIR:-/tmp}/shanhai-footprint.XXXXXX")"
 trap 'rm -rf "$work"' EXIT
+rm -f "$results"/{footprint,strategies,per_module}.{md,json}
+mkdir -p "$results"
+# The Python scripts write their runs as JSON there too.
+export FOOTPRINT_JSON_DIR="$results"
 echo "== building" >&2
 # The same build as the test suite's, so nothing is compiled twice.
 cargo build --release --quiet --manifest-path "$root/Cargo.toml" --workspace --all-targets
@@ -44,13 +52,14 @@ export CRYPTO_ED25519_SEED="${CRYPTO_ED25519_SEED:-9d61b19deffd5a60ba844af492ec2
 echo "== measuring at $(git -C "$root" rev-parse --short HEAD)$(git -C "$root" diff --quiet || echo '+changes')" >&2
 python3 "$root/bench/footprint.py" "$root/target/release/shanhai" "$work/modules" \
   "$root/examples/shanhai.toml" "$root/target/release/bench-reference" "$work/json2k-native" \
-  "${FOOTPRINT_RUNS:-3}" "${FOOTPRINT_LOAD_SECONDS:-5}" "${FOOTPRINT_IDLE_MS:-5000}"
+  "${FOOTPRINT_RUNS:-3}" "${FOOTPRINT_LOAD_SECONDS:-5}" "${FOOTPRINT_IDLE_MS:-5000}" | tee "$results/footprint.md"
 echo "== memory layouts" >&2
 # The cost of bounds checks: the same modules under each layout. Compiled
 # code differs per layout, so each compiles once into its own cache
 # entries before its first measurement.
 python3 "$root/bench/strategies.py" "$root/target/release/shanhai" "$work/modules" \
-  "$work/cache" "${FOOTPRINT_RUNS:-3}" "${FOOTPRINT_LOAD_SECONDS:-5}"
+  "$work/cache" "${FOOTPRINT_RUNS:-3}" "${FOOTPRINT_LOAD_SECONDS:-5}" | tee "$results/strategies.md"
 echo "== per module" >&2
 python3 "$root/bench/per_module.py" "$root/target/release/shanhai" "$work/modules" \
-  "$work/cache-per-module" "${FOOTPRINT_RUNS:-3}" 1000
+  "$work/cache-per-module" "${FOOTPRINT_RUNS:-3}" 1000 | tee "$results/per_module.md"
+echo "Markdown and JSON in $results" >&2

@@ -8,10 +8,18 @@
 # with its reference so that machine noise hits both:
 #   a. POST /api/exec/add/add  gateway (Go add.wasm)  vs bench-reference (bare hyper)
 #   b. GET /json2k             gateway (Go json2k.wasm) vs the native Go server
+#      GET /json2k/text        the same pair, a 3-byte text reply ("ok\n")
+#      POST /json2k/readings   the same pair, a JSON batch decoded and summarised
+#      (one Go handler source, examples/json2k/doc, serves all three on both)
 #   c. GET /hello-rs, GET /hello   (Rust and Go guests, for context)
 #   d. POST /cgi-echo          CGI: a fresh instance per request (at -c64 and -c1)
 #   e. process start -> first 200 from GET /json2k, warm and cold compile cache
-#   f. the gateway's VmRSS / VmHWM before and after the load
+#   f. the gateway's VmRSS / VmHWM before and after the load, and its VmRSS and
+#      RssAnon every 250 ms during the load (bench/rss_sampler.py), with the
+#      references' VmRSS beside it, in rss.csv
+#
+# One gateway serves every load run, with every example loaded
+# (scripts/build-examples.sh).
 #
 # Environment (defaults in brackets):
 #   BENCH_DURATION [10s]  wrk duration per run      BENCH_RUNS [3]     runs per measurement
@@ -19,7 +27,7 @@
 #   BENCH_WARMUP [2s]     untimed wrk run before each target's first run
 #   BENCH_STARTS [5]      timed starts, warm cache  BENCH_COLD_STARTS [BENCH_STARTS] with an empty cache
 #   BENCH_SERVER_CPUS, BENCH_WRK_CPUS  taskset -c lists; empty (no pinning) by default
-#   BENCH_RESULTS [target/bench]  where the wrk logs and results.md are written
+#   BENCH_RESULTS [target/bench]  where the wrk logs, rss.csv and results.md are written
 set -euo pipefail
 
 root="$(cd "$(dirname "$0")/.." && pwd)"
@@ -66,7 +74,7 @@ in_fg() {
   return "$status"
 }
 
-rm -rf "$results/wrk" "$results/results.md" "$results"/startup-*.txt
+rm -rf "$results/wrk" "$results/results.md" "$results"/startup-*.txt "$results/rss.csv"
 mkdir -p "$results/wrk"
 
 # Command prefixes: empty, or taskset (which execs, so $! stays the server's pid).
@@ -88,6 +96,20 @@ reference="$root/target/release/bench-reference"
 cat >"$work/add.lua" <<'EOF'
 wrk.method = "POST"
 wrk.body = "[2.5,3.7]"
+wrk.headers["Content-Type"] = "application/json"
+EOF
+# The embedded defaults, but for the admin API: its default port (9090) and
+# Unix socket (./.shanhai/admin.sock) would clash with any other gateway on
+# the machine.
+cat >"$work/gateway.toml" <<EOF
+[admin]
+listen = "127.0.0.1:0"
+socket = ""
+token_file = "$work/admin.token"
+EOF
+cat >"$work/readings.lua" <<'EOF'
+wrk.method = "POST"
+wrk.body = '{"device":"pump-7","readings":[20.5,19.5,21,23,22.5,20,19,21.5]}'
 wrk.headers["Content-Type"] = "application/json"
 EOF
 cat >"$work/cgi.lua" <<'EOF'
@@ -121,11 +143,13 @@ free_port() {
 
 # e. start-up: process start -> first 200 from GET /json2k
 # Run before the load so the machine is quiet. Each start is a fresh process;
-# the poller connects in a tight loop (1 ms back-off on refusal).
+# the poller connects in a tight loop (1 ms back-off on refusal). The warm
+# cache is filled by one untimed start that runs until /readyz is 200.
 cat >"$work/startup.py" <<'EOF'
-import os, shutil, signal, socket, statistics, subprocess, sys, time
+import os, shutil, signal, socket, statistics, subprocess, sys, time, urllib.request
 
-shanhai, modules, cache, mode, count = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4], int(sys.argv[5])
+shanhai, config, modules, cache, mode = sys.argv[1:6]
+count = int(sys.argv[6])
 # The script stops us with SIGTERM: unwind, so `finally` stops the gateway.
 signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
 env = dict(os.environ, SHANHAI_LOG="warn")
@@ -152,13 +176,32 @@ def first_response(port, proc):
             pass
         time.sleep(0.001)
 
-def start(port):
+def wait_ready(port, proc):
+    """Until /readyz answers 200: every module loaded (a request for one
+    module has it loaded first, so the first 200 does not mean the others
+    are in the cache)."""
+    deadline = time.monotonic() + 600
+    while time.monotonic() < deadline and proc.poll() is None:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=5) as reply:
+                if reply.status == 200:
+                    return
+        except OSError:
+            pass
+        time.sleep(0.05)
+    sys.exit("the gateway never became ready")
+
+def start(port, until_ready=False):
     t0 = time.monotonic()
-    proc = subprocess.Popen([shanhai, "serve", "--modules", modules, "--listen", f"127.0.0.1:{port}", "--cache-dir", cache],
+    proc = subprocess.Popen([shanhai, "serve", "--config", config, "--modules", modules,
+                             "--listen", f"127.0.0.1:{port}", "--cache-dir", cache],
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env)
     try:
         first_response(port, proc)
-        return (time.monotonic() - t0) * 1000
+        elapsed = (time.monotonic() - t0) * 1000
+        if until_ready:
+            wait_ready(port, proc)
+        return elapsed
     finally:
         proc.terminate()
         try:
@@ -168,7 +211,7 @@ def start(port):
             proc.wait()
 
 if mode == "warm":
-    start(free_port())  # fills the cache
+    start(free_port(), until_ready=True)  # fills the cache
 times = []
 for _ in range(count):
     if mode == "cold":
@@ -179,17 +222,25 @@ print(f"{statistics.median(times):.1f}")
 EOF
 
 echo "== start-up (warm cache x$starts, cold cache x$cold_starts)" >&2
-in_fg python3 "$work/startup.py" "$shanhai" "$work/modules" "$work/cache-warm" warm "$starts" >"$work/startup-warm"
-in_fg python3 "$work/startup.py" "$shanhai" "$work/modules" "$work/cache-cold" cold "$cold_starts" >"$work/startup-cold"
+in_fg python3 "$work/startup.py" "$shanhai" "$work/gateway.toml" "$work/modules" "$work/cache-warm" warm "$starts" >"$work/startup-warm"
+in_fg python3 "$work/startup.py" "$shanhai" "$work/gateway.toml" "$work/modules" "$work/cache-cold" cold "$cold_starts" >"$work/startup-cold"
 cp "$work/startup-warm" "$results/startup-warm.txt"
 cp "$work/startup-cold" "$results/startup-cold.txt"
 echo "warm cache: $(head -1 "$work/startup-warm") ms -> median $(tail -1 "$work/startup-warm") ms" >&2
 echo "cold cache: $(head -1 "$work/startup-cold") ms -> median $(tail -1 "$work/startup-cold") ms" >&2
 
 # the servers under load
-SHANHAI_LOG=warn start_listening gateway "$shanhai" serve --modules "$work/modules" --listen 127.0.0.1:0 --cache-dir "$work/cache-warm"
+SHANHAI_LOG=warn start_listening gateway "$shanhai" serve --config "$work/gateway.toml" --modules "$work/modules" \
+  --listen 127.0.0.1:0 --cache-dir "$work/cache-warm"
 gateway="http://$addr"
 gateway_pid=$server_pid
+# Modules load after the listener is up: wait until every one has.
+for _ in $(seq 1 3000); do
+  curl -sf -o /dev/null "$gateway/readyz" && break
+  kill -0 "$gateway_pid" 2>/dev/null || { cat "$work/gateway.err" >&2; exit 1; }
+  sleep 0.1
+done
+curl -sf -o /dev/null "$gateway/readyz" || { echo "bench.sh: the gateway was not ready after 300 s" >&2; exit 1; }
 start_listening reference "$reference" --listen 127.0.0.1:0
 reference_url="http://$addr"
 reference_pid=$server_pid
@@ -209,6 +260,11 @@ curl -sf -X POST -d '[2.5,3.7]' "$gateway/api/exec/add/add" | grep -qx '6.2'
 curl -sf -X POST -d '[2.5,3.7]' "$reference_url/api/exec/add/add" | grep -qx '6.2'
 for path in json2k hello hello-rs; do curl -sf -o /dev/null "$gateway/$path"; done
 curl -sf -o /dev/null "$native/json2k"
+readings='{"device":"pump-7","readings":[20.5,19.5,21,23,22.5,20,19,21.5]}'
+for server in "$gateway" "$native"; do
+  curl -sf "$server/json2k/text" | grep -qx ok
+  curl -sf -X POST -H 'Content-Type: application/json' -d "$readings" "$server/json2k/readings" | grep -q '"count":8'
+done
 curl -sf -X POST -d 'x' -o /dev/null "$gateway/cgi-echo"
 
 rss() { awk -v k="$2:" '$1 == k { print $2 }' "/proc/$1/status"; }
@@ -217,6 +273,22 @@ gateway_rss_idle="$(rss "$gateway_pid" VmRSS)"
 gateway_anon_idle="$(rss "$gateway_pid" RssAnon)"
 gateway_file_idle="$(rss "$gateway_pid" RssFile)"
 json2k_bytes="$(curl -sf "$gateway/json2k" | wc -c)"
+module_count="$(find "$work/modules" -maxdepth 1 -name '*.wasm' | wc -l)"
+
+# The gateway's memory during the load, labelled with the measurement that
+# runs: `set_phase` rewrites the label file the sampler reads (renamed into
+# place, so that the sampler never reads it half written).
+phase_file="$work/phase"
+set_phase() {
+  printf '%s\n' "$1" >"$phase_file.new"
+  mv "$phase_file.new" "$phase_file"
+}
+set_phase idle
+python3 "$root/bench/rss_sampler.py" "$results/rss.csv" "$phase_file" 0.25 \
+  "gateway=$gateway_pid" "bench-reference=$reference_pid" "native-go=$native_pid" &
+sampler_pid=$!
+pids+=("$sampler_pid")
+sleep 1 # a few samples of the idle gateway first
 
 # run_wrk LOG ARGS...: wrk, its output appended to LOG.
 run_wrk() {
@@ -235,10 +307,13 @@ measure() {
   local t=$((threads < conns ? threads : conns)) # wrk wants -c >= -t
   local args=(-t"$t" -c"$conns" -d"$duration" --latency "${script[@]}")
   if ((n == 1)); then
+    set_phase "$label:warmup"
     run_wrk /dev/null -t"$t" -c"$conns" -d"$warmup" "${script[@]}" "$url"
   fi
   echo "\$ wrk ${args[*]} $url" >"$log"
+  set_phase "$label"
   run_wrk "$log" "${args[@]}" "$url"
+  set_phase idle
   local pid
   for pid in "$gateway_pid" "$reference_pid" "$native_pid"; do
     kill -0 "$pid" 2>/dev/null || { echo "bench.sh: a server exited during $label:" >&2; tail -n 20 "$work"/*.err >&2; exit 1; }
@@ -282,11 +357,19 @@ for ((i = 1; i <= runs; i++)); do
     measure ref-add "$reference_url/api/exec/add/add" "" add.lua
     measure gw-json2k "$gateway/json2k"
     measure native-json2k "$native/json2k"
+    measure gw-text "$gateway/json2k/text"
+    measure native-text "$native/json2k/text"
+    measure gw-readings "$gateway/json2k/readings" "" readings.lua
+    measure native-readings "$native/json2k/readings" "" readings.lua
   else
     measure ref-add "$reference_url/api/exec/add/add" "" add.lua
     measure gw-add "$gateway/api/exec/add/add" "" add.lua
     measure native-json2k "$native/json2k"
     measure gw-json2k "$gateway/json2k"
+    measure native-text "$native/json2k/text"
+    measure gw-text "$gateway/json2k/text"
+    measure native-readings "$native/json2k/readings" "" readings.lua
+    measure gw-readings "$gateway/json2k/readings" "" readings.lua
   fi
   measure gw-hello-rs "$gateway/hello-rs"
   measure gw-hello "$gateway/hello"
@@ -294,6 +377,8 @@ for ((i = 1; i <= runs; i++)); do
   measure gw-cgi-c1 "$gateway/cgi-echo" 1 cgi.lua
 done
 
+kill "$sampler_pid"
+wait "$sampler_pid" || true
 gateway_rss_after="$(rss "$gateway_pid" VmRSS)"
 gateway_hwm="$(rss "$gateway_pid" VmHWM)"
 gateway_anon_after="$(rss "$gateway_pid" RssAnon)"
@@ -324,8 +409,11 @@ cgi_c1_rps="$(median gw-cgi-c1 1)"
   echo
   echo "| benchmark | Shanhai req/s | p50 ms | p99 ms | reference | ref req/s | ref p50 ms | ref p99 ms | ratio | errors (gw / ref) |"
   echo "| --- | ---: | ---: | ---: | --- | ---: | ---: | ---: | ---: | ---: |"
+  # shellcheck disable=SC2016 # the backticks are Markdown
   row 'POST /api/exec/add/add (Go add.wasm)' gw-add 'bare hyper (`bench-reference`)' ref-add
   row "GET /json2k (Go json2k.wasm, $json2k_bytes B)" gw-json2k 'native Go net/http' native-json2k
+  row 'GET /json2k/text (Go json2k.wasm, "ok\n")' gw-text 'native Go net/http' native-text
+  row 'POST /json2k/readings (Go json2k.wasm, 8 readings)' gw-readings 'native Go net/http' native-readings
   row 'GET /hello-rs (Rust guest)' gw-hello-rs
   row 'GET /hello (Go guest)' gw-hello
   row 'POST /cgi-echo (CGI, -c64)' gw-cgi
@@ -342,7 +430,7 @@ cgi_c1_rps="$(median gw-cgi-c1 1)"
   echo
   echo "| memory (/proc/PID/status) | VmRSS MB | RssAnon MB | RssFile MB |"
   echo "| --- | ---: | ---: | ---: |"
-  echo "| gateway, idle after start (warm cache, 5 modules) | $(mb "$gateway_rss_idle") | $(mb "$gateway_anon_idle") | $(mb "$gateway_file_idle") |"
+  echo "| gateway, idle after start (warm cache, $module_count modules: every example) | $(mb "$gateway_rss_idle") | $(mb "$gateway_anon_idle") | $(mb "$gateway_file_idle") |"
   echo "| gateway after the load | $(mb "$gateway_rss_after") | $(mb "$gateway_anon_after") | $(mb "$gateway_file_after") |"
   echo "| gateway peak (VmHWM) | $(mb "$gateway_hwm") | | |"
   echo "| bench-reference after the load | $(mb "$reference_rss") | | |"
@@ -352,4 +440,4 @@ cgi_c1_rps="$(median gw-cgi-c1 1)"
 echo >&2
 cat "$results/results.md"
 echo >&2
-echo "wrk logs and results.md in $results" >&2
+echo "wrk logs, rss.csv and results.md in $results" >&2
