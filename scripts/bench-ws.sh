@@ -105,8 +105,9 @@ client_pin=()
 
 # build
 echo "== building" >&2
-cargo build --release --quiet --manifest-path "$root/Cargo.toml" \
-  -p shanhai-cli -p shanhai-bench-reference -p shanhai-bench-wsload
+# The same build as the test suite's: `-p` would resolve another feature
+# set and compile wasmtime a second time.
+cargo build --release --quiet --manifest-path "$root/Cargo.toml" --workspace --all-targets
 # Copies, so that a rebuild in the same checkout during the run cannot
 # swap a binary between measurements.
 mkdir -p "$work/bin"
