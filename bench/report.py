@@ -221,7 +221,14 @@ def parse_wrk(path):
     latency = {int(p): milliseconds(v) for p, v in re.findall(r"^\s+(50|75|90|99)%\s+(\S+)", text, re.M)}
     non2xx = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", text)
     sockets = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", text)
+    requests = re.search(r"^\s+(\d+) requests in", text, re.M)
+    cpu_path = path.with_suffix(".cpu")
+    cpu_us = None
+    if cpu_path.is_file() and requests and int(requests.group(1)) > 0:
+        ticks, per_second = (int(n) for n in cpu_path.read_text().split())
+        cpu_us = ticks / per_second * 1e6 / int(requests.group(1))
     return {
+        "cpu_us": cpu_us,
         "command": normalise_command(text.splitlines()[0]) if text.startswith("$ ") else None,
         "rps": float(rps.group(1)),
         "latency": latency,
@@ -294,21 +301,31 @@ def http_section(folder, charts, commit):
         """Non-2xx responses and socket errors over every run of `label`."""
         return sum(r["non2xx"] + r["socket_errors"] for r in runs[label])
 
+    def cpu(label):
+        """The server's CPU µs per request over `label`'s runs, or "–"
+        where the runs did not record it."""
+        values = [r["cpu_us"] for r in runs[label]]
+        return show(Stat.of(values), 1) if all(v is not None for v in values) else "–"
+
     ratios, rows = [], []
     for what, gw, ref_name, ref, target in HTTP_PAIRS:
         r = ratio(rps(gw), rps(ref))
         ratios.append(Ratio("HTTP", what.split(" (")[0], r, target))
         rows.append([what, show(Stat.of(rps(gw))), ref_name, show(Stat.of(rps(ref))),
-                     show_ratio(r, target), f"{target:.1f}×", f"{errors(gw):,} / {errors(ref):,}"])
+                     show_ratio(r, target), f"{target:.1f}×", f"{cpu(gw)} / {cpu(ref)}",
+                     f"{errors(gw):,} / {errors(ref):,}"])
     for what, label in HTTP_CONTEXT:
-        rows.append([what, show(Stat.of(rps(label))), "—", "", "", "", f"{errors(label):,}"])
+        rows.append([what, show(Stat.of(rps(label))), "—", "", "", "", cpu(label), f"{errors(label):,}"])
     options = wrk_options(runs["gw-add"])
     c1 = wrk_options(runs["gw-cgi-c1"])
     parts = [f"`{options}`, {len(runs['gw-add'])} run(s) of each, the gateway and its reference "
              f"alternating (the one-connection CGI row: `{c1}`). Raw: `{rel(folder)}/wrk/LABEL.N.txt`, "
              "each opening with its wrk command line.",
+             "The CPU column is the server's user + system time during the run (`/proc/PID/stat`) "
+             "over the requests wrk counted: what one request costs each server, whatever wrk "
+             "took of the shared cores.",
              table(["requests/s", "gateway", "reference", "reference req/s", "ratio", "target",
-                    "errors (gw / ref)"], rows)]
+                    "server CPU µs per request (gw / ref)", "errors (gw / ref)"], rows)]
 
     def percentiles(label):
         """The percentiles of `label`'s runs, one cell each."""

@@ -290,6 +290,18 @@ sampler_pid=$!
 pids+=("$sampler_pid")
 sleep 1 # a few samples of the idle gateway first
 
+# cpu_ticks PID: user + system CPU time of PID so far, in clock ticks.
+cpu_ticks() { awk '{ print $14 + $15 }' "/proc/$1/stat"; }
+
+# server_of LABEL: the pid of the server LABEL loads.
+server_of() {
+  case "$1" in
+    ref-*) echo "$reference_pid" ;;
+    native-*) echo "$native_pid" ;;
+    *) echo "$gateway_pid" ;;
+  esac
+}
+
 # run_wrk LOG ARGS...: wrk, its output appended to LOG.
 run_wrk() {
   local log="$1"
@@ -312,7 +324,13 @@ measure() {
   fi
   echo "\$ wrk ${args[*]} $url" >"$log"
   set_phase "$label"
+  local server cpu_before
+  server="$(server_of "$label")"
+  cpu_before="$(cpu_ticks "$server")"
   run_wrk "$log" "${args[@]}" "$url"
+  # The server's CPU time during the run: with the request count, what a
+  # request costs it, whatever wrk took of the shared cores.
+  echo "$(($(cpu_ticks "$server") - cpu_before)) $(getconf CLK_TCK)" >"${log%.txt}.cpu"
   set_phase idle
   local pid
   for pid in "$gateway_pid" "$reference_pid" "$native_pid"; do

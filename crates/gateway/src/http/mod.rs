@@ -595,13 +595,8 @@ impl RequestIds {
 /// the port or a trailing dot, in lower case.
 pub(crate) fn request_host<B>(request: &Request<B>) -> Option<String> {
     let authority = match request.uri().authority() {
-        Some(authority) => authority.as_str().to_owned(),
-        None => request
-            .headers()
-            .get(header::HOST)?
-            .to_str()
-            .ok()?
-            .to_owned(),
+        Some(authority) => authority.as_str(),
+        None => request.headers().get(header::HOST)?.to_str().ok()?,
     };
     let authority = authority.rsplit('@').next().unwrap_or_default();
     // `[::1]:8080` keeps its brackets; `name:8080` loses the port.
