@@ -53,9 +53,10 @@ import matplotlib.pyplot as plt  # noqa: E402 (the backend comes first)
 ROOT = Path(__file__).resolve().parent.parent
 BEGIN, END = "<!-- bench-all:begin -->", "<!-- bench-all:end -->"
 HEADING = "## At HEAD: every figure from one run"
-SECTIONS = ("http", "footprint", "ws", "mqtt", "state")
+SECTIONS = ("http", "footprint", "ws", "mqtt", "state", "reload", "pulley")
 SECTION_TITLES = {"http": "HTTP", "footprint": "Footprint", "ws": "WebSocket",
-                  "mqtt": "MQTT and Modbus", "state": "State"}
+                  "mqtt": "MQTT and Modbus", "state": "State", "reload": "Hot swap",
+                  "pulley": "Pulley against Cranelift"}
 CHART_FILES = ("throughput-ratios.svg", "http-latency.svg", "http-rss.svg", "ws-idle-memory.svg")
 SECTION_CHARTS = {"http": ["http-latency.svg", "http-rss.svg"], "ws": ["ws-idle-memory.svg"]}
 GATEWAY_COLOUR, REFERENCE_COLOUR, TARGET_COLOUR = "#1f77b4", "#ff7f0e", "#d62728"
@@ -899,9 +900,21 @@ def section_body(name, run, results, charts, commit):
         body = ws_section(folder, charts, commit, section["command"])
     elif name == "mqtt":
         body, ratios = mqtt_section(folder)
-    else:
+    elif name == "state":
         body, ratios = state_section(folder)
+    else:
+        body = verbatim_section(folder)
     return f"Command: `{section['command']}`. {body}", ratios
+
+
+def verbatim_section(folder):
+    """A section whose script writes its own tables (results.md): those,
+    one heading level down to sit under the section's."""
+    path = folder / "results.md"
+    if not path.is_file():
+        raise MissingData(f"{path} is missing")
+    text = re.sub(r"^(#+) ", r"#\1 ", path.read_text().strip(), flags=re.M)
+    return f"Its tables, as the script wrote them; raw: `{rel(folder)}/`.\n\n{text}"
 
 
 def build_block(run, results, charts, commit):

@@ -12,14 +12,16 @@
 #   ws         scripts/bench-ws.sh         (idle, echo and fan-out beside tungstenite)
 #   mqtt       scripts/bench-mqtt.sh       (beside a broker pass-through; Modbus)
 #   state      scripts/bench-state.sh      (KV and SQLite beside redis-benchmark and rusqlite)
-# Any BENCH_* or FOOTPRINT_* variable set here reaches every section (so
+#   reload     scripts/bench-reload.sh     (hot swap: mv to first response, requests during swaps, scale-up)
+#   pulley     scripts/bench-pulley.sh     (the Pulley interpreter beside Cranelift, same modules)
+# Any BENCH_*, FOOTPRINT_* or RELOAD_* variable set here reaches every section (so
 # BENCH_RUNS=5 means five runs of each), except BENCH_RESULTS, which is set
 # per section. run.json records the commit, the machine, the times, and each
 # section's command line (with the settings its script reads) and duration;
 # logs/<section>.log holds what it printed.
 #
 # Environment (defaults in brackets):
-#   BENCH_SECTIONS ["http footprint ws mqtt state"]   which sections run, in this order
+#   BENCH_SECTIONS ["http footprint ws mqtt state reload pulley"]   which sections run, in this order
 #   BENCH_ALL_RESULTS [target/bench-all]              where everything is written
 #   BENCH_ALL_DOCS [1]    1: the report writes docs/benchmarks.md (between its
 #                         bench-all markers) and docs/benchmarks/*.svg; 0: only
@@ -31,7 +33,7 @@
 set -euo pipefail
 
 root="$(cd "$(dirname "$0")/.." && pwd)"
-all_sections=(http footprint ws mqtt state)
+all_sections=(http footprint ws mqtt state reload pulley)
 read -r -a requested <<<"${BENCH_SECTIONS:-${all_sections[*]}}"
 out="${BENCH_ALL_RESULTS:-$root/target/bench-all}"
 docs="${BENCH_ALL_DOCS:-1}"
@@ -44,6 +46,8 @@ declare -A scripts=(
   [ws]=scripts/bench-ws.sh
   [mqtt]=scripts/bench-mqtt.sh
   [state]=scripts/bench-state.sh
+  [reload]=scripts/bench-reload.sh
+  [pulley]=scripts/bench-pulley.sh
 )
 for section in "${requested[@]}"; do
   [[ -n "${scripts[$section]:-}" ]] || {
@@ -100,7 +104,7 @@ commit="$(git -C "$root" rev-parse --short HEAD)"
 settings=()
 setting_names=()
 while read -r name; do
-  [[ "$name" =~ ^(BENCH|FOOTPRINT)_ && "$name" != BENCH_RESULTS && "$name" != BENCH_ALL_RESULTS ]] || continue
+  [[ "$name" =~ ^(BENCH|FOOTPRINT|RELOAD)_ && "$name" != BENCH_RESULTS && "$name" != RELOAD_RESULTS && "$name" != BENCH_ALL_RESULTS ]] || continue
   settings+=("$(printf '%q' "$name=${!name}")")
   setting_names+=("$name")
 done < <(compgen -e | LC_ALL=C sort)

@@ -6,11 +6,14 @@
 #   GET /json2k              (Go's encoding/json: mostly guest code)
 #   POST /cgi-echo           (a fresh instance per request)
 #
-#   scripts/bench-pulley.sh     env: BENCH_DURATION [10s], BENCH_CONNECTIONS [16]
+#   scripts/bench-pulley.sh
+#   env: BENCH_DURATION [10s], BENCH_CONNECTIONS [16],
+#        BENCH_RESULTS [target/bench-pulley] (results.md and the wrk logs)
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
 duration="${BENCH_DURATION:-10s}"
 connections="${BENCH_CONNECTIONS:-16}"
+results="${BENCH_RESULTS:-$root/target/bench-pulley}"
 command -v wrk >/dev/null || { echo "bench-pulley.sh: wrk is not installed (apt-get install -y wrk)" >&2; exit 1; }
 
 work="$(mktemp -d "${TMPDIR:-/tmp}/shanhai-pulley.XXXXXX")"
@@ -23,13 +26,13 @@ trap cleanup EXIT
 
 # The same build as the tests' (one feature set: wasmtime compiled once).
 cargo build --release --quiet --manifest-path "$root/Cargo.toml" --workspace --all-targets
-mkdir -p "$work/modules"
-for name in add json2k cgi-echo; do
-  if [[ ! -f "$root/target/modules/$name.wasm" ]]; then
-    bash "$root/scripts/build-examples.sh" "$root/target/modules" 2>/dev/null
-  fi
-  cp "$root/target/modules/$name.wasm" "$work/modules/"
+mkdir -p "$work/modules" "$results"
+rm -f "$results"/*.txt "$results/results.md"
+# Built from this checkout, as scripts/build-examples.sh builds them.
+for name in add json2k; do
+  (cd "$root/examples/$name" && GOOS=wasip1 GOARCH=wasm go build -buildmode=c-shared -o "$work/modules/$name.wasm" .)
 done
+(cd "$root/examples/cgi-echo" && GOOS=wasip1 GOARCH=wasm go build -o "$work/modules/cgi-echo.wasm" .)
 printf 'wrk.method = "POST"\nwrk.body = "[2.5,3.7]"\n' >"$work/add.lua"
 printf 'wrk.method = "POST"\nwrk.body = "hello from wrk"\n' >"$work/cgi.lua"
 port="$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')"
@@ -37,6 +40,8 @@ port="$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0))
 rate() { sed -n 's/^Requests\/sec: *//p' "$1"; }
 latency() { awk '$1 == "Latency" { print $2; exit }' "$1"; }
 
+# The table goes to the terminal and to results.md.
+exec > >(tee "$results/results.md")
 printf '| compiler | add req/s | add latency | json2k req/s | json2k latency | cgi-echo req/s | cgi-echo latency |\n'
 printf '| --- | --- | --- | --- | --- | --- | --- |\n'
 for compiler in cranelift pulley; do
@@ -72,8 +77,12 @@ TOML
     # shellcheck disable=SC2086
     wrk -t2 -c"$connections" -d2s $args >/dev/null
     # shellcheck disable=SC2086
-    wrk -t2 -c"$connections" -d"$duration" --latency $args >"$work/$compiler/$name.txt"
-    row+=" | $(rate "$work/$compiler/$name.txt") | $(latency "$work/$compiler/$name.txt")"
+    log="$results/$compiler-$name.txt"
+    # shellcheck disable=SC2086
+    echo "\$ wrk -t2 -c$connections -d$duration --latency $args" >"$log"
+    # shellcheck disable=SC2086
+    wrk -t2 -c"$connections" -d"$duration" --latency $args >>"$log"
+    row+=" | $(rate "$log") | $(latency "$log")"
   done
   echo "$row |"
   kill "$pid"

@@ -21,7 +21,7 @@
 #   RELOAD_SWAPS [5]        swaps per case in 1
 #   RELOAD_DURATION [10s]   wrk duration in 2
 #   RELOAD_STEP [5s]        wrk duration of the load step in 3
-#   RELOAD_RESULTS [target/bench-reload]  where logs and results.md go
+#   RELOAD_RESULTS [BENCH_RESULTS, else target/bench-reload]  where logs and results.md go
 # Needs target/release/shanhai (cargo build --release -p shanhai-cli), go,
 # wrk, python3, and the Rust guest (built here if missing).
 set -euo pipefail
@@ -30,7 +30,7 @@ root="$(cd "$(dirname "$0")/.." && pwd)"
 swaps="${RELOAD_SWAPS:-5}"
 duration="${RELOAD_DURATION:-10s}"
 step="${RELOAD_STEP:-5s}"
-results="${RELOAD_RESULTS:-$root/target/bench-reload}"
+results="${RELOAD_RESULTS:-${BENCH_RESULTS:-$root/target/bench-reload}}"
 shanhai="$root/target/release/shanhai"
 
 for tool in wrk go python3 cargo; do
