@@ -274,7 +274,13 @@ def json_runs(folder, pattern, labels):
     missing = [label for label in labels if label not in files]
     if missing:
         raise MissingData(f"no raw results for {', '.join(missing)} in {folder}")
-    return {label: [json.loads(path.read_text()) for path in files[label]] for label in labels}
+    runs = {label: [json.loads(path.read_text()) for path in files[label]] for label in labels}
+    for label, found in runs.items():
+        failed = [run.get("failed") for run in found if run.get("failed")]
+        if failed:
+            raise MissingData(f"{label}: {failed[0]} connections failed in a run "
+                              f"({found[0].get('first_error')}): it measured something else")
+    return runs
 
 
 def first_command(folder, name):
@@ -935,8 +941,9 @@ def build_block(run, results, charts, commit):
              + ("CPU pinning as the command sets it." if re.search(r"BENCH_\w+_CPUS=\S", run["command"])
                 else "Nothing was pinned: the load generators and the servers share the cores."),
              "",
-             table(["section", "script (its command is under its heading)", "took"],
-                   [[name, f"`{s['script']}`", f"{(s['seconds'] or 0) // 60}m{(s['seconds'] or 0) % 60:02d}s"]
+             table(["section", "script (its command is under its heading)", "commit", "took"],
+                   [[name, f"`{s['script']}`", f"`{s.get('commit', commit)}`",
+                     f"{(s['seconds'] or 0) // 60}m{(s['seconds'] or 0) % 60:02d}s"]
                     for name, s in sections.items()])]
     made, ratios, bodies = [], [], {}
     for name in SECTIONS:
@@ -946,8 +953,8 @@ def build_block(run, results, charts, commit):
         try:
             bodies[name], found = section_body(name, run, results, charts, commit)
         except MissingData as err:
-            raise SystemExit(f"report.py: section {name}: {err}.\nRerun scripts/bench-all.sh "
-                             f"(BENCH_SECTIONS={name} reruns only {name}; the report then leaves out the others).")
+            raise SystemExit(f"report.py: section {name}: {err}.\nRerun it: BENCH_ALL_KEEP=1 "
+                             f"BENCH_SECTIONS={name} scripts/bench-all.sh keeps the other sections' results.")
         ratios += found
         made += SECTION_CHARTS.get(name, [])
     if ratios:

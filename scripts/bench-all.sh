@@ -23,6 +23,10 @@
 # Environment (defaults in brackets):
 #   BENCH_SECTIONS ["http footprint ws mqtt state reload pulley"]   which sections run, in this order
 #   BENCH_ALL_RESULTS [target/bench-all]              where everything is written
+#   BENCH_ALL_KEEP [0]    1: keep the other sections' results of the last run in
+#                         BENCH_ALL_RESULTS and rerun only BENCH_SECTIONS (a section
+#                         that failed, or one whose script changed); run.json then
+#                         names each section's commit
 #   BENCH_ALL_DOCS [1]    1: the report writes docs/benchmarks.md (between its
 #                         bench-all markers) and docs/benchmarks/*.svg; 0: only
 #                         report.md and charts/ under BENCH_ALL_RESULTS
@@ -37,6 +41,7 @@ all_sections=(http footprint ws mqtt state reload pulley)
 read -r -a requested <<<"${BENCH_SECTIONS:-${all_sections[*]}}"
 out="${BENCH_ALL_RESULTS:-$root/target/bench-all}"
 docs="${BENCH_ALL_DOCS:-1}"
+keep="${BENCH_ALL_KEEP:-0}"
 matplotlib_version=3.11.2
 venv="$root/target/bench-venv"
 
@@ -136,14 +141,45 @@ versions_file="$out/logs/versions.txt"
 } >"$versions_file"
 
 started_utc="$(date -u +%Y-%m-%dT%H:%M:%SZ)"
-# One line per section: name, script, command line, status, seconds, start, end.
+# One line per section: name, script, command line, status, seconds, start,
+# end, commit.
 sections_file="$out/logs/sections.tsv"
-: >"$sections_file"
+if [[ "$keep" == 1 && -f "$out/run.json" && -f "$sections_file" ]]; then
+  # The last run's other sections stay: their lines, its start, its
+  # selection, and its command followed by this one.
+  read -r -a kept_sections < <(python3 - "$out/run.json" "$sections_file" "${sections[@]}" <<'EOF'
+import json, sys
+run_json, tsv, *rerun = sys.argv[1:]
+run = json.load(open(run_json))
+lines = []
+for line in open(tsv):
+    fields = line.rstrip("\n").split("\t")
+    if fields[0] in rerun:
+        continue
+    if len(fields) == 7:
+        fields.append(run["commit"])
+    lines.append("\t".join(fields) + "\n")
+open(tsv, "w").writelines(lines)
+print(" ".join(name for name in run["selected"] if name not in rerun))
+EOF
+  )
+  started_utc="$(python3 -c 'import json, sys; print(json.load(open(sys.argv[1]))["started"])' "$out/run.json")"
+  run_commit="$(python3 -c 'import json, sys; print(json.load(open(sys.argv[1]))["commit"])' "$out/run.json")"
+  command_line="$(python3 -c 'import json, sys; print(json.load(open(sys.argv[1]))["command"])' "$out/run.json"); then BENCH_ALL_KEEP=1 $command_line"
+  selected=()
+  for section in "${all_sections[@]}"; do
+    [[ " ${kept_sections[*]} ${sections[*]} " == *" $section "* ]] && selected+=("$section")
+  done
+else
+  : >"$sections_file"
+  selected=("${sections[@]}")
+  run_commit="$commit"
+fi
 
 # write_run_json [END]: run.json from what is known so far.
 write_run_json() {
-  python3 - "$out/run.json" "$commit" "$started_utc" "${1:-}" "$command_line" "$docs" \
-    "$versions_file" "$sections_file" "${sections[@]}" <<'EOF'
+  python3 - "$out/run.json" "$run_commit" "$started_utc" "${1:-}" "$command_line" "$docs" \
+    "$versions_file" "$sections_file" "${selected[@]}" <<'EOF'
 import json, os, platform, sys
 out, commit, started, ended, command, docs, versions, done_file, *selected = sys.argv[1:]
 
@@ -165,9 +201,10 @@ with open(versions) as f:
 runs = {}
 with open(done_file) as f:
     for line in f:
-        name, script, cmd, status, seconds, start, end = line.rstrip("\n").split("\t")
+        name, script, cmd, status, seconds, start, end, section_commit = line.rstrip("\n").split("\t")
         runs[name] = {"script": script, "command": cmd, "status": status,
-                      "seconds": int(seconds) if seconds else None, "started": start, "ended": end or None}
+                      "seconds": int(seconds) if seconds else None, "started": start, "ended": end or None,
+                      "commit": section_commit}
 try:
     distro = platform.freedesktop_os_release().get("PRETTY_NAME")
 except OSError:
@@ -198,8 +235,9 @@ EOF
 
 elapsed() { printf '%dm%02ds' $(($1 / 60)) $(($1 % 60)); }
 
-# section_line NAME SCRIPT COMMAND STATUS SECONDS START END: one line of sections.tsv.
-section_line() { printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$@"; }
+# section_line NAME SCRIPT COMMAND STATUS SECONDS START END: one line of
+# sections.tsv, with this run's commit.
+section_line() { printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$@" "$commit"; }
 
 # A section stopped by Ctrl-C or a failure of this script is marked so.
 running=()

@@ -121,10 +121,16 @@ wsload="$work/bin/bench-wsload"
 mkdir -p "$work/modules"
 (cd "$root/examples/ws-echo" && GOOS=wasip1 GOARCH=wasm go build -buildmode=c-shared -o "$work/modules/ws-echo.wasm" .)
 (cd "$root/bench/ws-fanout" && GOOS=wasip1 GOARCH=wasm go build -buildmode=c-shared -o "$work/modules/ws-fanout.wasm" .)
-cat >"$work/gateway.toml" <<'EOF'
+# Every connection comes from 127.0.0.1: lift the per-address cap (a
+# quarter of max_connections by default) to what the run opens.
+connection_cap=$((idle_connections + idle_warmup > fanout_connections ? idle_connections + idle_warmup : fanout_connections))
+connection_cap=$((connection_cap + 100))
+cat >"$work/gateway.toml" <<EOF
 [server]
 watch = false
 drain_timeout_ms = 2000
+max_connections = $connection_cap
+max_connections_per_ip = $connection_cap
 
 [admin]
 enabled = false
@@ -201,6 +207,13 @@ client() {
     exit 1
   }
   kill -0 "$server_pid" 2>/dev/null || { echo "bench-ws.sh: the server exited:" >&2; tail -n 20 "$work"/*.err >&2; exit 1; }
+  # A run that could not open its connections measured something else.
+  python3 - "$out" <<'PY' || exit 1
+import json, sys
+run = json.loads(open(sys.argv[1]).readline())
+if run.get("failed"):
+    sys.exit(f"bench-ws.sh: {run['failed']} connections failed ({run.get('first_error')}) in {sys.argv[1]}")
+PY
 }
 
 # The first start compiles both modules into the cache; later ones load it.
