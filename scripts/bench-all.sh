@@ -165,7 +165,7 @@ EOF
   )
   started_utc="$(python3 -c 'import json, sys; print(json.load(open(sys.argv[1]))["started"])' "$out/run.json")"
   run_commit="$(python3 -c 'import json, sys; print(json.load(open(sys.argv[1]))["commit"])' "$out/run.json")"
-  command_line="$(python3 -c 'import json, sys; print(json.load(open(sys.argv[1]))["command"])' "$out/run.json"); then BENCH_ALL_KEEP=1 $command_line"
+  command_line="$(python3 -c 'import json, sys; print(json.load(open(sys.argv[1]))["command"])' "$out/run.json"); then $command_line"
   selected=()
   for section in "${all_sections[@]}"; do
     [[ " ${kept_sections[*]} ${sections[*]} " == *" $section "* ]] && selected+=("$section")
