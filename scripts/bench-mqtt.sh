@@ -4,7 +4,7 @@
 # pass-through (publisher → the same broker → subscriber, no module) in the
 # same run; and Modbus/TCP frames through the TCP trigger and the Go modbus
 # module. Load from bench-mqttload (bench/mqttload). The figures in
-# docs/benchmarks.md ("MQTT (issue 5)") come from this script.
+# docs/benchmarks.md ("MQTT and Modbus") come from this script (via scripts/bench-all.sh).
 #
 #   scripts/bench-mqtt.sh
 #

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Hot-swap benchmarks (issue 3): how fast a changed module file is served,
 # what a swap costs the requests in flight, and how the instance pool grows
-# under a load step. The "Hot swap (issue 3)" figures in docs/benchmarks.md
+# under a load step. The "Hot swap" figures in docs/benchmarks.md
 # come from this script.
 #
 #   scripts/bench-reload.sh

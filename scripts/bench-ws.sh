@@ -2,7 +2,7 @@
 # WebSocket benchmarks: the gateway's WebSocket trigger under bench-wsload
 # (bench/wsload), beside a native Rust reference without wasm
 # (bench-reference-ws, bench/reference/src/ws.rs). The figures in
-# docs/benchmarks.md ("WebSocket (issue 4)") come from this script.
+# docs/benchmarks.md ("WebSocket") come from this script (via scripts/bench-all.sh).
 #
 #   scripts/bench-ws.sh
 #
