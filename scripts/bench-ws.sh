@@ -10,7 +10,7 @@
 # with the reference so that machine noise hits both; every measurement gets
 # a freshly started server:
 #   a. idle: VmRSS growth per idle connection, BENCH_WS_IDLE_CONNECTIONS held
-#      gateway (Go ws-echo) vs the reference with a BENCH_WS_REF_READ_BUFFER
+#      gateway (Go ws-echo, its pool fixed at one instance) vs the reference with a BENCH_WS_REF_READ_BUFFER
 #      read buffer, and the reference with tungstenite's default (128 KiB)
 #   b. echo: round trips p50/p99 at each rate of BENCH_WS_RATES (messages/s,
 #      all connections together, open loop) over BENCH_WS_ECHO_CONNECTIONS
@@ -135,6 +135,13 @@ max_connections_per_ip = $connection_cap
 [admin]
 enabled = false
 EOF
+# The idle rows hold ws-echo's pool at one instance, made at load: each
+# connection's open event runs the module, and with the default pool (up
+# to 16 instances) the burst of opens grew it by a varying number of Go
+# instances during the measurement, which showed as 400-600 B more "per
+# connection" from run to run (docs/benchmarks.md). The echo and fan-out
+# rows keep the default pool.
+{ cat "$work/gateway.toml"; printf '\n[modules.ws-echo]\nmin_instances = 1\nmax_instances = 1\n'; } >"$work/gateway-idle.toml"
 
 # start_listening NAME CMD...: starts a server that prints `listening on
 # http://ADDR` on stdout; sets $addr and $server_pid.
@@ -180,11 +187,14 @@ stop_server() {
   wait "$pid" 2>/dev/null || true
 }
 
-# start TARGET: a fresh server for TARGET (gw, ref, ref-default, ref-fanout).
+# start TARGET: a fresh server for TARGET (gw, gw-idle: the gateway with the
+# idle rows' fixed pool, ref, ref-default, ref-fanout).
 start() {
   case "$1" in
-    gw)
-      SHANHAI_LOG=warn start_listening gw "$shanhai" serve --config "$work/gateway.toml" \
+    gw | gw-idle)
+      local config="$work/gateway.toml"
+      [[ "$1" == gw-idle ]] && config="$work/gateway-idle.toml"
+      SHANHAI_LOG=warn start_listening gw "$shanhai" serve --config "$config" \
         --modules "$work/modules" --listen 127.0.0.1:0 --cache-dir "$work/cache"
       wait_ready "http://$addr"
       ;;
@@ -225,7 +235,7 @@ stop_server
 measure() {
   local kind="$1" target="$2" n="$3" rate="${4:-}" path=ws-echo
   [[ "$target" == ref-fanout || "$kind" == fanout ]] && path=ws-fanout
-  start "$target"
+  if [[ "$kind" == idle && "$target" == gw ]]; then start gw-idle; else start "$target"; fi
   local url="ws://$addr/$path/ws" out
   case "$kind" in
     idle)

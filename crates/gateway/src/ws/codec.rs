@@ -155,8 +155,11 @@ pub(crate) struct Decoder {
     partial: BytesMut,
     /// How much of `partial` is known to be valid UTF-8, so that a text
     /// message is checked once overall, and fails as soon as a fragment
-    /// cannot be the start of valid text.
-    utf8_checked: usize,
+    /// cannot be the start of valid text. At most `max_message_bytes`,
+    /// which `new` caps at `u32::MAX` (no wasm32 module could take a
+    /// larger message): 4 bytes, so that the decoder, part of every idle
+    /// connection's task, fits a smaller allocation.
+    utf8_checked: u32,
 }
 
 impl Decoder {
@@ -165,7 +168,7 @@ impl Decoder {
     /// bytes each and never buffered across calls.
     pub(crate) fn new(max_message_bytes: usize) -> Self {
         Self {
-            max_message_bytes,
+            max_message_bytes: max_message_bytes.min(u32::MAX as usize),
             kind: None,
             partial: BytesMut::new(),
             utf8_checked: 0,
@@ -219,7 +222,10 @@ impl Decoder {
             // partial message never pins the caller's read buffer.
             self.partial.extend_from_slice(&payload);
             if kind == MessageKind::Text {
-                validate_utf8(&self.partial, &mut self.utf8_checked, header.fin)?;
+                let mut checked = self.utf8_checked as usize;
+                validate_utf8(&self.partial, &mut checked, header.fin)?;
+                self.utf8_checked =
+                    u32::try_from(checked).expect("a partial message fits max_message_bytes");
             }
             if header.fin {
                 // `take` leaves an unallocated `BytesMut` behind.

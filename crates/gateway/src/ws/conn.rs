@@ -13,7 +13,7 @@ use std::task::{Poll, ready};
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
-use hyper::upgrade::Upgraded;
+use hyper::upgrade::{OnUpgrade, Upgraded};
 use hyper_util::rt::TokioIo;
 use shanhai_abi::EventKind;
 use shanhai_abi::wire::{WsEvent, WsEventType};
@@ -30,7 +30,7 @@ const WRITE_BATCH: usize = 64 << 10;
 
 /// Messages handled from one read before the replies are written: a client
 /// pipelining many small messages must not overflow its own send queue.
-const FLUSH_EVERY: usize = 64;
+const FLUSH_EVERY: u32 = 64;
 
 type Io = TokioIo<Upgraded>;
 
@@ -41,62 +41,77 @@ struct Ended {
 }
 
 /// Runs a connection until it closes, then tells the module and leaves
-/// the hub.
+/// the hub. This is the connection's whole task: what it holds across its
+/// awaits is what every idle connection costs (docs/benchmarks.md).
 pub(crate) async fn run(
-    upgraded: Upgraded,
+    on_upgrade: OnUpgrade,
     connection: Arc<Connection>,
     trigger: Arc<WsTrigger>,
-    module: Arc<str>,
 ) {
+    let upgraded = match on_upgrade.await {
+        Ok(upgraded) => upgraded,
+        Err(err) => {
+            tracing::debug!(module = &*connection.module, error = %err, "WebSocket upgrade did not complete");
+            trigger.hub.remove(&connection);
+            return;
+        }
+    };
     let mut io = TokioIo::new(upgraded);
     let mut session = Session {
-        connection: &connection,
-        trigger: &trigger,
-        module: &module,
+        connection,
+        trigger,
         events: 0,
+        handled: 0,
         close_sent: false,
     };
     tracing::debug!(
-        module = &*module,
-        connection = connection.id,
-        request_id = &*connection.info.request_id,
-        remote = connection.info.remote(),
+        module = &**session.module(),
+        connection = session.connection.id,
+        request_id = session.connection.info.request_id(),
+        remote = session.connection.info.remote(),
         "WebSocket connection open"
     );
     let ended = session.serve(&mut io).await;
     tracing::debug!(
-        module = &*module,
-        connection = connection.id,
+        module = &**session.module(),
+        connection = session.connection.id,
         code = ended.code,
         "WebSocket connection closed"
     );
     // The close event is delivered once, after the connection is done.
     // Leave the hub first: the module's close event must not find the
     // connection still there to send to.
-    trigger.hub.remove(&connection);
+    session.trigger.hub.remove(&session.connection);
     Box::pin(session.deliver(WsEventType::Close, ended.code, ended.reason.as_bytes())).await;
-    metrics::counter!("shanhai_ws_closed_total", "module" => module.to_string(), "code" => ended.code.to_string())
+    metrics::counter!("shanhai_ws_closed_total", "module" => session.module().to_string(), "code" => ended.code.to_string())
         .increment(1);
 }
 
-struct Session<'a> {
-    connection: &'a Arc<Connection>,
-    trigger: &'a Arc<WsTrigger>,
-    module: &'a Arc<str>,
+struct Session {
+    connection: Arc<Connection>,
+    trigger: Arc<WsTrigger>,
     /// Events delivered so far: numbers the request ids.
     events: u64,
+    /// Frames handled from the current read: a field, not a local of
+    /// `serve`, so that it costs the idle task nothing (it fits beside
+    /// `close_sent`).
+    handled: u32,
     /// Whether our close frame went out.
     close_sent: bool,
 }
 
-impl Session<'_> {
+impl Session {
+    /// The module the connection was opened for.
+    fn module(&self) -> &Arc<str> {
+        &self.connection.module
+    }
+
     async fn serve(&mut self, io: &mut Io) -> Ended {
-        let hub = self.trigger.hub.clone();
-        let mut decoder = Decoder::new(hub.settings.max_message_bytes);
+        let mut decoder = Decoder::new(self.trigger.hub.settings.max_message_bytes);
         let mut input = BytesMut::new();
         loop {
             // Everything already received, message by message.
-            let mut handled = 0;
+            self.handled = 0;
             loop {
                 match decoder.decode(&mut input) {
                     Ok(Some(incoming)) => {
@@ -104,29 +119,15 @@ impl Session<'_> {
                         if let Some(ended) = Box::pin(self.on_frame(io, incoming)).await {
                             return ended;
                         }
-                        handled += 1;
-                        if handled % FLUSH_EVERY == 0
+                        self.handled += 1;
+                        if self.handled.is_multiple_of(FLUSH_EVERY)
                             && let Some(ended) = Box::pin(self.flush(io)).await
                         {
                             return ended;
                         }
                     }
                     Ok(None) => break,
-                    Err(err) => {
-                        let code = err.close_code();
-                        tracing::debug!(module = &**self.module, connection = self.connection.id, error = %err, "closing a WebSocket connection for a protocol error");
-                        // The messages before the bad frame were handled:
-                        // their replies go out before the close frame.
-                        let (queued, _) = self.connection.take();
-                        if Box::pin(self.write_queued(io, queued)).await.is_err() {
-                            return dropped();
-                        }
-                        let _ = Box::pin(self.write_close(io, code, &err.to_string())).await;
-                        return Ended {
-                            code,
-                            reason: err.to_string(),
-                        };
-                    }
+                    Err(err) => return Box::pin(self.refuse_frame(io, err)).await,
                 }
             }
             if input.is_empty() && input.capacity() > 0 {
@@ -149,26 +150,43 @@ impl Session<'_> {
         }
     }
 
+    /// Closes the connection for a protocol error in what the peer sent.
+    /// The messages before the bad frame were handled: their replies go
+    /// out before the close frame. (One call, boxed, rather than inline in
+    /// `serve`: a value held across two awaits there would be part of
+    /// every idle connection's task.)
+    async fn refuse_frame(&mut self, io: &mut Io, err: codec::ProtocolError) -> Ended {
+        let code = err.close_code();
+        let reason = err.to_string();
+        tracing::debug!(module = &**self.module(), connection = self.connection.id, error = %reason, "closing a WebSocket connection for a protocol error");
+        let (queued, _) = self.connection.take();
+        if self.write_queued(io, queued).await.is_err() {
+            return dropped();
+        }
+        let _ = self.write_close(io, code, &reason).await;
+        Ended { code, reason }
+    }
+
     /// Handles one message or control frame; `Some` when the connection
     /// ended.
     async fn on_frame(&mut self, io: &mut Io, incoming: Incoming) -> Option<Ended> {
         let hub = &self.trigger.hub;
         match incoming {
             Incoming::Text(data) => {
-                hub.seen(self.connection, true);
+                hub.seen(&self.connection, true);
                 self.on_message(WsEventType::Text, data).await
             }
             Incoming::Binary(data) => {
-                hub.seen(self.connection, true);
+                hub.seen(&self.connection, true);
                 self.on_message(WsEventType::Binary, data).await
             }
             Incoming::Ping(data) => {
-                hub.seen(self.connection, false);
-                let _ = hub.push(self.connection, Outgoing::Pong(data));
+                hub.seen(&self.connection, false);
+                let _ = hub.push(&self.connection, Outgoing::Pong(data));
                 None
             }
             Incoming::Pong(_) => {
-                hub.seen(self.connection, false);
+                hub.seen(&self.connection, false);
                 None
             }
             Incoming::Close(close) => {
@@ -214,7 +232,7 @@ impl Session<'_> {
                 let _ = self
                     .trigger
                     .hub
-                    .push(self.connection, Outgoing::Message(message));
+                    .push(&self.connection, Outgoing::Message(message));
             }
         }
         None
@@ -232,10 +250,15 @@ impl Session<'_> {
         self.events += 1;
         let request_id: Arc<str> = Arc::from(format!(
             "{}.{}",
-            self.connection.info.request_id, self.events
+            self.connection.info.request_id(),
+            self.events
         ));
         let key = self.connection.id.to_le_bytes();
-        let Some(selected) = self.trigger.registry.select_keyed(self.module, Some(&key)) else {
+        let Some(selected) = self
+            .trigger
+            .registry
+            .select_keyed(self.module(), Some(&key))
+        else {
             self.connection
                 .close(1001, "module unloaded", CloseCause::Unloaded);
             return None;
@@ -265,7 +288,7 @@ impl Session<'_> {
             Err(InvokeError::NoHandler(_)) if kind == WsEventType::Close => None,
             Err(err) => {
                 tracing::warn!(
-                    module = &**self.module,
+                    module = &**self.module(),
                     connection = self.connection.id,
                     request_id = &*request_id,
                     kind = err.kind(),
@@ -280,7 +303,7 @@ impl Session<'_> {
     }
 
     fn send_error(&self, kind: &str, message: &str) {
-        let request_id = format!("{}.{}", self.connection.info.request_id, self.events);
+        let request_id = format!("{}.{}", self.connection.info.request_id(), self.events);
         self.send_error_with_id(kind, message, &request_id);
     }
 
@@ -289,11 +312,11 @@ impl Session<'_> {
         let body = serde_json::json!({
             "error": kind,
             "message": message,
-            "module": &**self.module,
+            "module": &**self.module(),
             "request_id": request_id,
         });
         let _ = self.trigger.hub.push(
-            self.connection,
+            &self.connection,
             Outgoing::Message(WsMessage {
                 text: true,
                 data: Bytes::from(body.to_string()),
@@ -311,7 +334,7 @@ impl Session<'_> {
         }
         let (code, reason, cause) = closing?;
         if cause != CloseCause::Module {
-            metrics::counter!("shanhai_ws_closed_by_gateway_total", "module" => self.module.to_string(), "reason" => cause.label())
+            metrics::counter!("shanhai_ws_closed_by_gateway_total", "module" => self.module().to_string(), "reason" => cause.label())
                 .increment(1);
         }
         if self.write_close(io, code, &reason).await.is_err() {
@@ -397,14 +420,49 @@ fn dropped() -> Ended {
 }
 
 /// Reads what is available into `buf` through a scratch buffer on the
-/// stack, so a connection waiting for data owns no read buffer.
-async fn read_some(io: &mut Io, buf: &mut BytesMut) -> std::io::Result<usize> {
-    poll_fn(|cx| {
+/// stack, so a connection waiting for data owns no read buffer. A plain
+/// `poll_fn` rather than an `async fn`: the future is its two references
+/// and nothing else, part of every idle connection's task.
+fn read_some<'a>(
+    io: &'a mut Io,
+    buf: &'a mut BytesMut,
+) -> impl Future<Output = std::io::Result<usize>> + 'a {
+    poll_fn(move |cx| {
         let mut scratch = [0u8; 8192];
         let mut read = ReadBuf::new(&mut scratch);
         ready!(Pin::new(&mut *io).poll_read(cx, &mut read))?;
         buf.extend_from_slice(read.filled());
         Poll::Ready(Ok(read.filled().len()))
     })
-    .await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The size of the future `f` returns, without calling it.
+    fn future_size<A, B, C, F: FnOnce(A, B, C) -> R, R>(_: &F) -> usize {
+        std::mem::size_of::<R>()
+    }
+
+    /// tokio allocates each task as one cell, its future beside 104 bytes
+    /// of header and trailer, padded to a multiple of 128 bytes on 64-bit
+    /// x86 and ARM. A connection task of at most 408 bytes takes a 512-byte
+    /// cell; 8 bytes more take 640 on every idle connection
+    /// (docs/benchmarks.md, "An idle WebSocket connection"). Checked in
+    /// optimised builds (the test suite's): unoptimised ones lay the
+    /// future out with more room.
+    #[test]
+    #[cfg(all(
+        not(debug_assertions),
+        target_pointer_width = "64",
+        any(target_arch = "x86_64", target_arch = "aarch64")
+    ))]
+    fn the_connection_task_fits_a_512_byte_task_cell() {
+        let size = future_size(&run);
+        assert!(
+            size <= 408,
+            "the connection task's future is {size} bytes: over 408, tokio pads its task to 640 bytes"
+        );
+    }
 }

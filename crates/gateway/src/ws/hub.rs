@@ -75,39 +75,48 @@ pub(crate) struct Outbox {
     /// Bytes of the data messages in `queue`.
     bytes: usize,
     /// Set once the connection is closing: the close frame to send (the
-    /// first reason wins) and why. Nothing more is queued after it.
-    pub(crate) closing: Option<(u16, String, CloseCause)>,
+    /// first reason wins) and why. Nothing more is queued after it. Boxed:
+    /// rare, and every idle connection would carry its 32 bytes inline.
+    pub(crate) closing: Option<Box<(u16, String, CloseCause)>>,
     /// The rooms the connection is in, for cleanup when it ends.
     rooms: Vec<Box<str>>,
 }
 
 /// What every event of a connection carries, from its upgrade request.
 pub(crate) struct ConnInfo {
-    /// The upgrade request's id; message ids extend it.
-    pub(crate) request_id: Arc<str>,
-    /// The request's path and query, then the peer's address: one
-    /// allocation where two would each round up, on every idle connection.
-    uri_and_remote: Box<str>,
-    uri_len: usize,
+    /// The upgrade request's id (message ids extend it), its path and
+    /// query, then the peer's address: one allocation where three would
+    /// each round up, on every idle connection.
+    text: Box<str>,
+    request_id_len: u32,
+    uri_end: u32,
 }
 
 impl ConnInfo {
-    pub(crate) fn new(request_id: Arc<str>, uri: &str, remote: &str) -> Self {
+    pub(crate) fn new(request_id: &str, uri: &str, remote: &str) -> Self {
+        // Request ids are short and the URI is bounded by hyper's header
+        // limits, far below 4 GiB.
+        let len = |part: &str| u32::try_from(part.len()).expect("request line fits u32");
         Self {
-            request_id,
-            uri_and_remote: [uri, remote].concat().into(),
-            uri_len: uri.len(),
+            text: [request_id, uri, remote].concat().into(),
+            request_id_len: len(request_id),
+            uri_end: len(request_id) + len(uri),
         }
+    }
+
+    /// The upgrade request's id.
+    pub(crate) fn request_id(&self) -> &str {
+        &self.text[..self.request_id_len as usize]
     }
 
     /// The upgrade request's path and query.
     pub(crate) fn uri(&self) -> &str {
-        &self.uri_and_remote[..self.uri_len]
+        &self.text[self.request_id_len as usize..self.uri_end as usize]
     }
 
     /// The peer's address, as `ip:port`.
     pub(crate) fn remote(&self) -> &str {
-        &self.uri_and_remote[self.uri_len..]
+        &self.text[self.uri_end as usize..]
     }
 }
 
@@ -159,14 +168,17 @@ impl Connection {
     pub(crate) fn take(&self) -> (VecDeque<Outgoing>, Option<(u16, String, CloseCause)>) {
         let mut outbox = self.outbox.lock().unwrap();
         outbox.bytes = 0;
-        (std::mem::take(&mut outbox.queue), outbox.closing.clone())
+        (
+            std::mem::take(&mut outbox.queue),
+            outbox.closing.as_deref().cloned(),
+        )
     }
 
     /// Starts closing with `code` and `reason` (the first caller wins).
     pub(crate) fn close(&self, code: u16, reason: &str, cause: CloseCause) {
         let mut outbox = self.outbox.lock().unwrap();
         if outbox.closing.is_none() {
-            outbox.closing = Some((code, reason.to_owned(), cause));
+            outbox.closing = Some(Box::new((code, reason.to_owned(), cause)));
         }
         drop(outbox);
         self.wake.notify_one();
@@ -531,7 +543,7 @@ mod tests {
     }
 
     fn info() -> ConnInfo {
-        ConnInfo::new(Arc::from("req-1"), "/chat/ws?room=a", "127.0.0.1:40000")
+        ConnInfo::new("req-1", "/chat/ws?room=a", "127.0.0.1:40000")
     }
 
     #[test]
@@ -539,7 +551,7 @@ mod tests {
         let info = info();
         assert_eq!(info.uri(), "/chat/ws?room=a");
         assert_eq!(info.remote(), "127.0.0.1:40000");
-        assert_eq!(&*info.request_id, "req-1");
+        assert_eq!(info.request_id(), "req-1");
     }
 
     fn text(s: &str) -> WsMessage {

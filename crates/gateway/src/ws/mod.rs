@@ -143,7 +143,7 @@ impl WsTrigger {
             .websocket_limit(name)
             .unwrap_or(self.hub.settings.max_connections_per_module);
         let info = hub::ConnInfo::new(
-            request_id.clone(),
+            request_id,
             request.uri().path_and_query().map_or("/", |pq| pq.as_str()),
             &remote.to_string(),
         );
@@ -230,19 +230,8 @@ impl WsTrigger {
             };
             let _ = self.hub.push(&connection, Outgoing::Message(message));
         }
-        let trigger = self.clone();
-        let name = name.clone();
-        tokio::spawn(async move {
-            match on_upgrade.await {
-                Ok(upgraded) => {
-                    conn::run(upgraded, connection, trigger, name).await;
-                }
-                Err(err) => {
-                    tracing::debug!(module = &*name, error = %err, "WebSocket upgrade did not complete");
-                    trigger.hub.remove(&connection);
-                }
-            }
-        });
+        let task = conn::run(on_upgrade, connection, self.clone());
+        tokio::spawn(task);
         let mut response = Response::new(Full::default());
         *response.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
         let headers = response.headers_mut();
