@@ -33,6 +33,8 @@
 set -euo pipefail
 
 root="$(cd "$(dirname "$0")/.." && pwd)"
+# shellcheck source=lib/ready.sh
+. "$root/scripts/lib/ready.sh"
 runs="${BENCH_RUNS:-3}"
 messages="${BENCH_MQTT_MESSAGES:-20000}"
 warmup="${BENCH_MQTT_WARMUP:-2000}"
@@ -152,11 +154,7 @@ start_gateway() {
   # The listeners open before the modules compile: wait until they have.
   local http
   http="$(sed -n 's|^listening on ||p' "$work/$name.out")"
-  for _ in $(seq 1 6000); do
-    curl -sf -o /dev/null "$http/readyz" && break
-    kill -0 "$gw_pid" 2>/dev/null || { cat "$work/$name.err" >&2; exit 1; }
-    sleep 0.05
-  done
+  wait_ready "$http" "$gw_pid" "$work/$name.err"
   for _ in $(seq 1 2000); do
     [ "$(grep -c 'MQTT trigger subscribed' "$work/$name.err")" -ge 2 ] && return
     sleep 0.01

@@ -11,6 +11,8 @@
 #        BENCH_RESULTS [target/bench-pulley] (results.md and the wrk logs)
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
+# shellcheck source=lib/ready.sh
+. "$root/scripts/lib/ready.sh"
 duration="${BENCH_DURATION:-10s}"
 connections="${BENCH_CONNECTIONS:-16}"
 results="${BENCH_RESULTS:-$root/target/bench-pulley}"
@@ -60,11 +62,7 @@ TOML
   (cd "$work/$compiler" && exec "$root/target/release/shanhai" serve --config shanhai.toml) \
     >"$work/$compiler/gateway.log" 2>&1 &
   pid=$!
-  for _ in $(seq 1 600); do
-    curl -fs "http://127.0.0.1:$port/readyz" >/dev/null 2>&1 && break
-    kill -0 "$pid" 2>/dev/null || { cat "$work/$compiler/gateway.log" >&2; exit 1; }
-    sleep 0.5
-  done
+  wait_ready "http://127.0.0.1:$port" "$pid" "$work/$compiler/gateway.log"
   grep -q "code: $([[ $compiler == pulley ]] && echo Pulley || echo Cranelift)" "$work/$compiler/gateway.log" ||
     { echo "the gateway did not run $compiler" >&2; exit 1; }
   [[ "$(curl -fs -d '[2.5,3.7]' "http://127.0.0.1:$port/api/exec/add/add")" == 6.2 ]] ||

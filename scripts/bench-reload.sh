@@ -134,7 +134,12 @@ def scaleup(args):
                 p = json.loads(body)["pool"]
                 samples.append((time.perf_counter(), p["live"], p["created"], p["scale_ups"]))
             time.sleep(0.05)
-    th = threading.Thread(target=poll); th.start(); time.sleep(0.5)
+    th = threading.Thread(target=poll); th.start()
+    # The pool's size before the load: wait for the first sample (a fixed
+    # pause here once left none, and live_before read None).
+    waited = time.perf_counter()
+    while not samples and time.perf_counter() - waited < 30: time.sleep(0.05)
+    if not samples: stop.set(); th.join(); sys.exit("scaleup: the admin API never answered /admin/modules/version")
     t0 = time.perf_counter()
     with open(log, "w") as f:
         subprocess.run(["wrk", "-t2", f"-c{conns}", f"-d{dur}", "--latency", url + "/version"], stdout=f, check=True)

@@ -25,6 +25,8 @@
 set -euo pipefail
 
 root="$(cd "$(dirname "$0")/.." && pwd)"
+# shellcheck source=lib/ready.sh
+. "$root/scripts/lib/ready.sh"
 duration="${BENCH_DURATION:-5s}"
 runs="${BENCH_RUNS:-3}"
 connections="${BENCH_CONNECTIONS:-32}"
@@ -87,6 +89,7 @@ TOML
   SHANHAI_LOG=warn "$shanhai" serve --config "$work/$name/shanhai.toml" --modules "$work/modules" \
     --listen 127.0.0.1:0 >"$work/$name/out" 2>"$work/$name/err" &
   pids+=($!)
+  local pid=$!
   url=
   for _ in $(seq 1 3000); do
     url="$(sed -n 's|^listening on ||p' "$work/$name/out")"
@@ -95,11 +98,7 @@ TOML
   done
   [[ -n "$url" ]] || { echo "bench-state.sh: gateway $name did not start:" >&2; cat "$work/$name/err" >&2; exit 1; }
   admin_url="$(sed -n 's|^admin listening on ||p' "$work/$name/out")"
-  # The listener opens before the modules compile: wait until they have.
-  for _ in $(seq 1 6000); do
-    curl -sf -o /dev/null "$url/readyz" && break
-    sleep 0.05
-  done
+  wait_ready "$url" "$pid" "$work/$name/err"
   # A 64-byte value, as redis-benchmark -d 64 uses.
   curl -sf -X POST --data-binary "$(printf 'v%.0s' $(seq 1 64))" "$url/probe/kv/set?key=hot" >/dev/null
 }

@@ -36,6 +36,8 @@
 set -euo pipefail
 
 root="$(cd "$(dirname "$0")/.." && pwd)"
+# shellcheck source=lib/ready.sh
+. "$root/scripts/lib/ready.sh"
 runs="${BENCH_RUNS:-3}"
 idle_connections="${BENCH_WS_IDLE_CONNECTIONS:-19000}"
 idle_warmup="${BENCH_WS_IDLE_WARMUP:-256}"
@@ -162,19 +164,6 @@ start_listening() {
   exit 1
 }
 
-# wait_ready URL: until the gateway's /readyz answers 200. Its listener
-# opens before the modules compile; a handshake before that is refused.
-wait_ready() {
-  for _ in $(seq 1 6000); do
-    curl -sf -o /dev/null "$1/readyz" && return
-    kill -0 "$server_pid" 2>/dev/null || break
-    sleep 0.05
-  done
-  echo "bench-ws.sh: the gateway was not ready after 300 s:" >&2
-  cat "$work/gw.err" >&2
-  exit 1
-}
-
 # stop_server: SIGTERM, then SIGKILL after 10 s.
 stop_server() {
   local pid="$server_pid"
@@ -196,7 +185,7 @@ start() {
       [[ "$1" == gw-idle ]] && config="$work/gateway-idle.toml"
       SHANHAI_LOG=warn start_listening gw "$shanhai" serve --config "$config" \
         --modules "$work/modules" --listen 127.0.0.1:0 --cache-dir "$work/cache"
-      wait_ready "http://$addr"
+      wait_ready "http://$addr" "$server_pid" "$work/gw.err"
       ;;
     ref) start_listening ref "$reference" --listen 127.0.0.1:0 --read-buffer "$ref_read_buffer" ;;
     ref-default) start_listening ref-default "$reference" --listen 127.0.0.1:0 ;;

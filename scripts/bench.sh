@@ -31,6 +31,8 @@
 set -euo pipefail
 
 root="$(cd "$(dirname "$0")/.." && pwd)"
+# shellcheck source=lib/ready.sh
+. "$root/scripts/lib/ready.sh"
 duration="${BENCH_DURATION:-10s}"
 runs="${BENCH_RUNS:-3}"
 threads="${BENCH_THREADS:-2}"
@@ -234,13 +236,7 @@ SHANHAI_LOG=warn start_listening gateway "$shanhai" serve --config "$work/gatewa
   --listen 127.0.0.1:0 --cache-dir "$work/cache-warm"
 gateway="http://$addr"
 gateway_pid=$server_pid
-# Modules load after the listener is up: wait until every one has.
-for _ in $(seq 1 3000); do
-  curl -sf -o /dev/null "$gateway/readyz" && break
-  kill -0 "$gateway_pid" 2>/dev/null || { cat "$work/gateway.err" >&2; exit 1; }
-  sleep 0.1
-done
-curl -sf -o /dev/null "$gateway/readyz" || { echo "bench.sh: the gateway was not ready after 300 s" >&2; exit 1; }
+wait_ready "$gateway" "$gateway_pid" "$work/gateway.err"
 start_listening reference "$reference" --listen 127.0.0.1:0
 reference_url="http://$addr"
 reference_pid=$server_pid

@@ -453,13 +453,17 @@ impl ModuleRequestMetrics {
             counter.increment(1);
             return;
         }
+        // Another request may have added it since the read.
         let mut by_status = write(&self.by_status);
-        if !by_status.iter().any(|(s, _)| *s == status) {
-            let counter = metrics::counter!("shanhai_requests_total", "module" => self.module.clone(), "trigger" => "http", "status" => status.as_u16().to_string());
-            by_status.push((status, counter));
-        }
-        drop(by_status);
-        self.count(status);
+        let at = match by_status.iter().position(|(s, _)| *s == status) {
+            Some(at) => at,
+            None => {
+                let counter = metrics::counter!("shanhai_requests_total", "module" => self.module.clone(), "trigger" => "http", "status" => status.as_u16().to_string());
+                by_status.push((status, counter));
+                by_status.len() - 1
+            }
+        };
+        by_status[at].1.increment(1);
     }
 }
 
