@@ -496,8 +496,9 @@ def ws_section(folder, charts, commit, command):
     read buffer."""
     raw = folder / "raw"
     files = runs_by_label(raw, r"(.+)\.(\d+)\.json")
-    # The 128 KiB reference is optional (BENCH_WS_REF_DEFAULT=0 leaves it out).
-    idle_targets = ["gw", "ref"] + (["ref-default"] if "idle-ref-default" in files else [])
+    # The 128 KiB reference and the default-pool gateway row are optional
+    # (BENCH_WS_REF_DEFAULT=0, BENCH_WS_IDLE_DEFAULT_POOL=0 leave them out).
+    idle_targets = ["gw", "ref"] + [t for t in ("ref-default", "gw-pool") if f"idle-{t}" in files]
     rates = sorted({int(m.group(1)) for name in files for m in [re.fullmatch(r"echo-(\d+)-gw", name)] if m})
     if not rates:
         raise MissingData(f"no echo results (echo-RATE-gw.N.json) in {raw}")
@@ -506,7 +507,8 @@ def ws_section(folder, charts, commit, command):
     data = json_runs(raw, r"(.+)\.(\d+)\.json", need)
 
     read_buffer = re.search(r"BENCH_WS_REF_READ_BUFFER=(\d+)", command)
-    names = {"gw": "gateway, Go ws-echo",
+    names = {"gw": "gateway, Go ws-echo, pool fixed at one instance",
+             "gw-pool": "gateway, Go ws-echo, default pool (grows during the opens)",
              "ref": f"reference, tungstenite, {int(read_buffer.group(1)) if read_buffer else 4096:,} B read buffer",
              "ref-default": "reference, tungstenite, default 128 KiB read buffer"}
 
@@ -849,7 +851,7 @@ def ws_chart(per_conn, anon, names, path, commit):
     """Bytes per idle WebSocket connection (VmRSS and RssAnon growth) of the
     gateway and each reference, with the target line."""
     targets = list(per_conn)
-    colours = {"gw": GATEWAY_COLOUR, "ref": REFERENCE_COLOUR, "ref-default": "#a65628"}
+    colours = {"gw": GATEWAY_COLOUR, "ref": REFERENCE_COLOUR, "ref-default": "#a65628", "gw-pool": "#9ecae1"}
     fig = new_figure(9, 4.5)
     ax = fig.add_subplot()
     x = range(len(targets))

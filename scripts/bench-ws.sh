@@ -31,6 +31,8 @@
 #   BENCH_WS_FANOUT_CONNECTIONS [10000]    BENCH_WS_FANOUT_ROUNDS [10]
 #   BENCH_WS_REF_READ_BUFFER [4096]        the reference's read buffer, bytes
 #   BENCH_WS_REF_DEFAULT [1]               0 skips the 128 KiB reference idle row
+#   BENCH_WS_IDLE_DEFAULT_POOL [1]         0 skips the gateway idle row with ws-echo's
+#                                          default pool (gw-pool), beside the fixed one
 #   BENCH_SERVER_CPUS, BENCH_CLIENT_CPUS   taskset -c lists; empty (no pinning) by default
 #   BENCH_RESULTS [target/bench-ws]        where raw JSON and results.md are written
 set -euo pipefail
@@ -51,6 +53,7 @@ fanout_connections="${BENCH_WS_FANOUT_CONNECTIONS:-10000}"
 fanout_rounds="${BENCH_WS_FANOUT_ROUNDS:-10}"
 ref_read_buffer="${BENCH_WS_REF_READ_BUFFER:-4096}"
 ref_default="${BENCH_WS_REF_DEFAULT:-1}"
+idle_default_pool="${BENCH_WS_IDLE_DEFAULT_POOL:-1}"
 server_cpus="${BENCH_SERVER_CPUS:-}"
 client_cpus="${BENCH_CLIENT_CPUS:-}"
 results="${BENCH_RESULTS:-$root/target/bench-ws}"
@@ -212,6 +215,11 @@ import json, sys
 run = json.loads(open(sys.argv[1]).readline())
 if run.get("failed"):
     sys.exit(f"bench-ws.sh: {run['failed']} connections failed ({run.get('first_error')}) in {sys.argv[1]}")
+# Idle connections the server closed were not held: the figure would be
+# per closed connection.
+if run.get("mode") == "idle" and run["still_open"] != run["opened"] + run["warmup"]:
+    sys.exit(f"bench-ws.sh: {run['opened'] + run['warmup'] - run['still_open']} idle connections "
+             f"were closed by the server before the reading in {sys.argv[1]}")
 PY
 }
 
@@ -224,7 +232,13 @@ stop_server
 measure() {
   local kind="$1" target="$2" n="$3" rate="${4:-}" path=ws-echo
   [[ "$target" == ref-fanout || "$kind" == fanout ]] && path=ws-fanout
-  if [[ "$kind" == idle && "$target" == gw ]]; then start gw-idle; else start "$target"; fi
+  # gw-pool: the gateway with ws-echo's default pool, for the idle row
+  # that shows what the pool's growth adds.
+  case "$kind/$target" in
+    idle/gw) start gw-idle ;;
+    */gw-pool) start gw ;;
+    *) start "$target" ;;
+  esac
   local url="ws://$addr/$path/ws" out
   case "$kind" in
     idle)
@@ -275,6 +289,7 @@ for ((i = 1; i <= runs; i++)); do
   measure idle "$first" "$i"
   measure idle "$second" "$i"
   [[ "$ref_default" == 1 ]] && measure idle ref-default "$i"
+  [[ "$idle_default_pool" == 1 ]] && measure idle gw-pool "$i"
   for rate in $rates; do
     measure echo "$first" "$i" "$rate"
     measure echo "$second" "$i" "$rate"
@@ -319,12 +334,13 @@ print()
 print("| idle connections | held | VmRSS before MB | after MB | bytes per connection | runs (B/conn) | anon B/conn | VmRSS after close MB |")
 print("| --- | ---: | ---: | ---: | ---: | --- | ---: | ---: |")
 labels = {
-    "gw": "gateway, Go ws-echo",
+    "gw": "gateway, Go ws-echo (pool fixed at one instance)",
+    "gw-pool": "gateway, Go ws-echo, default pool (grows during the opens)",
     "ref": f"reference, tungstenite, {int(read_buffer):,} B read buffer",
     "ref-default": "reference, tungstenite default (128 KiB read buffer)",
 }
 idle = {}
-for target in ("gw", "ref", "ref-default"):
+for target in ("gw", "ref", "ref-default", "gw-pool"):
     rows = load(f"idle-{target}")
     if not rows:
         continue

@@ -78,8 +78,11 @@ pub(crate) struct Outbox {
     /// first reason wins) and why. Nothing more is queued after it. Boxed:
     /// rare, and every idle connection would carry its 32 bytes inline.
     pub(crate) closing: Option<Box<(u16, String, CloseCause)>>,
-    /// The rooms the connection is in, for cleanup when it ends.
-    rooms: Vec<Box<str>>,
+    /// The rooms the connection is in, for cleanup when it ends. Boxed:
+    /// most connections join none, and an empty `Vec` inline is 24 bytes
+    /// on every one of them.
+    #[allow(clippy::box_collection)] // 8 bytes inline instead of 24, on purpose
+    rooms: Option<Box<Vec<Box<str>>>>,
 }
 
 /// What every event of a connection carries, from its upgrade request.
@@ -290,10 +293,10 @@ impl Hub {
         {
             return;
         }
-        let rooms = std::mem::take(&mut connection.outbox.lock().unwrap().rooms);
-        if !rooms.is_empty() {
+        let rooms = connection.outbox.lock().unwrap().rooms.take();
+        if let Some(rooms) = rooms {
             let mut all = self.rooms.write().unwrap();
-            for room in rooms {
+            for room in *rooms {
                 let key = (connection.module.clone(), room);
                 if let Entry::Occupied(mut members) = all.entry(key) {
                     members.get_mut().remove(&connection.id);
@@ -466,8 +469,9 @@ impl WebSocketHost for Hub {
         if outbox.closing.is_some() {
             return Err(HostStatus::NotFound);
         }
-        if !outbox.rooms.iter().any(|r| &**r == room) {
-            outbox.rooms.push(room.into());
+        let joined = outbox.rooms.get_or_insert_default();
+        if !joined.iter().any(|r| &**r == room) {
+            joined.push(room.into());
         }
         // Under the outbox lock: `remove` takes the room list under it too,
         // so a connection ending now cannot leave itself behind in a room.
@@ -483,10 +487,13 @@ impl WebSocketHost for Hub {
     fn leave(&self, module: &str, connection: u64, room: &str) -> Result<(), HostStatus> {
         let connection = self.get(module, connection)?;
         let mut outbox = connection.outbox.lock().unwrap();
-        let Some(at) = outbox.rooms.iter().position(|r| &**r == room) else {
+        let Some(joined) = outbox.rooms.as_mut() else {
             return Err(HostStatus::NotFound);
         };
-        outbox.rooms.swap_remove(at);
+        let Some(at) = joined.iter().position(|r| &**r == room) else {
+            return Err(HostStatus::NotFound);
+        };
+        joined.swap_remove(at);
         let mut rooms = self.rooms.write().unwrap();
         if let Entry::Occupied(mut members) = rooms.entry((connection.module.clone(), room.into()))
         {
@@ -544,6 +551,20 @@ mod tests {
 
     fn info() -> ConnInfo {
         ConnInfo::new("req-1", "/chat/ws?room=a", "127.0.0.1:40000")
+    }
+
+    /// glibc serves an allocation of up to 184 bytes from a 192-byte
+    /// chunk; an `Arc<Connection>` is the connection and 16 bytes of
+    /// counts, one on every open connection. A few bytes more take a
+    /// 208-byte chunk (docs/benchmarks.md, "An idle WebSocket connection").
+    #[test]
+    #[cfg(target_pointer_width = "64")]
+    fn a_connection_fits_a_192_byte_allocation() {
+        let size = std::mem::size_of::<Connection>();
+        assert!(
+            size + 16 <= 184,
+            "Connection is {size} bytes: its Arc no longer fits glibc's 192-byte chunk"
+        );
     }
 
     #[test]
