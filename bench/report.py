@@ -900,6 +900,8 @@ def section_body(name, run, results, charts, commit):
         raise MissingData(f"it did not finish in this run (status: {section.get('status', 'not started')})")
     folder = results / name
     ratios = []
+    # A section rerun on its own (BENCH_ALL_KEEP) names its own commit.
+    commit = section.get("commit", commit)
     if name == "http":
         body, ratios = http_section(folder, charts, commit)
     elif name == "footprint":
