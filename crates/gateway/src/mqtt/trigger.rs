@@ -330,7 +330,10 @@ impl Trigger {
             running.spawn(async move {
                 let mut job = job;
                 loop {
-                    this.run_job(job).await;
+                    // Boxed: the job's future is about 2.5 KB, which tokio
+                    // would otherwise copy into the task, out of it and
+                    // over it when it ends, once per message.
+                    Box::pin(this.run_job(job)).await;
                     let Some(key) = &key else { break };
                     let mut waiting = chains.lock().unwrap();
                     match waiting.get_mut(key).and_then(VecDeque::pop_front) {
