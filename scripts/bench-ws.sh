@@ -2,7 +2,8 @@
 # WebSocket benchmarks: the gateway's WebSocket trigger under bench-wsload
 # (bench/wsload), beside a native Rust reference without wasm
 # (bench-reference-ws, bench/reference/src/ws.rs). The figures in
-# docs/benchmarks.md ("WebSocket") come from this script (via scripts/bench-all.sh).
+# docs/benchmarks.md ("WebSocket") come from this script, through
+# scripts/bench-all.sh.
 #
 #   scripts/bench-ws.sh
 #
@@ -143,8 +144,9 @@ EOF
 # The idle rows hold ws-echo's pool at one instance, made at load: each
 # connection's open event runs the module, and with the default pool (up
 # to 16 instances) the burst of opens grew it by a varying number of Go
-# instances during the measurement, which showed as 400-600 B more "per
-# connection" from run to run (docs/benchmarks.md). The echo and fan-out
+# instances during the measurement, which counted as memory "per
+# connection", a different amount in every run: the gw-pool row measures
+# that setup beside this one (docs/benchmarks.md). The echo and fan-out
 # rows keep the default pool.
 { cat "$work/gateway.toml"; printf '\n[modules.ws-echo]\nmin_instances = 1\nmax_instances = 1\n'; } >"$work/gateway-idle.toml"
 

@@ -100,10 +100,11 @@ impl ConnInfo {
         // Request ids are short and the URI is bounded by hyper's header
         // limits, far below 4 GiB.
         let len = |part: &str| u32::try_from(part.len()).expect("request line fits u32");
+        let request_id_len = len(request_id);
         Self {
             text: [request_id, uri, remote].concat().into(),
-            request_id_len: len(request_id),
-            uri_end: len(request_id) + len(uri),
+            request_id_len,
+            uri_end: request_id_len + len(uri),
         }
     }
 

@@ -230,8 +230,7 @@ impl WsTrigger {
             };
             let _ = self.hub.push(&connection, Outgoing::Message(message));
         }
-        let task = conn::run(on_upgrade, connection, self.clone());
-        tokio::spawn(task);
+        tokio::spawn(conn::run(on_upgrade, connection, self.clone()));
         let mut response = Response::new(Full::default());
         *response.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
         let headers = response.headers_mut();
