@@ -106,12 +106,27 @@ class WorkerSampler(threading.Thread):
         self.join()
 
 
+def on_free_ports(text):
+    """The quick-start config with its fixed MQTT and Modbus ports (1883,
+    5020) replaced by ports the system picks, so that a broker or another
+    gateway on this machine does not make the run fail."""
+    fixed = {
+        "[mqtt]\n": '[mqtt]\nlisten = "127.0.0.1:0"\n',
+        'listen = "127.0.0.1:5020"': 'listen = "127.0.0.1:0"',
+    }
+    for old, new in fixed.items():
+        if text.count(old) != 1:
+            sys.exit(f"footprint.py: the quick-start config no longer has one {old.strip()!r}")
+        text = text.replace(old, new)
+    return text
+
+
 def gateway_run(cache, work, measure_load):
     """One start of the gateway; returns its figures."""
     port = free_port()
     conf = os.path.join(work, "shanhai.toml")
     with open(config) as src, open(conf, "w") as dst:
-        dst.write(src.read())
+        dst.write(on_free_ports(src.read()))
         dst.write(f"\n[defaults]\nidle_timeout_ms = {idle_timeout_ms}\n")
         dst.write(f'\n[admin]\nlisten = "127.0.0.1:0"\nsocket = "{work}/admin.sock"\ntoken_file = "{work}/admin.token"\n')
     env = dict(os.environ, SHANHAI_LOG="warn")

@@ -582,23 +582,38 @@ def mqtt_section(folder):
         """One figure of each run of `label`."""
         return [r[key] for r in data[label]]
 
+    def cpu_us(label, process):
+        """Median CPU µs per message (warm-up included) that `process`
+        spent over the runs of `label`; "—" for runs recorded without it."""
+        runs = data[label]
+        if not all(f"{process}_cpu_s" in r for r in runs):
+            return "—"
+        return number(Stat.of([r[f"{process}_cpu_s"] * 1e6 / (r["messages"] + r["warmup"])
+                               for r in runs]).median)
+
     ratios, rows = [], []
     for broker, shown in MQTT_BROKERS:
         for qos in (0, 1):
             gw, ref = f"{broker}-gw-q{qos}", f"{broker}-pass-q{qos}"
             r = ratio(col(gw, "msgs_per_s"), col(ref, "msgs_per_s"))
             ratios.append(Ratio("MQTT", f"{shown}, QoS {qos}", r, MQTT_TARGET))
+            mosquitto = (f"{cpu_us(gw, 'mosquitto')} / {cpu_us(ref, 'mosquitto')}"
+                         if broker == "mosquitto" else "—")
             rows.append([shown, qos, show(Stat.of(col(gw, "msgs_per_s"))), show(Stat.of(col(ref, "msgs_per_s"))),
                          show_ratio(r, MQTT_TARGET),
                          f"{number(Stat.of(col(gw, 'p50_us')).median)} / {number(Stat.of(col(gw, 'p99_us')).median)}",
                          f"{number(Stat.of(col(ref, 'p50_us')).median)} / {number(Stat.of(col(ref, 'p99_us')).median)}",
+                         f"{cpu_us(gw, 'gateway')} / {cpu_us(ref, 'gateway')}", mosquitto,
                          f"{sum(col(gw, 'lost'))} / {sum(col(ref, 'lost'))}"])
     parts = [f"Gateway (`sensors/{{seq}}/raw` → mqtt-transform → `sensors/{{seq}}/json`) against the "
              f"broker's pass-through (no module) on the same broker, {len(data[labels[0]])} run(s): "
              f"`{first_command(raw, 'mosquitto-gw-q1-1.json')}`. Target: {MQTT_TARGET}× the pass-through. "
-             f"Raw: `{rel(raw)}/`, a `.cmd` beside each run.",
+             f"Raw: `{rel(raw)}/`, a `.cmd` beside each run. CPU: µs per message, warm-up included, of the "
+             f"gateway process (the embedded broker runs inside it) and of mosquitto, during the gateway's "
+             f"runs / the pass-through's.",
              table(["broker", "QoS", "gateway msg/s", "pass-through msg/s", "ratio", "gateway p50 / p99 µs",
-                    "pass-through p50 / p99 µs", "lost (gw / pass)"], rows)]
+                    "pass-through p50 / p99 µs", "gateway process CPU µs/msg (gw / pass)",
+                    "mosquitto CPU µs/msg (gw / pass)", "lost (gw / pass)"], rows)]
     modbus = data["modbus"]
     parts.append(table(["Modbus/TCP, function-3 reads, Go `examples/modbus`", "connections", "frames/s",
                         "p50 µs", "p99 µs"],

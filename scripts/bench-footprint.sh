@@ -27,9 +27,10 @@
 # Environment: FOOTPRINT_RUNS [3], FOOTPRINT_LOAD_SECONDS [5] per path,
 # FOOTPRINT_IDLE_MS [5000], BENCH_RESULTS [target/bench-footprint]: where
 # each script's Markdown (footprint.md, strategies.md, per_module.md) and
-# its runs as JSON (footprint.json, ...) are written. It uses the quick
-# start's fixed ports (MQTT 1883, Modbus 5020): run it on an otherwise idle
-# machine.
+# its runs as JSON (footprint.json, ...) are written. The quick start's
+# fixed MQTT and Modbus ports (1883, 5020) are replaced by free ones in the
+# copy of its config that each start uses. Run it on an otherwise idle
+# machine: the figures are memory and time.
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
 results="${BENCH_RESULTS:-$root/target/bench-footprint}"

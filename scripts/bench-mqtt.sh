@@ -90,7 +90,8 @@ user root
 log_dest file $work/mosquitto.log
 EOF
 "$mosquitto_bin" -c "$work/mosquitto.conf" &
-pids+=($!)
+mosquitto_pid=$!
+pids+=("$mosquitto_pid")
 for _ in $(seq 1 500); do
   (exec 3<>"/dev/tcp/127.0.0.1/$mq_port") 2>/dev/null && break
   sleep 0.01
@@ -164,13 +165,30 @@ start_gateway() {
   exit 1
 }
 
-# client OUT ARGS...: one bench-mqttload run, its JSON line written to OUT.
+# cpu_ticks PID: the process's user + system time, in clock ticks.
+cpu_ticks() { awk '{ print $14 + $15 }' "/proc/$1/stat"; }
+clock_ticks="$(getconf CLK_TCK)"
+
+# client OUT ARGS...: one bench-mqttload run, its JSON line written to OUT,
+# with the CPU seconds the gateway process and mosquitto spent during it
+# added (gateway_cpu_s, mosquitto_cpu_s): the embedded broker runs inside
+# the gateway process, and an idle mosquitto or gateway spends about none.
 client() {
   local out="$1"
   shift
   echo "\$ bench-mqttload $*" >"$out.cmd"
+  local gw_before mq_before
+  gw_before="$(cpu_ticks "$gw_pid")"
+  mq_before="$(cpu_ticks "$mosquitto_pid")"
   "$load" "$@" >"$out" 2>"$out.err" || { echo "bench-mqttload failed:" >&2; cat "$out.err" >&2; exit 1; }
   kill -0 "$gw_pid" 2>/dev/null || { echo "bench-mqtt.sh: the gateway exited" >&2; tail -n 20 "$work"/*.err >&2; exit 1; }
+  python3 -c '
+import json, sys
+out, tck, gw0, gw1, mq0, mq1 = sys.argv[1], *map(float, sys.argv[2:])
+run = json.load(open(out))
+run["gateway_cpu_s"], run["mosquitto_cpu_s"] = (gw1 - gw0) / tck, (mq1 - mq0) / tck
+json.dump(run, open(out, "w"), sort_keys=True)
+' "$out" "$clock_ticks" "$gw_before" "$(cpu_ticks "$gw_pid")" "$mq_before" "$(cpu_ticks "$mosquitto_pid")"
 }
 
 mqtt_pair() { # BROKER LABEL RUN

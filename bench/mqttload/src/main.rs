@@ -275,6 +275,8 @@ async fn mqtt(args: MqttArgs) -> anyhow::Result<serde_json::Value> {
         "qos": args.qos,
         "window": args.window,
         "messages": measured,
+        // Sent before the measured ones: a whole run's CPU time covers them too.
+        "warmup": args.warmup,
         "lost": total - got,
         "seconds": seconds,
         "msgs_per_s": measured as f64 / seconds,
