@@ -965,6 +965,8 @@ def build_block(run, results, charts, commit):
                      f"{(s['seconds'] or 0) // 60}m{(s['seconds'] or 0) % 60:02d}s"]
                     for name, s in sections.items()])]
     made, ratios, bodies = [], [], {}
+    # The chart's caption names each section's commit that differs from the run's.
+    rerun = []
     for name in SECTIONS:
         if name not in run["selected"]:
             bodies[name] = "Not run in this run (`BENCH_SECTIONS` left it out): no figures."
@@ -976,10 +978,14 @@ def build_block(run, results, charts, commit):
                              f"BENCH_SECTIONS={name} scripts/bench-all.sh keeps the other sections' results.")
         ratios += found
         made += SECTION_CHARTS.get(name, [])
+        own = sections[name].get("commit", commit)
+        if found and own != commit:
+            rerun.append(f"{SECTION_TITLES[name]} at {own}")
     if ratios:
-        ratio_chart(ratios, charts / "throughput-ratios.svg", commit)
+        commits = f"{commit} ({'; '.join(rerun)})" if rerun else commit
+        ratio_chart(ratios, charts / "throughput-ratios.svg", commits)
         made.append("throughput-ratios.svg")
-        lines += ["", f"![Throughput ratios, gateway ÷ reference, with the issue targets, commit {commit}]"
+        lines += ["", f"![Throughput ratios, gateway ÷ reference, with the issue targets, commit {commits}]"
                       "(CHARTS/throughput-ratios.svg)"]
     for name in SECTIONS:
         lines += ["", f"### {SECTION_TITLES[name]}", "", bodies[name]]
