@@ -35,6 +35,8 @@ set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
 # shellcheck source=lib/ready.sh
 . "$root/scripts/lib/ready.sh"
+# shellcheck source=lib/proc.sh
+. "$root/scripts/lib/proc.sh"
 runs="${BENCH_RUNS:-3}"
 messages="${BENCH_MQTT_MESSAGES:-20000}"
 warmup="${BENCH_MQTT_WARMUP:-2000}"
@@ -165,8 +167,6 @@ start_gateway() {
   exit 1
 }
 
-# cpu_ticks PID: the process's user + system time, in clock ticks.
-cpu_ticks() { awk '{ print $14 + $15 }' "/proc/$1/stat"; }
 clock_ticks="$(getconf CLK_TCK)"
 
 # client OUT ARGS...: one bench-mqttload run, its JSON line written to OUT,

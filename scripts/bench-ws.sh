@@ -41,6 +41,8 @@ set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
 # shellcheck source=lib/ready.sh
 . "$root/scripts/lib/ready.sh"
+# shellcheck source=lib/proc.sh
+. "$root/scripts/lib/proc.sh"
 runs="${BENCH_RUNS:-3}"
 idle_connections="${BENCH_WS_IDLE_CONNECTIONS:-19000}"
 idle_warmup="${BENCH_WS_IDLE_WARMUP:-256}"
@@ -197,8 +199,6 @@ start() {
     ref-fanout) start_listening ref-fanout "$reference" --listen 127.0.0.1:0 --fanout --read-buffer "$ref_read_buffer" ;;
   esac
 }
-
-rss() { awk -v k="$2:" '$1 == k { print $2 }' "/proc/$1/status"; }
 
 # client OUT ARGS...: one bench-wsload run, its JSON line written to OUT.
 client() {

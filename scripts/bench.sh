@@ -33,6 +33,8 @@ set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
 # shellcheck source=lib/ready.sh
 . "$root/scripts/lib/ready.sh"
+# shellcheck source=lib/proc.sh
+. "$root/scripts/lib/proc.sh"
 duration="${BENCH_DURATION:-10s}"
 runs="${BENCH_RUNS:-3}"
 threads="${BENCH_THREADS:-2}"
@@ -263,7 +265,6 @@ for server in "$gateway" "$native"; do
 done
 curl -sf -X POST -d 'x' -o /dev/null "$gateway/cgi-echo"
 
-rss() { awk -v k="$2:" '$1 == k { print $2 }' "/proc/$1/status"; }
 mb() { awk -v k="$1" 'BEGIN { printf "%.1f", k / 1024 }'; }
 gateway_rss_idle="$(rss "$gateway_pid" VmRSS)"
 gateway_anon_idle="$(rss "$gateway_pid" RssAnon)"
@@ -285,9 +286,6 @@ python3 "$root/bench/rss_sampler.py" "$results/rss.csv" "$phase_file" 0.25 \
 sampler_pid=$!
 pids+=("$sampler_pid")
 sleep 1 # a few samples of the idle gateway first
-
-# cpu_ticks PID: user + system CPU time of PID so far, in clock ticks.
-cpu_ticks() { awk '{ print $14 + $15 }' "/proc/$1/stat"; }
 
 # server_of LABEL: the pid of the server LABEL loads.
 server_of() {

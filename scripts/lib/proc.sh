@@ -1,0 +1,8 @@
+# Sourced by the benchmark scripts: what /proc says of a process.
+#
+# cpu_ticks PID: user + system CPU time of PID so far, in clock ticks
+# (getconf CLK_TCK per second).
+cpu_ticks() { awk '{ print $14 + $15 }' "/proc/$1/stat"; }
+
+# rss PID FIELD: a /proc/PID/status memory field (VmRSS, RssAnon, ...) in kB.
+rss() { awk -v k="$2:" '$1 == k { print $2 }' "/proc/$1/status"; }
