@@ -360,13 +360,31 @@ async fn watchdog(activity: &Activity, limits: &ConnectionLimits) -> Expired {
     }
 }
 
-/// A connection's socket: notes every byte that moves, and holds the
-/// connection's place in the caps for as long as the socket lives (after
-/// a WebSocket upgrade too).
-struct CountedStream {
+/// A connection's socket: notes every byte that moves while it serves
+/// HTTP, and holds the connection's place in the caps for as long as the
+/// socket lives (after a WebSocket upgrade too).
+pub(crate) struct CountedStream {
     stream: TcpStream,
-    activity: Arc<Activity>,
+    /// The HTTP phase's idle tracking; `None` once the stream has left
+    /// HTTP (a WebSocket upgrade), when nothing reads it any more.
+    activity: Option<Arc<Activity>>,
     _slot: ConnectionSlot,
+}
+
+impl CountedStream {
+    /// Called by whoever takes the stream over after an upgrade: the
+    /// listener's watchdog is gone with the HTTP connection, so the
+    /// tracking it read is dropped here rather than kept, 64 bytes, for
+    /// the life of every WebSocket.
+    pub(crate) fn leave_http(&mut self) {
+        self.activity = None;
+    }
+
+    fn touch(&self) {
+        if let Some(activity) = &self.activity {
+            activity.touch();
+        }
+    }
 }
 
 impl AsyncRead for CountedStream {
@@ -378,7 +396,7 @@ impl AsyncRead for CountedStream {
         let before = buf.filled().len();
         let polled = Pin::new(&mut self.stream).poll_read(cx, buf);
         if buf.filled().len() > before {
-            self.activity.touch();
+            self.touch();
         }
         polled
     }
@@ -392,7 +410,7 @@ impl AsyncWrite for CountedStream {
     ) -> Poll<io::Result<usize>> {
         let polled = Pin::new(&mut self.stream).poll_write(cx, data);
         if matches!(polled, Poll::Ready(Ok(n)) if n > 0) {
-            self.activity.touch();
+            self.touch();
         }
         polled
     }
@@ -404,7 +422,7 @@ impl AsyncWrite for CountedStream {
     ) -> Poll<io::Result<usize>> {
         let polled = Pin::new(&mut self.stream).poll_write_vectored(cx, bufs);
         if matches!(polled, Poll::Ready(Ok(n)) if n > 0) {
-            self.activity.touch();
+            self.touch();
         }
         polled
     }
@@ -636,7 +654,7 @@ where
         let activity = Arc::new(Activity::new());
         let io = CountedStream {
             stream,
-            activity: activity.clone(),
+            activity: Some(activity.clone()),
             _slot: slot,
         };
         let service = {

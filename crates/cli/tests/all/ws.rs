@@ -479,6 +479,27 @@ async fn pipelined_messages_are_answered_in_order() {
     }
 }
 
+#[tokio::test(flavor = "multi_thread")]
+async fn messages_sent_with_the_upgrade_request_are_answered() {
+    // A client may send its first frames without waiting for the 101
+    // (RFC 6455 §4.1 lets it, and some do): they arrive with the request
+    // and are read with it, before the connection task takes the socket.
+    let modules = probe_folder(false);
+    let gw = Gateway::start(modules.path(), None);
+    let mut client =
+        WsClient::connect_sending(gw.addr, "/probe/ws", &["echo:first", "echo:second"]).await;
+    let welcome = client.recv_text().await;
+    assert!(welcome.starts_with("welcome "), "no welcome: {welcome:?}");
+    // Bounded: pings would keep `recv` waiting for a lost message forever.
+    let early = tokio::time::timeout(Duration::from_secs(30), async {
+        (client.recv_text().await, client.recv_text().await)
+    })
+    .await
+    .expect("the messages sent with the upgrade request got no reply");
+    assert_eq!(early, ("first".to_string(), "second".to_string()));
+    assert_eq!(client.ask("echo:third").await, "third");
+}
+
 /// One conformance case, named after Autobahn's: frames the client sends,
 /// the frames it must get back in that order (pongs included), and how
 /// the connection must end: `Some(code)` for a close frame from the

@@ -69,6 +69,28 @@ impl WsClient {
         path: &str,
         extra_headers: &[(&str, &str)],
     ) -> Result<Self, Refused> {
+        Self::handshake(addr, path, extra_headers, &[]).await
+    }
+
+    /// Connects and sends `texts` as masked text frames in the same write
+    /// as the upgrade request, before the 101 arrives: the gateway reads
+    /// them together with the request.
+    pub async fn connect_sending(addr: SocketAddr, path: &str, texts: &[&str]) -> Self {
+        let early: Vec<u8> = texts
+            .iter()
+            .flat_map(|text| encode(true, 0, TEXT, text.as_bytes(), true))
+            .collect();
+        Self::handshake(addr, path, &[], &early)
+            .await
+            .unwrap_or_else(|refused| panic!("upgrade to {path} refused: {refused:?}"))
+    }
+
+    async fn handshake(
+        addr: SocketAddr,
+        path: &str,
+        extra_headers: &[(&str, &str)],
+        early: &[u8],
+    ) -> Result<Self, Refused> {
         let mut stream = TcpStream::connect(addr).await.expect("connecting");
         stream.set_nodelay(true).unwrap();
         let mut request = format!(
@@ -89,7 +111,9 @@ impl WsClient {
             request.push_str(&format!("{name}: {value}\r\n"));
         }
         request.push_str("\r\n");
-        stream.write_all(request.as_bytes()).await.unwrap();
+        let mut bytes = request.into_bytes();
+        bytes.extend_from_slice(early);
+        stream.write_all(&bytes).await.unwrap();
         // Read the response head.
         let mut buf = Vec::new();
         let head_end = loop {
@@ -150,26 +174,7 @@ impl WsClient {
     /// Sends one frame, masked unless `masked` is false; `rsv` sets the
     /// reserved bits.
     pub async fn send_raw(&mut self, fin: bool, rsv: u8, opcode: u8, payload: &[u8], masked: bool) {
-        let mut frame = vec![(u8::from(fin) << 7) | (rsv << 4) | opcode];
-        let mask_bit = if masked { 0x80 } else { 0 };
-        match payload.len() {
-            n if n < 126 => frame.push(mask_bit | n as u8),
-            n if n <= 0xFFFF => {
-                frame.push(mask_bit | 126);
-                frame.extend_from_slice(&(n as u16).to_be_bytes());
-            }
-            n => {
-                frame.push(mask_bit | 127);
-                frame.extend_from_slice(&(n as u64).to_be_bytes());
-            }
-        }
-        if masked {
-            let key = [0x37, 0xfa, 0x21, 0x3d];
-            frame.extend_from_slice(&key);
-            frame.extend(payload.iter().enumerate().map(|(i, b)| b ^ key[i % 4]));
-        } else {
-            frame.extend_from_slice(payload);
-        }
+        let frame = encode(fin, rsv, opcode, payload, masked);
         // The gateway may already have closed: a failed write shows up as
         // the close frame or EOF the test reads next.
         let _ = self.stream.write_all(&frame).await;
@@ -256,6 +261,32 @@ impl WsClient {
             }
         }
     }
+}
+
+/// One client frame, masked unless `masked` is false; `rsv` sets the
+/// reserved bits.
+fn encode(fin: bool, rsv: u8, opcode: u8, payload: &[u8], masked: bool) -> Vec<u8> {
+    let mut frame = vec![(u8::from(fin) << 7) | (rsv << 4) | opcode];
+    let mask_bit = if masked { 0x80 } else { 0 };
+    match payload.len() {
+        n if n < 126 => frame.push(mask_bit | n as u8),
+        n if n <= 0xFFFF => {
+            frame.push(mask_bit | 126);
+            frame.extend_from_slice(&(n as u16).to_be_bytes());
+        }
+        n => {
+            frame.push(mask_bit | 127);
+            frame.extend_from_slice(&(n as u64).to_be_bytes());
+        }
+    }
+    if masked {
+        let key = [0x37, 0xfa, 0x21, 0x3d];
+        frame.extend_from_slice(&key);
+        frame.extend(payload.iter().enumerate().map(|(i, b)| b ^ key[i % 4]));
+    } else {
+        frame.extend_from_slice(payload);
+    }
+    frame
 }
 
 fn parse(buf: &[u8]) -> Option<(Frame, usize)> {

@@ -13,8 +13,9 @@ use std::task::{Poll, ready};
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
-use hyper::upgrade::{OnUpgrade, Upgraded};
+use hyper::upgrade::OnUpgrade;
 use hyper_util::rt::TokioIo;
+use hyper_util::server::conn::auto::upgrade;
 use shanhai_abi::EventKind;
 use shanhai_abi::wire::{WsEvent, WsEventType};
 use shanhai_runtime::{InvokeError, WsMessage};
@@ -23,6 +24,7 @@ use tokio::io::{AsyncRead, AsyncWriteExt, ReadBuf};
 use super::WsTrigger;
 use super::codec::{self, Decoder, Incoming};
 use super::hub::{CloseCause, Connection, Outgoing};
+use crate::listener::CountedStream;
 use crate::metered;
 
 /// Largest batch of queued frames written with one call.
@@ -32,7 +34,7 @@ const WRITE_BATCH: usize = 64 << 10;
 /// pipelining many small messages must not overflow its own send queue.
 const FLUSH_EVERY: u32 = 64;
 
-type Io = TokioIo<Upgraded>;
+type Io = CountedStream;
 
 /// How the connection ended, for the module's close event.
 struct Ended {
@@ -43,20 +45,15 @@ struct Ended {
 /// Runs a connection until it closes, then tells the module and leaves
 /// the hub. This is the connection's whole task: what it holds across its
 /// awaits is what every idle connection costs (docs/benchmarks.md).
-pub(crate) async fn run(
+///
+/// A plain function around an `async move` block rather than an `async fn`:
+/// an `async fn` keeps its arguments in the future beside the locals it
+/// moves them into, while the block uses the session it captured in place.
+pub(crate) fn run(
     on_upgrade: OnUpgrade,
     connection: Arc<Connection>,
     trigger: Arc<WsTrigger>,
-) {
-    let upgraded = match on_upgrade.await {
-        Ok(upgraded) => upgraded,
-        Err(err) => {
-            tracing::debug!(module = &*connection.module, error = %err, "WebSocket upgrade did not complete");
-            trigger.hub.remove(&connection);
-            return;
-        }
-    };
-    let mut io = TokioIo::new(upgraded);
+) -> impl Future<Output = ()> + Send {
     let mut session = Session {
         connection,
         trigger,
@@ -64,27 +61,60 @@ pub(crate) async fn run(
         handled: 0,
         close_sent: false,
     };
-    tracing::debug!(
-        module = &**session.module(),
-        connection = session.connection.id,
-        request_id = session.connection.info.request_id(),
-        remote = session.connection.info.remote(),
-        "WebSocket connection open"
-    );
-    let ended = session.serve(&mut io).await;
-    tracing::debug!(
-        module = &**session.module(),
-        connection = session.connection.id,
-        code = ended.code,
-        "WebSocket connection closed"
-    );
-    // The close event is delivered once, after the connection is done.
-    // Leave the hub first: the module's close event must not find the
-    // connection still there to send to.
-    session.trigger.hub.remove(&session.connection);
-    Box::pin(session.deliver(WsEventType::Close, ended.code, ended.reason.as_bytes())).await;
-    metrics::counter!("shanhai_ws_closed_total", "module" => session.module().to_string(), "code" => ended.code.to_string())
-        .increment(1);
+    async move {
+        let upgraded = match on_upgrade.await {
+            Ok(upgraded) => upgraded,
+            Err(err) => {
+                tracing::debug!(module = &**session.module(), error = %err, "WebSocket upgrade did not complete");
+                session.trigger.hub.remove(&session.connection);
+                return;
+            }
+        };
+        // The socket comes back out of hyper's box: held inline in this
+        // task it costs no allocation of its own, and the listener's idle
+        // tracking can go (docs/benchmarks.md, "An idle WebSocket
+        // connection").
+        let (mut io, received) = match upgrade::downcast::<TokioIo<CountedStream>>(upgraded) {
+            Ok(parts) => {
+                let mut io = parts.io.into_inner();
+                io.leave_http();
+                (io, parts.read_buf)
+            }
+            Err(_) => {
+                // Every HTTP listener serves a `CountedStream`; another
+                // stream here is a bug in the gateway, not the peer's doing.
+                tracing::error!(
+                    module = &**session.module(),
+                    "WebSocket upgrade on a stream the gateway did not accept; closing it"
+                );
+                session.trigger.hub.remove(&session.connection);
+                return;
+            }
+        };
+        tracing::debug!(
+            module = &**session.module(),
+            connection = session.connection.id,
+            request_id = session.connection.info.request_id(),
+            remote = session.connection.info.remote(),
+            "WebSocket connection open"
+        );
+        // What the client sent right behind its upgrade request comes first.
+        let mut input = BytesMut::from(received);
+        let ended = session.serve(&mut io, &mut input).await;
+        tracing::debug!(
+            module = &**session.module(),
+            connection = session.connection.id,
+            code = ended.code,
+            "WebSocket connection closed"
+        );
+        // The close event is delivered once, after the connection is done.
+        // Leave the hub first: the module's close event must not find the
+        // connection still there to send to.
+        session.trigger.hub.remove(&session.connection);
+        Box::pin(session.deliver(WsEventType::Close, ended.code, ended.reason.as_bytes())).await;
+        metrics::counter!("shanhai_ws_closed_total", "module" => session.module().to_string(), "code" => ended.code.to_string())
+            .increment(1);
+    }
 }
 
 struct Session {
@@ -106,46 +136,58 @@ impl Session {
         &self.connection.module
     }
 
-    async fn serve(&mut self, io: &mut Io) -> Ended {
-        let mut decoder = Decoder::new(self.trigger.hub.settings.max_message_bytes);
-        let mut input = BytesMut::new();
-        loop {
-            // Everything already received, message by message.
-            self.handled = 0;
+    /// Serves the connection; `input` starts with what the client sent
+    /// right behind its upgrade request. (A block, not an `async fn`, for
+    /// the reason `run` gives: its three references are stored once.)
+    #[allow(
+        clippy::manual_async_fn,
+        reason = "an async fn would store its arguments twice in every idle connection's task"
+    )]
+    fn serve<'a>(
+        &'a mut self,
+        io: &'a mut Io,
+        input: &'a mut BytesMut,
+    ) -> impl Future<Output = Ended> + 'a {
+        async move {
+            let mut decoder = Decoder::new(self.trigger.hub.settings.max_message_bytes);
             loop {
-                match decoder.decode(&mut input) {
-                    Ok(Some(incoming)) => {
-                        // Boxed like every busy path: the idle task stays small.
-                        if let Some(ended) = Box::pin(self.on_frame(io, incoming)).await {
-                            return ended;
+                // Everything already received, message by message.
+                self.handled = 0;
+                loop {
+                    match decoder.decode(input) {
+                        Ok(Some(incoming)) => {
+                            // Boxed like every busy path: the idle task stays small.
+                            if let Some(ended) = Box::pin(self.on_frame(io, incoming)).await {
+                                return ended;
+                            }
+                            self.handled += 1;
+                            if self.handled.is_multiple_of(FLUSH_EVERY)
+                                && let Some(ended) = Box::pin(self.flush(io)).await
+                            {
+                                return ended;
+                            }
                         }
-                        self.handled += 1;
-                        if self.handled.is_multiple_of(FLUSH_EVERY)
-                            && let Some(ended) = Box::pin(self.flush(io)).await
-                        {
-                            return ended;
-                        }
+                        Ok(None) => break,
+                        Err(err) => return Box::pin(self.refuse_frame(io, err)).await,
                     }
-                    Ok(None) => break,
-                    Err(err) => return Box::pin(self.refuse_frame(io, err)).await,
                 }
-            }
-            if input.is_empty() && input.capacity() > 0 {
-                // Idle connections keep no read buffer.
-                input = BytesMut::new();
-            }
-            // Then whatever the module and the sweeper queued.
-            if self.connection.has_pending()
-                && let Some(ended) = Box::pin(self.flush(io)).await
-            {
-                return ended;
-            }
-            tokio::select! {
-                read = read_some(io, &mut input) => match read {
-                    Ok(0) | Err(_) => return Ended { code: 1006, reason: String::new() },
-                    Ok(_) => {}
-                },
-                () = self.connection.wake.notified() => {}
+                if input.is_empty() && input.capacity() > 0 {
+                    // Idle connections keep no read buffer.
+                    *input = BytesMut::new();
+                }
+                // Then whatever the module and the sweeper queued.
+                if self.connection.has_pending()
+                    && let Some(ended) = Box::pin(self.flush(io)).await
+                {
+                    return ended;
+                }
+                tokio::select! {
+                    read = read_some(io, input) => match read {
+                        Ok(0) | Err(_) => return Ended { code: 1006, reason: String::new() },
+                        Ok(_) => {}
+                    },
+                    () = self.connection.wake.notified() => {}
+                }
             }
         }
     }
