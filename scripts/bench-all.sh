@@ -31,9 +31,8 @@
 #                         bench-all markers) and docs/benchmarks/*.svg; 0: only
 #                         report.md and charts/ under BENCH_ALL_RESULTS
 #
-# bench-footprint.sh uses fixed ports (MQTT 1883, Modbus 5020): the script
-# refuses to start while something listens there. Nothing else should run
-# on the machine meanwhile: every figure shares its cores.
+# Nothing else should run on the machine meanwhile: every figure shares its
+# cores.
 set -euo pipefail
 
 root="$(cd "$(dirname "$0")/.." && pwd)"
@@ -67,29 +66,6 @@ for section in "${all_sections[@]}"; do
 done
 ((${#sections[@]} > 0)) || { echo "bench-all.sh: BENCH_SECTIONS names no section" >&2; exit 1; }
 [[ "$docs" == 0 || "$docs" == 1 ]] || { echo "bench-all.sh: BENCH_ALL_DOCS must be 0 or 1" >&2; exit 1; }
-
-# A port is taken when a listener holds it on any address.
-port_taken() {
-  python3 - "$1" <<'EOF'
-import socket, sys
-s = socket.socket()
-s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-try:
-    s.bind(("0.0.0.0", int(sys.argv[1])))
-except OSError:
-    sys.exit(0)
-sys.exit(1)
-EOF
-}
-if [[ " ${sections[*]} " == *" footprint "* ]]; then
-  for port in 1883 5020; do
-    if port_taken "$port"; then
-      echo "bench-all.sh: port $port is in use (another gateway or bench-footprint.sh run?);" \
-        "bench-footprint.sh needs it. Stop what listens there, or leave footprint out of BENCH_SECTIONS." >&2
-      exit 1
-    fi
-  done
-fi
 
 # The report's one dependency, installed first so that a long run does not
 # end in a failed install.

@@ -33,6 +33,8 @@
 # machine: the figures are memory and time.
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
+# shellcheck source=lib/build.sh
+. "$root/scripts/lib/build.sh"
 results="${BENCH_RESULTS:-$root/target/bench-footprint}"
 for tool in wrk go python3 cargo; do
   command -v "$tool" >/dev/null || { echo "bench-footprint.sh: $tool is not installed" >&2; exit 1; }
@@ -44,8 +46,9 @@ mkdir -p "$results"
 # The Python scripts write their runs as JSON there too.
 export FOOTPRINT_JSON_DIR="$results"
 echo "== building" >&2
-# The same build as the test suite's, so nothing is compiled twice.
-cargo build --release --quiet --manifest-path "$root/Cargo.toml" --workspace --all-targets
+# The build the test suite runs, with BENCH_CARGO_FEATURES if set
+# (scripts/lib/build.sh).
+build_for_bench
 bash "$root/scripts/build-examples.sh" "$work/modules" >/dev/null
 (cd "$root/examples/json2k" && go build -o "$work/json2k-native" ./native)
 export CRYPTO_AES_KEY="${CRYPTO_AES_KEY:-000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f}"

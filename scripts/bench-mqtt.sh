@@ -33,6 +33,8 @@
 set -euo pipefail
 
 root="$(cd "$(dirname "$0")/.." && pwd)"
+# shellcheck source=lib/build.sh
+. "$root/scripts/lib/build.sh"
 # shellcheck source=lib/ready.sh
 . "$root/scripts/lib/ready.sh"
 # shellcheck source=lib/proc.sh
@@ -69,8 +71,9 @@ rm -rf "$raw" "$results/results.md"
 mkdir -p "$raw"
 
 echo "== building" >&2
-# The same build as the test suite's (`-p` would compile wasmtime again).
-cargo build --release --quiet --manifest-path "$root/Cargo.toml" --workspace --all-targets
+# The build the test suite runs, with BENCH_CARGO_FEATURES if set
+# (scripts/lib/build.sh).
+build_for_bench
 mkdir -p "$work/bin" "$work/modules"
 cp "$root/target/release/shanhai" "$root/target/release/bench-mqttload" "$work/bin/"
 shanhai="$work/bin/shanhai"

@@ -11,6 +11,8 @@
 #        BENCH_RESULTS [target/bench-pulley] (results.md and the wrk logs)
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
+# shellcheck source=lib/build.sh
+. "$root/scripts/lib/build.sh"
 # shellcheck source=lib/ready.sh
 . "$root/scripts/lib/ready.sh"
 duration="${BENCH_DURATION:-10s}"
@@ -26,8 +28,9 @@ cleanup() {
 }
 trap cleanup EXIT
 
-# The same build as the tests' (one feature set: wasmtime compiled once).
-cargo build --release --quiet --manifest-path "$root/Cargo.toml" --workspace --all-targets
+# The build the test suite runs, with BENCH_CARGO_FEATURES if set
+# (scripts/lib/build.sh).
+build_for_bench
 mkdir -p "$work/modules" "$results"
 rm -f "$results"/*.txt "$results/results.md"
 # Built from this checkout, as scripts/build-examples.sh builds them.

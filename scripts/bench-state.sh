@@ -25,6 +25,8 @@
 set -euo pipefail
 
 root="$(cd "$(dirname "$0")/.." && pwd)"
+# shellcheck source=lib/build.sh
+. "$root/scripts/lib/build.sh"
 # shellcheck source=lib/ready.sh
 . "$root/scripts/lib/ready.sh"
 duration="${BENCH_DURATION:-5s}"
@@ -54,8 +56,9 @@ free_port() {
 }
 
 echo "== building" >&2
-# The same build as the test suite's (`-p` would compile wasmtime again).
-cargo build --release --quiet --manifest-path "$root/Cargo.toml" --workspace --all-targets
+# The build the test suite runs, with BENCH_CARGO_FEATURES if set
+# (scripts/lib/build.sh).
+build_for_bench
 shanhai="$root/target/release/shanhai"
 (cd "$root/crates/cli/tests/fixtures/stateprobe" &&
   GOOS=wasip1 GOARCH=wasm go build -buildmode=c-shared -o "$work/modules/probe.wasm" .)

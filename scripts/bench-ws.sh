@@ -39,6 +39,8 @@
 set -euo pipefail
 
 root="$(cd "$(dirname "$0")/.." && pwd)"
+# shellcheck source=lib/build.sh
+. "$root/scripts/lib/build.sh"
 # shellcheck source=lib/ready.sh
 . "$root/scripts/lib/ready.sh"
 # shellcheck source=lib/proc.sh
@@ -113,9 +115,9 @@ client_pin=()
 
 # build
 echo "== building" >&2
-# The same build as the test suite's: `-p` would resolve another feature
-# set and compile wasmtime a second time.
-cargo build --release --quiet --manifest-path "$root/Cargo.toml" --workspace --all-targets
+# The build the test suite runs, with BENCH_CARGO_FEATURES if set
+# (scripts/lib/build.sh).
+build_for_bench
 # Copies, so that a rebuild in the same checkout during the run cannot
 # swap a binary between measurements.
 mkdir -p "$work/bin"

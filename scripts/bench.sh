@@ -31,6 +31,8 @@
 set -euo pipefail
 
 root="$(cd "$(dirname "$0")/.." && pwd)"
+# shellcheck source=lib/build.sh
+. "$root/scripts/lib/build.sh"
 # shellcheck source=lib/ready.sh
 . "$root/scripts/lib/ready.sh"
 # shellcheck source=lib/proc.sh
@@ -89,9 +91,9 @@ wrk_pin=()
 
 # build
 echo "== building" >&2
-# The same build as the test suite's: `-p` would resolve another feature
-# set and compile wasmtime a second time.
-cargo build --release --quiet --manifest-path "$root/Cargo.toml" --workspace --all-targets
+# The build the test suite runs, with BENCH_CARGO_FEATURES if set
+# (scripts/lib/build.sh).
+build_for_bench
 shanhai="$root/target/release/shanhai"
 reference="$root/target/release/bench-reference"
 "$root/scripts/build-examples.sh" "$work/modules" 2>/dev/null

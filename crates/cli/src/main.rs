@@ -10,6 +10,12 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+/// The allocator of a build with `--features mimalloc`; the default build
+/// keeps the C library's (docs/benchmarks.md, "The allocator").
+#[cfg(feature = "mimalloc")]
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// Shanhai: an edge-function gateway running sandboxed WebAssembly modules.
 #[derive(Parser)]
 #[command(name = "shanhai", version, propagate_version = true)]
@@ -82,8 +88,14 @@ fn main() -> ExitCode {
         Command::Sign(args) => commands::sign::run(args),
         Command::CompileWorker { settings } => shanhai_runtime::run_compile_worker(&settings),
         Command::Version => {
+            // A build with another allocator says so: benchmarks check it.
+            let allocator = if cfg!(feature = "mimalloc") {
+                ", mimalloc"
+            } else {
+                ""
+            };
             println!(
-                "shanhai {} (wasmtime 48, guest ABI v{})",
+                "shanhai {} (wasmtime 48, guest ABI v{}{allocator})",
                 env!("CARGO_PKG_VERSION"),
                 1
             );

@@ -10,7 +10,8 @@ use shanhai_abi::{
     EventKind, EventStatus, IMPORT_MODULE,
 };
 use wasmtime::{
-    ExternType, Instance, InstancePre, Module, Store, Trap, TypedFunc, UpdateDeadline, Val, ValType,
+    ExternType, Func, Instance, InstancePre, Module, Store, Trap, TypedFunc, UpdateDeadline, Val,
+    ValType,
 };
 use wasmtime_wasi::I32Exit;
 use wasmtime_wasi::p2::pipe::{MemoryInputPipe, MemoryOutputPipe};
@@ -93,7 +94,7 @@ pub struct LoadedModule {
     context: Arc<ModuleContext>,
     kind: ModuleKind,
     pre: InstancePre<HostState>,
-    numeric: BTreeMap<String, NumericSignature>,
+    numeric: BTreeMap<String, NumericExport>,
     limits: ModuleLimits,
     pool: InstancePool<PooledInstance>,
 }
@@ -102,6 +103,30 @@ struct PooledInstance {
     store: Store<HostState>,
     instance: Instance,
     entry: Option<EventEntry>,
+    /// The numeric exports this instance was called on, by
+    /// [`NumericExport::slot`]: looked up by name once, not per call.
+    numeric: Vec<Option<Func>>,
+}
+
+impl PooledInstance {
+    /// The instance's function for a numeric export of its module.
+    fn numeric_func(&mut self, export: &NumericExport, name: &str) -> Func {
+        if self.numeric.len() <= export.slot {
+            self.numeric.resize(export.slot + 1, None);
+        }
+        *self.numeric[export.slot].get_or_insert_with(|| {
+            self.instance
+                .get_func(&mut self.store, name)
+                .expect("numeric exports were listed from this module")
+        })
+    }
+}
+
+/// A numeric export: its signature, and its place in each instance's
+/// cache of functions.
+struct NumericExport {
+    signature: NumericSignature,
+    slot: usize,
 }
 
 #[derive(Clone)]
@@ -192,7 +217,7 @@ impl LoadedModule {
 
     /// The signature of a numeric export, if `name` is one.
     pub fn numeric_export(&self, name: &str) -> Option<&NumericSignature> {
-        self.numeric.get(name)
+        self.numeric.get(name).map(|export| &export.signature)
     }
 
     /// Names of all numeric exports.
@@ -290,9 +315,10 @@ impl LoadedModule {
         args: &[NumValue],
         request_id: Arc<str>,
     ) -> Result<Vec<NumValue>, InvokeError> {
-        let signature = self.numeric.get(function).ok_or_else(|| {
+        let export = self.numeric.get(function).ok_or_else(|| {
             InvokeError::NotFound(format!("module has no numeric export `{function}`"))
         })?;
+        let signature = &export.signature;
         if args.len() != signature.params.len() {
             return Err(InvokeError::BadArguments(format!(
                 "`{function}` takes {} arguments, got {}",
@@ -307,11 +333,7 @@ impl LoadedModule {
         let mut results: Vec<Val> = signature.results.iter().map(|_| Val::I32(0)).collect();
         let _permit = self.pool.acquire().await?;
         let mut instance = self.checkout().await?;
-        let pooled: &mut PooledInstance = &mut instance;
-        let func = pooled
-            .instance
-            .get_func(&mut pooled.store, function)
-            .expect("numeric exports were listed from this module");
+        let func = instance.numeric_func(export, function);
         let result = self
             .with_deadline(&mut instance, request_id, |store| {
                 let results = &mut results;
@@ -371,6 +393,7 @@ impl LoadedModule {
             store,
             instance,
             entry: None,
+            numeric: Vec::new(),
         };
         let result = self
             .with_deadline(&mut pooled, request_id, |store| {
@@ -624,6 +647,7 @@ impl LoadedModule {
             store,
             instance,
             entry,
+            numeric: Vec::new(),
         })
     }
 
@@ -715,7 +739,7 @@ fn detect_kind(module: &Module) -> Result<ModuleKind, LoadError> {
 /// Exports whose parameters and results are all numbers, minus the ABI's
 /// own entry points and names starting with `_` (toolchain and SDK
 /// internals such as `_initialize`, by the usual convention).
-fn numeric_exports(module: &Module) -> BTreeMap<String, NumericSignature> {
+fn numeric_exports(module: &Module) -> BTreeMap<String, NumericExport> {
     let num = |t: &ValType| match t {
         ValType::I32 => Some(NumType::I32),
         ValType::I64 => Some(NumType::I64),
@@ -743,6 +767,8 @@ fn numeric_exports(module: &Module) -> BTreeMap<String, NumericSignature> {
                 NumericSignature { params, results },
             ))
         })
+        .enumerate()
+        .map(|(slot, (name, signature))| (name, NumericExport { signature, slot }))
         .collect()
 }
 

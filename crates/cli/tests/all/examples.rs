@@ -97,6 +97,25 @@ async fn numeric_exports_take_json_numbers() {
     let reply = http.post(&gw.url("/api/exec/add/add"), "[2.5, 3.7]").await;
     assert_eq!((reply.status, reply.text().as_str()), (200, "6.2"));
     assert_eq!(reply.header("content-type"), Some("application/json"));
+    // Every export, twice over, on the same pooled instance: each instance
+    // keeps the functions it was called on, and none may answer for another.
+    for _ in 0..2 {
+        for (function, body, expected) in [
+            ("mul", "[6, 7]", "42"),
+            ("sub32", "[2, 5]", "-3"),
+            ("half", "[5]", "2.5"),
+            ("add", "[1, 2]", "3.0"),
+        ] {
+            let reply = http
+                .post(&gw.url(&format!("/api/exec/add/{function}")), body)
+                .await;
+            assert_eq!(
+                (reply.status, reply.text().as_str()),
+                (200, expected),
+                "{function}"
+            );
+        }
+    }
 
     for (body, why) in [
         ("[1]", "arity"),
