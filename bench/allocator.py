@@ -28,10 +28,9 @@ def http_figures(folder):
     runs = report.wrk_runs(folder / "wrk", [label for _, label in labels])
     figures = []
     for what, label in labels:
-        short = what.split(" (")[0]
-        figures.append((f"{short}: requests/s", "higher", [r["rps"] for r in runs[label]]))
-        figures.append((f"{short}: server CPU µs per request", "lower", [r["cpu_us"] for r in runs[label]]))
-        figures.append((f"{short}: p99 ms", "lower", [r["latency"].get(99) for r in runs[label]]))
+        figures.append((f"{what}: requests/s", "higher", [r["rps"] for r in runs[label]]))
+        figures.append((f"{what}: server CPU µs per request", "lower", [r["cpu_us"] for r in runs[label]]))
+        figures.append((f"{what}: p99 ms", "lower", [r["latency"].get(99) for r in runs[label]]))
     samples = report.read_rss(folder / "rss.csv")
     gateway = [s["vmrss_mb"] for s in samples]
     # One sampled series per run of the section: the first, peak and last.

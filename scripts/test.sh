@@ -41,6 +41,8 @@ done
 
 step "clippy"
 cargo clippy --release --workspace --all-targets -- -D warnings
+# The optional allocator build (bench-allocator.sh) must keep building.
+cargo clippy --release --workspace --bin shanhai --features shanhai-cli/mimalloc -- -D warnings
 cargo clippy --release --target wasm32-wasip1 -p shanhai-sdk -p hello-rs -- -D warnings
 
 step "cargo test (unit, property and integration tests)"
