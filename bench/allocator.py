@@ -34,7 +34,7 @@ def http_figures(folder):
     samples = report.read_rss(folder / "rss.csv")
     gateway = [s["vmrss_mb"] for s in samples]
     # One sampled series per run of the section: the first, peak and last.
-    figures += [("gateway VmRSS MB, first sample (idle, modules loaded)", "lower", [gateway[0]]),
+    figures += [("gateway VmRSS MB, before the load (ready, one request per path)", "lower", [gateway[0]]),
                 ("gateway VmRSS MB, peak under load", "lower", [max(gateway)]),
                 ("gateway VmRSS MB, last sample", "lower", [gateway[-1]])]
     return figures
