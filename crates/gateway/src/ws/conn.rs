@@ -65,7 +65,12 @@ pub(crate) fn run(
         let upgraded = match on_upgrade.await {
             Ok(upgraded) => upgraded,
             Err(err) => {
-                tracing::debug!(module = &**session.module(), error = %err, "WebSocket upgrade did not complete");
+                tracing::debug!(
+                    module = &**session.module(),
+                    request_id = session.connection.info.request_id(),
+                    error = %err,
+                    "WebSocket upgrade did not complete"
+                );
                 session.trigger.hub.remove(&session.connection);
                 return;
             }
@@ -85,6 +90,7 @@ pub(crate) fn run(
                 // stream here is a bug in the gateway, not the peer's doing.
                 tracing::error!(
                     module = &**session.module(),
+                    request_id = session.connection.info.request_id(),
                     "WebSocket upgrade on a stream the gateway did not accept; closing it"
                 );
                 session.trigger.hub.remove(&session.connection);
