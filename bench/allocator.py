@@ -44,7 +44,7 @@ def ws_figures(folder):
     """(figure, better, [values per run]) of the WebSocket section."""
     raw = folder / "raw"
     files = report.runs_by_label(raw, r"(.+)\.(\d+)\.json")
-    rates = sorted(int(name.split("-")[1]) for name in files if name.startswith("echo-") and name.endswith("-gw"))
+    rates = report.echo_rates(files)
     labels = ["idle-gw", "fanout-gw"] + [f"echo-{rate}-gw" for rate in rates]
     if "idle-gw-pool" in files:
         labels.append("idle-gw-pool")
@@ -78,7 +78,7 @@ def mqtt_figures(folder):
                             [r["msgs_per_s"] for r in runs]))
             if all("gateway_cpu_s" in r for r in runs):
                 figures.append((f"{shown}, QoS {qos}: gateway CPU µs per message", "lower",
-                                [r["gateway_cpu_s"] * 1e6 / (r["messages"] + r["warmup"]) for r in runs]))
+                                [report.cpu_us_per_message(r, "gateway") for r in runs]))
     figures.append(("Modbus/TCP frames/s", "higher", [r["frames_per_s"] for r in data["modbus"]]))
     return figures
 

@@ -490,6 +490,12 @@ def footprint_section(folder):
 # WebSocket
 
 
+def echo_rates(files):
+    """The echo rates a WebSocket run measured, from its raw files'
+    labels (echo-RATE-gw), in increasing order."""
+    return sorted({int(m.group(1)) for name in files for m in [re.fullmatch(r"echo-(\d+)-gw", name)] if m})
+
+
 def ws_section(folder, charts, commit, command):
     """The WebSocket tables (idle memory, echo latency, fan-out) and the
     idle-memory chart; `command` is the section's, for the reference's
@@ -499,7 +505,7 @@ def ws_section(folder, charts, commit, command):
     # The 128 KiB reference and the default-pool gateway row are optional
     # (BENCH_WS_REF_DEFAULT=0, BENCH_WS_IDLE_DEFAULT_POOL=0 leave them out).
     idle_targets = ["gw", "ref"] + [t for t in ("ref-default", "gw-pool") if f"idle-{t}" in files]
-    rates = sorted({int(m.group(1)) for name in files for m in [re.fullmatch(r"echo-(\d+)-gw", name)] if m})
+    rates = echo_rates(files)
     if not rates:
         raise MissingData(f"no echo results (echo-RATE-gw.N.json) in {raw}")
     need = [f"idle-{t}" for t in idle_targets] + ["fanout-gw", "fanout-ref-fanout"]
@@ -569,6 +575,12 @@ def ws_section(folder, charts, commit, command):
 # MQTT
 
 
+def cpu_us_per_message(run, process):
+    """The CPU µs per message (warm-up included) that `process` (gateway,
+    mosquitto) spent in one bench-mqttload run."""
+    return run[f"{process}_cpu_s"] * 1e6 / (run["messages"] + run["warmup"])
+
+
 def mqtt_section(folder):
     """The MQTT tables (gateway against a broker pass-through, Modbus,
     order per topic); returns (Markdown, ratios for the chart)."""
@@ -588,8 +600,7 @@ def mqtt_section(folder):
         runs = data[label]
         if not all(f"{process}_cpu_s" in r for r in runs):
             return "—"
-        return number(Stat.of([r[f"{process}_cpu_s"] * 1e6 / (r["messages"] + r["warmup"])
-                               for r in runs]).median)
+        return number(Stat.of([cpu_us_per_message(r, process) for r in runs]).median)
 
     ratios, rows = [], []
     for broker, shown in MQTT_BROKERS:
