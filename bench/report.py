@@ -53,10 +53,10 @@ import matplotlib.pyplot as plt  # noqa: E402 (the backend comes first)
 ROOT = Path(__file__).resolve().parent.parent
 BEGIN, END = "<!-- bench-all:begin -->", "<!-- bench-all:end -->"
 HEADING = "## At HEAD: every figure from one run"
-SECTIONS = ("http", "footprint", "ws", "mqtt", "state", "reload", "pulley")
+SECTIONS = ("http", "footprint", "ws", "mqtt", "state", "reload", "pulley", "profile")
 SECTION_TITLES = {"http": "HTTP", "footprint": "Footprint", "ws": "WebSocket",
                   "mqtt": "MQTT and Modbus", "state": "State", "reload": "Hot swap",
-                  "pulley": "Pulley against Cranelift"}
+                  "pulley": "Pulley against Cranelift", "profile": "Where a request's CPU time goes"}
 CHART_FILES = ("throughput-ratios.svg", "http-latency.svg", "http-rss.svg", "ws-idle-memory.svg")
 SECTION_CHARTS = {"http": ["http-latency.svg", "http-rss.svg"], "ws": ["ws-idle-memory.svg"]}
 GATEWAY_COLOUR, REFERENCE_COLOUR, TARGET_COLOUR = "#1f77b4", "#ff7f0e", "#d62728"

@@ -14,6 +14,7 @@
 #   state      scripts/bench-state.sh      (KV and SQLite beside redis-benchmark and rusqlite)
 #   reload     scripts/bench-reload.sh     (hot swap: mv to first response, requests during swaps, scale-up)
 #   pulley     scripts/bench-pulley.sh     (the Pulley interpreter beside Cranelift, same modules)
+#   profile    scripts/bench-profile.sh    (perf: where a request's CPU time goes, beside native Go)
 # Any BENCH_*, FOOTPRINT_* or RELOAD_* variable set here reaches every section (so
 # BENCH_RUNS=5 means five runs of each), except BENCH_RESULTS, which is set
 # per section. run.json records the commit, the machine, the times, and each
@@ -21,7 +22,7 @@
 # logs/<section>.log holds what it printed.
 #
 # Environment (defaults in brackets):
-#   BENCH_SECTIONS ["http footprint ws mqtt state reload pulley"]   which sections run, in this order
+#   BENCH_SECTIONS ["http footprint ws mqtt state reload pulley profile"]   which sections run, in this order
 #   BENCH_ALL_RESULTS [target/bench-all]              where everything is written
 #   BENCH_ALL_KEEP [0]    1: keep the other sections' results of the last run in
 #                         BENCH_ALL_RESULTS and rerun only BENCH_SECTIONS (a section
@@ -36,7 +37,7 @@
 set -euo pipefail
 
 root="$(cd "$(dirname "$0")/.." && pwd)"
-all_sections=(http footprint ws mqtt state reload pulley)
+all_sections=(http footprint ws mqtt state reload pulley profile)
 read -r -a requested <<<"${BENCH_SECTIONS:-${all_sections[*]}}"
 out="${BENCH_ALL_RESULTS:-$root/target/bench-all}"
 docs="${BENCH_ALL_DOCS:-1}"
@@ -52,6 +53,7 @@ declare -A scripts=(
   [state]=scripts/bench-state.sh
   [reload]=scripts/bench-reload.sh
   [pulley]=scripts/bench-pulley.sh
+  [profile]=scripts/bench-profile.sh
 )
 for section in "${requested[@]}"; do
   [[ -n "${scripts[$section]:-}" ]] || {

@@ -1,0 +1,203 @@
+"""Splits the CPU time a request costs each server into the code that spent
+it, from the perf samples scripts/bench-profile.sh took, and prints the
+tables of docs/benchmarks.md's "Where the time goes" as Markdown.
+
+A part's share of a run's samples, times the server's CPU time per request
+in that run (its user + system time over the requests wrk counted), is the
+part's CPU time per request. Guest code is named by the wasm function names
+that Go keeps in its modules (`net_http.__ServeMux_.ServeHTTP`); native Go
+names the same functions `net/http.(*ServeMux).ServeHTTP`, and both fall in
+the same part.
+
+    python3 bench/profile.py --results target/bench-profile --started T --commit C
+"""
+
+import argparse
+import collections
+import gzip
+import re
+from pathlib import Path
+
+# The runs, in the order of the tables' columns: (label, column heading).
+RUNS = [
+    ("gw-add", "add, gateway"),
+    ("ref-add", "add, bare hyper"),
+    ("gw-text", "text, gateway"),
+    ("native-text", "text, native Go"),
+    ("gw-json2k", "json2k, gateway"),
+    ("native-json2k", "json2k, native Go"),
+    ("gw-readings", "readings, gateway"),
+    ("native-readings", "readings, native Go"),
+]
+
+GO_ALLOCATION = re.compile(
+    r"malloc|[gG][cC]|sweep|[sS]pan|heapBits|HeapBits|mheap|mcache|mcentral|scanobject"
+    r"|scanblock|greyobject|markBits|wbBuf|[bB]arrier|memclr|findObject|mark"
+)
+
+# Go parts, first match wins, on a name with `/`, `-` and `.` as `_` (so a
+# wasm name and a native one read alike).
+GO_PARTS = [
+    ("Go: the handler (examples/json2k/doc)", ("github_com_shanhai_edge_shanhai_examples",)),
+    ("Go: Shanhai's SDK (envelope, http.Request, ResponseWriter)", ("github_com_shanhai_edge_shanhai_sdk",)),
+    ("Go: encoding/json, reflect, strconv, unicode", ("encoding_", "reflect_", "strconv_", "internal_strconv", "unicode_", "math_")),
+    (
+        "Go: net/http, net/url, textproto, bufio, I/O",
+        ("net_", "bufio_", "mime_", "vendor_", "internal_poll", "syscall_", "io_", "os_"),
+    ),
+]
+GO_RUNTIME = ("runtime_", "internal_", "sync_", "mem", "gogo", "wasm_pc_f_loop", "_rt0")
+
+# Rust parts by crate: the first crate a symbol names that is one of these
+# (`<shanhai_gateway::listener::CountedStream as tokio::io::AsyncWrite>`
+# is Shanhai's; `core::ptr::drop_in_place<hyper::...>` is hyper's).
+RUST_PARTS = [
+    ("Rust: hyper, http, httparse (HTTP/1)", ("hyper", "hyper_util", "httparse", "http", "http_body", "http_body_util", "h2")),
+    ("Rust: tokio, mio (tasks, I/O, timers)", ("tokio", "mio")),
+    ("Rust: wasmtime (calls, fibers, stores)", ("wasmtime", "wasmtime_", "cranelift")),
+    ("Rust: Shanhai (routing, envelopes, pool, metrics)", ("shanhai_", "metrics", "metrics_util", "tracing")),
+]
+RUST_CRATE = re.compile(r"([A-Za-z_][A-Za-z0-9_]*)::")
+
+PART_ORDER = (
+    [name for name, _ in GO_PARTS]
+    + [
+        "Go runtime: allocation and GC",
+        "Go runtime: maps, strings, scheduler",
+        "Go: other packages (strings, bytes, context, path, ...)",
+        "host ↔ wasm trampolines",
+    ]
+    + [name for name, _ in RUST_PARTS]
+    + [
+        "Rust: other (std, bytes, serde_json, ...)",
+        "C library (malloc, free, memcpy, clock)",
+        "kernel (TCP over loopback, syscalls, scheduling)",
+        "unresolved",
+    ]
+)
+
+WASM_PREFIX = re.compile(r"^wasm\[\d+\]::function\[\d+\]::")
+SAMPLE = re.compile(r"^\s*[0-9a-f]+\s+(?P<sym>.*?)\s+\((?P<dso>[^()]*)\)\s*$")
+
+
+def is_go(dso):
+    return dso.endswith(".cwasm") or Path(dso).name == "json2k-native"
+
+
+def go_part(sym):
+    if "trampoline" in sym:
+        return "host ↔ wasm trampolines"
+    name = re.sub(r"[/.\-]", "_", WASM_PREFIX.sub("", sym))
+    for part, prefixes in GO_PARTS:
+        if any(name.startswith(p) for p in prefixes):
+            return part
+    if name.startswith(GO_RUNTIME):
+        if name.startswith(("runtime_", "internal_runtime")) and GO_ALLOCATION.search(name):
+            return "Go runtime: allocation and GC"
+        return "Go runtime: maps, strings, scheduler"
+    return "Go: other packages (strings, bytes, context, path, ...)"
+
+
+def part_of(sym, dso):
+    if dso == "[kernel.kallsyms]":
+        return "kernel (TCP over loopback, syscalls, scheduling)"
+    base = Path(dso).name
+    if base.startswith(("libc.", "libm.", "ld-linux")) or base == "[vdso]":
+        return "C library (malloc, free, memcpy, clock)"
+    if is_go(dso):
+        return go_part(sym)
+    if base in ("shanhai", "bench-reference"):
+        for crate in RUST_CRATE.findall(sym):
+            for part, crates in RUST_PARTS:
+                if crate in crates or crate.startswith(tuple(c for c in crates if c.endswith("_"))):
+                    return part
+        return "Rust: other (std, bytes, serde_json, ...)"
+    return "unresolved"
+
+
+def read_samples(path):
+    """(symbol, dso) of each sample in a `perf script -F ip,sym,dso` dump."""
+    samples = []
+    with gzip.open(path, "rt", errors="replace") as f:
+        for line in f:
+            m = SAMPLE.match(line)
+            if m:
+                samples.append((m["sym"], m["dso"]))
+    return samples
+
+
+def wrk_run(folder, label):
+    """Requests/s and the server's CPU µs per request in LABEL's run."""
+    text = (folder / "wrk" / f"{label}.txt").read_text()
+    count = int(re.search(r"(\d+) requests in", text)[1])
+    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", text)[1])
+    ticks, per_second = (int(v) for v in (folder / "wrk" / f"{label}.cpu").read_text().split())
+    return rps, ticks / per_second / count * 1e6
+
+
+def number(value, digits=1):
+    return f"{value:,.{digits}f}"
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--results", type=Path, required=True)
+    parser.add_argument("--started", required=True)
+    parser.add_argument("--commit", required=True)
+    args = parser.parse_args()
+
+    runs = {}
+    for label, heading in RUNS:
+        rps, cpu = wrk_run(args.results, label)
+        samples = read_samples(args.results / "perf" / f"{label}.samples.gz")
+        parts = collections.Counter(part_of(sym, dso) for sym, dso in samples)
+        runs[label] = dict(heading=heading, rps=rps, cpu=cpu, samples=samples, parts=parts)
+
+    out = []
+    out.append(
+        f"Commit `{args.commit}`, {args.started}. "
+        "Each column is one wrk run (`wrk -t2 -c64 -d10s`) with perf sampling the server "
+        "throughout (`perf record -F 1999 -p PID`); a part's CPU time per request is its "
+        "share of the samples times the server's CPU time per request in that run. "
+        "`perf/LABEL.samples.gz` holds each run's samples (`perf script -F ip,sym,dso`)."
+    )
+    out.append("")
+    labels = [label for label, _ in RUNS]
+    out.append("| CPU µs per request | " + " | ".join(runs[l]["heading"] for l in labels) + " |")
+    out.append("| --- |" + " ---: |" * len(labels))
+    for part in PART_ORDER:
+        values = []
+        for label in labels:
+            run = runs[label]
+            share = run["parts"][part] / max(len(run["samples"]), 1)
+            values.append(number(share * run["cpu"]) if run["parts"][part] else "")
+        if any(values):
+            out.append(f"| {part} | " + " | ".join(values) + " |")
+    out.append("| **all, per request** | " + " | ".join(f"**{number(runs[l]['cpu'])}**" for l in labels) + " |")
+    out.append("| requests/s in this run | " + " | ".join(number(runs[l]["rps"], 0) for l in labels) + " |")
+    out.append("| perf samples | " + " | ".join(number(len(runs[l]["samples"]), 0) for l in labels) + " |")
+    out.append("")
+
+    for label, what, wanted in (
+        ("gw-text", "the Go guest's functions, GET /json2k/text", is_go),
+        ("gw-json2k", "the Go guest's functions, GET /json2k", is_go),
+        ("gw-add", "the gateway's own functions, POST /api/exec/add/add", lambda dso: Path(dso).name == "shanhai"),
+    ):
+        run = runs[label]
+        functions = collections.Counter(WASM_PREFIX.sub("", sym) for sym, dso in run["samples"] if wanted(dso))
+        top = functions.most_common(15)
+        out.append(f"The 15 costliest of {what}, CPU µs per request:")
+        out.append("")
+        out.append("| function | µs | part |")
+        out.append("| --- | ---: | --- |")
+        dso_of = {WASM_PREFIX.sub("", sym): (sym, dso) for sym, dso in run["samples"]}
+        for function, n in top:
+            sym, dso = dso_of[function]
+            shown = function if len(function) <= 90 else function[:87] + "..."
+            out.append(f"| `{shown}` | {number(n / len(run['samples']) * run['cpu'], 2)} | {part_of(sym, dso)} |")
+        out.append("")
+    print("\n".join(out).rstrip())
+
+
+if __name__ == "__main__":
+    main()
