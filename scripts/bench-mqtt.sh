@@ -35,6 +35,8 @@ set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
 # shellcheck source=lib/build.sh
 . "$root/scripts/lib/build.sh"
+# shellcheck source=lib/work.sh
+. "$root/scripts/lib/work.sh"
 # shellcheck source=lib/ready.sh
 . "$root/scripts/lib/ready.sh"
 # shellcheck source=lib/proc.sh
@@ -55,16 +57,7 @@ for tool in go python3 cargo curl; do
   command -v "$tool" >/dev/null || { echo "bench-mqtt.sh: $tool is not installed" >&2; exit 1; }
 done
 
-work="$(mktemp -d "${TMPDIR:-/tmp}/shanhai-bench-mqtt.XXXXXX")"
-pids=()
-cleanup() {
-  local pid
-  for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
-  for pid in "${pids[@]}"; do wait "$pid" 2>/dev/null || true; done
-  rm -rf "$work"
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
+start_work bench-mqtt
 
 raw="$results/raw"
 rm -rf "$raw" "$results/results.md"

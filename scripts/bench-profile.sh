@@ -28,10 +28,11 @@ set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
 # shellcheck source=lib/build.sh
 . "$root/scripts/lib/build.sh"
-# shellcheck source=lib/ready.sh
-. "$root/scripts/lib/ready.sh"
 # shellcheck source=lib/proc.sh
 . "$root/scripts/lib/proc.sh"
+# lib/http-servers.sh sources lib/ready.sh and lib/work.sh.
+# shellcheck source=lib/http-servers.sh
+. "$root/scripts/lib/http-servers.sh"
 duration="${BENCH_DURATION:-10s}"
 warmup="${BENCH_WARMUP:-2s}"
 threads="${BENCH_THREADS:-2}"
@@ -46,16 +47,8 @@ for tool in perf wrk curl go python3 cargo; do
   }
 done
 
-work="$(mktemp -d "${TMPDIR:-/tmp}/shanhai-profile.XXXXXX")"
-pids=()
-cleanup() {
-  local pid
-  for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
-  for pid in "${pids[@]}"; do wait "$pid" 2>/dev/null || true; done
-  rm -rf "$work"
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
+start_work profile
+server_pin=()
 
 rm -rf "$results"
 mkdir -p "$results/perf" "$results/wrk"
@@ -67,70 +60,8 @@ build_for_bench
 "$root/scripts/build-examples.sh" "$work/modules" 2>/dev/null
 (cd "$root/examples/json2k" && go build -o "$work/json2k-native" ./native)
 
-cat >"$work/add.lua" <<'EOF'
-wrk.method = "POST"
-wrk.body = "[2.5,3.7]"
-wrk.headers["Content-Type"] = "application/json"
-EOF
-cat >"$work/readings.lua" <<'EOF'
-wrk.method = "POST"
-wrk.body = '{"device":"pump-7","readings":[20.5,19.5,21,23,22.5,20,19,21.5]}'
-wrk.headers["Content-Type"] = "application/json"
-EOF
-# scripts/bench.sh's config: the embedded defaults, the admin API off the
-# machine's shared ports.
-cat >"$work/gateway.toml" <<EOF
-[admin]
-listen = "127.0.0.1:0"
-socket = ""
-token_file = "$work/admin.token"
-EOF
-
-# start_listening NAME CMD...: starts a server that prints `listening on
-# http://ADDR` and sets $addr and $server_pid.
-start_listening() {
-  local name="$1"
-  shift
-  "$@" >"$work/$name.out" 2>"$work/$name.err" &
-  local pid=$!
-  pids+=("$pid")
-  for _ in $(seq 1 3000); do
-    addr="$(sed -n 's|^listening on http://||p' "$work/$name.out")"
-    [[ -n "$addr" ]] && { server_pid=$pid; return; }
-    kill -0 "$pid" 2>/dev/null || break
-    sleep 0.01
-  done
-  echo "bench-profile.sh: $name did not start:" >&2
-  cat "$work/$name.err" >&2
-  exit 1
-}
-
-SHANHAI_LOG=warn start_listening gateway "$root/target/release/shanhai" serve \
-  --config "$work/gateway.toml" --modules "$work/modules" --listen 127.0.0.1:0 --cache-dir "$work/cache"
-gateway="http://$addr"
-gateway_pid=$server_pid
-wait_ready "$gateway" "$gateway_pid" "$work/gateway.err"
-start_listening reference "$root/target/release/bench-reference" --listen 127.0.0.1:0
-reference="http://$addr"
-reference_pid=$server_pid
-native_port="$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')"
-"$work/json2k-native" -listen "127.0.0.1:$native_port" >"$work/native.out" 2>"$work/native.err" &
-native_pid=$!
-pids+=("$native_pid")
-native="http://127.0.0.1:$native_port"
-for _ in $(seq 1 500); do
-  curl -sf -o /dev/null "$native/json2k" && break
-  kill -0 "$native_pid" 2>/dev/null || { cat "$work/native.err" >&2; exit 1; }
-  sleep 0.01
-done
-
-# Each endpoint answers before it is profiled.
-curl -sf -X POST -d '[2.5,3.7]' "$gateway/api/exec/add/add" | grep -qx '6.2'
-curl -sf -X POST -d '[2.5,3.7]' "$reference/api/exec/add/add" | grep -qx '6.2'
-for server in "$gateway" "$native"; do
-  curl -sf -o /dev/null "$server/json2k"
-  curl -sf "$server/json2k/text" | grep -qx ok
-done
+write_http_loads
+start_http_servers "$work/cache"
 
 # profile LABEL PID URL [LUA]: wrk on URL while perf samples PID for the
 # whole run; the run's request count and PID's CPU time go beside the data.
@@ -156,7 +87,7 @@ profile() {
 }
 
 profile gw-add "$gateway_pid" "$gateway/api/exec/add/add" add.lua
-profile ref-add "$reference_pid" "$reference/api/exec/add/add" add.lua
+profile ref-add "$reference_pid" "$reference_url/api/exec/add/add" add.lua
 profile gw-text "$gateway_pid" "$gateway/json2k/text"
 profile native-text "$native_pid" "$native/json2k/text"
 profile gw-json2k "$gateway_pid" "$gateway/json2k"

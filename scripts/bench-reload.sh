@@ -27,6 +27,8 @@
 set -euo pipefail
 
 root="$(cd "$(dirname "$0")/.." && pwd)"
+# shellcheck source=lib/work.sh
+. "$root/scripts/lib/work.sh"
 swaps="${RELOAD_SWAPS:-5}"
 duration="${RELOAD_DURATION:-10s}"
 step="${RELOAD_STEP:-5s}"
@@ -40,17 +42,8 @@ done
 rust_wasm="$root/target/wasm32-wasip1/guest/hello_rs.wasm"
 [ -f "$rust_wasm" ] || (cd "$root" && cargo build --profile guest --target wasm32-wasip1 -p hello-rs)
 
-work="$(mktemp -d "${TMPDIR:-/tmp}/shanhai-reload.XXXXXX")"
+start_work reload
 mkdir -p "$results"
-pids=()
-cleanup() {
-  local pid
-  for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
-  for pid in "${pids[@]}"; do wait "$pid" 2>/dev/null || true; done
-  rm -rf "$work"
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
 
 run_id="$(date +%s)-$$"
 fixture="$root/crates/cli/tests/fixtures/version"

@@ -27,6 +27,8 @@ set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
 # shellcheck source=lib/build.sh
 . "$root/scripts/lib/build.sh"
+# shellcheck source=lib/work.sh
+. "$root/scripts/lib/work.sh"
 # shellcheck source=lib/ready.sh
 . "$root/scripts/lib/ready.sh"
 duration="${BENCH_DURATION:-5s}"
@@ -39,15 +41,7 @@ for tool in wrk curl go redis-server redis-benchmark python3 cargo; do
   command -v "$tool" >/dev/null || { echo "bench-state.sh: $tool is not installed (apt-get install -y wrk redis-server)" >&2; exit 1; }
 done
 
-work="$(mktemp -d "${TMPDIR:-/tmp}/shanhai-bench-state.XXXXXX")"
-pids=()
-cleanup() {
-  for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
-  for pid in "${pids[@]}"; do wait "$pid" 2>/dev/null || true; done
-  rm -rf "$work"
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
+start_work bench-state
 rm -rf "$results"
 mkdir -p "$results/wrk" "$work/modules"
 

@@ -41,6 +41,8 @@ set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
 # shellcheck source=lib/build.sh
 . "$root/scripts/lib/build.sh"
+# shellcheck source=lib/work.sh
+. "$root/scripts/lib/work.sh"
 # shellcheck source=lib/ready.sh
 . "$root/scripts/lib/ready.sh"
 # shellcheck source=lib/proc.sh
@@ -153,25 +155,6 @@ EOF
 # that setup beside this one (docs/benchmarks.md). The echo and fan-out
 # rows keep the default pool.
 { cat "$work/gateway.toml"; printf '\n[modules.ws-echo]\nmin_instances = 1\nmax_instances = 1\n'; } >"$work/gateway-idle.toml"
-
-# start_listening NAME CMD...: starts a server that prints `listening on
-# http://ADDR` on stdout; sets $addr and $server_pid.
-start_listening() {
-  local name="$1"
-  shift
-  "${server_pin[@]}" "$@" >"$work/$name.out" 2>"$work/$name.err" &
-  local pid=$!
-  pids+=("$pid")
-  for _ in $(seq 1 6000); do
-    addr="$(sed -n 's|^listening on http://||p' "$work/$name.out")"
-    [[ -n "$addr" ]] && { server_pid=$pid; return; }
-    kill -0 "$pid" 2>/dev/null || break
-    sleep 0.01
-  done
-  echo "bench-ws.sh: $name did not start:" >&2
-  cat "$work/$name.err" >&2
-  exit 1
-}
 
 # stop_server: SIGTERM, then SIGKILL after 10 s.
 stop_server() {

@@ -33,10 +33,11 @@ set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
 # shellcheck source=lib/build.sh
 . "$root/scripts/lib/build.sh"
-# shellcheck source=lib/ready.sh
-. "$root/scripts/lib/ready.sh"
 # shellcheck source=lib/proc.sh
 . "$root/scripts/lib/proc.sh"
+# lib/http-servers.sh sources lib/ready.sh and lib/work.sh.
+# shellcheck source=lib/http-servers.sh
+. "$root/scripts/lib/http-servers.sh"
 duration="${BENCH_DURATION:-10s}"
 runs="${BENCH_RUNS:-3}"
 threads="${BENCH_THREADS:-2}"
@@ -95,57 +96,10 @@ echo "== building" >&2
 # (scripts/lib/build.sh).
 build_for_bench
 shanhai="$root/target/release/shanhai"
-reference="$root/target/release/bench-reference"
 "$root/scripts/build-examples.sh" "$work/modules" 2>/dev/null
 (cd "$root/examples/json2k" && go build -o "$work/json2k-native" ./native)
 
-cat >"$work/add.lua" <<'EOF'
-wrk.method = "POST"
-wrk.body = "[2.5,3.7]"
-wrk.headers["Content-Type"] = "application/json"
-EOF
-# The embedded defaults, but for the admin API: its default port (9090) and
-# Unix socket (./.shanhai/admin.sock) would clash with any other gateway on
-# the machine.
-cat >"$work/gateway.toml" <<EOF
-[admin]
-listen = "127.0.0.1:0"
-socket = ""
-token_file = "$work/admin.token"
-EOF
-cat >"$work/readings.lua" <<'EOF'
-wrk.method = "POST"
-wrk.body = '{"device":"pump-7","readings":[20.5,19.5,21,23,22.5,20,19,21.5]}'
-wrk.headers["Content-Type"] = "application/json"
-EOF
-cat >"$work/cgi.lua" <<'EOF'
-wrk.method = "POST"
-wrk.body = "hello from wrk"
-wrk.headers["Content-Type"] = "text/plain"
-EOF
-
-# start_listening NAME CMD...: starts a server that prints `listening on
-# http://ADDR` on stdout and sets $addr to ADDR.
-start_listening() {
-  local name="$1"
-  shift
-  "${server_pin[@]}" "$@" >"$work/$name.out" 2>"$work/$name.err" &
-  local pid=$!
-  pids+=("$pid")
-  for _ in $(seq 1 3000); do
-    addr="$(sed -n 's|^listening on http://||p' "$work/$name.out")"
-    [[ -n "$addr" ]] && { server_pid=$pid; return; }
-    kill -0 "$pid" 2>/dev/null || break
-    sleep 0.01
-  done
-  echo "bench.sh: $name did not start:" >&2
-  cat "$work/$name.err" >&2
-  exit 1
-}
-
-free_port() {
-  python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
-}
+write_http_loads
 
 # e. start-up: process start -> first 200 from GET /json2k
 # Run before the load so the machine is quiet. Each start is a fresh process;
@@ -235,36 +189,9 @@ cp "$work/startup-cold" "$results/startup-cold.txt"
 echo "warm cache: $(head -1 "$work/startup-warm") ms -> median $(tail -1 "$work/startup-warm") ms" >&2
 echo "cold cache: $(head -1 "$work/startup-cold") ms -> median $(tail -1 "$work/startup-cold") ms" >&2
 
-# the servers under load
-SHANHAI_LOG=warn start_listening gateway "$shanhai" serve --config "$work/gateway.toml" --modules "$work/modules" \
-  --listen 127.0.0.1:0 --cache-dir "$work/cache-warm"
-gateway="http://$addr"
-gateway_pid=$server_pid
-wait_ready "$gateway" "$gateway_pid" "$work/gateway.err"
-start_listening reference "$reference" --listen 127.0.0.1:0
-reference_url="http://$addr"
-reference_pid=$server_pid
-native_port="$(free_port)"
-"${server_pin[@]}" "$work/json2k-native" -listen "127.0.0.1:$native_port" >"$work/native.out" 2>"$work/native.err" &
-native_pid=$!
-pids+=("$native_pid")
-native="http://127.0.0.1:$native_port"
-for _ in $(seq 1 500); do
-  curl -sf -o /dev/null "$native/json2k" && break
-  kill -0 "$native_pid" 2>/dev/null || { cat "$work/native.err" >&2; exit 1; }
-  sleep 0.01
-done
-
-# Each endpoint answers once before any load, so a broken build fails here.
-curl -sf -X POST -d '[2.5,3.7]' "$gateway/api/exec/add/add" | grep -qx '6.2'
-curl -sf -X POST -d '[2.5,3.7]' "$reference_url/api/exec/add/add" | grep -qx '6.2'
-for path in json2k hello hello-rs; do curl -sf -o /dev/null "$gateway/$path"; done
-curl -sf -o /dev/null "$native/json2k"
-readings='{"device":"pump-7","readings":[20.5,19.5,21,23,22.5,20,19,21.5]}'
-for server in "$gateway" "$native"; do
-  curl -sf "$server/json2k/text" | grep -qx ok
-  curl -sf -X POST -H 'Content-Type: application/json' -d "$readings" "$server/json2k/readings" | grep -q '"count":8'
-done
+# the servers under load; each endpoint answers once before any load
+start_http_servers "$work/cache-warm"
+for path in hello hello-rs; do curl -sf -o /dev/null "$gateway/$path"; done
 curl -sf -X POST -d 'x' -o /dev/null "$gateway/cgi-echo"
 
 mb() { awk -v k="$1" 'BEGIN { printf "%.1f", k / 1024 }'; }

@@ -97,7 +97,7 @@ fn main() -> ExitCode {
             println!(
                 "shanhai {} (wasmtime 48, guest ABI v{}{allocator})",
                 env!("CARGO_PKG_VERSION"),
-                1
+                shanhai_abi::ABI_VERSION
             );
             Ok(())
         }

@@ -63,6 +63,9 @@ fn version_and_help() {
     let dir = std::env::temp_dir();
     let (ok, out, _) = shanhai(&["version"], &dir);
     assert!(ok && out.starts_with("shanhai "), "{out}");
+    // The ABI it names is the one the host checks guests against.
+    let abi = format!("guest ABI v{}", shanhai_abi::ABI_VERSION);
+    assert!(out.contains(&abi), "{out}");
     for command in ["serve", "run", "new", "compile"] {
         let (ok, out, _) = shanhai(&[command, "--help"], &dir);
         assert!(ok && out.contains("Usage: shanhai"), "{command}: {out}");
