@@ -22,11 +22,13 @@
 #   RELOAD_DURATION [10s]   wrk duration in 2
 #   RELOAD_STEP [5s]        wrk duration of the load step in 3
 #   RELOAD_RESULTS [BENCH_RESULTS, else target/bench-reload]  where logs and results.md go
-# Needs target/release/shanhai (cargo build --release -p shanhai-cli), go,
-# wrk, python3, and the Rust guest (built here if missing).
+# Builds the gateway the other bench scripts measure (scripts/lib/build.sh)
+# and the Rust guest if missing; needs go, wrk and python3.
 set -euo pipefail
 
 root="$(cd "$(dirname "$0")/.." && pwd)"
+# shellcheck source=lib/build.sh
+. "$root/scripts/lib/build.sh"
 # shellcheck source=lib/work.sh
 . "$root/scripts/lib/work.sh"
 swaps="${RELOAD_SWAPS:-5}"
@@ -38,7 +40,7 @@ shanhai="$root/target/release/shanhai"
 for tool in wrk go python3 cargo; do
   command -v "$tool" >/dev/null || { echo "bench-reload.sh: $tool is not installed" >&2; exit 1; }
 done
-[ -x "$shanhai" ] || (cd "$root" && cargo build --release -p shanhai-cli)
+build_for_bench
 rust_wasm="$root/target/wasm32-wasip1/guest/hello_rs.wasm"
 [ -f "$rust_wasm" ] || (cd "$root" && cargo build --profile guest --target wasm32-wasip1 -p hello-rs)
 

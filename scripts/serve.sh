@@ -11,7 +11,7 @@ if ! rustup target list --installed 2>/dev/null | grep -qx wasm32-wasip1; then
   rustup target add wasm32-wasip1
 fi
 echo "building the gateway (the first build compiles wasmtime: a few minutes)" >&2
-cargo build --release -p shanhai-cli
+cargo build --release --workspace --bin shanhai
 bash scripts/build-examples.sh "$root/target/modules"
 # The crypto example reads its keys from secrets; these demo keys are for
 # the quick start only.
