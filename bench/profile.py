@@ -144,6 +144,7 @@ def main():
     parser.add_argument("--results", type=Path, required=True)
     parser.add_argument("--started", required=True)
     parser.add_argument("--commit", required=True)
+    parser.add_argument("--frequency", required=True, help="perf's samples per second")
     args = parser.parse_args()
 
     runs = {}
@@ -153,11 +154,15 @@ def main():
         parts = collections.Counter(part_of(sym, dso) for sym, dso in samples)
         runs[label] = dict(heading=heading, rps=rps, cpu=cpu, samples=samples, parts=parts)
 
+    # Each log opens with its wrk command line; the options are the same for
+    # every run but for the script and the URL.
+    wrk_line = (args.results / "wrk" / f"{RUNS[0][0]}.txt").read_text().splitlines()[0]
+    wrk_options = " ".join(w for w in wrk_line.removeprefix("$ ").split() if w.startswith("-") and w != "-s")
     out = []
     out.append(
         f"Commit `{args.commit}`, {args.started}. "
-        "Each column is one wrk run (`wrk -t2 -c64 -d10s`) with perf sampling the server "
-        "throughout (`perf record -F 1999 -p PID`); a part's CPU time per request is its "
+        f"Each column is one wrk run (`wrk {wrk_options}`) with perf sampling the server "
+        f"throughout (`perf record -F {args.frequency} -p PID`); a part's CPU time per request is its "
         "share of the samples times the server's CPU time per request in that run. "
         "`perf/LABEL.samples.gz` holds each run's samples (`perf script -F ip,sym,dso`)."
     )

@@ -95,7 +95,7 @@ profile native-json2k "$native_pid" "$native/json2k"
 profile gw-readings "$gateway_pid" "$gateway/json2k/readings" readings.lua
 profile native-readings "$native_pid" "$native/json2k/readings" readings.lua
 
-python3 "$root/bench/profile.py" --results "$results" --started "$started" \
+python3 "$root/bench/profile.py" --results "$results" --started "$started" --frequency "$frequency" \
   --commit "$(git -C "$root" rev-parse --short HEAD)$(git -C "$root" diff --quiet HEAD || echo '+changes')" \
   >"$results/results.md"
 echo "bench-profile.sh: $results/results.md" >&2
