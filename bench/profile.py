@@ -16,7 +16,11 @@ import argparse
 import collections
 import gzip
 import re
+import sys
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from report import parse_wrk, wrk_options  # noqa: E402 (found beside this file)
 
 # The runs, in the order of the tables' columns: (label, column heading).
 RUNS = [
@@ -126,15 +130,6 @@ def read_samples(path):
     return samples
 
 
-def wrk_run(folder, label):
-    """Requests/s and the server's CPU µs per request in LABEL's run."""
-    text = (folder / "wrk" / f"{label}.txt").read_text()
-    count = int(re.search(r"(\d+) requests in", text)[1])
-    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", text)[1])
-    ticks, per_second = (int(v) for v in (folder / "wrk" / f"{label}.cpu").read_text().split())
-    return rps, ticks / per_second / count * 1e6
-
-
 def number(value, digits=1):
     return f"{value:,.{digits}f}"
 
@@ -149,19 +144,17 @@ def main():
 
     runs = {}
     for label, heading in RUNS:
-        rps, cpu = wrk_run(args.results, label)
+        run = parse_wrk(args.results / "wrk" / f"{label}.txt")
         samples = read_samples(args.results / "perf" / f"{label}.samples.gz")
         parts = collections.Counter(part_of(sym, dso) for sym, dso in samples)
-        runs[label] = dict(heading=heading, rps=rps, cpu=cpu, samples=samples, parts=parts)
+        runs[label] = dict(heading=heading, rps=run["rps"], cpu=run["cpu_us"], samples=samples, parts=parts, wrk=run)
 
-    # Each log opens with its wrk command line; the options are the same for
-    # every run but for the script and the URL.
-    wrk_line = (args.results / "wrk" / f"{RUNS[0][0]}.txt").read_text().splitlines()[0]
-    wrk_options = " ".join(w for w in wrk_line.removeprefix("$ ").split() if w.startswith("-") and w != "-s")
+    # Every run has the same wrk options; only the script and the URL differ.
+    options = wrk_options([runs[RUNS[0][0]]["wrk"]])
     out = []
     out.append(
         f"Commit `{args.commit}`, {args.started}. "
-        f"Each column is one wrk run (`wrk {wrk_options}`) with perf sampling the server "
+        f"Each column is one wrk run (`{options}`) with perf sampling the server "
         f"throughout (`perf record -F {args.frequency} -p PID`); a part's CPU time per request is its "
         "share of the samples times the server's CPU time per request in that run. "
         "`perf/LABEL.samples.gz` holds each run's samples (`perf script -F ip,sym,dso`)."

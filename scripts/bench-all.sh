@@ -37,13 +37,13 @@
 set -euo pipefail
 
 root="$(cd "$(dirname "$0")/.." && pwd)"
+# shellcheck source=lib/venv.sh
+. "$root/scripts/lib/venv.sh"
 all_sections=(http footprint ws mqtt state reload pulley profile)
 read -r -a requested <<<"${BENCH_SECTIONS:-${all_sections[*]}}"
 out="${BENCH_ALL_RESULTS:-$root/target/bench-all}"
 docs="${BENCH_ALL_DOCS:-1}"
 keep="${BENCH_ALL_KEEP:-0}"
-matplotlib_version=3.11.2
-venv="$root/target/bench-venv"
 
 declare -A scripts=(
   [http]=scripts/bench.sh
@@ -70,12 +70,8 @@ done
 [[ "$docs" == 0 || "$docs" == 1 ]] || { echo "bench-all.sh: BENCH_ALL_DOCS must be 0 or 1" >&2; exit 1; }
 
 # The report's one dependency, installed first so that a long run does not
-# end in a failed install.
-if ! "$venv/bin/python" -c "import matplotlib, sys; sys.exit(matplotlib.__version__ != '$matplotlib_version')" 2>/dev/null; then
-  echo "installing matplotlib $matplotlib_version into $venv" >&2
-  python3 -m venv "$venv"
-  "$venv/bin/pip" install --quiet --disable-pip-version-check "matplotlib==$matplotlib_version"
-fi
+# end in a failed install (scripts/lib/venv.sh).
+bench_python
 
 mkdir -p "$out/logs"
 out="$(cd "$out" && pwd)"
@@ -266,6 +262,6 @@ report_args=(--results "$out")
 if [[ "$docs" == 0 ]]; then
   report_args+=(--charts "$out/charts" --no-doc)
 fi
-"$venv/bin/python" "$root/bench/report.py" "${report_args[@]}"
+"$bench_python" "$root/bench/report.py" "${report_args[@]}"
 cat "$out/report.md"
 echo "== bench-all done in $(elapsed $((SECONDS - total_start))): $out/run.json, $out/report.md" >&2

@@ -18,6 +18,8 @@
 set -euo pipefail
 
 root="$(cd "$(dirname "$0")/.." && pwd)"
+# shellcheck source=lib/venv.sh
+. "$root/scripts/lib/venv.sh"
 read -r -a sections <<<"${BENCH_ALLOCATOR_SECTIONS:-http ws mqtt state}"
 results="${BENCH_ALLOCATOR_RESULTS:-$root/target/bench-allocator}"
 allocators=(glibc mimalloc)
@@ -43,6 +45,7 @@ for section in "${sections[@]}"; do
     fi
   done
 done
-"$root/target/bench-venv/bin/python" "$root/bench/allocator.py" --results "$results" \
+bench_python
+"$bench_python" "$root/bench/allocator.py" --results "$results" \
   --started "$started" --sections "${sections[@]}" >"$results/results.md"
 echo "bench-allocator.sh: $results/results.md" >&2

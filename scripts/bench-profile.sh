@@ -15,7 +15,8 @@
 # perf reads the guests' function names from the compiled modules' cache
 # files, which the gateway maps; it needs `perf` (apt-get install -y
 # linux-perf) and permission to sample another process (root, or
-# kernel.perf_event_paranoid <= 1).
+# kernel.perf_event_paranoid <= 1). profile.py reads the wrk logs with
+# report.py's parser, so it runs in target/bench-venv (scripts/lib/venv.sh).
 #
 # Environment (defaults in brackets):
 #   BENCH_DURATION [10s]   wrk duration per endpoint, perf sampling throughout
@@ -30,6 +31,8 @@ root="$(cd "$(dirname "$0")/.." && pwd)"
 . "$root/scripts/lib/build.sh"
 # shellcheck source=lib/proc.sh
 . "$root/scripts/lib/proc.sh"
+# shellcheck source=lib/venv.sh
+. "$root/scripts/lib/venv.sh"
 # lib/http-servers.sh sources lib/ready.sh and lib/work.sh.
 # shellcheck source=lib/http-servers.sh
 . "$root/scripts/lib/http-servers.sh"
@@ -95,7 +98,8 @@ profile native-json2k "$native_pid" "$native/json2k"
 profile gw-readings "$gateway_pid" "$gateway/json2k/readings" readings.lua
 profile native-readings "$native_pid" "$native/json2k/readings" readings.lua
 
-python3 "$root/bench/profile.py" --results "$results" --started "$started" --frequency "$frequency" \
+bench_python
+"$bench_python" "$root/bench/profile.py" --results "$results" --started "$started" --frequency "$frequency" \
   --commit "$(git -C "$root" rev-parse --short HEAD)$(git -C "$root" diff --quiet HEAD || echo '+changes')" \
   >"$results/results.md"
 echo "bench-profile.sh: $results/results.md" >&2
