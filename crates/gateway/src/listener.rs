@@ -10,9 +10,11 @@
 //!   caps count a connection until its socket closes, WebSocket
 //!   connections that left hyper included.
 //! - **Header timeout.** The request head must arrive within
-//!   `header_timeout_ms` of the connection opening (or of the previous
-//!   response, for the next request on a kept-alive HTTP/1.1 connection);
-//!   the connection is closed otherwise.
+//!   `header_timeout_ms` of the connection opening (or, for the next
+//!   request on a kept-alive HTTP/1.1 connection, of the previous
+//!   response's last write); the connection is closed otherwise, without
+//!   an answer. A client that stops reading a response for that long is
+//!   closed the same way.
 //! - **Body timeout.** The whole request body must arrive within
 //!   `body_timeout_ms` of the head; otherwise the request is answered 408
 //!   `body_timeout` with the usual JSON error, and the connection closed.
@@ -40,7 +42,7 @@ use http::{HeaderValue, Request, Response, StatusCode, header};
 use http_body_util::Full;
 use hyper::body::{Body, Frame, Incoming, SizeHint};
 use hyper::service::service_fn;
-use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
@@ -269,14 +271,23 @@ impl Drop for ConnectionSlot {
 }
 
 /// What the keep-alive and header watchdog needs to know of a connection.
+/// Requests only store into it: the watchdog's one timer wakes at the
+/// earliest deadline it last computed and reads it then, so a request
+/// costs no timer of its own.
 struct Activity {
     opened: Instant,
     /// Milliseconds after `opened` when a byte last moved, or a request
     /// last finished.
     last: AtomicU64,
+    /// Milliseconds after `opened` when the wait for the next request head
+    /// began: 0, then the last write of each response on HTTP/1.1.
+    head_wait: AtomicU64,
     in_flight: AtomicUsize,
     /// Whether a request head ever arrived.
     started: AtomicBool,
+    /// Whether requests arrive as HTTP/2 streams, whose connection has no
+    /// "next head" to wait for.
+    multiplexed: AtomicBool,
 }
 
 impl Activity {
@@ -284,21 +295,48 @@ impl Activity {
         Self {
             opened: Instant::now(),
             last: AtomicU64::new(0),
+            head_wait: AtomicU64::new(0),
             in_flight: AtomicUsize::new(0),
             started: AtomicBool::new(false),
+            multiplexed: AtomicBool::new(false),
         }
     }
 
+    fn since_opened(&self) -> u64 {
+        self.opened.elapsed().as_millis() as u64
+    }
+
     fn touch(&self) {
-        let ms = self.opened.elapsed().as_millis() as u64;
+        self.last.store(self.since_opened(), Ordering::Relaxed);
+    }
+
+    /// A response (or part of one) went out: the keep-alive clock and the
+    /// next head's clock start again.
+    fn touch_response(&self) {
+        let ms = self.since_opened();
         self.last.store(ms, Ordering::Relaxed);
+        self.head_wait.store(ms, Ordering::Relaxed);
     }
 
     fn last(&self) -> Instant {
         self.opened + Duration::from_millis(self.last.load(Ordering::Relaxed))
     }
 
-    fn begin_request(self: &Arc<Self>) -> RequestGuard {
+    /// When the next request head is due, if one is awaited.
+    fn head_due(&self, header_timeout: Duration) -> Option<Instant> {
+        if self.in_flight.load(Ordering::Relaxed) > 0
+            || (self.started.load(Ordering::Relaxed) && self.multiplexed.load(Ordering::Relaxed))
+        {
+            return None;
+        }
+        let waiting_since = Duration::from_millis(self.head_wait.load(Ordering::Relaxed));
+        Some(self.opened + waiting_since + header_timeout)
+    }
+
+    fn begin_request(self: &Arc<Self>, version: http::Version) -> RequestGuard {
+        if version == http::Version::HTTP_2 {
+            self.multiplexed.store(true, Ordering::Relaxed);
+        }
         self.started.store(true, Ordering::Relaxed);
         self.in_flight.fetch_add(1, Ordering::Relaxed);
         RequestGuard(self.clone())
@@ -312,7 +350,7 @@ impl Drop for RequestGuard {
     fn drop(&mut self) {
         // The response is about to be written: the keep-alive clock starts
         // now, not when the request's last byte arrived.
-        self.0.touch();
+        self.0.touch_response();
         self.0.in_flight.fetch_sub(1, Ordering::Relaxed);
     }
 }
@@ -334,22 +372,23 @@ impl Expired {
 }
 
 /// Finishes when the connection has been idle too long: no request head
-/// within the header timeout of opening (hyper times out a stalled
-/// HTTP/1.1 head itself, but not a silent socket before it knows the
-/// protocol, nor HTTP/2), or no request in flight and no byte moving for
-/// the keep-alive timeout.
+/// within the header timeout of opening or, on HTTP/1.1, of the previous
+/// response's last write (a silent socket, a stalled head, a kept-alive
+/// connection that sends nothing more), or no request in flight and no
+/// byte moving for the keep-alive timeout. One timer per connection,
+/// woken at the earliest deadline: hyper's own header timer cost a timer
+/// registration and an allocation on every request.
 async fn watchdog(activity: &Activity, limits: &ConnectionLimits) -> Expired {
     loop {
         let now = Instant::now();
         let mut next = now + limits.keepalive_timeout;
-        if activity.in_flight.load(Ordering::Relaxed) == 0 {
-            if !activity.started.load(Ordering::Relaxed) {
-                let head_by = activity.opened + limits.header_timeout;
-                if now >= head_by {
-                    return Expired::Header;
-                }
-                next = next.min(head_by);
+        if let Some(head_by) = activity.head_due(limits.header_timeout) {
+            if now >= head_by {
+                return Expired::Header;
             }
+            next = next.min(head_by);
+        }
+        if activity.in_flight.load(Ordering::Relaxed) == 0 {
             let idle_by = activity.last() + limits.keepalive_timeout;
             if now >= idle_by {
                 return Expired::KeepAlive;
@@ -385,6 +424,12 @@ impl CountedStream {
             activity.touch();
         }
     }
+
+    fn touch_written(&self) {
+        if let Some(activity) = &self.activity {
+            activity.touch_response();
+        }
+    }
 }
 
 impl AsyncRead for CountedStream {
@@ -410,7 +455,7 @@ impl AsyncWrite for CountedStream {
     ) -> Poll<io::Result<usize>> {
         let polled = Pin::new(&mut self.stream).poll_write(cx, data);
         if matches!(polled, Poll::Ready(Ok(n)) if n > 0) {
-            self.touch();
+            self.touch_written();
         }
         polled
     }
@@ -422,7 +467,7 @@ impl AsyncWrite for CountedStream {
     ) -> Poll<io::Result<usize>> {
         let polled = Pin::new(&mut self.stream).poll_write_vectored(cx, bufs);
         if matches!(polled, Poll::Ready(Ok(n)) if n > 0) {
-            self.touch();
+            self.touch_written();
         }
         polled
     }
@@ -596,10 +641,9 @@ where
 {
     let limits = Arc::new(limits);
     let mut builder = auto::Builder::new(TokioExecutor::new());
-    builder
-        .http1()
-        .timer(TokioTimer::new())
-        .header_read_timeout(limits.header_timeout);
+    // No hyper header timer: the watchdog enforces the header timeout,
+    // with one timer per connection instead of one per request.
+    builder.http1().header_read_timeout(None);
     let builder = Arc::new(builder);
     let table = Arc::new(ConnectionTable {
         limits: limits.clone(),
@@ -660,7 +704,7 @@ where
         let service = {
             let (handler, activity, limits) = (handler.clone(), activity.clone(), limits.clone());
             service_fn(move |request: Request<Incoming>| {
-                let guard = activity.begin_request();
+                let guard = activity.begin_request(request.version());
                 let expired = Arc::new(AtomicBool::new(false));
                 let request =
                     request.map(|body| TimedBody::new(body, limits.body_timeout, expired.clone()));

@@ -663,10 +663,11 @@ impl LoadedModule {
             -> std::pin::Pin<Box<dyn Future<Output = Result<R, Fault>> + Send + 'a>>,
     ) -> Result<R, Fault> {
         let store = &mut instance.store;
+        let started = Instant::now();
         store.data_mut().begin_event(
             request_id,
             self.limits.max_response_bytes,
-            Instant::now() + self.limits.deadline,
+            started + self.limits.deadline,
         );
         store.set_epoch_deadline(1);
         if self.runtime.config.consume_fuel {
@@ -677,12 +678,26 @@ impl LoadedModule {
         // Epoch interruption only fires while guest code runs; a guest
         // waiting in a host call (a WASI sleep, later a slow backend) is cut
         // off here instead. Dropping the call abandons it mid-flight, so a
-        // timeout always discards the instance.
+        // timeout always discards the instance. The timer is made only when
+        // the call waits: most calls finish on their first poll, and a
+        // timer per call (the runtime handle, the wheel) was a measurable
+        // share of a fast request. A guest computing past a tick yields
+        // (the epoch callback), so it waits here too.
         let grace = self.runtime.config.epoch_tick * 2;
-        match tokio::time::timeout(self.limits.deadline + grace, call(store)).await {
-            Ok(result) => result,
-            Err(_elapsed) => Err(Fault::Invoke(InvokeError::Timeout(self.limits.deadline))),
-        }
+        let timeout_at = tokio::time::Instant::from_std(started) + self.limits.deadline + grace;
+        let mut call = call(store);
+        let mut timer: Option<std::pin::Pin<Box<tokio::time::Sleep>>> = None;
+        std::future::poll_fn(|cx| {
+            if let std::task::Poll::Ready(result) = call.as_mut().poll(cx) {
+                return std::task::Poll::Ready(result);
+            }
+            let timer = timer.get_or_insert_with(|| Box::pin(tokio::time::sleep_until(timeout_at)));
+            timer
+                .as_mut()
+                .poll(cx)
+                .map(|()| Err(Fault::Invoke(InvokeError::Timeout(self.limits.deadline))))
+        })
+        .await
     }
 }
 

@@ -253,6 +253,76 @@ header_timeout_ms = 1000
     }
 }
 
+/// Sends `GET /healthz` on a kept-alive connection and reads its whole
+/// response.
+async fn healthz_kept_alive(stream: &mut TcpStream) {
+    stream
+        .write_all(b"GET /healthz HTTP/1.1\r\nHost: localhost\r\n\r\n")
+        .await
+        .unwrap();
+    let mut got = Vec::new();
+    let mut chunk = [0u8; 1024];
+    while !got.ends_with(b"\r\n\r\nok\n") {
+        let n = tokio::time::timeout(Duration::from_secs(20), stream.read(&mut chunk))
+            .await
+            .expect("no answer to /healthz in 20 s")
+            .unwrap();
+        assert_ne!(
+            n,
+            0,
+            "closed mid-response: {}",
+            String::from_utf8_lossy(&got)
+        );
+        got.extend_from_slice(&chunk[..n]);
+    }
+    assert!(
+        got.starts_with(b"HTTP/1.1 200"),
+        "{}",
+        String::from_utf8_lossy(&got)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn each_head_on_a_kept_alive_connection_has_the_header_timeout() {
+    let modules = tempfile::tempdir().unwrap();
+    let config = r#"
+[server]
+header_timeout_ms = 1000
+keepalive_timeout_ms = 60000
+"#;
+    let gw = Gateway::start(modules.path(), Some(config));
+    // The clock restarts with each response: requests 600 ms apart keep
+    // the connection for longer than one timeout.
+    let mut stream = connect_from("127.0.0.1", gw.addr).await;
+    let started = Instant::now();
+    for _ in 0..3 {
+        healthz_kept_alive(&mut stream).await;
+        tokio::time::sleep(Duration::from_millis(600)).await;
+    }
+    healthz_kept_alive(&mut stream).await;
+    assert!(started.elapsed() >= Duration::from_millis(1800));
+    // After a response, the next head must arrive within the header
+    // timeout, whether nothing comes or half a head does; the minute of
+    // keep-alive does not extend it.
+    for half in [false, true] {
+        let mut stream = connect_from("127.0.0.1", gw.addr).await;
+        healthz_kept_alive(&mut stream).await;
+        if half {
+            stream.write_all(HALF_REQUEST).await.unwrap();
+        }
+        let (after, got) = closed_after(stream).await;
+        assert!(
+            after >= Duration::from_millis(800),
+            "closed after {after:?}"
+        );
+        assert_eq!(
+            String::from_utf8_lossy(&got),
+            "",
+            "closed without an answer"
+        );
+    }
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn stalled_bodies_get_408_and_idle_connections_are_closed() {
     let modules = modules_with(&["cgi-echo"]);

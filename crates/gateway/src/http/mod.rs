@@ -583,15 +583,28 @@ impl RequestIds {
             return Arc::from(given);
         }
         let n = self.next.fetch_add(1, Ordering::Relaxed);
-        // Formatted on the stack: the Arc is the request's only allocation
-        // for its id. 8 + 1 + 16 hex digits fit.
+        // Written on the stack by hand: `write!` through `fmt` was a
+        // measurable share of a fast request. 8 + 1 + 16 hex digits fit.
         let mut id = [0u8; 25];
-        let mut cursor = std::io::Cursor::new(&mut id[..]);
-        std::io::Write::write_fmt(&mut cursor, format_args!("{:08x}-{n:x}", self.prefix))
-            .expect("the id fits its buffer");
-        let len = cursor.position() as usize;
+        let mut len = write_hex(&mut id, u64::from(self.prefix), 8);
+        id[len] = b'-';
+        len += 1;
+        len += write_hex(&mut id[len..], n, 1);
         Arc::from(std::str::from_utf8(&id[..len]).expect("hex digits are ASCII"))
     }
+}
+
+/// Writes `value` in lower-case hex, at least `min_digits` long (zeros in
+/// front), at the start of `out`; returns the digits written.
+fn write_hex(out: &mut [u8], value: u64, min_digits: usize) -> usize {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let significant = (64 - value.leading_zeros() as usize).div_ceil(4);
+    let digits = significant.max(min_digits);
+    for (i, slot) in out[..digits].iter_mut().enumerate() {
+        let shift = 4 * (digits - 1 - i);
+        *slot = DIGITS[((value >> shift) & 0xf) as usize];
+    }
+    digits
 }
 
 /// The host a request names, as `[modules.NAME] hosts` lists them: from the
@@ -637,6 +650,15 @@ mod tests {
             &*ids.for_request(&empty),
             format!("{prefix}ffffffffffffffff")
         );
+        // Short prefixes keep their 8 digits; counters have no padding.
+        let padded = RequestIds {
+            prefix: 0xab,
+            next: std::sync::atomic::AtomicU64::new(0),
+        };
+        assert_eq!(&*padded.for_request(&empty), "000000ab-0");
+        assert_eq!(&*padded.for_request(&empty), "000000ab-1");
+        padded.next.store(0x10, Ordering::Relaxed);
+        assert_eq!(&*padded.for_request(&empty), "000000ab-10");
 
         let mut given = http::HeaderMap::new();
         given.insert(&X_REQUEST_ID, "abc-123".parse().unwrap());
