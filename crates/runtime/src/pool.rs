@@ -20,7 +20,7 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore};
+use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore, SemaphorePermit};
 
 use crate::error::InvokeError;
 use crate::limits::ModuleLimits;
@@ -133,11 +133,17 @@ impl<I> InstancePool<I> {
 
     /// A slot for one event, waiting in the bounded queue when every slot
     /// is taken.
-    pub(crate) async fn acquire(&self) -> Result<OwnedSemaphorePermit, InvokeError> {
+    pub(crate) async fn acquire(&self) -> Result<SemaphorePermit<'_>, InvokeError> {
         let since_born = u64::try_from(self.born.elapsed().as_millis()).unwrap_or(u64::MAX - 1);
         self.last_event.store(since_born + 1, Ordering::Relaxed);
-        self.code_resident.store(true, Ordering::Relaxed);
-        if let Ok(permit) = self.permits.clone().try_acquire_owned() {
+        // Read first: a store on every event would move the cache line
+        // between the workers even when nothing changes.
+        if !self.code_resident.load(Ordering::Relaxed) {
+            self.code_resident.store(true, Ordering::Relaxed);
+        }
+        // A borrowed permit: an owned one clones the semaphore's `Arc` on
+        // every event.
+        if let Ok(permit) = self.permits.try_acquire() {
             return Ok(permit);
         }
         if self.waiting.fetch_add(1, Ordering::AcqRel) >= self.max_queue {
@@ -145,8 +151,7 @@ impl<I> InstancePool<I> {
             return Err(InvokeError::QueueFull(self.max_instances));
         }
         let started = Instant::now();
-        let permit =
-            tokio::time::timeout(self.queue_timeout, self.permits.clone().acquire_owned()).await;
+        let permit = tokio::time::timeout(self.queue_timeout, self.permits.acquire()).await;
         self.waiting.fetch_sub(1, Ordering::AcqRel);
         self.queue_wait.record(started.elapsed().as_secs_f64());
         match permit {
@@ -179,9 +184,12 @@ impl<I> InstancePool<I> {
     }
 
     fn pop_idle(&self) -> Option<Pooled<I>> {
-        let instance = self.idle.lock().unwrap().pop();
+        let mut idle = self.idle.lock().unwrap();
+        let instance = idle.pop();
+        let idle_now = idle.len();
+        drop(idle);
         if instance.is_some() {
-            self.publish();
+            self.publish_with(idle_now);
         }
         instance
     }
@@ -207,12 +215,16 @@ impl<I> InstancePool<I> {
         if self.max_uses.is_some_and(|max| instance.uses >= max) {
             self.live.fetch_sub(1, Ordering::AcqRel);
             self.recycled.fetch_add(1, Ordering::Relaxed);
+            self.publish();
         } else {
             instance.idle_since = Instant::now();
-            self.idle.lock().unwrap().push(instance);
+            let mut idle = self.idle.lock().unwrap();
+            idle.push(instance);
+            let idle_now = idle.len();
+            drop(idle);
             self.returned.notify_one();
+            self.publish_with(idle_now);
         }
-        self.publish();
     }
 
     /// Drops an instance that must not be reused.
@@ -293,8 +305,15 @@ impl<I> InstancePool<I> {
 
     /// Publishes the pool's size as `shanhai_instances{module,state}`.
     fn publish(&self) {
-        let live = self.live.load(Ordering::Acquire);
         let idle = self.idle.lock().unwrap().len();
+        self.publish_with(idle);
+    }
+
+    /// [`publish`](Self::publish) with the idle count a caller read under
+    /// the lock it already held: a request takes the lock once each way,
+    /// not twice.
+    fn publish_with(&self, idle: usize) {
+        let live = self.live.load(Ordering::Acquire);
         self.idle_gauge.set(idle as f64);
         self.busy_gauge.set(live.saturating_sub(idle) as f64);
     }
