@@ -214,6 +214,21 @@ async fn closed_after(stream: TcpStream) -> (Duration, Vec<u8>) {
     (started.elapsed(), got)
 }
 
+/// Asserts that the gateway closes `stream` without an answer, no sooner
+/// than a header timeout of 1 s allows.
+async fn closed_by_the_header_timeout(stream: TcpStream) {
+    let (after, got) = closed_after(stream).await;
+    assert!(
+        after >= Duration::from_millis(800),
+        "closed after {after:?}"
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&got),
+        "",
+        "closed without an answer"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn stalled_heads_are_closed_after_the_header_timeout() {
     let modules = tempfile::tempdir().unwrap();
@@ -237,16 +252,7 @@ header_timeout_ms = 1000
             } else {
                 stall("127.0.0.1", addr).await
             };
-            let (after, got) = closed_after(stream).await;
-            assert!(
-                after >= Duration::from_millis(800),
-                "closed after {after:?}"
-            );
-            assert_eq!(
-                String::from_utf8_lossy(&got),
-                "",
-                "closed without an answer"
-            );
+            closed_by_the_header_timeout(stream).await;
         }
         let (status, _) = request_from("127.0.0.1", addr, "/healthz").await;
         assert_eq!(status, 200);
@@ -310,16 +316,7 @@ keepalive_timeout_ms = 60000
         if half {
             stream.write_all(HALF_REQUEST).await.unwrap();
         }
-        let (after, got) = closed_after(stream).await;
-        assert!(
-            after >= Duration::from_millis(800),
-            "closed after {after:?}"
-        );
-        assert_eq!(
-            String::from_utf8_lossy(&got),
-            "",
-            "closed without an answer"
-        );
+        closed_by_the_header_timeout(stream).await;
     }
 }
 
