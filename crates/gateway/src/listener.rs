@@ -283,10 +283,8 @@ struct Activity {
     /// began: 0, then the last write of each response on HTTP/1.1.
     head_wait: AtomicU64,
     in_flight: AtomicUsize,
-    /// Whether a request head ever arrived.
-    started: AtomicBool,
-    /// Whether requests arrive as HTTP/2 streams, whose connection has no
-    /// "next head" to wait for.
+    /// Whether requests arrive as HTTP/2 streams (known from the first),
+    /// whose connection has no "next head" to wait for.
     multiplexed: AtomicBool,
 }
 
@@ -297,7 +295,6 @@ impl Activity {
             last: AtomicU64::new(0),
             head_wait: AtomicU64::new(0),
             in_flight: AtomicUsize::new(0),
-            started: AtomicBool::new(false),
             multiplexed: AtomicBool::new(false),
         }
     }
@@ -324,9 +321,7 @@ impl Activity {
 
     /// When the next request head is due, if one is awaited.
     fn head_due(&self, header_timeout: Duration) -> Option<Instant> {
-        if self.in_flight.load(Ordering::Relaxed) > 0
-            || (self.started.load(Ordering::Relaxed) && self.multiplexed.load(Ordering::Relaxed))
-        {
+        if self.in_flight.load(Ordering::Relaxed) > 0 || self.multiplexed.load(Ordering::Relaxed) {
             return None;
         }
         let waiting_since = Duration::from_millis(self.head_wait.load(Ordering::Relaxed));
@@ -337,7 +332,6 @@ impl Activity {
         if version == http::Version::HTTP_2 {
             self.multiplexed.store(true, Ordering::Relaxed);
         }
-        self.started.store(true, Ordering::Relaxed);
         self.in_flight.fetch_add(1, Ordering::Relaxed);
         RequestGuard(self.clone())
     }
