@@ -9,6 +9,7 @@ use shanhai_abi::{
     ABI_VERSION, EXPORT_ABI_VERSION, EXPORT_ALLOC, EXPORT_EVENT, EXPORT_INITIALIZE, EXPORT_START,
     EventKind, EventStatus, IMPORT_MODULE,
 };
+use smallvec::SmallVec;
 use wasmtime::{
     ExternType, Func, Instance, InstancePre, Module, Store, Trap, TypedFunc, UpdateDeadline, Val,
     ValType,
@@ -329,8 +330,10 @@ impl LoadedModule {
         if self.kind == ModuleKind::Command {
             return Err(InvokeError::NoHandler("numeric-export"));
         }
-        let params: Vec<Val> = args.iter().map(|a| to_val(*a)).collect();
-        let mut results: Vec<Val> = signature.results.iter().map(|_| Val::I32(0)).collect();
+        // On the stack: exports take and return a few numbers.
+        let params: SmallVec<[Val; 4]> = args.iter().map(|a| to_val(*a)).collect();
+        let mut results: SmallVec<[Val; 4]> =
+            signature.results.iter().map(|_| Val::I32(0)).collect();
         let _permit = self.pool.acquire().await?;
         let mut instance = self.checkout().await?;
         let func = instance.numeric_func(export, function);
@@ -452,7 +455,12 @@ impl LoadedModule {
         match self.pool.take().await {
             Some(instance) => Ok(instance),
             None => {
-                let instance = self.instantiate().await.map_err(InvokeError::Unavailable)?;
+                // Boxed: instantiating is rare once the pool is warm, and its
+                // future would otherwise make every call's future larger, a
+                // size that is copied on every request.
+                let instance = Box::pin(self.instantiate())
+                    .await
+                    .map_err(InvokeError::Unavailable)?;
                 Ok(self.pool.adopt(instance))
             }
         }

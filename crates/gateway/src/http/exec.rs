@@ -4,18 +4,24 @@
 use http::StatusCode;
 use serde_json::Value;
 use shanhai_runtime::{NumType, NumValue, NumericSignature};
+use smallvec::SmallVec;
 
 use super::error::ApiError;
+
+/// A numeric export's arguments: on the stack for the few that exports
+/// take, so that parsing them allocates nothing.
+pub(crate) type NumValues = SmallVec<[NumValue; 4]>;
 
 /// Converts a JSON array of numbers to the export's parameter types.
 pub(crate) fn parse_args(
     body: &[u8],
     function: &str,
     signature: &NumericSignature,
-) -> Result<Vec<NumValue>, ApiError> {
+) -> Result<NumValues, ApiError> {
     let bad = |message: String| ApiError::new(StatusCode::BAD_REQUEST, "bad_arguments", message);
-    let values: Vec<Value> = if body.iter().all(u8::is_ascii_whitespace) {
-        Vec::new()
+    // Numbers parse into `Value`s without allocating.
+    let values: SmallVec<[Value; 4]> = if body.iter().all(u8::is_ascii_whitespace) {
+        SmallVec::new()
     } else {
         serde_json::from_slice(body)
             .map_err(|err| bad(format!("body must be a JSON array of numbers: {err}")))?
@@ -121,14 +127,14 @@ mod tests {
     #[test]
     fn converts_by_parameter_type() {
         let args = parse_args(b"[2.5, 3]", "f", &sig(&[NumType::F64, NumType::I32])).unwrap();
-        assert_eq!(args, vec![NumValue::F64(2.5), NumValue::I32(3)]);
+        assert_eq!(args[..], [NumValue::F64(2.5), NumValue::I32(3)]);
         let args = parse_args(
             b"[4.0, 4294967295]",
             "f",
             &sig(&[NumType::I64, NumType::I32]),
         )
         .unwrap();
-        assert_eq!(args, vec![NumValue::I64(4), NumValue::I32(-1)]);
+        assert_eq!(args[..], [NumValue::I64(4), NumValue::I32(-1)]);
     }
 
     #[test]

@@ -70,15 +70,13 @@ impl HttpTrigger {
     ) -> Response<Full<Bytes>> {
         let started = std::time::Instant::now();
         let request_id = self.ids.for_request(request.headers());
-        // Which version served, when the module has a canary to judge.
-        let mut selected = None;
+        let mut answered = Answered::default();
         let mut response = match self
-            .dispatch(request, remote, &request_id, &mut selected)
+            .dispatch(request, remote, &request_id, &mut answered)
             .await
         {
             Ok(response) => response,
             Err(err) => {
-                let module = err.module.clone();
                 // Server-side failures are the operator's business; client
                 // mistakes are only interesting when debugging.
                 macro_rules! log_failure {
@@ -98,15 +96,13 @@ impl HttpTrigger {
                 } else {
                     log_failure!(debug);
                 }
-                let mut response = err.into_response(&request_id);
                 // Only modules the config names get a label, so a scan of
                 // made-up names cannot grow the label set without bound.
-                if let Some(module) = module
-                    && let Some(metrics) = self.metrics.of(&module, || self.registry.knows(&module))
-                {
-                    response.extensions_mut().insert(ServedBy(metrics));
-                }
-                response
+                answered.metrics = err
+                    .module
+                    .as_deref()
+                    .and_then(|module| self.metrics.of(module, || self.registry.knows(module)));
+                err.into_response(&request_id)
             }
         };
         if let Ok(value) = HeaderValue::from_str(&request_id) {
@@ -114,26 +110,25 @@ impl HttpTrigger {
         }
         // Only requests that reached a module are labelled with it, so a
         // scan of random paths cannot grow the label set without bound.
-        if let Some(ServedBy(module)) = response.extensions().get::<ServedBy>() {
+        if let Some(module) = answered.metrics {
             module.count(response.status());
             module.duration.record(started.elapsed().as_secs_f64());
         }
-        if let Some(selected) = selected {
+        if let Some(selected) = answered.selected {
             self.registry
                 .observe(&selected, response.status(), started.elapsed());
         }
         response
     }
 
-    /// Marks `response` as answered by `module`, for the request metrics.
+    /// Marks the request as answered by `module`, for the request metrics.
     fn served_by(
         &self,
-        mut response: Response<Full<Bytes>>,
+        response: Response<Full<Bytes>>,
         module: &str,
+        answered: &mut Answered,
     ) -> Response<Full<Bytes>> {
-        if let Some(metrics) = self.metrics.of(module, || true) {
-            response.extensions_mut().insert(ServedBy(metrics));
-        }
+        answered.metrics = self.metrics.of(module, || true);
         response
     }
 
@@ -142,10 +137,10 @@ impl HttpTrigger {
         request: Request<impl RequestBody>,
         remote: SocketAddr,
         request_id: &Arc<str>,
-        selected: &mut Option<Selected>,
+        answered: &mut Answered,
     ) -> Result<Response<Full<Bytes>>, ApiError> {
         if request.uri().path().starts_with(EXEC_PREFIX) {
-            return self.exec(request, request_id, selected).await;
+            return self.exec(request, request_id, answered).await;
         }
         let path = request.uri().path();
         let host = request_host(request.uri(), request.headers());
@@ -159,10 +154,12 @@ impl HttpTrigger {
             && crate::ws::is_upgrade(&request)
             && let Some(name) = self.registry.websocket_route(host, path)
         {
-            return websocket
-                .upgrade(request, remote, request_id, &name)
+            // Boxed, as the CGI path is below: a rare path's future would
+            // otherwise enlarge every request's future, which each
+            // connection holds and hyper moves once per request.
+            return Box::pin(websocket.upgrade(request, remote, request_id, &name))
                 .await
-                .map(|response| self.served_by(response, &name));
+                .map(|response| self.served_by(response, &name, answered));
         }
         let (route, chosen) = match self
             .registry
@@ -179,12 +176,14 @@ impl HttpTrigger {
                 ));
             }
         };
-        let module = selected.insert(chosen).module.clone();
+        let module = answered.selected.insert(chosen).module.clone();
         match module.kind() {
-            ModuleKind::Reactor => self.reactor(request, remote, request_id, &module).await,
-            ModuleKind::Command => {
-                self.command(request, remote, request_id, &route, &module)
+            ModuleKind::Reactor => {
+                self.reactor(request, remote, request_id, &module, answered)
                     .await
+            }
+            ModuleKind::Command => {
+                Box::pin(self.command(request, remote, request_id, &route, &module, answered)).await
             }
             ModuleKind::Exports => Err(ApiError::new(
                 StatusCode::NOT_FOUND,
@@ -225,6 +224,7 @@ impl HttpTrigger {
         remote: SocketAddr,
         request_id: &Arc<str>,
         module: &LoadedModule,
+        answered: &mut Answered,
     ) -> Result<Response<Full<Bytes>>, ApiError> {
         let (parts, body) = request.into_parts();
         let body = read_body(body, &parts.headers, module).await?;
@@ -289,7 +289,7 @@ impl HttpTrigger {
         // The body is the tail of the output buffer: hand it on without a copy.
         let body_start = output.len() - decoded.body.len();
         *response.body_mut() = Full::new(Bytes::from(output).slice(body_start..));
-        Ok(self.served_by(response, module.name()))
+        Ok(self.served_by(response, module.name(), answered))
     }
 
     async fn command(
@@ -299,6 +299,7 @@ impl HttpTrigger {
         request_id: &Arc<str>,
         route: &RouteMatch,
         module: &LoadedModule,
+        answered: &mut Answered,
     ) -> Result<Response<Full<Bytes>>, ApiError> {
         let (parts, body) = request.into_parts();
         let body = read_body(body, &parts.headers, module).await?;
@@ -325,14 +326,14 @@ impl HttpTrigger {
         for (name, value) in parsed.headers {
             response.headers_mut().append(name, value);
         }
-        Ok(self.served_by(response, module.name()))
+        Ok(self.served_by(response, module.name(), answered))
     }
 
     async fn exec(
         &self,
         request: Request<impl RequestBody>,
         request_id: &Arc<str>,
-        selected: &mut Option<Selected>,
+        answered: &mut Answered,
     ) -> Result<Response<Full<Bytes>>, ApiError> {
         // Taken apart first: the names and the host are read from the parts,
         // without copies, while the body is read.
@@ -371,7 +372,7 @@ impl HttpTrigger {
             self.registry.select_ready_for(name, &parts.headers).await,
             name,
         )?;
-        let module = selected.insert(chosen).module.clone();
+        let module = answered.selected.insert(chosen).module.clone();
         let body = read_body(body, &parts.headers, &module).await?;
         if let Some(signature) = module.numeric_export(function) {
             let args = exec::parse_args(&body, function, signature).map_err(|e| e.module(name))?;
@@ -379,7 +380,8 @@ impl HttpTrigger {
                 .call_numeric(function, &args, request_id.clone())
                 .await
                 .map_err(|err| invoke_error(&err, &module))?;
-            return Ok(self.served_by(json(StatusCode::OK, &exec::render_results(&results)), name));
+            let response = json(StatusCode::OK, &exec::render_results(&results));
+            return Ok(self.served_by(response, name, answered));
         }
         if module.kind() != ModuleKind::Reactor {
             return Err(ApiError::new(
@@ -403,13 +405,20 @@ impl HttpTrigger {
             header::CONTENT_TYPE,
             HeaderValue::from_static("application/octet-stream"),
         );
-        Ok(self.served_by(response, module.name()))
+        Ok(self.served_by(response, module.name(), answered))
     }
 }
 
-/// Response extension naming the module that answered, for metrics.
-#[derive(Clone)]
-struct ServedBy(Arc<ModuleRequestMetrics>);
+/// What dispatching a request learns about who answered it.
+#[derive(Default)]
+struct Answered {
+    /// Which version served, when the module has a canary to judge.
+    selected: Option<Selected>,
+    /// The request metrics of the module that answered, when the config
+    /// names it. Kept here rather than in the response's extensions, whose
+    /// map costs three allocations per request.
+    metrics: Option<Arc<ModuleRequestMetrics>>,
+}
 
 /// The request metric handles of each module that has answered, resolved
 /// once: looking a counter and a histogram up by their labels on every
