@@ -660,7 +660,12 @@ pub(crate) fn request_host<'r>(
 
 #[cfg(test)]
 mod tests {
+    use std::net::SocketAddr;
+
+    use http::Request;
+
     use super::{Ordering, RequestIds, X_REQUEST_ID, request_host};
+    use crate::listener::TimedBody;
 
     #[test]
     fn request_ids_are_generated_unless_a_usable_one_is_given() {
@@ -721,5 +726,30 @@ mod tests {
         );
         assert_eq!(host_of("/", None), None);
         assert_eq!(host_of("/", Some("")), None);
+    }
+
+    /// The size of the future `handle` returns for the listener's requests,
+    /// without calling it.
+    fn request_future_size<'a, F, R>(_: F) -> usize
+    where
+        F: FnOnce(&'a super::HttpTrigger, Request<TimedBody>, SocketAddr) -> R,
+    {
+        std::mem::size_of::<R>()
+    }
+
+    /// Every request builds this future, each connection holds one, and
+    /// hyper moves it once per request; the rare paths (a WebSocket
+    /// upgrade, a CGI run, instantiating into an empty pool) are boxed so
+    /// that they do not set its size. Unboxed, it is 4,208 bytes. Checked
+    /// in optimised builds (the test suite's), as the WebSocket task's
+    /// size is.
+    #[test]
+    #[cfg(all(not(debug_assertions), target_pointer_width = "64"))]
+    fn the_request_future_leaves_the_rare_paths_boxed() {
+        let size = request_future_size(super::HttpTrigger::handle::<TimedBody>);
+        assert!(
+            size < 3584,
+            "the request future is {size} bytes: a rare path is no longer boxed?"
+        );
     }
 }
