@@ -122,14 +122,8 @@ impl HttpTrigger {
     }
 
     /// Marks the request as answered by `module`, for the request metrics.
-    fn served_by(
-        &self,
-        response: Response<Full<Bytes>>,
-        module: &str,
-        answered: &mut Answered,
-    ) -> Response<Full<Bytes>> {
+    fn served_by(&self, module: &str, answered: &mut Answered) {
         answered.metrics = self.metrics.of(module, || true);
-        response
     }
 
     async fn dispatch(
@@ -157,9 +151,9 @@ impl HttpTrigger {
             // Boxed, as the CGI path is below: a rare path's future would
             // otherwise enlarge every request's future, which each
             // connection holds and hyper moves once per request.
-            return Box::pin(websocket.upgrade(request, remote, request_id, &name))
-                .await
-                .map(|response| self.served_by(response, &name, answered));
+            let response = Box::pin(websocket.upgrade(request, remote, request_id, &name)).await?;
+            self.served_by(&name, answered);
+            return Ok(response);
         }
         let (route, chosen) = match self
             .registry
@@ -289,7 +283,8 @@ impl HttpTrigger {
         // The body is the tail of the output buffer: hand it on without a copy.
         let body_start = output.len() - decoded.body.len();
         *response.body_mut() = Full::new(Bytes::from(output).slice(body_start..));
-        Ok(self.served_by(response, module.name(), answered))
+        self.served_by(module.name(), answered);
+        Ok(response)
     }
 
     async fn command(
@@ -326,7 +321,8 @@ impl HttpTrigger {
         for (name, value) in parsed.headers {
             response.headers_mut().append(name, value);
         }
-        Ok(self.served_by(response, module.name(), answered))
+        self.served_by(module.name(), answered);
+        Ok(response)
     }
 
     async fn exec(
@@ -380,8 +376,8 @@ impl HttpTrigger {
                 .call_numeric(function, &args, request_id.clone())
                 .await
                 .map_err(|err| invoke_error(&err, &module))?;
-            let response = json(StatusCode::OK, &exec::render_results(&results));
-            return Ok(self.served_by(response, name, answered));
+            self.served_by(name, answered);
+            return Ok(json(StatusCode::OK, &exec::render_results(&results)));
         }
         if module.kind() != ModuleKind::Reactor {
             return Err(ApiError::new(
@@ -405,7 +401,8 @@ impl HttpTrigger {
             header::CONTENT_TYPE,
             HeaderValue::from_static("application/octet-stream"),
         );
-        Ok(self.served_by(response, module.name(), answered))
+        self.served_by(module.name(), answered);
+        Ok(response)
     }
 }
 
