@@ -657,11 +657,8 @@ pub(crate) fn request_host<'r>(
 
 #[cfg(test)]
 mod tests {
-    use std::net::SocketAddr;
-
-    use http::Request;
-
     use super::{Ordering, RequestIds, X_REQUEST_ID, request_host};
+    use crate::future_size;
     use crate::listener::TimedBody;
 
     #[test]
@@ -725,15 +722,6 @@ mod tests {
         assert_eq!(host_of("/", Some("")), None);
     }
 
-    /// The size of the future `handle` returns for the listener's requests,
-    /// without calling it.
-    fn request_future_size<'a, F, R>(_: F) -> usize
-    where
-        F: FnOnce(&'a super::HttpTrigger, Request<TimedBody>, SocketAddr) -> R,
-    {
-        std::mem::size_of::<R>()
-    }
-
     /// Every request builds this future, each connection holds one, and
     /// hyper moves it once per request; the rare paths (a WebSocket
     /// upgrade, a CGI run, instantiating into an empty pool) are boxed so
@@ -743,7 +731,7 @@ mod tests {
     #[test]
     #[cfg(all(not(debug_assertions), target_pointer_width = "64"))]
     fn the_request_future_leaves_the_rare_paths_boxed() {
-        let size = request_future_size(super::HttpTrigger::handle::<TimedBody>);
+        let size = future_size(&super::HttpTrigger::handle::<TimedBody>);
         assert!(
             size < 3584,
             "the request future is {size} bytes: a rare path is no longer boxed?"

@@ -487,11 +487,7 @@ fn read_some<'a>(
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    /// The size of the future `f` returns, without calling it.
-    fn future_size<A, B, C, F: FnOnce(A, B, C) -> R, R>(_: &F) -> usize {
-        std::mem::size_of::<R>()
-    }
+    use crate::future_size;
 
     /// tokio allocates each task as one cell, its future beside 104 bytes
     /// of header and trailer, padded to a multiple of 128 bytes on 64-bit
