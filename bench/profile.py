@@ -147,7 +147,8 @@ def main():
         run = parse_wrk(args.results / "wrk" / f"{label}.txt")
         samples = read_samples(args.results / "perf" / f"{label}.samples.gz")
         parts = collections.Counter(part_of(sym, dso) for sym, dso in samples)
-        runs[label] = dict(heading=heading, rps=run["rps"], cpu=run["cpu_us"], samples=samples, parts=parts, wrk=run)
+        runs[label] = dict(heading=heading, rps=run["rps"], cpu=run["cpu_us"], switches=run["switches"],
+                           samples=samples, parts=parts, wrk=run)
 
     # Every run has the same wrk options; only the script and the URL differ.
     options = wrk_options([runs[RUNS[0][0]]["wrk"]])
@@ -174,6 +175,9 @@ def main():
     out.append("| **all, per request** | " + " | ".join(f"**{number(runs[l]['cpu'])}**" for l in labels) + " |")
     out.append("| requests/s in this run | " + " | ".join(number(runs[l]["rps"], 0) for l in labels) + " |")
     out.append("| perf samples | " + " | ".join(number(len(runs[l]["samples"]), 0) for l in labels) + " |")
+    if all(runs[l]["switches"] is not None for l in labels):
+        out.append("| the server's context switches per request | "
+                   + " | ".join(number(runs[l]["switches"], 2) for l in labels) + " |")
     out.append("")
 
     for label, what, wanted in (

@@ -77,8 +77,9 @@ HTTP_CONTEXT = (
     ("POST /cgi-echo (CGI, one connection)", "gw-cgi-c1"),
 )
 PERCENTILES = (50, 75, 90, 99)
-MQTT_BROKERS = (("mosquitto", "mosquitto"), ("embedded", "embedded, durable log"),
-                ("memory", "embedded, memory only"))
+MQTT_BROKERS = (("mosquitto", "mosquitto"),
+                ("mosquitto-1t", "mosquitto, gateway on 1 worker thread (`runtime.worker_threads = 1`)"),
+                ("embedded", "embedded, durable log"), ("memory", "embedded, memory only"))
 MQTT_TARGET = 0.5
 # (what, label, reference, reference label, target)
 STATE_ROWS = (
@@ -214,7 +215,9 @@ def milliseconds(text):
 
 def parse_wrk(path):
     """One wrk --latency log: its command, requests/s, latency percentiles
-    (ms), non-2xx responses and socket errors."""
+    (ms), non-2xx responses and socket errors; the server's CPU µs and
+    context switches per request where LABEL.cpu and LABEL.switches lie
+    beside it."""
     text = path.read_text()
     rps = re.search(r"^Requests/sec:\s+([\d.]+)", text, re.M)
     if not rps:
@@ -228,8 +231,13 @@ def parse_wrk(path):
     if cpu_path.is_file() and requests and int(requests.group(1)) > 0:
         ticks, per_second = (int(n) for n in cpu_path.read_text().split())
         cpu_us = ticks / per_second * 1e6 / int(requests.group(1))
+    switches_path = path.with_suffix(".switches")
+    switches = None
+    if switches_path.is_file() and requests and int(requests.group(1)) > 0:
+        switches = int(switches_path.read_text()) / int(requests.group(1))
     return {
         "cpu_us": cpu_us,
+        "switches": switches,
         "command": normalise_command(text.splitlines()[0]) if text.startswith("$ ") else None,
         "rps": float(rps.group(1)),
         "latency": latency,
@@ -602,29 +610,42 @@ def mqtt_section(folder):
             return "—"
         return number(Stat.of([cpu_us_per_message(r, process) for r in runs]).median)
 
+    def switches(label, process):
+        """Median context switches per message (warm-up included) of
+        `process`'s threads over the runs of `label`; "—" for runs
+        recorded without them."""
+        runs = data[label]
+        if not all(f"{process}_switches" in r for r in runs):
+            return "—"
+        per_message = [r[f"{process}_switches"] / (r["messages"] + r["warmup"]) for r in runs]
+        return f"{Stat.of(per_message).median:.2f}"
+
     ratios, rows = [], []
     for broker, shown in MQTT_BROKERS:
         for qos in (0, 1):
             gw, ref = f"{broker}-gw-q{qos}", f"{broker}-pass-q{qos}"
             r = ratio(col(gw, "msgs_per_s"), col(ref, "msgs_per_s"))
             ratios.append(Ratio("MQTT", f"{shown}, QoS {qos}", r, MQTT_TARGET))
-            mosquitto = (f"{cpu_us(gw, 'mosquitto')} / {cpu_us(ref, 'mosquitto')}"
-                         if broker == "mosquitto" else "—")
+            on_mosquitto = broker.startswith("mosquitto")
+            mosquitto = f"{cpu_us(gw, 'mosquitto')} / {cpu_us(ref, 'mosquitto')}" if on_mosquitto else "—"
             rows.append([shown, qos, show(Stat.of(col(gw, "msgs_per_s"))), show(Stat.of(col(ref, "msgs_per_s"))),
                          show_ratio(r, MQTT_TARGET),
                          f"{number(Stat.of(col(gw, 'p50_us')).median)} / {number(Stat.of(col(gw, 'p99_us')).median)}",
                          f"{number(Stat.of(col(ref, 'p50_us')).median)} / {number(Stat.of(col(ref, 'p99_us')).median)}",
                          f"{cpu_us(gw, 'gateway')} / {cpu_us(ref, 'gateway')}", mosquitto,
+                         f"{switches(gw, 'gateway')} / {switches(ref, 'gateway')}",
                          f"{sum(col(gw, 'lost'))} / {sum(col(ref, 'lost'))}"])
     parts = [f"Gateway (`sensors/{{seq}}/raw` → mqtt-transform → `sensors/{{seq}}/json`) against the "
              f"broker's pass-through (no module) on the same broker, {len(data[labels[0]])} run(s): "
              f"`{first_command(raw, 'mosquitto-gw-q1-1.json')}`. Target: {MQTT_TARGET}× the pass-through. "
              f"Raw: `{rel(raw)}/`, a `.cmd` beside each run. CPU: µs per message, warm-up included, of the "
              f"gateway process (the embedded broker runs inside it) and of mosquitto, during the gateway's "
-             f"runs / the pass-through's.",
+             f"runs / the pass-through's; context switches: the gateway process's threads', per message, "
+             f"the same way.",
              table(["broker", "QoS", "gateway msg/s", "pass-through msg/s", "ratio", "gateway p50 / p99 µs",
                     "pass-through p50 / p99 µs", "gateway process CPU µs/msg (gw / pass)",
-                    "mosquitto CPU µs/msg (gw / pass)", "lost (gw / pass)"], rows)]
+                    "mosquitto CPU µs/msg (gw / pass)", "gateway context switches per msg (gw / pass)",
+                    "lost (gw / pass)"], rows)]
     modbus = data["modbus"]
     parts.append(table(["Modbus/TCP, function-3 reads, Go `examples/modbus`", "connections", "frames/s",
                         "p50 µs", "p99 µs"],

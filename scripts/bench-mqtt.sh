@@ -12,6 +12,8 @@
 # and the gateway alternating so that machine noise hits both:
 #   a. mosquitto: pass-through (bench/{seq} → bench/+) vs the gateway
 #      (sensors/{seq}/raw → mqtt-transform → sensors/{seq}/json), QoS 0 and 1;
+#      then the same with the gateway on one worker thread
+#      (`runtime.worker_threads = 1`);
 #   b. the embedded broker (rumqttd, in the gateway process): the same pair,
 #      durable (`store_dir`, the default: QoS 1 messages owed to the
 #      trigger's session are synced to its log before the PUBACK) and in
@@ -130,6 +132,7 @@ max_instances = 1
 EOF
 }
 { printf '[mqtt]\nurl = "mqtt://%s"\nclient_id = "bench-ext"\n\n' "$mosquitto"; common; } >"$work/external.toml"
+{ cat "$work/external.toml"; printf '\n[runtime]\nworker_threads = 1\n'; } >"$work/external-1t.toml"
 { printf '[mqtt]\nlisten = "127.0.0.1:0"\nlisten_v5 = "127.0.0.1:0"\nclient_id = "bench-emb"\nstore_dir = "%s"\n\n' "$work/store"; common; } >"$work/embedded.toml"
 { printf '[mqtt]\nlisten = "127.0.0.1:0"\nlisten_v5 = "127.0.0.1:0"\nclient_id = "bench-mem"\nstore_dir = ""\n\n'; common; } >"$work/memory.toml"
 
@@ -167,24 +170,29 @@ clock_ticks="$(getconf CLK_TCK)"
 
 # client OUT ARGS...: one bench-mqttload run, its JSON line written to OUT,
 # with the CPU seconds the gateway process and mosquitto spent during it
-# added (gateway_cpu_s, mosquitto_cpu_s): the embedded broker runs inside
+# added (gateway_cpu_s, mosquitto_cpu_s), and their context switches
+# (gateway_switches, mosquitto_switches): the embedded broker runs inside
 # the gateway process, and an idle mosquitto or gateway spends about none.
 client() {
   local out="$1"
   shift
   echo "\$ bench-mqttload $*" >"$out.cmd"
-  local gw_before mq_before
+  local gw_before mq_before gw_switches mq_switches
   gw_before="$(cpu_ticks "$gw_pid")"
   mq_before="$(cpu_ticks "$mosquitto_pid")"
+  gw_switches="$(context_switches "$gw_pid")"
+  mq_switches="$(context_switches "$mosquitto_pid")"
   "$load" "$@" >"$out" 2>"$out.err" || { echo "bench-mqttload failed:" >&2; cat "$out.err" >&2; exit 1; }
   kill -0 "$gw_pid" 2>/dev/null || { echo "bench-mqtt.sh: the gateway exited" >&2; tail -n 20 "$work"/*.err >&2; exit 1; }
   python3 -c '
 import json, sys
-out, tck, gw0, gw1, mq0, mq1 = sys.argv[1], *map(float, sys.argv[2:])
+out, tck, gw0, gw1, mq0, mq1, gs0, gs1, ms0, ms1 = sys.argv[1], *map(float, sys.argv[2:])
 run = json.load(open(out))
 run["gateway_cpu_s"], run["mosquitto_cpu_s"] = (gw1 - gw0) / tck, (mq1 - mq0) / tck
+run["gateway_switches"], run["mosquitto_switches"] = int(gs1 - gs0), int(ms1 - ms0)
 json.dump(run, open(out, "w"), sort_keys=True)
-' "$out" "$clock_ticks" "$gw_before" "$(cpu_ticks "$gw_pid")" "$mq_before" "$(cpu_ticks "$mosquitto_pid")"
+' "$out" "$clock_ticks" "$gw_before" "$(cpu_ticks "$gw_pid")" "$mq_before" "$(cpu_ticks "$mosquitto_pid")" \
+    "$gw_switches" "$(context_switches "$gw_pid")" "$mq_switches" "$(context_switches "$mosquitto_pid")"
 }
 
 mqtt_pair() { # BROKER LABEL RUN
@@ -202,6 +210,10 @@ for n in $(seq 1 "$runs"); do
   start_gateway external "$work/external.toml"
   mqtt_pair "$mosquitto" mosquitto "$n"
   client "$raw/modbus-$n.json" modbus --addr "$plc" --connections "$modbus_connections" --seconds "$modbus_seconds"
+  kill "$gw_pid"; wait "$gw_pid" 2>/dev/null || true
+  echo "== run $n of $runs: mosquitto, the gateway on one worker thread" >&2
+  start_gateway external-1t "$work/external-1t.toml"
+  mqtt_pair "$mosquitto" mosquitto-1t "$n"
   kill "$gw_pid"; wait "$gw_pid" 2>/dev/null || true
   echo "== run $n of $runs: embedded broker, memory only" >&2
   start_gateway memory "$work/memory.toml"
@@ -231,11 +243,12 @@ def load(name):
 def med(rows, key):
     return statistics.median(r[key] for r in rows)
 lines = ["| broker | path | QoS | messages/s | p50 µs | p99 µs | lost |", "| --- | --- | --- | ---: | ---: | ---: | ---: |"]
-for broker in ["mosquitto", "embedded", "memory"]:
+for broker in ["mosquitto", "mosquitto-1t", "embedded", "memory"]:
     for qos in [0, 1]:
         for path, label in [("pass", "pass-through (no module)"), ("gw", "gateway + mqtt-transform")]:
             rows = load(f"{broker}-{path}-q{qos}")
-            shown = {"embedded": "embedded (durable log)", "memory": "embedded, memory only"}.get(broker, broker)
+            shown = {"mosquitto-1t": "mosquitto, gateway on 1 worker thread", "embedded": "embedded (durable log)",
+                     "memory": "embedded, memory only"}.get(broker, broker)
             lines.append(f"| {shown} | {label} | {qos} | {med(rows, 'msgs_per_s'):,.0f} | {med(rows, 'p50_us'):,.0f} | {med(rows, 'p99_us'):,.0f} | {sum(r['lost'] for r in rows)} |")
 rows = load("modbus")
 lines += ["", "| Modbus/TCP (modbus module) | connections | frames/s | p50 µs | p99 µs |", "| --- | ---: | ---: | ---: | ---: |",

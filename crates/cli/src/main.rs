@@ -68,16 +68,16 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     init_logging(cli.log_format, matches!(cli.command, Command::Serve(_)));
     let result = match cli.command {
-        Command::Serve(args) => {
-            let runtime = runtime();
-            let result = runtime.block_on(commands::serve::run(args));
+        Command::Serve(args) => commands::serve::config(args).and_then(|config| {
+            let runtime = runtime_with(config.runtime.worker_threads);
+            let result = runtime.block_on(commands::serve::run(config));
             // Dropping a runtime waits for every blocking task, and a host
             // call abandoned at its deadline (a GPIO read that never
             // returns) may still hold one: requests are drained by now, so
             // give such tasks a moment and then exit regardless.
             runtime.shutdown_timeout(BLOCKING_TASKS_GRACE);
             result
-        }
+        }),
         Command::Run(args) => runtime().block_on(commands::run::run(args)),
         Command::New(args) => commands::new::run(args),
         Command::Compile(args) => runtime().block_on(commands::compile::run(args)),
@@ -115,7 +115,16 @@ fn main() -> ExitCode {
 const BLOCKING_TASKS_GRACE: std::time::Duration = std::time::Duration::from_secs(2);
 
 fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread()
+    runtime_with(0)
+}
+
+/// The async runtime, with `worker_threads` threads (0: one per core).
+fn runtime_with(worker_threads: usize) -> tokio::runtime::Runtime {
+    let mut builder = tokio::runtime::Builder::new_multi_thread();
+    if worker_threads > 0 {
+        builder.worker_threads(worker_threads);
+    }
+    builder
         .enable_all()
         .build()
         .expect("building the async runtime")

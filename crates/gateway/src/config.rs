@@ -723,7 +723,17 @@ pub struct RuntimeSection {
     /// executable, never read from a file.
     #[serde(skip)]
     pub compile_worker: Option<CompileWorker>,
+    /// Threads that run the listeners, the triggers and module code; 0
+    /// means one per core. Read once, at start. Fewer threads than cores
+    /// leave the rest to what shares the box (a broker, a database): each
+    /// hand-off between the gateway's tasks then stays on its thread
+    /// instead of waking another (docs/benchmarks.md, "MQTT through a
+    /// module").
+    pub worker_threads: usize,
 }
+
+/// Most `runtime.worker_threads`: beyond any core count a box has.
+const MAX_WORKER_THREADS: usize = 1024;
 
 impl Default for RuntimeSection {
     fn default() -> Self {
@@ -740,6 +750,7 @@ impl Default for RuntimeSection {
             release_idle_code: defaults.release_idle_code,
             compile_in_child: true,
             compile_worker: None,
+            worker_threads: 0,
         }
     }
 }
@@ -954,6 +965,12 @@ impl Config {
             return Err(ConfigError::Invalid(
                 "runtime.total_instances, runtime.epoch_tick_ms and runtime.init_deadline_ms must be positive".into(),
             ));
+        }
+        if self.runtime.worker_threads > MAX_WORKER_THREADS {
+            return Err(ConfigError::Invalid(format!(
+                "runtime.worker_threads: {} is more than {MAX_WORKER_THREADS}; 0 means one per core",
+                self.runtime.worker_threads
+            )));
         }
         self.memory_strategy()?;
         self.compiler()?;

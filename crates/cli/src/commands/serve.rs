@@ -32,7 +32,10 @@ pub(crate) struct Args {
     no_cache: bool,
 }
 
-pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
+/// The config `serve` runs with: the file's (or the embedded defaults),
+/// with the command line's overrides. Read before the async runtime
+/// starts, whose thread count it sets.
+pub(crate) fn config(args: Args) -> anyhow::Result<Config> {
     let mut config = match &args.config {
         Some(path) => Config::load(path)?,
         None => Config::default(),
@@ -50,6 +53,12 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
         config.server.cache_dir = PathBuf::new();
     }
     config.runtime.compile_worker = this_executable_as_compile_worker();
+    Ok(config)
+}
+
+pub(crate) async fn run(config: Config) -> anyhow::Result<()> {
+    let workers = tokio::runtime::Handle::current().metrics().num_workers();
+    tracing::info!("async runtime: {workers} worker threads (runtime.worker_threads)");
     let gateway = Gateway::start(config)
         .await
         .context("starting the gateway")?;

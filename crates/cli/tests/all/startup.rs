@@ -317,6 +317,47 @@ async fn serves_on_the_pulley_interpreter_when_asked() {
     );
 }
 
+/// Threads of `pid` named as the async runtime names its threads: its
+/// workers, and its blocking pool's threads while they live.
+fn runtime_threads(pid: u32) -> usize {
+    std::fs::read_dir(format!("/proc/{pid}/task"))
+        .unwrap()
+        .flatten()
+        .filter(|task| {
+            std::fs::read_to_string(task.path().join("comm"))
+                .is_ok_and(|comm| comm.trim_end() == "tokio-rt-worker")
+        })
+        .count()
+}
+
+/// `runtime.worker_threads` sets how many threads run the gateway (3:
+/// neither this machine's core count nor CI's), they serve as the default
+/// does, the start log says how many the runtime has, and a count past the
+/// bound is refused at start.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_worker_thread_count_is_the_configs() {
+    let modules = modules_with(&["hello", "add"]);
+    let gw = Gateway::start(modules.path(), Some("[runtime]\nworker_threads = 3\n"));
+    hello_and_add_serve(&gw).await;
+    // The count the runtime itself reports (its metrics), logged at start.
+    assert!(
+        gw.logs().contains("async runtime: 3 worker threads"),
+        "the thread count is not logged at start: {}",
+        gw.logs()
+    );
+    let threads = runtime_threads(gw.pid());
+    assert!(
+        threads >= 3,
+        "{threads} runtime threads; logs:\n{}",
+        gw.logs()
+    );
+    let refused = crate::util::serve_refused(modules.path(), "[runtime]\nworker_threads = 5000\n");
+    assert!(
+        refused.contains("runtime.worker_threads: 5000 is more than 1024"),
+        "{refused}"
+    );
+}
+
 #[test]
 fn a_layout_that_cannot_fit_fails_at_start_naming_the_keys() {
     let modules = tempfile::tempdir().unwrap();
