@@ -583,10 +583,17 @@ def ws_section(folder, charts, commit, command):
 # MQTT
 
 
+def per_message(run, field, scale=1.0):
+    """`field` of one bench-mqttload run (the CPU seconds or context
+    switches a process spent during it) per message, warm-up included,
+    times `scale`."""
+    return run[field] * scale / (run["messages"] + run["warmup"])
+
+
 def cpu_us_per_message(run, process):
     """The CPU µs per message (warm-up included) that `process` (gateway,
     mosquitto) spent in one bench-mqttload run."""
-    return run[f"{process}_cpu_s"] * 1e6 / (run["messages"] + run["warmup"])
+    return per_message(run, f"{process}_cpu_s", 1e6)
 
 
 def mqtt_section(folder):
@@ -602,23 +609,21 @@ def mqtt_section(folder):
         """One figure of each run of `label`."""
         return [r[key] for r in data[label]]
 
-    def cpu_us(label, process):
-        """Median CPU µs per message (warm-up included) that `process`
-        spent over the runs of `label`; "—" for runs recorded without it."""
+    def median_per_message(label, field, scale, digits):
+        """Median of `field` per message over the runs of `label` (see
+        `per_message`); "—" for runs recorded without it."""
         runs = data[label]
-        if not all(f"{process}_cpu_s" in r for r in runs):
+        if not all(field in r for r in runs):
             return "—"
-        return number(Stat.of([cpu_us_per_message(r, process) for r in runs]).median)
+        return number(Stat.of([per_message(r, field, scale) for r in runs]).median, digits)
+
+    def cpu_us(label, process):
+        """Median CPU µs per message that `process` spent."""
+        return median_per_message(label, f"{process}_cpu_s", 1e6, 0)
 
     def switches(label, process):
-        """Median context switches per message (warm-up included) of
-        `process`'s threads over the runs of `label`; "—" for runs
-        recorded without them."""
-        runs = data[label]
-        if not all(f"{process}_switches" in r for r in runs):
-            return "—"
-        per_message = [r[f"{process}_switches"] / (r["messages"] + r["warmup"]) for r in runs]
-        return f"{Stat.of(per_message).median:.2f}"
+        """Median context switches per message of `process`'s threads."""
+        return median_per_message(label, f"{process}_switches", 1.0, 2)
 
     ratios, rows = [], []
     for broker, shown in MQTT_BROKERS:

@@ -247,7 +247,7 @@ for broker in ["mosquitto", "mosquitto-1t", "embedded", "memory"]:
     for qos in [0, 1]:
         for path, label in [("pass", "pass-through (no module)"), ("gw", "gateway + mqtt-transform")]:
             rows = load(f"{broker}-{path}-q{qos}")
-            shown = {"mosquitto-1t": "mosquitto, gateway on 1 worker thread", "embedded": "embedded (durable log)",
+            shown = {"mosquitto-1t": "mosquitto, gateway on 1 thread", "embedded": "embedded (durable log)",
                      "memory": "embedded, memory only"}.get(broker, broker)
             lines.append(f"| {shown} | {label} | {qos} | {med(rows, 'msgs_per_s'):,.0f} | {med(rows, 'p50_us'):,.0f} | {med(rows, 'p99_us'):,.0f} | {sum(r['lost'] for r in rows)} |")
 rows = load("modbus")
