@@ -154,6 +154,9 @@ pub struct KvConfig {
     pub redis_url_env: Option<String>,
     /// Bytes of the in-process LRU cache in front of the backend; 0 disables it.
     pub cache_bytes: usize,
+    /// Embedded backend: bytes of the store file's pages held in memory
+    /// (redb's page cache and write buffer).
+    pub store_cache_bytes: usize,
     /// With Redis: the longest a cached value is served after it was read,
     /// in milliseconds (another gateway may have changed it since).
     pub redis_cache_ttl_ms: u64,
@@ -169,6 +172,7 @@ impl Default for KvConfig {
             redis_url: None,
             redis_url_env: None,
             cache_bytes: settings.cache_bytes,
+            store_cache_bytes: settings.store_cache_bytes,
             redis_cache_ttl_ms: settings.redis_cache_ttl.as_millis() as u64,
             max_value_bytes: settings.max_value_bytes,
         }
@@ -180,6 +184,7 @@ impl KvConfig {
     pub fn settings(&self) -> shanhai_state::KvSettings {
         shanhai_state::KvSettings {
             cache_bytes: self.cache_bytes,
+            store_cache_bytes: self.store_cache_bytes,
             redis_cache_ttl: Duration::from_millis(self.redis_cache_ttl_ms),
             max_value_bytes: self.max_value_bytes,
             ..shanhai_state::KvSettings::default()
@@ -1213,6 +1218,28 @@ mod tests {
         assert_eq!(
             config.settings_for("x").unwrap().limits,
             ModuleLimits::default()
+        );
+    }
+
+    /// The embedded store's page cache is bounded by default (redb's own
+    /// default is 1 GiB), and `[kv]` sets it.
+    #[test]
+    fn the_kv_store_cache_is_bounded_and_set_by_kv() {
+        let settings = Config::parse("").unwrap().kv.settings();
+        assert_eq!(settings.store_cache_bytes, 16 << 20);
+        let settings = Config::parse(
+            "[kv]
+store_cache_bytes = 4194304
+",
+        )
+        .unwrap()
+        .kv
+        .settings();
+        assert_eq!(settings.store_cache_bytes, 4 << 20);
+        assert_eq!(
+            settings.cache_bytes,
+            16 << 20,
+            "the other cache keeps its default"
         );
     }
 

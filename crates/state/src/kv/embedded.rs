@@ -17,7 +17,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
-use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
+use redb::{Builder, Database, ReadableDatabase, ReadableTable, TableDefinition};
 use tokio::sync::oneshot;
 
 use super::{KeyPage, KvError, now_unix_ms, parse_counter, ttl_ms};
@@ -123,8 +123,9 @@ async fn blocking<T: Send + 'static>(
 
 impl Embedded {
     /// Opens or creates the file, and the tables, so readers never meet a
-    /// missing table.
-    pub(crate) fn open(path: &Path) -> Result<Self, KvError> {
+    /// missing table. redb keeps at most `cache_bytes` of the file's pages
+    /// in memory.
+    pub(crate) fn open(path: &Path, cache_bytes: usize) -> Result<Self, KvError> {
         if let Some(parent) = path
             .parent()
             .filter(|parent| !parent.as_os_str().is_empty())
@@ -133,9 +134,12 @@ impl Embedded {
                 KvError::Internal(format!("cannot create {}: {error}", parent.display()))
             })?;
         }
-        let db = Database::create(path).map_err(|error| {
-            KvError::Internal(format!("cannot open {}: {error}", path.display()))
-        })?;
+        let db = Builder::new()
+            .set_cache_size(cache_bytes)
+            .create(path)
+            .map_err(|error| {
+                KvError::Internal(format!("cannot open {}: {error}", path.display()))
+            })?;
         let create_tables = || -> Result<(), Failure> {
             let txn = db.begin_write()?;
             txn.open_table(DATA)?;
@@ -631,7 +635,7 @@ mod tests {
     #[tokio::test]
     async fn the_sweeper_deletes_expired_records_and_their_index_entries() {
         let dir = tempfile::tempdir().unwrap();
-        let store = Embedded::open(&dir.path().join("kv.redb")).unwrap();
+        let store = Embedded::open(&dir.path().join("kv.redb"), 1 << 20).unwrap();
         for i in 0..10 {
             let ttl = (i % 2 == 0).then_some(Duration::from_millis(50));
             let key = encode_key("ns", &format!("k{i}"));
@@ -676,7 +680,7 @@ mod tests {
     #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
     async fn concurrent_writes_share_commits_and_every_one_lands() {
         let dir = tempfile::tempdir().unwrap();
-        let store = Arc::new(Embedded::open(&dir.path().join("kv.redb")).unwrap());
+        let store = Arc::new(Embedded::open(&dir.path().join("kv.redb"), 1 << 20).unwrap());
         let writes = 200;
         let before = commits(&store);
         let tasks: Vec<_> = (0..writes)
@@ -711,7 +715,7 @@ mod tests {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_refused_write_fails_alone_in_its_group_commit() {
         let dir = tempfile::tempdir().unwrap();
-        let store = Embedded::open(&dir.path().join("kv.redb")).unwrap();
+        let store = Embedded::open(&dir.path().join("kv.redb"), 1 << 20).unwrap();
         let shared = &store.shared;
         fn set(
             key: &str,

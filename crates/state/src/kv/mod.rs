@@ -24,6 +24,13 @@ pub struct KvSettings {
     /// Bytes the in-process cache may hold (keys, values and per-entry
     /// overhead, absences included). 0 disables the cache. Default 16 MiB.
     pub cache_bytes: usize,
+    /// Embedded backend: bytes of the store file's pages (redb's read cache
+    /// and write buffer) held in memory. redb's own default is 1 GiB, which
+    /// a growing store fills with the pages it writes and reads: more than
+    /// an edge box has. Pages beyond it are read back from the file (the
+    /// kernel's page cache, which memory pressure can reclaim). Default
+    /// 16 MiB.
+    pub store_cache_bytes: usize,
     /// With Redis, the longest a cached entry is served after it was
     /// fetched: the staleness bound when other gateways write the same key.
     /// Default 1 s.
@@ -38,6 +45,7 @@ impl Default for KvSettings {
     fn default() -> Self {
         Self {
             cache_bytes: 16 << 20,
+            store_cache_bytes: 16 << 20,
             redis_cache_ttl: Duration::from_secs(1),
             max_value_bytes: 1 << 20,
             max_key_bytes: 512,
@@ -113,7 +121,7 @@ impl KvStore {
     /// seconds; it ends when the store is dropped. Outside a runtime nothing
     /// is swept, and expired keys only cost disk space until overwritten.
     pub fn embedded(path: &Path, settings: KvSettings) -> Result<Self, KvError> {
-        let embedded = Embedded::open(path)?;
+        let embedded = Embedded::open(path, settings.store_cache_bytes)?;
         if tokio::runtime::Handle::try_current().is_ok() {
             embedded.start_sweeper();
         }
