@@ -24,11 +24,21 @@ pub(crate) struct EmbeddedBroker {
     pub(crate) v5: SocketAddr,
 }
 
-/// Memory segment of the broker's per-filter log. A subscriber more than
-/// `SEGMENTS` segments behind (a slow one, or a persistent session that is
-/// away) loses the oldest messages: rumqttd keeps its log in memory only.
-const SEGMENT_BYTES: usize = 4 << 20;
-const SEGMENTS: usize = 16;
+/// The broker's per-filter log: messages a subscriber of the filter has
+/// yet to read, in segments. A subscriber more than `BACKLOG_BYTES` behind
+/// (a slow one, or a persistent session that is away) loses the oldest
+/// messages. Segments every reader has read are freed (vendored rumqttd,
+/// patch 8), so a filter whose subscribers keep up holds at most its
+/// segment being filled: smaller segments hold less, and each must take
+/// two messages of the largest size.
+const SEGMENT_BYTES: usize = 1 << 20;
+const BACKLOG_BYTES: usize = 64 << 20;
+
+/// The size and count of a log's segments for `max_payload_bytes`.
+fn segments(max_payload_bytes: usize) -> (usize, usize) {
+    let size = SEGMENT_BYTES.max(2 * max_payload_bytes);
+    (size, (BACKLOG_BYTES / size).max(2))
+}
 
 impl EmbeddedBroker {
     /// Starts the broker and waits until both listeners accept connections.
@@ -54,13 +64,14 @@ impl EmbeddedBroker {
             next_connection_delay_ms: 0,
             connections: connections.clone(),
         };
+        let (segment_size, segment_count) = segments(config.max_payload_bytes);
         let broker_config = Config {
             id: 0,
             router: RouterConfig {
                 max_connections: config.max_connections,
                 max_outgoing_packet_count: 200,
-                max_segment_size: SEGMENT_BYTES.max(2 * config.max_payload_bytes),
-                max_segment_count: SEGMENTS,
+                max_segment_size: segment_size,
+                max_segment_count: segment_count,
                 durable_dir: store_dir,
                 ..RouterConfig::default()
             },

@@ -64,6 +64,15 @@ impl Graveyard {
     }
 
     /// Save only metrics for connection
+    /// Shanhai patch 8: the trackers of the sessions kept while their
+    /// clients are away; their cursors hold what the clients are owed.
+    pub fn saved_trackers(&self) -> impl Iterator<Item = &Tracker> {
+        self.connections
+            .values()
+            .filter_map(|saved| saved.session_state.as_ref())
+            .map(|state| &state.tracker)
+    }
+
     pub fn save_metrics(&mut self, id: String, metrics: ConnectionEvents) {
         self.connections.insert(
             id,

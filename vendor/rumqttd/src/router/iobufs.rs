@@ -210,6 +210,14 @@ impl Outgoing {
         Some(())
     }
 
+    /// Shanhai patch 8: where each unacknowledged message sits in its
+    /// filter's log (it is read again from there after a reconnect).
+    pub fn inflight_cursors(&self) -> impl Iterator<Item = (FilterIdx, Cursor)> + '_ {
+        self.inflight_buffer
+            .iter()
+            .filter_map(|(_, filter_idx, cursor, _)| Some((*filter_idx, (*cursor)?)))
+    }
+
     // Here we are assuming that the first unique filter_idx we find while iterating will have the
     // least corresponding cursor because of the way we insert into the inflight_buffer
     pub fn retransmission_map(&self) -> HashMap<FilterIdx, Cursor> {

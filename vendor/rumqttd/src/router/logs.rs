@@ -68,6 +68,9 @@ pub struct DataLog {
     retained_publishes: HashMap<Topic, PublishData>,
     /// List of filters associated with a topic
     publish_filters: HashMap<Topic, Vec<FilterIdx>>,
+    /// Shanhai patch 8: logs that filled a segment since the router last
+    /// freed what every reader has read (`Router::free_read_segments`).
+    pub rolled: Vec<FilterIdx>,
 }
 
 impl DataLog {
@@ -94,6 +97,7 @@ impl DataLog {
             publish_filters,
             filter_indexes,
             retained_publishes,
+            rolled: Vec::new(),
         })
     }
 

@@ -55,6 +55,21 @@ pub enum RouterError {
 // TODO: set this to some appropriate value
 const TOPIC_ALIAS_MAX: u16 = 4096;
 
+/// Shanhai patch 8: bytes of freed log segments after which the router
+/// returns free heap memory to the kernel.
+const TRIM_AFTER_FREED_BYTES: u64 = 8 << 20;
+
+/// Shanhai patch 8: returns the heap memory freed log segments left in
+/// glibc's arenas to the kernel.
+fn release_freed_heap() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: `malloc_trim` only returns free heap pages to the kernel; it
+    // touches no memory in use and may be called from any thread.
+    unsafe {
+        libc::malloc_trim(0);
+    }
+}
+
 pub struct Router {
     id: RouterId,
     /// Id of this router. Used to index native commitlog to store data from
@@ -105,6 +120,9 @@ pub struct Router {
     /// Shanhai patch 6: the log that makes QoS 1 messages owed to
     /// persistent sessions, and the sessions, survive a crash.
     durable: Option<super::durable::Durable>,
+    /// Shanhai patch 8: bytes of log segments freed since the last
+    /// `release_freed_heap`.
+    freed_since_trim: u64,
 }
 
 impl Router {
@@ -160,6 +178,7 @@ impl Router {
             shared_subscriptions: HashMap::new(),
             last_wills: HashMap::new(),
             durable,
+            freed_since_trim: 0,
         };
         router.restore_durable_state();
         router
@@ -323,8 +342,86 @@ impl Router {
             self.consume();
         }
 
+        // Shanhai patch 8: between batches every data request is back in
+        // its tracker, a waiter list, the notifications or the graveyard.
+        if !self.datalog.rolled.is_empty() {
+            self.free_read_segments();
+        }
+
         // self.send_all_alerts();
         Ok(())
+    }
+
+    /// Shanhai patch 8: frees the segments of the logs that filled one
+    /// since the last call, up to the oldest segment a reader still needs:
+    /// a connected subscriber's next read, an unacknowledged message it may
+    /// be sent again, a shared group's cursor, the next read of a session
+    /// kept while its client is away. A log nobody reads keeps only its
+    /// active segment. Upstream kept `max_segment_count` segments per
+    /// filter whether read or not, so every filter that had carried that
+    /// much held it in memory for good.
+    fn free_read_segments(&mut self) {
+        let mut rolled = std::mem::take(&mut self.datalog.rolled);
+        rolled.sort_unstable();
+        rolled.dedup();
+        // The oldest segment in use per rolled filter; a filter nobody
+        // reads is freed up to its active segment.
+        let mut oldest: HashMap<FilterIdx, u64> = rolled
+            .iter()
+            .filter_map(|&idx| Some((idx, self.datalog.native.get(idx)?.log.next_offset().0)))
+            .collect();
+        let mut keep = |filter_idx: FilterIdx, cursor: Offset| {
+            if let Some(segment) = oldest.get_mut(&filter_idx) {
+                *segment = (*segment).min(cursor.0);
+            }
+        };
+        let shared = &self.shared_subscriptions;
+        let mut keep_request = |request: &DataRequest| {
+            keep(request.filter_idx, request.cursor);
+            if let Some(group) = request.group.as_ref().and_then(|name| shared.get(name)) {
+                keep(request.filter_idx, group.cursor);
+            }
+        };
+        let trackers = self
+            .scheduler
+            .trackers
+            .iter()
+            .map(|(_, tracker)| tracker)
+            .chain(self.graveyard.saved_trackers());
+        for tracker in trackers {
+            tracker.data_requests.iter().for_each(&mut keep_request);
+        }
+        for (_, request) in &self.notifications {
+            keep_request(request);
+        }
+        for &idx in &rolled {
+            if let Some(data) = self.datalog.native.get(idx) {
+                for (_, request) in data.waiters.waiters() {
+                    keep_request(request);
+                }
+            }
+        }
+        for (_, outgoing) in self.obufs.iter() {
+            for (filter_idx, cursor) in outgoing.inflight_cursors() {
+                keep(filter_idx, cursor);
+            }
+        }
+        for (idx, segment) in oldest {
+            if let Some(data) = self.datalog.native.get_mut(idx) {
+                let freed = data.log.drop_segments_before(segment);
+                if freed > 0 {
+                    debug!(filter_idx = idx, freed, "freed commit log segments every reader has read");
+                }
+                self.freed_since_trim += freed;
+            }
+        }
+        // glibc keeps freed messages in its arenas; hand them back to the
+        // kernel once enough have gone, or the process stays at its peak
+        // backlog.
+        if self.freed_since_trim >= TRIM_AFTER_FREED_BYTES {
+            self.freed_since_trim = 0;
+            release_freed_heap();
+        }
     }
 
     fn events(&mut self, id: ConnectionId, data: Event) {
@@ -1393,15 +1490,19 @@ fn append_to_commitlog(
 
     let mut o = (0, 0);
     for filter_idx in filter_idxs {
-        let datalog = datalog.native.get_mut(filter_idx).unwrap();
+        let data = datalog.native.get_mut(filter_idx).unwrap();
         let mut publish_data: super::logs::PublishData = (publish.clone(), properties.clone()).into();
         publish_data.durable_seq = durable_seq;
         publish_data.origin = Some(origin.clone());
-        let (offset, filter) = datalog.append(publish_data, notifications);
+        let (offset, filter) = data.append(publish_data, notifications);
         debug!(
             pkid,
             "Appended to commitlog: {}[{}, {})", filter, offset.0, offset.1,
         );
+        // Shanhai patch 8: a filled segment may be freed once read.
+        if data.log.take_rolled() {
+            datalog.rolled.push(filter_idx);
+        }
 
         o = offset;
     }

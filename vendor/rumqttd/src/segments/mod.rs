@@ -54,6 +54,9 @@ pub struct CommitLog<T> {
     max_mem_segments: usize,
     /// Total size of active segment, used for enforcing the contraints.
     segments: VecDeque<Segment<T>>,
+    /// Shanhai patch 8: a new active segment was started since the last
+    /// `take_rolled`, so the one before it may be freed once read.
+    rolled: bool,
 }
 
 impl<T> CommitLog<T>
@@ -80,6 +83,7 @@ where
             max_segment_size,
             max_mem_segments,
             segments,
+            rolled: false,
         })
     }
 
@@ -159,7 +163,30 @@ where
             self.segments
                 .push_back(Segment::with_offset(absolute_offset));
             self.tail += 1;
+            self.rolled = true;
         }
+    }
+
+    /// Shanhai patch 8: whether a segment was filled since the last call.
+    pub fn take_rolled(&mut self) -> bool {
+        std::mem::take(&mut self.rolled)
+    }
+
+    /// Shanhai patch 8: frees the segments before `segment` (the oldest
+    /// segment any reader still needs), never the active one. Upstream
+    /// kept every filled segment until `max_mem_segments` pushed it out,
+    /// read or not: up to `max_segment_size × max_mem_segments` bytes per
+    /// filter stayed in memory for good once that much had passed through.
+    /// Returns how many bytes of messages were freed.
+    pub fn drop_segments_before(&mut self, segment: u64) -> u64 {
+        let mut freed = 0;
+        while self.head < segment && self.segments.len() > 1 {
+            if let Some(dropped) = self.segments.pop_front() {
+                freed += dropped.size();
+            }
+            self.head += 1;
+        }
+        freed
     }
 
     #[inline]
