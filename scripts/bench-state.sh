@@ -106,6 +106,11 @@ embedded_cached="$url"
 embedded_admin="$admin_url"
 start_gateway embedded-uncached $'[kv]\ncache_bytes = 0'
 embedded_uncached="$url"
+# The same sets with redb's own page cache size (1 GiB) in place of the
+# gateway's default bound ([kv] store_cache_bytes, 16 MiB): what the bound
+# costs once the store outgrows it.
+start_gateway embedded-large-page-cache $'[kv]\nstore_cache_bytes = 1073741824'
+embedded_large_page_cache="$url"
 start_gateway redis-cached $'[kv]\nbackend = "redis"\nredis_url = "redis://127.0.0.1:'"$redis_port"$'/0"'
 redis_cached="$url"
 start_gateway redis-uncached $'[kv]\nbackend = "redis"\ncache_bytes = 0\nredis_url = "redis://127.0.0.1:'"$redis_port"$'/0"'
@@ -223,6 +228,7 @@ for ((i = 1; i <= runs; i++)); do
   commits_before="$(commit_stats)"
   measure embedded-set "$embedded_cached" set.lua
   commit_stats_during "$commits_before"
+  measure embedded-set-large-page-cache "$embedded_large_page_cache" set.lua
   fsync_probe
   measure redis-get-hit "$redis_cached/probe/kv/get?key=hot"
   measure redis-get-miss "$redis_uncached/probe/kv/get?key=hot"
@@ -240,7 +246,7 @@ echo "== native rusqlite (criterion, crates/state/benches/state.rs)" >&2
 {
   echo "| measurement | req/s (median) | p50 ms | p99 ms | non-2xx |"
   echo "| --- | --- | --- | --- | --- |"
-  for label in baseline embedded-get-hit embedded-get-miss embedded-set commits fsync redis-get-hit redis-get-miss redis-set \
+  for label in baseline embedded-get-hit embedded-get-miss embedded-set embedded-set-large-page-cache commits fsync redis-get-hit redis-get-miss redis-set \
     redis-benchmark-get redis-benchmark-set sqlite-insert sqlite-select; do
     echo "| $label | $(median "$label" 1) | $(median "$label" 2) | $(median "$label" 3) | $(awk '{ s += $4 } END { print s + 0 }' "$work/$label.runs") |"
   done
