@@ -1575,6 +1575,15 @@ fn rss_anon(gw: &Gateway) -> usize {
     kib << 10
 }
 
+/// A gateway with no module and the embedded broker (its folder of
+/// modules, kept for its life), and the broker's MQTT 5 address.
+fn embedded_broker_gateway(client_id: &str) -> (tempfile::TempDir, Gateway, SocketAddr) {
+    let modules = tempfile::tempdir().unwrap();
+    let gw = Gateway::start(modules.path(), Some(&mqtt_section(None, client_id)));
+    let (_, v5) = gw.mqtt.expect("the embedded broker runs");
+    (modules, gw, v5)
+}
+
 /// Publishes `count` messages of `size` bytes on `topic`, each payload
 /// starting with its number, and waits until the broker acknowledged them
 /// all (QoS 1).
@@ -1612,9 +1621,7 @@ async fn expect_numbered(client: &mut Client, gw: &Gateway, count: usize, size: 
 async fn the_embedded_broker_frees_the_messages_its_subscribers_have_read() {
     const SIZE: usize = 64 << 10;
     const COUNT: usize = 768; // 48 MiB
-    let modules = tempfile::tempdir().unwrap();
-    let gw = Gateway::start(modules.path(), Some(&mqtt_section(None, "freeing")));
-    let (_, v5) = gw.mqtt.expect("the embedded broker runs");
+    let (_modules, gw, v5) = embedded_broker_gateway("freeing");
     let mut subscriber = Client::connect(v5, "reader").await;
     subscriber.subscribe("bulk/#").await;
     let publisher = Client::connect(v5, "writer").await;
@@ -1647,9 +1654,7 @@ async fn the_embedded_broker_frees_the_messages_its_subscribers_have_read() {
 async fn a_session_that_is_away_keeps_the_segments_other_subscribers_have_read() {
     const SIZE: usize = 64 << 10;
     const COUNT: usize = 96; // 6 MiB
-    let modules = tempfile::tempdir().unwrap();
-    let gw = Gateway::start(modules.path(), Some(&mqtt_section(None, "away")));
-    let (_, v5) = gw.mqtt.expect("the embedded broker runs");
+    let (_modules, gw, v5) = embedded_broker_gateway("away");
     let away = Client::connect_with(v5, "away", true).await;
     away.subscribe("fleet/#").await;
     // Gone without a DISCONNECT; the session stays for its hour.
@@ -1680,9 +1685,7 @@ async fn a_session_that_is_away_keeps_the_segments_other_subscribers_have_read()
 async fn unacknowledged_messages_keep_their_segments_for_a_resend() {
     const SIZE: usize = 64 << 10;
     const COUNT: usize = 96;
-    let modules = tempfile::tempdir().unwrap();
-    let gw = Gateway::start(modules.path(), Some(&mqtt_section(None, "unacked")));
-    let (_, v5) = gw.mqtt.expect("the embedded broker runs");
+    let (_modules, gw, v5) = embedded_broker_gateway("unacked");
 
     // A persistent subscriber that acknowledges nothing.
     let mut options = MqttOptions::new("silent", "127.0.0.1", v5.port());
