@@ -1739,3 +1739,26 @@ async fn unacknowledged_messages_keep_their_segments_for_a_resend() {
     let mut back = Client::connect_with(v5, "silent", true).await;
     expect_numbered(&mut back, &gw, COUNT, SIZE).await;
 }
+
+/// A connection that closes before its CONNECT (a port probe, a TCP health
+/// check, the gateway's own start-up check) is no error of the broker's:
+/// a start and a probe leave no ERROR line in the log (vendored rumqttd,
+/// patch 9).
+#[tokio::test(flavor = "multi_thread")]
+async fn the_embedded_broker_logs_no_error_for_a_port_probe() {
+    let (_modules, gw, v5) = embedded_broker_gateway("probed");
+    let (v4, _) = gw.mqtt.unwrap();
+    for addr in [v4, v5] {
+        drop(std::net::TcpStream::connect(addr).unwrap());
+    }
+    // A client connecting after the probes has been handled after them.
+    let client = Client::connect(v5, "after-probes").await;
+    client.subscribe("probe/#").await;
+    let errors: Vec<String> = gw
+        .logs()
+        .lines()
+        .filter(|line| line.contains("\"level\":\"ERROR\""))
+        .map(str::to_owned)
+        .collect();
+    assert!(errors.is_empty(), "errors logged:\n{}", errors.join("\n"));
+}

@@ -14,7 +14,7 @@ use flume::{RecvError, SendError, Sender};
 use std::collections::HashMap;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::{Arc, Mutex};
-use tracing::{error, field, info, warn, Instrument};
+use tracing::{debug, error, field, info, warn, Instrument};
 use uuid::Uuid;
 
 #[cfg(feature = "websocket")]
@@ -513,6 +513,15 @@ async fn remote<P: Protocol>(
 
     let connect_packet = match mqtt_connect(config, &mut network).await {
         Ok(p) => p,
+        // Shanhai patch 9: a connection closed before its CONNECT is a port
+        // probe or a TCP health check (the gateway's own start-up check is
+        // one), not an error of the broker's.
+        Err(remote::Error::Network(network::Error::Io(err)) | remote::Error::Io(err))
+            if err.kind() == io::ErrorKind::ConnectionAborted =>
+        {
+            debug!(error=?err, "connection closed before its CONNECT");
+            return;
+        }
         Err(e) => {
             error!(error=?e, "Error while handling MQTT connect packet");
             return;
