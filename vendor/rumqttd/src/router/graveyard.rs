@@ -63,7 +63,6 @@ impl Graveyard {
         );
     }
 
-    /// Save only metrics for connection
     /// Shanhai patch 8: the trackers of the sessions kept while their
     /// clients are away; their cursors hold what the clients are owed.
     pub fn saved_trackers(&self) -> impl Iterator<Item = &Tracker> {
@@ -73,6 +72,7 @@ impl Graveyard {
             .map(|state| &state.tracker)
     }
 
+    /// Save only metrics for connection
     pub fn save_metrics(&mut self, id: String, metrics: ConnectionEvents) {
         self.connections.insert(
             id,

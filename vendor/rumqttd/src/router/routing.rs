@@ -410,7 +410,10 @@ impl Router {
             if let Some(data) = self.datalog.native.get_mut(idx) {
                 let freed = data.log.drop_segments_before(segment);
                 if freed > 0 {
-                    debug!(filter_idx = idx, freed, "freed commit log segments every reader has read");
+                    debug!(
+                        filter_idx = idx,
+                        freed, "freed log segments every reader has read"
+                    );
                 }
                 self.freed_since_trim += freed;
             }
