@@ -1566,13 +1566,7 @@ async fn a_no_local_subscription_gets_no_messages_of_its_own() {
 
 /// The gateway process's anonymous resident memory (`RssAnon`), in bytes.
 fn rss_anon(gw: &Gateway) -> usize {
-    let status = std::fs::read_to_string(format!("/proc/{}/status", gw.pid())).unwrap();
-    let kib: usize = status
-        .lines()
-        .find_map(|line| line.strip_prefix("RssAnon:"))
-        .and_then(|value| value.split_whitespace().next()?.parse().ok())
-        .expect("RssAnon in the gateway's /proc status");
-    kib << 10
+    crate::util::proc_status_bytes(gw.pid(), "RssAnon") as usize
 }
 
 /// A gateway with no module and the embedded broker (its folder of

@@ -279,13 +279,7 @@ fn gateway_pid(marker: &str) -> u32 {
 
 /// The peak resident memory of process `pid`, in bytes (`VmHWM`).
 fn peak_rss(pid: u32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-    let kib: u64 = status
-        .lines()
-        .find_map(|line| line.strip_prefix("VmHWM:"))
-        .and_then(|rest| rest.trim().trim_end_matches("kB").trim().parse().ok())
-        .expect("VmHWM in /proc/PID/status");
-    kib << 10
+    crate::util::proc_status_bytes(pid, "VmHWM")
 }
 
 #[tokio::test(flavor = "multi_thread")]

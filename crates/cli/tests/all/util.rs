@@ -606,6 +606,18 @@ pub fn cache_entries(cache: &Path) -> Vec<PathBuf> {
 }
 
 /// The SHA-256 of `bytes`, in lowercase hex.
+/// A memory figure of process `pid` from `/proc/PID/status` (`field` is
+/// e.g. `VmHWM` or `RssAnon`), in bytes.
+pub fn proc_status_bytes(pid: u32, field: &str) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let kib: u64 = status
+        .lines()
+        .find_map(|line| line.strip_prefix(field)?.strip_prefix(':'))
+        .and_then(|rest| rest.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap_or_else(|| panic!("{field} in /proc/{pid}/status"));
+    kib << 10
+}
+
 pub fn sha256_hex(bytes: &[u8]) -> String {
     use sha2::Digest;
     sha2::Sha256::digest(bytes)
