@@ -178,6 +178,11 @@ impl Client {
                 .set_clean_start(false)
                 .set_session_expiry_interval(Some(3600));
         }
+        Self::connect_options(options).await
+    }
+
+    /// A client with `options`, once connected.
+    async fn connect_options(options: MqttOptions) -> Self {
         let (client, mut eventloop) = AsyncClient::new(options, 1000);
         let (tx, received) = mpsc::unbounded_channel();
         let acked = Arc::new(AtomicUsize::new(0));
@@ -1689,46 +1694,22 @@ async fn unacknowledged_messages_keep_their_segments_for_a_resend() {
         .set_session_expiry_interval(Some(3600))
         .set_manual_acks(true)
         .set_max_packet_size(Some(2 << 20));
-    let (silent, mut eventloop) = AsyncClient::new(options, 10);
-    silent.subscribe("fleet/#", QoS::AtLeastOnce).await.unwrap();
-    let (sent_tx, mut sent) = mpsc::unbounded_channel::<()>();
-    let (subscribed_tx, subscribed) = tokio::sync::oneshot::channel::<()>();
-    let silent_task = tokio::spawn(async move {
-        let mut subscribed_tx = Some(subscribed_tx);
-        while let Ok(event) = eventloop.poll().await {
-            match event {
-                Event::Incoming(Packet::SubAck(_)) => {
-                    if let Some(tx) = subscribed_tx.take() {
-                        let _ = tx.send(());
-                    }
-                }
-                Event::Incoming(Packet::Publish(_)) => {
-                    let _ = sent_tx.send(());
-                }
-                _ => {}
-            }
-        }
-    });
-    tokio::time::timeout(Duration::from_secs(10), subscribed)
-        .await
-        .expect("the silent subscriber's SUBACK")
-        .unwrap();
+    let mut silent = Client::connect_options(options).await;
+    silent.subscribe("fleet/#").await;
     let mut present = Client::connect(v5, "present").await;
     present.subscribe("fleet/#").await;
     let publisher = Client::connect(v5, "writer").await;
 
     publish_numbered(&publisher, "fleet/a", COUNT, SIZE).await;
     expect_numbered(&mut present, &gw, COUNT, SIZE).await;
-    for i in 0..COUNT {
-        tokio::time::timeout(Duration::from_secs(15), sent.recv())
-            .await
-            .unwrap_or_else(|_| panic!("the silent subscriber got {i} of {COUNT}"));
-    }
+    expect_numbered(&mut silent, &gw, COUNT, SIZE).await;
     // More segments fill while it is connected and owes every PUBACK.
     publish_numbered(&publisher, "fleet/b", 40, SIZE).await;
     expect_numbered(&mut present, &gw, 40, SIZE).await;
-    silent_task.abort();
-    let _ = silent_task.await;
+    // Gone, its event loop and connection with it.
+    silent.task.abort();
+    let _ = (&mut silent.task).await;
+    drop(silent);
 
     let mut back = Client::connect_with(v5, "silent", true).await;
     expect_numbered(&mut back, &gw, COUNT, SIZE).await;
