@@ -251,13 +251,14 @@ def parse_wrk(path):
     }
 
 
-def wrk_runs(folder, labels):
-    """{label: [parsed run, ...]} for every label, from LABEL.N.txt files."""
+def wrk_runs(folder, labels, optional=frozenset()):
+    """{label: [parsed run, ...]} for every label, from LABEL.N.txt files;
+    labels in `optional` only where their files exist."""
     files = runs_by_label(folder, r"(.+)\.(\d+)\.txt")
-    missing = [label for label in labels if label not in files]
+    missing = [label for label in labels if label not in files and label not in optional]
     if missing:
         raise MissingData(f"no wrk logs for {', '.join(missing)} in {folder}")
-    return {label: [parse_wrk(path) for path in files[label]] for label in labels}
+    return {label: [parse_wrk(path) for path in files[label]] for label in labels if label in files}
 
 
 def wrk_options(runs):
@@ -719,11 +720,8 @@ def space_separated_runs(folder, name):
 def state_section(folder):
     """The state table (KV and SQLite through the gateway against their
     references); returns (Markdown, ratios for the chart)."""
-    labels = sorted({row[1] for row in STATE_ROWS} - STATE_OPTIONAL)
-    runs = wrk_runs(folder / "wrk", labels)
-    files = runs_by_label(folder / "wrk", r"(.+)\.(\d+)\.txt")
-    for label in STATE_OPTIONAL & files.keys():
-        runs[label] = [parse_wrk(path) for path in files[label]]
+    labels = sorted({row[1] for row in STATE_ROWS})
+    runs = wrk_runs(folder / "wrk", labels, optional=STATE_OPTIONAL)
     runs["redis-benchmark-get"] = redis_benchmark_runs(folder, "get")
     runs["redis-benchmark-set"] = redis_benchmark_runs(folder, "set")
     # Since e7a0f74: the disk's fdatasync rate and the group commits of
