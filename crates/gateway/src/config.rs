@@ -1038,6 +1038,8 @@ impl Config {
                 .compile_worker
                 .clone()
                 .filter(|_| self.runtime.compile_in_child),
+            // Measured, not offered: docs/benchmarks.md, "Go guests".
+            codegen: Vec::new(),
         }
     }
 

@@ -21,14 +21,16 @@
 //! conclusions are in docs/benchmarks.md.
 
 use std::hint::black_box;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use common::{check_http, http_request, load};
 use criterion::{BenchmarkId, Criterion, Throughput};
 use shanhai_abi::EventKind;
-use shanhai_abi::wire::{HttpRequest, HttpResponse};
-use shanhai_runtime::{LoadedModule, ModuleSettings, NumValue, Runtime, RuntimeConfig};
+use shanhai_runtime::{LoadedModule, NumValue, Runtime, RuntimeConfig};
+
+mod common;
 
 const MODULES: [&str; 4] = ["json2k", "hello-rs", "add", "cgi-echo"];
 
@@ -36,7 +38,7 @@ const MODULES: [&str; 4] = ["json2k", "hello-rs", "add", "cgi-echo"];
 const MAX_TASKS: usize = 2;
 
 fn main() {
-    let Some(modules) = modules_dir() else {
+    let Some(modules) = common::modules_dir(&MODULES) else {
         return;
     };
     let tokio = tokio::runtime::Builder::new_multi_thread()
@@ -60,29 +62,6 @@ fn main() {
     criterion.final_summary();
 }
 
-/// The modules folder, or `None` (after saying why) when a module is missing.
-fn modules_dir() -> Option<PathBuf> {
-    let dir = std::env::var_os("SHANHAI_BENCH_MODULES")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target/modules"));
-    let missing: Vec<&str> = MODULES
-        .into_iter()
-        .filter(|name| !dir.join(format!("{name}.wasm")).is_file())
-        .collect();
-    if missing.is_empty() {
-        return Some(dir);
-    }
-    eprintln!(
-        "skipping the runtime benchmarks: {} missing from {}.\n\
-         Build the guest modules first, e.g. `bash scripts/build-examples.sh` \
-         (writes target/modules), or `bash scripts/build-examples.sh DIR` \
-         and set SHANHAI_BENCH_MODULES=DIR.",
-        missing.join(", "),
-        dir.display()
-    );
-    None
-}
-
 fn kernel_release() -> String {
     std::fs::read_to_string("/proc/sys/kernel/osrelease")
         .map(|s| s.trim().to_owned())
@@ -93,52 +72,11 @@ fn kernel_release() -> String {
 /// sharing one compile cache across runs so that only the first compiles.
 fn new_runtime(memory_keep_resident: usize) -> Runtime {
     Runtime::new(RuntimeConfig {
-        cache_dir: Some(std::env::temp_dir().join("shanhai-bench-cache")),
+        cache_dir: Some(common::cache_dir()),
         memory_keep_resident,
         ..RuntimeConfig::default()
     })
     .expect("building the module runtime")
-}
-
-fn load(
-    tokio: &tokio::runtime::Runtime,
-    runtime: &Runtime,
-    modules: &Path,
-    name: &str,
-) -> Arc<LoadedModule> {
-    let path = modules.join(format!("{name}.wasm"));
-    let wasm = std::fs::read(&path).unwrap_or_else(|err| panic!("{}: {err}", path.display()));
-    tokio
-        .block_on(runtime.load(name, wasm, ModuleSettings::default()))
-        .unwrap_or_else(|err| panic!("loading {name}: {err}"))
-}
-
-fn http_get(uri: &str) -> Vec<u8> {
-    HttpRequest {
-        method: "GET",
-        uri,
-        request_id: "b",
-        remote_addr: "127.0.0.1:1",
-        headers: vec![],
-        body: b"",
-    }
-    .encode()
-}
-
-/// Checks once, outside the timing, that a module answers 200 with a body
-/// of at least `min_body` bytes: a benchmark of an error path is worthless.
-fn check_http(
-    tokio: &tokio::runtime::Runtime,
-    module: &LoadedModule,
-    envelope: &[u8],
-    min_body: usize,
-) {
-    let output = tokio
-        .block_on(module.invoke_event(EventKind::Http, envelope, "check".into()))
-        .unwrap_or_else(|err| panic!("{}: {err}", module.name()));
-    let response = HttpResponse::decode(&output).expect("decoding the HTTP response");
-    assert_eq!(response.status, 200, "{}", module.name());
-    assert!(response.body.len() >= min_body, "{}", module.name());
 }
 
 fn reused_instance(c: &mut Criterion, tokio: &tokio::runtime::Runtime, modules: &Path) {
@@ -153,7 +91,7 @@ fn reused_instance(c: &mut Criterion, tokio: &tokio::runtime::Runtime, modules: 
         ("json2k_http", &json2k, "/json2k", 2000),
         ("hello_rs_http", &hello_rs, "/hello-rs", 1),
     ] {
-        let envelope = http_get(uri);
+        let envelope = http_request("GET", uri, b"");
         check_http(tokio, module, &envelope, min_body);
         group.bench_function(label, |b| {
             b.to_async(tokio).iter(|| async {

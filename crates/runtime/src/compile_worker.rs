@@ -28,7 +28,9 @@ use std::process::{Command, Stdio};
 
 use wasmtime::{Engine, InstanceAllocationStrategy};
 
-use crate::engine::{Compiler, RuntimeConfig, engine_config, map_large_allocations};
+use crate::engine::{
+    CodegenSetting, Compiler, RuntimeConfig, engine_config, map_large_allocations,
+};
 use crate::memory_plan::{AddressSpace, MemoryPlan, MemoryStrategy};
 
 /// How to start a compile worker: a program that calls
@@ -58,6 +60,7 @@ const STDERR_LIMIT: usize = 16 << 10;
 /// settings that shape code generation, and the address space the memory
 /// layout was planned for, so that both plan the same layout.
 fn settings_args(config: &RuntimeConfig, plan: &MemoryPlan) -> Vec<String> {
+    let codegen: Vec<&str> = config.codegen.iter().map(|s| s.as_str()).collect();
     vec![
         format!("compiler={}", plan.compiler.as_str()),
         format!("consume-fuel={}", config.consume_fuel),
@@ -71,6 +74,7 @@ fn settings_args(config: &RuntimeConfig, plan: &MemoryPlan) -> Vec<String> {
                 .rlimit
                 .map_or_else(|| "none".to_owned(), |limit| limit.to_string())
         ),
+        format!("codegen={}", codegen.join(",")),
     ]
 }
 
@@ -101,6 +105,13 @@ fn parse_settings(args: &[String]) -> anyhow::Result<(RuntimeConfig, AddressSpac
                     "none" => None,
                     limit => Some(limit.parse().map_err(|_| bad())?),
                 }
+            }
+            "codegen" => {
+                config.codegen = value
+                    .split(',')
+                    .filter(|name| !name.is_empty())
+                    .map(|name| CodegenSetting::parse(name).ok_or_else(bad))
+                    .collect::<anyhow::Result<_>>()?
             }
             "output" => output = Some(PathBuf::from(value)),
             _ => anyhow::bail!("compile worker: unknown setting {key}"),
@@ -256,6 +267,10 @@ mod tests {
             memory_strategy: MemoryStrategy::Bounded,
             total_instances: 37,
             largest_memory_cap: 96 << 20,
+            codegen: vec![
+                CodegenSetting::FixedMemoryBase,
+                CodegenSetting::NoHeapSpectreMitigation,
+            ],
             ..RuntimeConfig::default()
         };
         let space = AddressSpace {
@@ -274,8 +289,28 @@ mod tests {
         assert_eq!(parsed.total_instances, 37);
         assert_eq!(parsed.largest_memory_cap, 96 << 20);
         assert_eq!(parsed.compiler, compiler);
+        assert_eq!(parsed.codegen, config.codegen);
         let replanned = MemoryPlan::new(parsed.plan_input(parsed.compiler), parsed_space).unwrap();
         assert_eq!(replanned.summary(), plan.summary());
+    }
+
+    #[test]
+    fn the_worker_refuses_a_codegen_setting_it_does_not_know() {
+        let err = parse_settings(&[
+            "va-bits=47".into(),
+            "output=/tmp/x.cwasm".into(),
+            "codegen=fixed-memory-base,no-such-thing".into(),
+        ])
+        .unwrap_err();
+        assert!(err.to_string().contains("bad value for codegen"), "{err}");
+        let defaults = parse_settings(&[
+            "va-bits=47".into(),
+            "output=/tmp/x".into(),
+            "codegen=".into(),
+        ])
+        .unwrap()
+        .0;
+        assert!(defaults.codegen.is_empty());
     }
 
     #[test]

@@ -62,6 +62,80 @@ pub struct RuntimeConfig {
     /// compile cache to hand the code over in (see [`CompileWorker`]);
     /// `None` compiles in this process.
     pub compile_worker: Option<CompileWorker>,
+    /// Code generation settings beyond the defaults. The gateway sets none:
+    /// they exist so that `benches/codegen.rs` can measure each against the
+    /// defaults (docs/benchmarks.md, "Go guests").
+    pub codegen: Vec<CodegenSetting>,
+}
+
+/// A code generation setting that [`RuntimeConfig::codegen`] can change
+/// from its default, for measuring what it is worth.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CodegenSetting {
+    /// Cranelift's `speed_and_size` optimisation level instead of `speed`.
+    OptimizeForSize,
+    /// No Spectre mitigation on table accesses (`call_indirect`): a
+    /// hardening Shanhai keeps, measured to know its price.
+    NoTableSpectreMitigation,
+    /// No Spectre mitigation on bounds-checked memory accesses (the
+    /// bounded and on-demand layouts): likewise kept, and measured.
+    NoHeapSpectreMitigation,
+    /// Compiled code assumes a memory's base never moves, which holds in
+    /// the pooled layouts (a memory grows within its slot); ignored in the
+    /// on-demand layout, where a growing memory may move.
+    FixedMemoryBase,
+}
+
+impl CodegenSetting {
+    /// Every setting, in the order the benchmark reports them.
+    pub const ALL: [Self; 4] = [
+        Self::OptimizeForSize,
+        Self::NoTableSpectreMitigation,
+        Self::NoHeapSpectreMitigation,
+        Self::FixedMemoryBase,
+    ];
+
+    /// The setting's name, as the compile worker's arguments spell it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::OptimizeForSize => "optimize-for-size",
+            Self::NoTableSpectreMitigation => "no-table-spectre-mitigation",
+            Self::NoHeapSpectreMitigation => "no-heap-spectre-mitigation",
+            Self::FixedMemoryBase => "fixed-memory-base",
+        }
+    }
+
+    /// The setting called `name` by [`CodegenSetting::as_str`].
+    pub fn parse(name: &str) -> Option<Self> {
+        Self::ALL
+            .into_iter()
+            .find(|setting| setting.as_str() == name)
+    }
+
+    fn apply(self, wasm: &mut Config, plan: &MemoryPlan) {
+        let flag = match self {
+            Self::OptimizeForSize => {
+                wasm.cranelift_opt_level(wasmtime::OptLevel::SpeedAndSize);
+                return;
+            }
+            Self::FixedMemoryBase => {
+                if plan.pool_slots > 0 {
+                    wasm.memory_may_move(false);
+                }
+                return;
+            }
+            Self::NoTableSpectreMitigation => "enable_table_access_spectre_mitigation",
+            Self::NoHeapSpectreMitigation => "enable_heap_access_spectre_mitigation",
+        };
+        // SAFETY: both flags only remove a speculative-execution hardening
+        // from the code Cranelift emits; the code still checks every table
+        // index and memory bound architecturally, so wasm stays confined to
+        // its sandbox for the code's defined behaviour.
+        #[allow(unsafe_code)]
+        unsafe {
+            wasm.cranelift_flag_set(flag, "false");
+        }
+    }
 }
 
 /// What a module does right after it has loaded and been validated.
@@ -206,6 +280,7 @@ impl Default for RuntimeConfig {
             // (docs/benchmarks.md, "Footprint").
             release_idle_code: true,
             compile_worker: None,
+            codegen: Vec::new(),
         }
     }
 }
@@ -506,6 +581,9 @@ pub(crate) fn engine_config(config: &RuntimeConfig, plan: &MemoryPlan) -> anyhow
     // to force Pulley where native code is possible.
     if plan.compiler == Compiler::Pulley && Compiler::NATIVE_AVAILABLE {
         wasm.target(Compiler::pulley_target())?;
+    }
+    for setting in &config.codegen {
+        setting.apply(&mut wasm, plan);
     }
     plan.configure(&mut wasm, |slots| {
         let mut pool = PoolingAllocationConfig::default();

@@ -30,7 +30,7 @@ mod target;
 
 pub use cache::{CacheError, CompileCache};
 pub use compile_worker::{CompileWorker, run_compile_worker};
-pub use engine::{AfterLoad, Compiler, Runtime, RuntimeConfig, module_version};
+pub use engine::{AfterLoad, CodegenSetting, Compiler, Runtime, RuntimeConfig, module_version};
 pub use error::{ImportError, InvokeError, LoadError};
 pub use host::http::OutboundHttpSettings;
 pub use host::mqtt::{MqttHost, MqttPublication};
