@@ -465,14 +465,19 @@ async fn acknowledged_kv_writes_survive_kill_9() {
     let text = config(data.path(), "", PROBE_GRANTS);
     let gw = Gateway::start(modules.path(), Some(&text));
     let http = Http::new();
-    // Sixteen writers at once, so that writes share group commits, and the
-    // gateway killed while they are still writing: every write answered
-    // 204 must be there afterwards.
+    // Sixteen writers at once, so that writes share group commits (made
+    // durable by the store's write-ahead log, with a durable redb commit
+    // every 64), and the gateway killed while they are still writing: every
+    // write answered 204 must be there afterwards. Each writer also
+    // overwrites one key of its own after each write, so that replay's order
+    // shows: that key must hold the last value acknowledged, or the one in
+    // flight at the kill.
     let writers = 16;
     let acked = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let last_acked = std::sync::Arc::new(std::sync::Mutex::new(vec![None; writers]));
     let tasks: Vec<_> = (0..writers)
         .map(|writer| {
-            let (http, acked) = (http.clone(), acked.clone());
+            let (http, acked, last_acked) = (http.clone(), acked.clone(), last_acked.clone());
             let url = gw.url("/probe/kv/set");
             tokio::spawn(async move {
                 for i in 0..200 {
@@ -483,6 +488,15 @@ async fn acknowledged_kv_writes_survive_kill_9() {
                     {
                         Ok(reply) if reply.status == 204 => acked.lock().unwrap().push(key),
                         // Killed mid-write: nothing promised.
+                        _ => return,
+                    }
+                    match http
+                        .try_post(&format!("{url}?key=last-{writer}"), format!("{i}"))
+                        .await
+                    {
+                        Ok(reply) if reply.status == 204 => {
+                            last_acked.lock().unwrap()[writer] = Some(i)
+                        }
                         _ => return,
                     }
                 }
@@ -518,6 +532,24 @@ async fn acknowledged_kv_writes_survive_kill_9() {
             p.value("", &key).await,
             Some(format!("v{i}")),
             "acknowledged write {key} lost"
+        );
+    }
+    let last_acked = std::mem::take(&mut *last_acked.lock().unwrap());
+    for (writer, acked) in last_acked.into_iter().enumerate() {
+        let Some(acked) = acked else { continue };
+        let value = p.value("", &format!("last-{writer}")).await;
+        let stored: u32 = value
+            .as_deref()
+            .unwrap_or("none")
+            .parse()
+            .unwrap_or_else(|_| {
+                panic!(
+                    "last-{writer} holds {value:?} after the kill, where {acked} was acknowledged"
+                )
+            });
+        assert!(
+            stored == acked || stored == acked + 1,
+            "last-{writer} holds {stored} after the kill, where {acked} was the last acknowledged"
         );
     }
 }

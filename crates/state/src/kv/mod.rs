@@ -4,6 +4,7 @@
 mod cache;
 mod embedded;
 mod redis;
+mod wal;
 
 use std::path::Path;
 use std::sync::{Arc, Mutex, MutexGuard};
