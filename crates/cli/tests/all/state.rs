@@ -465,13 +465,12 @@ async fn acknowledged_kv_writes_survive_kill_9() {
     let text = config(data.path(), "", PROBE_GRANTS);
     let gw = Gateway::start(modules.path(), Some(&text));
     let http = Http::new();
-    // Sixteen writers at once, so that writes share group commits (made
-    // durable by the store's write-ahead log, with a durable redb commit
-    // every 64), and the gateway killed while they are still writing: every
-    // write answered 204 must be there afterwards. Each writer also
-    // overwrites one key of its own after each write, so that replay's order
-    // shows: that key must hold the last value acknowledged, or the one in
-    // flight at the kill.
+    // Sixteen writers at once, so that writes share group commits, and the
+    // gateway killed while they are still writing: every write answered
+    // 204 must be there afterwards. Each writer also overwrites one key of
+    // its own after each write, so that the order of commits shows: that
+    // key must hold the last value acknowledged, or the one in flight at
+    // the kill, never an older one.
     let writers = 16;
     let acked = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
     let last_acked = std::sync::Arc::new(std::sync::Mutex::new(vec![None; writers]));

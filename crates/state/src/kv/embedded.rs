@@ -5,15 +5,10 @@
 //! Table `kv_expiry` indexes keys by expiry (`expiry ‖ encoded key`), so the
 //! sweeper finds what is due without reading every record.
 //!
-//! redb runs one write transaction at a time. Concurrent writes share
-//! transactions (group commit, `Shared::write`), and each returns only
-//! after its transaction is durable, so a write that returned `Ok` survives
-//! a crash. A group commit is made durable by the write-ahead log beside
-//! the file (`wal.rs`: one sequential append and one `fdatasync`), its redb
-//! commit left unsynced; every [`CHECKPOINT_EVERY`] group commits, and
-//! whenever a commit's record does not fit in the log, redb commits
-//! durably instead (a checkpoint) and the log starts again. Opening the
-//! store replays the log's records over the file's last durable commit.
+//! redb runs one write transaction at a time and commits durably (fsync)
+//! before `commit` returns. Concurrent writes share transactions (group
+//! commit, `Shared::write`); each returns only after its transaction is
+//! committed, so a write that returned `Ok` survives a crash.
 
 use std::fs;
 use std::ops::Bound;
@@ -22,10 +17,9 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
-use redb::{Builder, Database, Durability, ReadableDatabase, ReadableTable, TableDefinition};
+use redb::{Builder, Database, ReadableDatabase, ReadableTable, TableDefinition};
 use tokio::sync::oneshot;
 
-use super::wal::{self, Op, Wal};
 use super::{KeyPage, KvError, now_unix_ms, parse_counter, ttl_ms};
 
 const DATA: TableDefinition<&[u8], &[u8]> = TableDefinition::new("kv");
@@ -35,11 +29,6 @@ const EXPIRY: TableDefinition<&[u8], ()> = TableDefinition::new("kv_expiry");
 const SWEEP_INTERVAL: Duration = Duration::from_secs(5);
 /// Keys deleted per sweep transaction, so writers never wait long behind it.
 const SWEEP_BATCH: usize = 1024;
-/// Group commits made durable by the log between two durable redb commits.
-/// redb keeps the pages that unsynced commits replaced until a durable one
-/// (they cannot be reused before): this bounds that, and the log replayed
-/// after a crash.
-const CHECKPOINT_EVERY: u32 = 64;
 
 type DataTable<'t> = redb::Table<'t, &'static [u8], &'static [u8]>;
 type ExpiryTable<'t> = redb::Table<'t, &'static [u8], ()>;
@@ -51,9 +40,6 @@ pub(crate) struct Embedded {
 
 struct Shared {
     db: Database,
-    /// The write-ahead log; only the committer (one at a time) and `Drop`
-    /// use it.
-    wal: Mutex<Wal>,
     /// The writes waiting for the next group commit, and whether a
     /// committer is running. One at a time, so that the cache learns of
     /// writes in the order they were committed.
@@ -72,17 +58,9 @@ struct GroupCommit {
 /// A write queued for a group commit: runs its body in the shared
 /// transaction and returns how to settle it once the commit's outcome is
 /// known. An `Err` aborts the whole transaction.
-type PendingWrite = Box<dyn FnOnce(&mut Tables<'_>, u64) -> Result<Settle, KvError> + Send>;
-
-/// The tables of a write transaction, and the operations written to them
-/// so far, encoded for the write-ahead log. Writes go through `put` and
-/// `remove`, which keep the expiry index in step with the records and log
-/// what they did.
-struct Tables<'t> {
-    data: DataTable<'t>,
-    expiry: ExpiryTable<'t>,
-    ops: Vec<u8>,
-}
+type PendingWrite = Box<
+    dyn FnOnce(&mut DataTable<'_>, &mut ExpiryTable<'_>, u64) -> Result<Settle, KvError> + Send,
+>;
 
 /// Settles one write once the commit's outcome is known (`None`: on disk;
 /// or the error that aborted the transaction): updates what must follow
@@ -170,64 +148,14 @@ impl Embedded {
             Ok(())
         };
         create_tables()?;
-        let wal = Self::replay(&db, &wal_path(path))?;
         Ok(Self {
             shared: Arc::new(Shared {
                 db,
-                wal: Mutex::new(wal),
                 group: Mutex::default(),
                 #[cfg(test)]
                 group_commits: std::sync::atomic::AtomicU64::new(0),
             }),
         })
-    }
-
-    /// Opens the write-ahead log and applies its records to `db` in one
-    /// durable commit, then starts the log again.
-    fn replay(db: &Database, path: &Path) -> Result<Wal, KvError> {
-        let (mut wal, records) = Wal::open(path, wal::DEFAULT_BYTES)?;
-        if records.is_empty() {
-            return Ok(wal);
-        }
-        let mut writes = 0;
-        let mut apply = || -> Result<(), Failure> {
-            let txn = db.begin_write()?;
-            {
-                let mut tables = Tables::open(&txn)?;
-                for record in &records {
-                    let ops = Op::decode_all(record).ok_or_else(|| {
-                        KvError::Internal(format!(
-                            "a record of {} has a valid checksum but does not parse",
-                            path.display()
-                        ))
-                    })?;
-                    for op in ops {
-                        match op {
-                            Op::Put { key, value, expiry } => {
-                                tables.put(key, value, expiry)?;
-                            }
-                            Op::Remove { key } => {
-                                tables.remove(key)?;
-                            }
-                        }
-                        writes += 1;
-                    }
-                }
-            }
-            txn.commit()?;
-            Ok(())
-        };
-        apply().map_err(KvError::from)?;
-        wal.restart_synced().map_err(|error| {
-            KvError::Internal(format!("cannot restart {}: {error}", path.display()))
-        })?;
-        tracing::info!(
-            log = %path.display(),
-            group_commits = records.len(),
-            writes,
-            "replayed the KV store's write-ahead log"
-        );
-        Ok(wal)
     }
 
     /// Spawns the task that deletes expired keys every [`SWEEP_INTERVAL`].
@@ -282,9 +210,9 @@ impl Embedded {
     ) -> Result<(), KvError> {
         Shared::write(
             &self.shared,
-            move |tables, now| {
+            move |data, expiry, now| {
                 let at = ttl.map(|ttl| now.saturating_add(ttl_ms(ttl)));
-                tables.put(&key, &value, at)?;
+                put(data, expiry, &key, &value, at)?;
                 Ok(at)
             },
             |at| committed(*at),
@@ -301,9 +229,16 @@ impl Embedded {
     ) -> Result<bool, KvError> {
         Shared::write(
             &self.shared,
-            move |tables, now| match tables.remove(&key)? {
-                Some(old) => Ok(live(old, now)),
-                None => Ok(false),
+            move |data, expiry, now| {
+                let old = match data.remove(key.as_slice())? {
+                    Some(record) => Some(split(record.value())?.0),
+                    None => return Ok(false),
+                };
+                let old = old.flatten();
+                if let Some(at) = old {
+                    expiry.remove(expiry_key(at, &key).as_slice())?;
+                }
+                Ok(live(old, now))
             },
             |_| committed(),
         )
@@ -322,8 +257,8 @@ impl Embedded {
     ) -> Result<bool, KvError> {
         Shared::write(
             &self.shared,
-            move |tables, now| {
-                let matches = match tables.data.get(key.as_slice())? {
+            move |data, expiry, now| {
+                let matches = match data.get(key.as_slice())? {
                     None => expected.is_none(),
                     Some(record) => {
                         let (at, current) = split(record.value())?;
@@ -338,7 +273,7 @@ impl Embedded {
                     return Ok(None);
                 }
                 let at = ttl.map(|ttl| now.saturating_add(ttl_ms(ttl)));
-                tables.put(&key, &new, at)?;
+                put(data, expiry, &key, &new, at)?;
                 Ok(Some(at))
             },
             |swapped| {
@@ -361,8 +296,8 @@ impl Embedded {
     ) -> Result<i64, KvError> {
         Shared::write(
             &self.shared,
-            move |tables, now| {
-                let (current, at) = match tables.data.get(key.as_slice())? {
+            move |data, expiry, now| {
+                let (current, at) = match data.get(key.as_slice())? {
                     None => (0, None),
                     Some(record) => {
                         let (at, value) = split(record.value())?;
@@ -374,7 +309,7 @@ impl Embedded {
                     }
                 };
                 let sum = current.checked_add(delta).ok_or(KvError::NotANumber)?;
-                tables.put(&key, sum.to_string().as_bytes(), at)?;
+                put(data, expiry, &key, sum.to_string().as_bytes(), at)?;
                 Ok((sum, at))
             },
             |(sum, at)| committed(*sum, *at),
@@ -454,36 +389,39 @@ impl Shared {
     /// aborts the transaction and fails every write in it.
     async fn write<T: Send + 'static>(
         shared: &Arc<Self>,
-        body: impl FnOnce(&mut Tables<'_>, u64) -> Result<T, Failure> + Send + 'static,
+        body: impl FnOnce(&mut DataTable<'_>, &mut ExpiryTable<'_>, u64) -> Result<T, Failure>
+        + Send
+        + 'static,
         committed: impl FnOnce(&T) + Send + 'static,
     ) -> Result<T, KvError> {
         let (reply, outcome) = oneshot::channel::<Result<T, KvError>>();
-        let staged: PendingWrite = Box::new(move |tables, now| match body(tables, now) {
-            Ok(value) => Ok(Box::new(move |failed: Option<&KvError>| {
-                let result = match failed {
-                    None => {
-                        committed(&value);
-                        Ok(value)
-                    }
-                    Some(error) => Err(error.clone()),
-                };
-                Box::new(move || {
-                    let _ = reply.send(result);
-                }) as Reply
-            }) as Settle),
-            Err(Failure::Kv(refusal)) if wrote_nothing(&refusal) => {
-                Ok(Box::new(move |_: Option<&KvError>| {
+        let staged: PendingWrite =
+            Box::new(move |data, expiry, now| match body(data, expiry, now) {
+                Ok(value) => Ok(Box::new(move |failed: Option<&KvError>| {
+                    let result = match failed {
+                        None => {
+                            committed(&value);
+                            Ok(value)
+                        }
+                        Some(error) => Err(error.clone()),
+                    };
                     Box::new(move || {
-                        let _ = reply.send(Err(refusal));
+                        let _ = reply.send(result);
                     }) as Reply
-                }) as Settle)
-            }
-            Err(failure) => {
-                let error = KvError::from(failure);
-                let _ = reply.send(Err(error.clone()));
-                Err(error)
-            }
-        });
+                }) as Settle),
+                Err(Failure::Kv(refusal)) if wrote_nothing(&refusal) => {
+                    Ok(Box::new(move |_: Option<&KvError>| {
+                        Box::new(move || {
+                            let _ = reply.send(Err(refusal));
+                        }) as Reply
+                    }) as Settle)
+                }
+                Err(failure) => {
+                    let error = KvError::from(failure);
+                    let _ = reply.send(Err(error.clone()));
+                    Err(error)
+                }
+            });
         let start = {
             let mut group = shared.group();
             group.pending.push(staged);
@@ -557,47 +495,16 @@ impl Shared {
         metrics::histogram!("shanhai_kv_commit_writes").record(batch.len() as f64);
         let mut settles = Vec::with_capacity(batch.len());
         let result = (|| -> Result<(), KvError> {
-            let mut txn = self.db.begin_write().map_err(Failure::from)?;
-            let ops = {
-                let mut tables = Tables::open(&txn)?;
+            let txn = self.db.begin_write().map_err(Failure::from)?;
+            {
+                let mut data = txn.open_table(DATA).map_err(Failure::from)?;
+                let mut expiry = txn.open_table(EXPIRY).map_err(Failure::from)?;
                 let now = now_unix_ms();
                 for write in batch {
-                    settles.push(write(&mut tables, now)?);
+                    settles.push(write(&mut data, &mut expiry, now)?);
                 }
-                tables.ops
-            };
-            let mut wal = self
-                .wal
-                .lock()
-                .unwrap_or_else(|poisoned| poisoned.into_inner());
-            let logged = ops.is_empty() || (wal.appended < CHECKPOINT_EVERY && wal.fits(ops.len()));
-            if !logged {
-                // A checkpoint: redb's own durable commit, after which the
-                // log's records are in the file.
-                txn.commit().map_err(Failure::from)?;
-                restart(&mut wal);
-                return Ok(());
             }
-            txn.set_durability(Durability::None)
-                .map_err(|error| KvError::Internal(format!("embedded store: {error}")))?;
             txn.commit().map_err(Failure::from)?;
-            if ops.is_empty() {
-                // Every write of the batch refused before writing.
-                return Ok(());
-            }
-            if let Err(error) = wal.append(&ops) {
-                // The transaction is committed, unsynced: a durable commit
-                // of nothing makes it durable, and if that fails too the
-                // writes fail (as when a commit fails: they may or may not
-                // be there after a restart).
-                tracing::warn!(%error, "cannot append to the KV store's write-ahead log; committing durably instead");
-                self.db
-                    .begin_write()
-                    .map_err(Failure::from)?
-                    .commit()
-                    .map_err(Failure::from)?;
-                restart(&mut wal);
-            }
             Ok(())
         })();
         metrics::histogram!("shanhai_kv_commit_seconds").record(started.elapsed().as_secs_f64());
@@ -670,89 +577,28 @@ fn wrote_nothing(error: &KvError) -> bool {
     !matches!(error, KvError::Internal(_))
 }
 
-impl<'t> Tables<'t> {
-    fn open(txn: &'t redb::WriteTransaction) -> Result<Self, Failure> {
-        Ok(Self {
-            data: txn.open_table(DATA)?,
-            expiry: txn.open_table(EXPIRY)?,
-            ops: Vec::new(),
-        })
+/// Writes a record and keeps the expiry index in step with it.
+fn put(
+    data: &mut DataTable<'_>,
+    expiry: &mut ExpiryTable<'_>,
+    key: &[u8],
+    value: &[u8],
+    at: Option<u64>,
+) -> Result<(), Failure> {
+    let mut record = Vec::with_capacity(8 + value.len());
+    record.extend_from_slice(&at.unwrap_or(0).to_be_bytes());
+    record.extend_from_slice(value);
+    let old = match data.insert(key, record.as_slice())? {
+        Some(old) => split(old.value())?.0,
+        None => None,
+    };
+    if let Some(old) = old {
+        expiry.remove(expiry_key(old, key).as_slice())?;
     }
-
-    /// Writes a record and keeps the expiry index in step with it.
-    fn put(&mut self, key: &[u8], value: &[u8], at: Option<u64>) -> Result<(), Failure> {
-        let mut record = Vec::with_capacity(8 + value.len());
-        record.extend_from_slice(&at.unwrap_or(0).to_be_bytes());
-        record.extend_from_slice(value);
-        let old = match self.data.insert(key, record.as_slice())? {
-            Some(old) => split(old.value())?.0,
-            None => None,
-        };
-        if let Some(old) = old {
-            self.expiry.remove(expiry_key(old, key).as_slice())?;
-        }
-        if let Some(at) = at {
-            self.expiry.insert(expiry_key(at, key).as_slice(), ())?;
-        }
-        Op::Put {
-            key,
-            value,
-            expiry: at,
-        }
-        .encode(&mut self.ops);
-        Ok(())
+    if let Some(at) = at {
+        expiry.insert(expiry_key(at, key).as_slice(), ())?;
     }
-
-    /// Removes a record and its expiry index entry; returns its expiry
-    /// (`Some(None)`: it had none), or `None` if there was no record.
-    fn remove(&mut self, key: &[u8]) -> Result<Option<Option<u64>>, Failure> {
-        let old = match self.data.remove(key)? {
-            Some(record) => split(record.value())?.0,
-            None => return Ok(None),
-        };
-        if let Some(at) = old {
-            self.expiry.remove(expiry_key(at, key).as_slice())?;
-        }
-        Op::Remove { key }.encode(&mut self.ops);
-        Ok(Some(old))
-    }
-}
-
-/// Starts the log again after a durable commit. A failure leaves the log
-/// unusable until a later restart succeeds (commits are durable redb ones
-/// meanwhile), so nothing is lost; it is logged.
-fn restart(wal: &mut Wal) {
-    if let Err(error) = wal.restart() {
-        tracing::warn!(%error, "cannot restart the KV store's write-ahead log; committing durably until it can");
-    }
-}
-
-/// The write-ahead log beside the store's file: `kv.redb` → `kv.redb.wal`.
-fn wal_path(store: &Path) -> std::path::PathBuf {
-    let mut name = store.as_os_str().to_owned();
-    name.push(".wal");
-    name.into()
-}
-
-impl Drop for Shared {
-    /// A store closed cleanly leaves nothing to replay: a durable commit,
-    /// then the log started again and synced.
-    fn drop(&mut self) {
-        let wal = self
-            .wal
-            .get_mut()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
-        if wal.appended == 0 {
-            return;
-        }
-        let checkpoint = || -> Result<(), Failure> {
-            self.db.begin_write()?.commit()?;
-            Ok(())
-        };
-        if checkpoint().is_ok() {
-            let _ = wal.restart_synced();
-        }
-    }
+    Ok(())
 }
 
 /// A record's expiry (`None`: never) and value.
@@ -820,7 +666,9 @@ mod tests {
         assert_eq!(store.sweep_now().unwrap(), 0);
     }
 
-    type TestBody = Box<dyn FnOnce(&mut Tables<'_>, u64) -> Result<(), Failure> + Send>;
+    type TestBody = Box<
+        dyn FnOnce(&mut DataTable<'_>, &mut ExpiryTable<'_>, u64) -> Result<(), Failure> + Send,
+    >;
 
     fn commits(store: &Embedded) -> u64 {
         store
@@ -864,143 +712,6 @@ mod tests {
         }
     }
 
-    /// The store's files as a crash would leave them: copied while the
-    /// store is open, so that no clean close has checkpointed them.
-    fn crash_image(store: &Path, into: &Path) -> std::path::PathBuf {
-        let image = into.join("kv.redb");
-        std::fs::copy(store, &image).unwrap();
-        std::fs::copy(wal_path(store), wal_path(&image)).unwrap();
-        image
-    }
-
-    /// Keys in the file's last durable commit, read without the log.
-    fn durable_keys(image: &Path) -> u64 {
-        use redb::ReadableTableMetadata;
-        let scratch = tempfile::tempdir().unwrap();
-        let copy = scratch.path().join("kv.redb");
-        std::fs::copy(image, &copy).unwrap();
-        let db = Database::open(&copy).unwrap();
-        let txn = db.begin_read().unwrap();
-        txn.open_table(DATA).unwrap().len().unwrap()
-    }
-
-    async fn value(store: &Embedded, key: &str) -> Option<String> {
-        let found = store.get(encode_key("ns", key)).await.unwrap();
-        found.map(|(value, _)| String::from_utf8(value.to_vec()).unwrap())
-    }
-
-    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-    async fn acknowledged_writes_are_replayed_from_the_log_after_a_crash() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("kv.redb");
-        let store = Arc::new(Embedded::open(&path, 1 << 20).unwrap());
-        let tasks: Vec<_> = (0..50)
-            .map(|i| {
-                let store = Arc::clone(&store);
-                tokio::spawn(async move {
-                    let value = Bytes::from(format!("v{i}"));
-                    store
-                        .set(encode_key("ns", &format!("k{i}")), value, None, |_| {})
-                        .await
-                })
-            })
-            .collect();
-        for task in tasks {
-            task.await.unwrap().unwrap();
-        }
-        // Each kind of write, in an order that replay must keep.
-        let key = |name: &str| encode_key("ns", name);
-        for round in 0..3 {
-            let value = Bytes::from(format!("round {round}"));
-            store.set(key("over"), value, None, |_| {}).await.unwrap();
-        }
-        store
-            .set(key("gone"), "x".into(), None, |_| {})
-            .await
-            .unwrap();
-        assert!(store.delete(key("gone"), || {}).await.unwrap());
-        store.delete(key("k7"), || {}).await.unwrap();
-        for _ in 0..3 {
-            store.increment(key("count"), 5, |_, _| {}).await.unwrap();
-        }
-        let swapped = store
-            .compare_and_swap(
-                key("over"),
-                Some(b"round 2".to_vec()),
-                "swapped".into(),
-                None,
-                |_| {},
-            )
-            .await
-            .unwrap();
-        assert!(swapped);
-        let hour = Duration::from_secs(3600);
-        store
-            .set(key("ttl"), "t".into(), Some(hour), |_| {})
-            .await
-            .unwrap();
-
-        let crash = tempfile::tempdir().unwrap();
-        let image = crash_image(&path, crash.path());
-        // The file alone has none of it: only the log made it durable.
-        assert_eq!(durable_keys(&image), 0);
-        let reopened = Embedded::open(&image, 1 << 20).unwrap();
-        for i in (0..50).filter(|&i| i != 7) {
-            assert_eq!(
-                value(&reopened, &format!("k{i}")).await,
-                Some(format!("v{i}"))
-            );
-        }
-        assert_eq!(value(&reopened, "k7").await, None);
-        assert_eq!(value(&reopened, "gone").await, None);
-        assert_eq!(value(&reopened, "over").await.as_deref(), Some("swapped"));
-        assert_eq!(value(&reopened, "count").await.as_deref(), Some("15"));
-        let (_, left) = reopened.get(key("ttl")).await.unwrap().unwrap();
-        assert!(left.is_some_and(|left| left <= hour && left > hour / 2));
-        // The expiry index came back with the record.
-        assert_eq!(count(&reopened.shared, EXPIRY), 1);
-        // The replay was committed durably and the log started again.
-        assert_eq!(durable_keys(&image), 52);
-        let (_, records) = Wal::open(&wal_path(&image), wal::DEFAULT_BYTES).unwrap();
-        assert!(records.is_empty());
-    }
-
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn checkpoints_restart_the_log_and_a_clean_close_leaves_nothing_to_replay() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("kv.redb");
-        let store = Embedded::open(&path, 1 << 20).unwrap();
-        // One at a time: a group commit each, past two checkpoints.
-        let writes = 2 * CHECKPOINT_EVERY + 10;
-        for i in 0..writes {
-            let value = Bytes::from(format!("v{i}"));
-            store
-                .set(encode_key("ns", &format!("k{i}")), value, None, |_| {})
-                .await
-                .unwrap();
-        }
-        // Writes 0..=128 were checkpointed (each checkpoint commit holds the
-        // write that would have been the log's 65th record).
-        let checkpointed = u64::from(2 * (CHECKPOINT_EVERY + 1));
-        let crash = tempfile::tempdir().unwrap();
-        let image = crash_image(&path, crash.path());
-        assert_eq!(durable_keys(&image), checkpointed);
-        let (_, records) = Wal::open(&wal_path(&image), wal::DEFAULT_BYTES).unwrap();
-        assert_eq!(records.len() as u64, u64::from(writes) - checkpointed);
-        let reopened = Embedded::open(&image, 1 << 20).unwrap();
-        assert_eq!(count(&reopened.shared, DATA), u64::from(writes));
-        drop(reopened);
-
-        drop(store);
-        assert_eq!(durable_keys(&path), u64::from(writes));
-        let (_, records) = Wal::open(&wal_path(&path), wal::DEFAULT_BYTES).unwrap();
-        assert!(
-            records.is_empty(),
-            "{} records left after a clean close",
-            records.len()
-        );
-    }
-
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_refused_write_fails_alone_in_its_group_commit() {
         let dir = tempfile::tempdir().unwrap();
@@ -1009,9 +720,11 @@ mod tests {
         fn set(
             key: &str,
             value: &'static [u8],
-        ) -> impl FnOnce(&mut Tables<'_>, u64) -> Result<(), Failure> + Send + 'static {
+        ) -> impl FnOnce(&mut DataTable<'_>, &mut ExpiryTable<'_>, u64) -> Result<(), Failure>
+        + Send
+        + 'static {
             let key = encode_key("ns", key);
-            move |tables, _now| tables.put(&key, value, None)
+            move |data, expiry, _now| put(data, expiry, &key, value, None)
         }
         Shared::write(shared, set("text", b"abc"), |_| {})
             .await
@@ -1039,8 +752,8 @@ mod tests {
             tokio::time::sleep(Duration::from_millis(1)).await;
         }
         let key = encode_key("ns", "text");
-        let refused = spawn_write(Box::new(move |tables, _| {
-            let record = tables.data.get(key.as_slice())?.unwrap();
+        let refused = spawn_write(Box::new(move |data, _, _| {
+            let record = data.get(key.as_slice())?.unwrap();
             let (_, value) = split(record.value())?;
             parse_counter(value).ok_or(KvError::NotANumber)?;
             unreachable!("abc parsed as a number")

@@ -4,7 +4,6 @@
 mod cache;
 mod embedded;
 mod redis;
-mod wal;
 
 use std::path::Path;
 use std::sync::{Arc, Mutex, MutexGuard};
