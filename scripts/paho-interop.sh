@@ -23,7 +23,9 @@ commit="$(git -C "$paho" rev-parse --short HEAD 2>/dev/null || echo unknown)"
 mosquitto_bin="$(command -v mosquitto || echo /usr/sbin/mosquitto)"
 [ -x "$mosquitto_bin" ] || { echo "mosquitto is not installed (apt-get install mosquitto)" >&2; exit 2; }
 
-cargo build --release --quiet --manifest-path "$root/Cargo.toml" --workspace --bin shanhai
+# shellcheck source=lib/build.sh
+. "$root/scripts/lib/build.sh"
+build_like_the_suite
 out="$root/target/paho-interop"
 rm -rf "$out"
 mkdir -p "$out"

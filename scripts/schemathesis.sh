@@ -28,7 +28,9 @@ if ! "$venv/bin/schemathesis" --version 2>/dev/null | grep -q "$version"; then
   "$venv/bin/pip" install --quiet --disable-pip-version-check "schemathesis==$version"
 fi
 
-cargo build --release --workspace --bin shanhai
+# shellcheck source=lib/build.sh
+. "$root/scripts/lib/build.sh"
+build_like_the_suite
 bash scripts/build-examples.sh "$root/target/modules"
 
 work="$(mktemp -d)"

@@ -12,7 +12,8 @@ set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
 cd "$root"
 
-step() { printf '\n==> %s\n' "$*" >&2; }
+# Each step says when it started, so a slow CI run shows where its time went.
+step() { printf '\n==> [%dm%02ds] %s\n' $((SECONDS / 60)) $((SECONDS % 60)) "$*" >&2; }
 
 if ! rustup target list --installed 2>/dev/null | grep -qx wasm32-wasip1; then
   step "adding the wasm32-wasip1 target"

@@ -1,11 +1,22 @@
-# Sourced by the benchmark scripts: the build they measure.
-#
-# build_for_bench: the release build of the whole workspace, the same as the
-# test suite's (`-p` would resolve another feature set and compile wasmtime
-# a second time), with the cargo features in BENCH_CARGO_FEATURES when set
-# (scripts/bench-allocator.sh sets shanhai-cli/mimalloc). Needs $root.
+# Sourced by the scripts that run the release gateway after the test suite
+# (the benchmarks, schemathesis.sh, paho-interop.sh): the build they run.
+# Needs $root.
+
+# build_like_the_suite [CARGO-ARGS...]: the release build of the whole
+# workspace with its tests, which resolves the same feature set as the test
+# suite's `cargo test --release --workspace`, so after the suite it compiles
+# nothing. Building the binary alone (`--bin shanhai`, or `-p`) leaves the
+# dev-dependencies out, resolves other features for tokio, hyper and what
+# depends on them, and compiles those a second time: 3 minutes of CI.
+build_like_the_suite() {
+  cargo build --release --quiet --manifest-path "$root/Cargo.toml" --workspace --bins --tests "$@"
+}
+
+# build_for_bench: the same with the benches as well, and the cargo features
+# in BENCH_CARGO_FEATURES when set (scripts/bench-allocator.sh sets
+# shanhai-cli/mimalloc).
 build_for_bench() {
   local features=()
   [[ -n "${BENCH_CARGO_FEATURES:-}" ]] && features=(--features "$BENCH_CARGO_FEATURES")
-  cargo build --release --quiet --manifest-path "$root/Cargo.toml" --workspace --all-targets "${features[@]}"
+  build_like_the_suite --benches "${features[@]}"
 }
