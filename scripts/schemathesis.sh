@@ -30,6 +30,7 @@ fi
 
 # shellcheck source=lib/build.sh
 . "$root/scripts/lib/build.sh"
+echo "building the release gateway as the test suite does (after the suite: nothing to compile)" >&2
 build_like_the_suite
 bash scripts/build-examples.sh "$root/target/modules"
 
