@@ -20,7 +20,7 @@ use tokio::time::Instant;
 
 use crate::canary::unix_ms;
 use crate::config::{Config, ConfigError, TimerConfig};
-use crate::metered;
+use crate::metered::{self, TriggerMetrics};
 use crate::registry::ModuleRegistry;
 
 /// When a timer is due.
@@ -144,6 +144,7 @@ async fn run_timer(
     let module: Arc<str> = Arc::from(timer.module.as_str());
     let payload: Arc<[u8]> = Arc::from(timer.payload.as_bytes());
     let jitter = Duration::from_millis(timer.jitter_ms);
+    let metrics = Arc::new(TriggerMetrics::new("timer"));
     // The schedule starts when the module serves (or failed to load), not
     // while it is still compiling at start.
     tokio::select! {
@@ -183,6 +184,7 @@ async fn run_timer(
         let event = Run {
             name: name.clone(),
             module: module.clone(),
+            metrics: metrics.clone(),
             payload: payload.clone(),
             scheduled_unix_ms: unix_ms(due.wall),
             run,
@@ -203,6 +205,8 @@ async fn run_timer(
 struct Run {
     name: Arc<str>,
     module: Arc<str>,
+    /// The timer's request metrics, shared by its runs.
+    metrics: Arc<TriggerMetrics>,
     payload: Arc<[u8]>,
     scheduled_unix_ms: u64,
     run: u64,
@@ -219,8 +223,7 @@ impl Run {
                 request_id = &*request_id,
                 "timer run skipped: the module is not loaded"
             );
-            metrics::counter!("shanhai_requests_total", "module" => self.module.to_string(), "trigger" => "timer", "status" => "unknown_module")
-                .increment(1);
+            self.metrics.count_unloaded(&self.module);
             return;
         };
         let envelope = TimerEvent {
@@ -232,8 +235,8 @@ impl Run {
         }
         .encode();
         let (result, elapsed) = metered::invoke(
+            &self.metrics,
             &selected.module,
-            "timer",
             EventKind::Timer,
             &envelope,
             request_id.clone(),

@@ -520,6 +520,19 @@ pub(crate) fn scrape(text: &str) -> prometheus_parse::Scrape {
     prometheus_parse::Scrape::parse(text.lines().map(|l| Ok(l.to_owned()))).unwrap()
 }
 
+/// The sum of a counter's samples whose labels include `labels`.
+pub(crate) fn counter(text: &str, metric: &str, labels: &[(&str, &str)]) -> f64 {
+    scrape(text)
+        .samples
+        .iter()
+        .filter(|s| s.metric == metric && labels.iter().all(|(k, v)| s.labels.get(k) == Some(*v)))
+        .map(|s| match s.value {
+            prometheus_parse::Value::Counter(v) | prometheus_parse::Value::Untyped(v) => v,
+            ref other => panic!("{metric} is not a counter: {other:?}"),
+        })
+        .sum()
+}
+
 fn requests_total(scrape: &prometheus_parse::Scrape, module: &str) -> f64 {
     scrape
         .samples

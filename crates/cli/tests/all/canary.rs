@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use base64::Engine;
 use serde_json::{Value, json};
 
-use crate::admin::{Rpc, scrape};
+use crate::admin::{Rpc, counter};
 use crate::util::{Gateway, Http, shanhai, version_module, version_module_with};
 
 /// A modules folder whose `version.wasm` is the `stable` build.
@@ -26,18 +26,6 @@ async fn canary_view(http: &Http, gw: &Gateway) -> Value {
         .await;
     assert_eq!(reply.status, 200, "{}", reply.text());
     reply.json()
-}
-
-fn counter(text: &str, metric: &str, labels: &[(&str, &str)]) -> f64 {
-    scrape(text)
-        .samples
-        .iter()
-        .filter(|s| s.metric == metric && labels.iter().all(|(k, v)| s.labels.get(k) == Some(*v)))
-        .map(|s| match s.value {
-            prometheus_parse::Value::Counter(v) | prometheus_parse::Value::Untyped(v) => v,
-            ref other => panic!("{metric} is not a counter: {other:?}"),
-        })
-        .sum()
 }
 
 #[tokio::test(flavor = "multi_thread")]

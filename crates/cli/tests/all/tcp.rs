@@ -10,6 +10,7 @@ use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
+use crate::admin::counter;
 use crate::util::{Gateway, fixture, modules_with};
 
 fn tcpprobe() -> &'static PathBuf {
@@ -206,6 +207,20 @@ async fn delimiter_framing_oversize_and_failures() {
         logs.contains("no delimiter within max_frame_bytes (64)"),
         "{logs}"
     );
+    // Counted: two opens and four lines answered, one line failed (closes
+    // are not requests).
+    let metrics = crate::util::Http::new()
+        .get(&gw.admin_url("/metrics"))
+        .await
+        .text();
+    for (status, events) in [("ok", 6.0), ("guest_error", 1.0)] {
+        let labels = [("trigger", "tcp"), ("status", status)];
+        assert_eq!(
+            counter(&metrics, "shanhai_requests_total", &labels),
+            events,
+            "{status}: {metrics}"
+        );
+    }
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
+use crate::admin::counter;
 use crate::util::{Gateway, fixture};
 use crate::wsclient::{BINARY, CLOSE, CONTINUATION, PING, PONG, TEXT, WsClient};
 
@@ -297,6 +298,24 @@ async fn a_trap_loses_one_message_and_nothing_else() {
     );
     assert_eq!(victim.ask("echo:again").await, "again");
     assert_eq!(bystander.ask("echo:unaffected").await, "unaffected");
+    // Each message is counted under its outcome (a message is counted
+    // before its reply is sent).
+    let metrics = crate::util::Http::new()
+        .get(&gw.admin_url("/metrics"))
+        .await
+        .text();
+    for (status, messages) in [("ok", 4.0), ("guest_error", 2.0), ("memory_limit", 1.0)] {
+        let labels = [
+            ("module", "probe"),
+            ("trigger", "websocket"),
+            ("status", status),
+        ];
+        assert_eq!(
+            counter(&metrics, "shanhai_requests_total", &labels),
+            messages,
+            "{status}: {metrics}"
+        );
+    }
     let logs = gw.logs();
     assert!(
         logs.lines()

@@ -13,20 +13,19 @@ pub(crate) mod error;
 mod exec;
 
 use std::borrow::Cow;
-use std::collections::HashMap;
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, RwLock};
 
 use bytes::Bytes;
 use http::{HeaderName, HeaderValue, Method, Request, Response, StatusCode, header};
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Body;
-use metrics::{Counter, Histogram};
 use shanhai_abi::EventKind;
 use shanhai_abi::wire::{Call, Header, HttpRequest, HttpResponse};
 use shanhai_runtime::{InvokeError, LoadedModule, ModuleKind};
 
+use crate::metered::{ModuleMetrics, TriggerMetrics};
 use crate::registry::{Lookup, ModuleRegistry, RouteMatch, Selected};
 use crate::ws::WsTrigger;
 use error::ApiError;
@@ -39,7 +38,7 @@ pub struct HttpTrigger {
     registry: Arc<ModuleRegistry>,
     ids: RequestIds,
     websocket: Option<Arc<WsTrigger>>,
-    metrics: RequestMetrics,
+    metrics: TriggerMetrics,
 }
 
 impl HttpTrigger {
@@ -49,7 +48,7 @@ impl HttpTrigger {
             registry,
             ids: RequestIds::new(),
             websocket: None,
-            metrics: RequestMetrics::default(),
+            metrics: TriggerMetrics::new("http"),
         }
     }
 
@@ -111,8 +110,7 @@ impl HttpTrigger {
         // Only requests that reached a module are labelled with it, so a
         // scan of random paths cannot grow the label set without bound.
         if let Some(module) = answered.metrics {
-            module.count(response.status());
-            module.duration.record(started.elapsed().as_secs_f64());
+            module.record(response.status().as_str(), started.elapsed());
         }
         if let Some(selected) = answered.selected {
             self.registry
@@ -414,80 +412,7 @@ struct Answered {
     /// The request metrics of the module that answered, when the config
     /// names it. Kept here rather than in the response's extensions, whose
     /// map costs three allocations per request.
-    metrics: Option<Arc<ModuleRequestMetrics>>,
-}
-
-/// The request metric handles of each module that has answered, resolved
-/// once: looking a counter and a histogram up by their labels on every
-/// request was a measurable share of a fast endpoint's cost. Keys are
-/// module names, which the config bounds.
-#[derive(Default)]
-struct RequestMetrics {
-    by_module: RwLock<HashMap<Box<str>, Arc<ModuleRequestMetrics>>>,
-}
-
-impl RequestMetrics {
-    /// The handles of `module`, created on its first request if `known`
-    /// says the config names it.
-    fn of(&self, module: &str, known: impl FnOnce() -> bool) -> Option<Arc<ModuleRequestMetrics>> {
-        if let Some(found) = read(&self.by_module).get(module) {
-            return Some(found.clone());
-        }
-        if !known() {
-            return None;
-        }
-        let handles = write(&self.by_module)
-            .entry(module.into())
-            .or_insert_with(|| {
-                Arc::new(ModuleRequestMetrics {
-                    module: module.to_owned(),
-                    duration: metrics::histogram!("shanhai_request_duration_seconds", "module" => module.to_owned(), "trigger" => "http"),
-                    by_status: RwLock::default(),
-                })
-            })
-            .clone();
-        Some(handles)
-    }
-}
-
-/// One module's request counter per status and its latency histogram.
-struct ModuleRequestMetrics {
-    module: String,
-    duration: Histogram,
-    /// The few statuses a module answers with; a linear scan beats hashing.
-    by_status: RwLock<Vec<(StatusCode, Counter)>>,
-}
-
-impl ModuleRequestMetrics {
-    fn count(&self, status: StatusCode) {
-        if let Some((_, counter)) = read(&self.by_status).iter().find(|(s, _)| *s == status) {
-            counter.increment(1);
-            return;
-        }
-        // Another request may have added it since the read.
-        let mut by_status = write(&self.by_status);
-        let at = match by_status.iter().position(|(s, _)| *s == status) {
-            Some(at) => at,
-            None => {
-                let counter = metrics::counter!("shanhai_requests_total", "module" => self.module.clone(), "trigger" => "http", "status" => status.as_u16().to_string());
-                by_status.push((status, counter));
-                by_status.len() - 1
-            }
-        };
-        by_status[at].1.increment(1);
-    }
-}
-
-/// A read guard, also after a panic elsewhere: the maps only ever grow by
-/// whole entries.
-fn read<T>(lock: &RwLock<T>) -> std::sync::RwLockReadGuard<'_, T> {
-    lock.read()
-        .unwrap_or_else(std::sync::PoisonError::into_inner)
-}
-
-fn write<T>(lock: &RwLock<T>) -> std::sync::RwLockWriteGuard<'_, T> {
-    lock.write()
-        .unwrap_or_else(std::sync::PoisonError::into_inner)
+    metrics: Option<Arc<ModuleMetrics>>,
 }
 
 /// Request bodies the trigger accepts: hyper's, or an in-memory one for

@@ -33,7 +33,7 @@ use tokio::task::JoinSet;
 
 use super::config::TriggerSettings;
 use super::{Throttle, reconnect_delay};
-use crate::metered;
+use crate::metered::{self, TriggerMetrics};
 use crate::registry::ModuleRegistry;
 
 /// A running trigger, shared by its tasks.
@@ -52,6 +52,7 @@ pub(crate) struct Trigger {
     /// QoS 0 messages waiting for a slot.
     queued: AtomicUsize,
     dropped_log: Throttle,
+    metrics: TriggerMetrics,
 }
 
 /// A received message on its way through the trigger.
@@ -114,6 +115,7 @@ impl Trigger {
             next_event: AtomicU64::new(1),
             queued: AtomicUsize::new(0),
             dropped_log: Throttle::default(),
+            metrics: TriggerMetrics::new("mqtt"),
         });
         (trigger, ack_rx)
     }
@@ -504,8 +506,7 @@ impl Trigger {
     ) -> Result<usize, Failure> {
         let module = &self.settings.module;
         let Some(selected) = self.registry.select_keyed(module, None) else {
-            metrics::counter!("shanhai_requests_total", "module" => module.clone(), "trigger" => "mqtt", "status" => "unknown_module")
-                .increment(1);
+            self.metrics.count_unloaded(module);
             return Err(Failure::Unloaded);
         };
         let properties = properties(publish.properties.as_ref());
@@ -524,8 +525,8 @@ impl Trigger {
         }
         .encode();
         let (result, _) = metered::invoke(
+            &self.metrics,
             &selected.module,
-            "mqtt",
             EventKind::Mqtt,
             &envelope,
             request_id.clone(),

@@ -27,7 +27,7 @@ use tokio::time::Instant;
 
 pub use self::config::{Framing, TcpConfig};
 use crate::config::ConfigError;
-use crate::metered;
+use crate::metered::{self, TriggerMetrics};
 use crate::registry::{Lookup, ModuleRegistry};
 
 /// Why a stream cannot be cut into frames; the connection is closed.
@@ -224,6 +224,7 @@ struct Listener {
     write_timeout: Duration,
     connections: Arc<Semaphore>,
     max_connections: usize,
+    metrics: TriggerMetrics,
 }
 
 static NEXT_CONNECTION: AtomicU64 = AtomicU64::new(1);
@@ -254,6 +255,7 @@ impl TcpTrigger {
                 write_timeout: tcp.write_timeout(),
                 connections: Arc::new(Semaphore::new(tcp.max_connections)),
                 max_connections: tcp.max_connections,
+                metrics: TriggerMetrics::new("tcp"),
             });
             tasks.spawn(accept(socket, listener, registry.clone(), stopped.clone()));
         }
@@ -499,8 +501,8 @@ impl Connection {
                 .await
         } else {
             metered::invoke(
+                &self.listener.metrics,
                 &selected.module,
-                "tcp",
                 EventKind::Tcp,
                 &envelope,
                 request_id.clone(),

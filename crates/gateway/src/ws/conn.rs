@@ -323,8 +323,8 @@ impl Session {
         }
         .encode();
         let (result, _) = metered::invoke(
+            &self.trigger.metrics,
             &selected.module,
-            "websocket",
             EventKind::WebSocket,
             &envelope,
             request_id.clone(),

@@ -28,6 +28,7 @@ use shanhai_runtime::{InvokeError, ModuleKind, WsMessage};
 
 use crate::config::Config;
 use crate::http::error::ApiError;
+use crate::metered::TriggerMetrics;
 use crate::registry::ModuleRegistry;
 use hub::{Hub, Outgoing, Refusal};
 
@@ -77,6 +78,7 @@ pub(crate) struct WsTrigger {
     registry: Arc<ModuleRegistry>,
     config: Arc<Config>,
     hub: Arc<Hub>,
+    metrics: TriggerMetrics,
 }
 
 impl WsTrigger {
@@ -105,6 +107,7 @@ impl WsTrigger {
             registry,
             config,
             hub,
+            metrics: TriggerMetrics::new("websocket"),
         })
     }
 
