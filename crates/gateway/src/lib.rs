@@ -13,7 +13,7 @@ pub mod config;
 pub mod fuzzing;
 mod http;
 mod listener;
-mod metered;
+pub mod metered;
 mod mqtt;
 mod names;
 mod registry;

@@ -19,7 +19,7 @@ use shanhai_abi::EventKind;
 use shanhai_runtime::{InvokeError, LoadedModule};
 
 /// One trigger's request metric handles, per module.
-pub(crate) struct TriggerMetrics {
+pub struct TriggerMetrics {
     /// The `trigger` label: `http`, `websocket`, `mqtt`, `timer`, `tcp`.
     trigger: &'static str,
     /// Keys are module names: the config bounds them (see [`Self::of`]).
@@ -28,7 +28,7 @@ pub(crate) struct TriggerMetrics {
 
 impl TriggerMetrics {
     /// No handles yet; they are made on each module's first event.
-    pub(crate) fn new(trigger: &'static str) -> Self {
+    pub fn new(trigger: &'static str) -> Self {
         Self {
             trigger,
             by_module: RwLock::default(),
@@ -65,7 +65,7 @@ impl TriggerMetrics {
 
     /// Counts one event of a loaded module (loaded modules are ones the
     /// config names).
-    fn record(&self, module: &str, status: &str, elapsed: Duration) {
+    pub fn record(&self, module: &str, status: &str, elapsed: Duration) {
         if let Some(handles) = read(&self.by_module).get(module) {
             handles.record(status, elapsed);
             return;
