@@ -22,7 +22,8 @@ use shanhai_runtime::{InvokeError, LoadedModule};
 pub struct TriggerMetrics {
     /// The `trigger` label: `http`, `websocket`, `mqtt`, `timer`, `tcp`.
     trigger: &'static str,
-    /// Keys are module names: the config bounds them (see [`Self::of`]).
+    /// Keys are the names of loaded or configured modules (see
+    /// [`Self::of`]), which bounds them.
     by_module: RwLock<HashMap<Box<str>, Arc<ModuleMetrics>>>,
 }
 
@@ -63,8 +64,8 @@ impl TriggerMetrics {
         Some(handles)
     }
 
-    /// Counts one event of a loaded module (loaded modules are ones the
-    /// config names).
+    /// Counts one event of a loaded module (whose name is bounded: it came
+    /// from the modules folder, the config or the admin API).
     pub fn record(&self, module: &str, status: &str, elapsed: Duration) {
         if let Some(handles) = read(&self.by_module).get(module) {
             handles.record(status, elapsed);
