@@ -98,7 +98,7 @@ async fn a_failing_canary_is_rolled_back_automatically() {
         std::fs::read(modules.path().join("version.wasm")).unwrap(),
         std::fs::read(&stable).unwrap()
     );
-    let metrics = http.get(&gw.admin_url("/metrics")).await.text();
+    let metrics = gw.metrics().await;
     let rollbacks = counter(
         &metrics,
         "shanhai_canary_rollbacks_total",
@@ -331,7 +331,7 @@ async fn a_healthy_canary_splits_traffic_and_is_promoted() {
     let view = canary_view(&http, &gw).await;
     assert_eq!(view["last_canary"]["action"], "promoted", "{view}");
     assert!(view["canary"].is_null());
-    let metrics = http.get(&gw.admin_url("/metrics")).await.text();
+    let metrics = gw.metrics().await;
     assert_eq!(
         counter(
             &metrics,

@@ -801,7 +801,7 @@ async fn a_failing_qos1_message_is_retried_until_it_succeeds() {
     assert!(!shown.text().contains("pw-s3cret-77"), "{}", shown.text());
     assert!(!gw.logs().contains("pw-s3cret-77"));
     // Counted: two retries, three module runs.
-    let metrics = http.get(&gw.admin_url("/metrics")).await.text();
+    let metrics = gw.metrics().await;
     assert!(
         metrics
             .lines()

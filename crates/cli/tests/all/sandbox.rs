@@ -513,7 +513,7 @@ async fn guest_log_lines_are_rate_limited_per_module() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     assert_eq!(dropped_in_summaries(&log_lines(&gw), "flood"), dropped);
-    let metrics = http.get(&gw.admin_url("/metrics")).await.text();
+    let metrics = gw.metrics().await;
     let scrape = crate::admin::scrape(&metrics);
     let counted: f64 = scrape
         .samples

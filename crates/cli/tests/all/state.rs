@@ -280,7 +280,7 @@ async fn kv_operations_on_the_embedded_store() {
 
     // The suite's writes went through group commits, and the metrics say
     // how many commits took how many writes.
-    let text = Http::new().get(&gw.admin_url("/metrics")).await.text();
+    let text = gw.metrics().await;
     let scrape = crate::admin::scrape(&text);
     let sample = |name: &str| {
         scrape

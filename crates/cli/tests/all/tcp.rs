@@ -209,10 +209,7 @@ async fn delimiter_framing_oversize_and_failures() {
     );
     // Counted: two opens and four lines answered, one line failed (closes
     // are not requests).
-    let metrics = crate::util::Http::new()
-        .get(&gw.admin_url("/metrics"))
-        .await
-        .text();
+    let metrics = gw.metrics().await;
     for (status, events) in [("ok", 6.0), ("guest_error", 1.0)] {
         let labels = [("trigger", "tcp"), ("status", status)];
         assert_eq!(

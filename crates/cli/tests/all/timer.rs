@@ -196,10 +196,7 @@ payload = "sleep:350"
             "skipped ticks are reported: {pair:?}"
         );
     }
-    let metrics = crate::util::Http::new()
-        .get(&gw.admin_url("/metrics"))
-        .await
-        .text();
+    let metrics = gw.metrics().await;
     let skipped: f64 = metrics
         .lines()
         .find_map(|l| l.strip_prefix("shanhai_timer_skipped_total{timer=\"slow\"} "))
@@ -222,10 +219,7 @@ async fn failing_runs_are_logged_and_counted_and_the_timer_goes_on() {
             && l.contains("failed on purpose")),
         "{logs}"
     );
-    let metrics = crate::util::Http::new()
-        .get(&gw.admin_url("/metrics"))
-        .await
-        .text();
+    let metrics = gw.metrics().await;
     assert!(
         metrics
             .lines()

@@ -368,6 +368,11 @@ impl Gateway {
         format!("http://{}{path}", self.admin.expect("the admin API is off"))
     }
 
+    /// The Prometheus exposition the admin listener serves at `/metrics`.
+    pub async fn metrics(&self) -> String {
+        Http::new().get(&self.admin_url("/metrics")).await.text()
+    }
+
     /// The gateway's process id.
     pub fn pid(&self) -> u32 {
         self.child.id()

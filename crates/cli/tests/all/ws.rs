@@ -300,10 +300,7 @@ async fn a_trap_loses_one_message_and_nothing_else() {
     assert_eq!(bystander.ask("echo:unaffected").await, "unaffected");
     // Each message is counted under its outcome (a message is counted
     // before its reply is sent).
-    let metrics = crate::util::Http::new()
-        .get(&gw.admin_url("/metrics"))
-        .await
-        .text();
+    let metrics = gw.metrics().await;
     for (status, messages) in [("ok", 4.0), ("guest_error", 2.0), ("memory_limit", 1.0)] {
         let labels = [
             ("module", "probe"),
@@ -358,10 +355,7 @@ async fn silent_peers_are_evicted_and_live_ones_kept() {
     let (mut live, pings) = live_task.await.unwrap();
     assert!(pings >= 5, "{pings} pings in 2.5 s at 200 ms");
     assert_eq!(live.ask("echo:alive").await, "alive");
-    let metrics = crate::util::Http::new()
-        .get(&gw.admin_url("/metrics"))
-        .await
-        .text();
+    let metrics = gw.metrics().await;
     assert!(
         metrics.contains("shanhai_ws_evictions_total{module=\"probe\"} 1"),
         "{metrics}"
