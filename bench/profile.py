@@ -130,6 +130,34 @@ def read_samples(path):
     return samples
 
 
+def thread_switches(wrk_log, requests):
+    """Context switches per request of each thread name during a run, from
+    the snapshots beside its wrk log (LABEL.threads-before and -after,
+    lines `TID NAME VOLUNTARY INVOLUNTARY`): {(name, "waited" or
+    "preempted"): per request}. A thread that started during the run counts
+    from zero; one that ended is missing from the second snapshot and not
+    counted. None where the snapshots are missing."""
+    before_path = wrk_log.with_suffix(".threads-before")
+    after_path = wrk_log.with_suffix(".threads-after")
+    if not (before_path.is_file() and after_path.is_file() and requests):
+        return None
+
+    def snapshot(path):
+        threads = {}
+        for line in path.read_text().splitlines():
+            tid, name, voluntary, involuntary = line.split()
+            threads[tid] = (name, int(voluntary), int(involuntary))
+        return threads
+
+    before = snapshot(before_path)
+    totals = collections.Counter()
+    for tid, (name, voluntary, involuntary) in snapshot(after_path).items():
+        _, voluntary_before, involuntary_before = before.get(tid, (name, 0, 0))
+        totals[(name, "waited")] += voluntary - voluntary_before
+        totals[(name, "preempted")] += involuntary - involuntary_before
+    return {key: count / requests for key, count in totals.items()}
+
+
 def number(value, digits=1):
     return f"{value:,.{digits}f}"
 
@@ -148,6 +176,7 @@ def main():
         samples = read_samples(args.results / "perf" / f"{label}.samples.gz")
         parts = collections.Counter(part_of(sym, dso) for sym, dso in samples)
         runs[label] = dict(heading=heading, rps=run["rps"], cpu=run["cpu_us"], switches=run["switches"],
+                           threads=thread_switches(args.results / "wrk" / f"{label}.txt", run["requests"]),
                            samples=samples, parts=parts, wrk=run)
 
     # Every run has the same wrk options; only the script and the URL differ.
@@ -179,6 +208,28 @@ def main():
         out.append("| the server's context switches per request | "
                    + " | ".join(number(runs[l]["switches"], 2) for l in labels) + " |")
     out.append("")
+
+    if all(runs[l]["threads"] is not None for l in labels):
+        # Rows for the threads that switched at least once per thousand
+        # requests in some run, in the order of their largest count.
+        keys = collections.Counter()
+        for label in labels:
+            for key, per_request in runs[label]["threads"].items():
+                keys[key] = max(keys[key], per_request)
+        rows = [key for key, most in keys.most_common() if most >= 0.001]
+        out.append("Context switches per request by the server's threads (by name), in the same runs: "
+                   "\"waited\" counts a thread's voluntary switches (it blocked: no work, a lock, a sleep), "
+                   "\"preempted\" its involuntary ones (the kernel gave its core to another runnable thread, "
+                   "wrk's included). From each thread's `/proc/PID/task/TID/status` before and after the run "
+                   "(`wrk/LABEL.threads-before`, `-after`).")
+        out.append("")
+        out.append("| thread | " + " | ".join(runs[l]["heading"] for l in labels) + " |")
+        out.append("| --- |" + " ---: |" * len(labels))
+        for name, kind in rows:
+            values = [number(runs[l]["threads"][(name, kind)], 3) if (name, kind) in runs[l]["threads"] else ""
+                      for l in labels]
+            out.append(f"| `{name}`, {kind} | " + " | ".join(values) + " |")
+        out.append("")
 
     for label, what, wanted in (
         ("gw-text", "the Go guest's functions, GET /json2k/text", is_go),

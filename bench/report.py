@@ -219,10 +219,10 @@ def milliseconds(text):
 
 
 def parse_wrk(path):
-    """One wrk --latency log: its command, requests/s, latency percentiles
-    (ms), non-2xx responses and socket errors; the server's CPU µs and
-    context switches per request where LABEL.cpu and LABEL.switches lie
-    beside it."""
+    """One wrk --latency log: its command, requests counted, requests/s,
+    latency percentiles (ms), non-2xx responses and socket errors; the
+    server's CPU µs and context switches per request where LABEL.cpu and
+    LABEL.switches lie beside it."""
     text = path.read_text()
     rps = re.search(r"^Requests/sec:\s+([\d.]+)", text, re.M)
     if not rps:
@@ -241,6 +241,7 @@ def parse_wrk(path):
     if switches_path.is_file() and requests and int(requests.group(1)) > 0:
         switches = int(switches_path.read_text()) / int(requests.group(1))
     return {
+        "requests": int(requests.group(1)) if requests else 0,
         "cpu_us": cpu_us,
         "switches": switches,
         "command": normalise_command(text.splitlines()[0]) if text.startswith("$ ") else None,

@@ -3,8 +3,9 @@
 # endpoint at a time, and bench/profile.py splits the CPU time a request
 # costs into the code that spent it (the Go guest's packages, the gateway's
 # crates, the C library, the kernel), beside the same handler built as a
-# native Go server and bare hyper. The breakdown in docs/benchmarks.md
-# ("Where the time goes") comes from this script.
+# native Go server and bare hyper, and counts each server's context switches
+# per request by thread and kind (waited or preempted). The breakdown in
+# docs/benchmarks.md ("Where the time goes") comes from this script.
 #
 #   scripts/bench-profile.sh          # about 3 minutes on 2 cores
 #
@@ -68,7 +69,8 @@ start_http_servers "$work/cache"
 
 # profile LABEL PID URL [LUA]: wrk on URL while perf samples PID for the
 # whole run; the run's request count, PID's CPU time and its threads'
-# context switches go beside the data.
+# context switches go beside the data (LABEL.switches in all, and each
+# thread's before and after the run in LABEL.threads-before and -after).
 profile() {
   local label="$1" pid="$2" url="$3" lua="${4:-}"
   local script=()
@@ -83,9 +85,11 @@ profile() {
   local before switches
   before="$(cpu_ticks "$pid")"
   switches="$(context_switches "$pid")"
+  thread_switches "$pid" >"$results/wrk/$label.threads-before"
   wrk -t"$threads" -c"$connections" -d"$duration" "${script[@]}" "$url" >>"$log"
   echo "$(($(cpu_ticks "$pid") - before)) $(getconf CLK_TCK)" >"$results/wrk/$label.cpu"
   echo "$(($(context_switches "$pid") - switches))" >"$results/wrk/$label.switches"
+  thread_switches "$pid" >"$results/wrk/$label.threads-after"
   wait "$perf_pid"
   kill -0 "$pid" 2>/dev/null || { echo "bench-profile.sh: the server of $label exited" >&2; exit 1; }
   # perf reads the symbols now, while the modules' cache files exist.
