@@ -6,7 +6,9 @@ mimalloc, from one scripts/bench-allocator.sh sitting.
 Reads RESULTS/glibc/ and RESULTS/mimalloc/ (two bench-all result folders,
 each section run once per build, back to back) with bench/report.py's
 parsers, and prints a Markdown table per section: each figure's median with
-its spread for both builds, and mimalloc's median over glibc's.
+its spread for both builds, and mimalloc's median over glibc's. The
+mimalloc runs' own settings (MIMALLOC_NAME=VALUE lines in
+RESULTS/mimalloc/settings, none by default) are named in the heading.
 
   allocator.py --results DIR --started TIME --sections http ws ...
 """
@@ -100,6 +102,12 @@ def state_figures(folder):
 FIGURES = {"http": http_figures, "ws": ws_figures, "mqtt": mqtt_figures, "state": state_figures}
 
 
+def mimalloc_settings(results):
+    """The MIMALLOC_* settings the mimalloc runs had in their environment."""
+    path = results / "mimalloc" / "settings"
+    return path.read_text().split() if path.is_file() else []
+
+
 def section_table(name, results):
     """One section's Markdown: its figures for both builds side by side."""
     found = {allocator: FIGURES[name](results / allocator / name) for allocator in ALLOCATORS}
@@ -109,7 +117,8 @@ def section_table(name, results):
         digits = 0 if not g or g.median >= 100 else 1 if g.median >= 10 else 2
         change = f"{m.median / g.median:.2f}×" if g and m and g.median else "–"
         rows.append([what, show(g, digits), show(m, digits), change, better])
-    return table(["figure", "glibc (default)", "mimalloc", "mimalloc ÷ glibc", "better"], rows)
+    mimalloc = "mimalloc" + "".join(f", `{setting}`" for setting in mimalloc_settings(results))
+    return table(["figure", "glibc (default)", mimalloc, "mimalloc ÷ glibc", "better"], rows)
 
 
 def commands(results, sections):
@@ -136,8 +145,10 @@ def main():
     run = json.loads((args.results / "glibc" / "run.json").read_text())
     out = [f"Started {args.started.replace('T', ' ').removesuffix('Z')} UTC (scripts/bench-allocator.sh). "
            f"{report.machine_line(run)} Each section ran on the glibc build, then on the mimalloc build "
-           "(`--features shanhai-cli/mimalloc`); medians of each section's runs, the lowest and highest in "
-           "brackets.", ""]
+           "(`--features shanhai-cli/mimalloc`"
+           + "".join(f", `{setting}`" for setting in mimalloc_settings(args.results))
+           + " in its environment" * bool(mimalloc_settings(args.results))
+           + "); medians of each section's runs, the lowest and highest in brackets.", ""]
     out += commands(args.results, args.sections)
     for name in args.sections:
         out += ["", f"#### {report.SECTION_TITLES[name]}", "", section_table(name, args.results)]
