@@ -108,8 +108,9 @@ def mimalloc_settings(results):
     return path.read_text().split() if path.is_file() else []
 
 
-def section_table(name, results):
-    """One section's Markdown: its figures for both builds side by side."""
+def section_table(name, results, settings):
+    """One section's Markdown: its figures for both builds side by side,
+    the mimalloc column naming `settings` (already formatted)."""
     found = {allocator: FIGURES[name](results / allocator / name) for allocator in ALLOCATORS}
     rows = []
     for (what, better, glibc), (_, _, mimalloc) in zip(found["glibc"], found["mimalloc"]):
@@ -117,8 +118,7 @@ def section_table(name, results):
         digits = 0 if not g or g.median >= 100 else 1 if g.median >= 10 else 2
         change = f"{m.median / g.median:.2f}×" if g and m and g.median else "–"
         rows.append([what, show(g, digits), show(m, digits), change, better])
-    mimalloc = "mimalloc" + "".join(f", `{setting}`" for setting in mimalloc_settings(results))
-    return table(["figure", "glibc (default)", mimalloc, "mimalloc ÷ glibc", "better"], rows)
+    return table(["figure", "glibc (default)", f"mimalloc{settings}", "mimalloc ÷ glibc", "better"], rows)
 
 
 def commands(results, sections):
@@ -143,15 +143,15 @@ def main():
     parser.add_argument("--sections", nargs="+", required=True, choices=sorted(FIGURES))
     args = parser.parse_args()
     run = json.loads((args.results / "glibc" / "run.json").read_text())
+    settings = mimalloc_settings(args.results)
+    named = "".join(f", `{setting}`" for setting in settings)
     out = [f"Started {args.started.replace('T', ' ').removesuffix('Z')} UTC (scripts/bench-allocator.sh). "
            f"{report.machine_line(run)} Each section ran on the glibc build, then on the mimalloc build "
-           "(`--features shanhai-cli/mimalloc`"
-           + "".join(f", `{setting}`" for setting in mimalloc_settings(args.results))
-           + " in its environment" * bool(mimalloc_settings(args.results))
-           + "); medians of each section's runs, the lowest and highest in brackets.", ""]
+           f"(`--features shanhai-cli/mimalloc`{named}{' in its environment' * bool(settings)}"
+           "); medians of each section's runs, the lowest and highest in brackets.", ""]
     out += commands(args.results, args.sections)
     for name in args.sections:
-        out += ["", f"#### {report.SECTION_TITLES[name]}", "", section_table(name, args.results)]
+        out += ["", f"#### {report.SECTION_TITLES[name]}", "", section_table(name, args.results, named)]
     print("\n".join(out))
 
 

@@ -175,8 +175,9 @@ def main():
         run = parse_wrk(args.results / "wrk" / f"{label}.txt")
         samples = read_samples(args.results / "perf" / f"{label}.samples.gz")
         parts = collections.Counter(part_of(sym, dso) for sym, dso in samples)
-        runs[label] = dict(heading=heading, rps=run["rps"], cpu=run["cpu_us"], switches=run["switches"],
-                           threads=thread_switches(args.results / "wrk" / f"{label}.txt", run["requests"]),
+        threads = thread_switches(args.results / "wrk" / f"{label}.txt", run["requests"])
+        runs[label] = dict(heading=heading, rps=run["rps"], cpu=run["cpu_us"], threads=threads,
+                           switches=sum(threads.values()) if threads is not None else None,
                            samples=samples, parts=parts, wrk=run)
 
     # Every run has the same wrk options; only the script and the URL differ.

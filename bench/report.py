@@ -221,8 +221,7 @@ def milliseconds(text):
 def parse_wrk(path):
     """One wrk --latency log: its command, requests counted, requests/s,
     latency percentiles (ms), non-2xx responses and socket errors; the
-    server's CPU µs and context switches per request where LABEL.cpu and
-    LABEL.switches lie beside it."""
+    server's CPU µs per request where LABEL.cpu lies beside it."""
     text = path.read_text()
     rps = re.search(r"^Requests/sec:\s+([\d.]+)", text, re.M)
     if not rps:
@@ -230,20 +229,16 @@ def parse_wrk(path):
     latency = {int(p): milliseconds(v) for p, v in re.findall(r"^\s+(50|75|90|99)%\s+(\S+)", text, re.M)}
     non2xx = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", text)
     sockets = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", text)
-    requests = re.search(r"^\s+(\d+) requests in", text, re.M)
+    counted = re.search(r"^\s+(\d+) requests in", text, re.M)
+    requests = int(counted.group(1)) if counted else 0
     cpu_path = path.with_suffix(".cpu")
     cpu_us = None
-    if cpu_path.is_file() and requests and int(requests.group(1)) > 0:
+    if cpu_path.is_file() and requests > 0:
         ticks, per_second = (int(n) for n in cpu_path.read_text().split())
-        cpu_us = ticks / per_second * 1e6 / int(requests.group(1))
-    switches_path = path.with_suffix(".switches")
-    switches = None
-    if switches_path.is_file() and requests and int(requests.group(1)) > 0:
-        switches = int(switches_path.read_text()) / int(requests.group(1))
+        cpu_us = ticks / per_second * 1e6 / requests
     return {
-        "requests": int(requests.group(1)) if requests else 0,
+        "requests": requests,
         "cpu_us": cpu_us,
-        "switches": switches,
         "command": normalise_command(text.splitlines()[0]) if text.startswith("$ ") else None,
         "rps": float(rps.group(1)),
         "latency": latency,

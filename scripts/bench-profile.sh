@@ -68,9 +68,9 @@ write_http_loads
 start_http_servers "$work/cache"
 
 # profile LABEL PID URL [LUA]: wrk on URL while perf samples PID for the
-# whole run; the run's request count, PID's CPU time and its threads'
-# context switches go beside the data (LABEL.switches in all, and each
-# thread's before and after the run in LABEL.threads-before and -after).
+# whole run; the run's request count, PID's CPU time and each of its
+# threads' context switches before and after the run (LABEL.threads-before
+# and -after) go beside the data.
 profile() {
   local label="$1" pid="$2" url="$3" lua="${4:-}"
   local script=()
@@ -82,13 +82,11 @@ profile() {
   perf record --quiet -F "$frequency" -p "$pid" -o "$results/perf/$label.data" -- sleep "$seconds" \
     2>"$results/perf/$label.err" &
   local perf_pid=$!
-  local before switches
+  local before
   before="$(cpu_ticks "$pid")"
-  switches="$(context_switches "$pid")"
   thread_switches "$pid" >"$results/wrk/$label.threads-before"
   wrk -t"$threads" -c"$connections" -d"$duration" "${script[@]}" "$url" >>"$log"
   echo "$(($(cpu_ticks "$pid") - before)) $(getconf CLK_TCK)" >"$results/wrk/$label.cpu"
-  echo "$(($(context_switches "$pid") - switches))" >"$results/wrk/$label.switches"
   thread_switches "$pid" >"$results/wrk/$label.threads-after"
   wait "$perf_pid"
   kill -0 "$pid" 2>/dev/null || { echo "bench-profile.sh: the server of $label exited" >&2; exit 1; }

@@ -5,7 +5,9 @@
 cpu_ticks() { awk '{ print $14 + $15 }' "/proc/$1/stat"; }
 
 # context_switches PID: voluntary + involuntary context switches of PID's
-# threads so far (those of threads that exited are not counted).
+# threads so far. A thread that exits between two readings takes its
+# switches out of the second, so a difference of two undercounts;
+# thread_switches keeps threads apart.
 context_switches() {
   cat /proc/"$1"/task/*/status 2>/dev/null | awk '/^(non)?voluntary_ctxt_switches:/ { n += $2 } END { print n + 0 }'
 }
