@@ -177,22 +177,22 @@ client() {
   local out="$1"
   shift
   echo "\$ bench-mqttload $*" >"$out.cmd"
-  local gw_before mq_before gw_switches mq_switches
+  local gw_before mq_before
   gw_before="$(cpu_ticks "$gw_pid")"
   mq_before="$(cpu_ticks "$mosquitto_pid")"
-  gw_switches="$(context_switches "$gw_pid")"
-  mq_switches="$(context_switches "$mosquitto_pid")"
+  thread_switches "$gw_pid" >"$work/gateway.threads"
+  thread_switches "$mosquitto_pid" >"$work/mosquitto.threads"
   "$load" "$@" >"$out" 2>"$out.err" || { echo "bench-mqttload failed:" >&2; cat "$out.err" >&2; exit 1; }
   kill -0 "$gw_pid" 2>/dev/null || { echo "bench-mqtt.sh: the gateway exited" >&2; tail -n 20 "$work"/*.err >&2; exit 1; }
   python3 -c '
 import json, sys
-out, tck, gw0, gw1, mq0, mq1, gs0, gs1, ms0, ms1 = sys.argv[1], *map(float, sys.argv[2:])
+out, tck, gw0, gw1, mq0, mq1, gw_switches, mq_switches = sys.argv[1], *map(float, sys.argv[2:])
 run = json.load(open(out))
 run["gateway_cpu_s"], run["mosquitto_cpu_s"] = (gw1 - gw0) / tck, (mq1 - mq0) / tck
-run["gateway_switches"], run["mosquitto_switches"] = int(gs1 - gs0), int(ms1 - ms0)
+run["gateway_switches"], run["mosquitto_switches"] = int(gw_switches), int(mq_switches)
 json.dump(run, open(out, "w"), sort_keys=True)
 ' "$out" "$clock_ticks" "$gw_before" "$(cpu_ticks "$gw_pid")" "$mq_before" "$(cpu_ticks "$mosquitto_pid")" \
-    "$gw_switches" "$(context_switches "$gw_pid")" "$mq_switches" "$(context_switches "$mosquitto_pid")"
+    "$(switches_since "$work/gateway.threads" "$gw_pid")" "$(switches_since "$work/mosquitto.threads" "$mosquitto_pid")"
 }
 
 mqtt_pair() { # BROKER LABEL RUN
