@@ -764,10 +764,14 @@ def state_section(folder):
             rows.append([what, show(Stat.of(rps(label))), latency(label, 50), latency(label, 99),
                          "", "", "", "", ""])
     if commits:
+        # A fifth field in newer results: the KiB the gateway sent to the
+        # disk per write (/proc/PID/io write_bytes).
+        disk = all(len(c) > 4 for c in commits)
         notes.append(table(["group commits during the embedded sets", "writes per commit", "mean commit ms",
-                            "commits"],
+                            "commits"] + (["KiB written to disk per write"] if disk else []),
                            [["from `shanhai_kv_commit_*`, per run", show(Stat.of([c[0] for c in commits]), 1),
-                             show(Stat.of([c[1] for c in commits]), 3), show(Stat.of([c[2] for c in commits]))]]))
+                             show(Stat.of([c[1] for c in commits]), 3), show(Stat.of([c[2] for c in commits]))]
+                            + ([show(Stat.of([c[4] for c in commits]), 1)] if disk else [])]))
     options = wrk_options(runs["baseline"])
     text = (f"Every request through the HTTP trigger into the Go `stateprobe` fixture (one host call each); "
             f"`{options}`, {len(runs['baseline'])} run(s); redis-benchmark `-n 200000 -d 64` against the same "

@@ -63,8 +63,8 @@ pids+=($!)
 for _ in $(seq 1 500); do redis-cli -p "$redis_port" ping >/dev/null 2>&1 && break; sleep 0.01; done
 
 # start_gateway NAME KV-SECTION [ADMIN-SECTION]: a gateway on its own data
-# folder; sets $url, and $admin_url when ADMIN-SECTION enables the admin
-# listener.
+# folder; sets $url and $gateway_pid, and $admin_url when ADMIN-SECTION
+# enables the admin listener.
 start_gateway() {
   local name="$1" kv="$2" admin="${3:-enabled = false}"
   mkdir -p "$work/$name"
@@ -87,6 +87,7 @@ TOML
     --listen 127.0.0.1:0 >"$work/$name/out" 2>"$work/$name/err" &
   pids+=($!)
   local pid=$!
+  gateway_pid=$pid
   url=
   for _ in $(seq 1 3000); do
     url="$(sed -n 's|^listening on ||p' "$work/$name/out")"
@@ -104,6 +105,7 @@ TOML
 start_gateway embedded-cached "" $'listen = "127.0.0.1:0"\ntoken = "bench"\nsocket = "'"$work"$'/admin.sock"'
 embedded_cached="$url"
 embedded_admin="$admin_url"
+embedded_pid="$gateway_pid"
 start_gateway embedded-uncached $'[kv]\ncache_bytes = 0'
 embedded_uncached="$url"
 # The same sets with redb's own page cache size (1 GiB) in place of the
@@ -167,28 +169,36 @@ redis_bench() {
   printf '  %-22s run %d: %8s req/s  p50 %7s ms  p99 %7s ms\n' "redis-benchmark $1" "$n" "$rps" "$p50" "$p99" >&2
 }
 
-# commit_stats: "commits writes seconds" so far, from the embedded store's
-# group-commit histograms.
+# commit_stats: "commits writes seconds disk-bytes" so far, from the
+# embedded store's group-commit histograms and the bytes its gateway
+# process has put in the page cache for the disk (/proc/PID/io
+# write_bytes: each page it dirties, 4 KiB, once until written back).
 commit_stats() {
-  curl -sf -H 'Authorization: Bearer bench' "$embedded_admin/metrics" | awk '
+  {
+    curl -sf -H 'Authorization: Bearer bench' "$embedded_admin/metrics"
+    cat "/proc/$embedded_pid/io"
+  } | awk '
     $1 == "shanhai_kv_commit_writes_count" { c = $2 }
     $1 == "shanhai_kv_commit_writes_sum" { w = $2 }
     $1 == "shanhai_kv_commit_seconds_sum" { s = $2 }
-    END { printf "%d %d %.6f\n", c, w, s }'
+    $1 == "write_bytes:" { b = $2 }
+    END { printf "%d %d %.6f %d\n", c, w, s, b }'
 }
 
-# commit_stats_during BEFORE: writes per commit and mean commit ms over the
-# last set run, as a runs line ("writes/commit commit-ms commits 0").
+# commit_stats_during BEFORE: writes per commit, mean commit ms and the
+# KiB written to disk per write over the last set run, as a runs line
+# ("writes/commit commit-ms commits 0 disk-KiB/write").
 commit_stats_during() {
-  local c0 w0 s0 c1 w1 s1 n
-  read -r c0 w0 s0 <<<"$1"
-  read -r c1 w1 s1 <<<"$(commit_stats)"
-  awk -v c="$((c1 - c0))" -v w="$((w1 - w0))" -v s0="$s0" -v s1="$s1" \
-    'BEGIN { printf "%.1f %.3f %d 0\n", w / c, (s1 - s0) * 1000 / c, c }' >>"$work/commits.runs"
+  local c0 w0 s0 b0 c1 w1 s1 b1 n
+  read -r c0 w0 s0 b0 <<<"$1"
+  read -r c1 w1 s1 b1 <<<"$(commit_stats)"
+  awk -v c="$((c1 - c0))" -v w="$((w1 - w0))" -v s0="$s0" -v s1="$s1" -v b="$((b1 - b0))" \
+    'BEGIN { printf "%.1f %.3f %d 0 %.1f\n", w / c, (s1 - s0) * 1000 / c, c, b / 1024 / w }' >>"$work/commits.runs"
   n="$(wc -l <"$work/commits.runs")"
   tail -1 "$work/commits.runs" >"$results/commits.$n.txt"
-  read -r per ms commits _ < <(tail -1 "$work/commits.runs")
-  printf '  %-22s run %d: %8s writes per commit, %s ms per commit, %s commits\n' "group commits" "$n" "$per" "$ms" "$commits" >&2
+  read -r per ms commits _ kib < <(tail -1 "$work/commits.runs")
+  printf '  %-22s run %d: %8s writes per commit, %s ms per commit, %s commits, %s KiB to disk per write\n' \
+    "group commits" "$n" "$per" "$ms" "$commits" "$kib" >&2
 }
 
 # fsync_probe: 200 fdatasyncs of a 4 KiB write beside the embedded store's
@@ -252,5 +262,6 @@ echo "== native rusqlite (criterion, crates/state/benches/state.rs)" >&2
   done
   echo
   echo "commits: writes per group commit | mean commit ms | commits (embedded-set runs, from shanhai_kv_commit_*)"
+  echo "  KiB written to disk per write (/proc/PID/io write_bytes): $(awk '{ print $5 }' "$work/commits.runs" | sort -g | tr '\n' ' ')"
   echo "fsync: fdatasyncs/s of a 4 KiB write | p50 ms | p99 ms (beside the embedded store's file)"
 } | tee "$results/results.md"
