@@ -764,14 +764,16 @@ def state_section(folder):
             rows.append([what, show(Stat.of(rps(label))), latency(label, 50), latency(label, 99),
                          "", "", "", "", ""])
     if commits:
+        # (heading, field of the commits line, digits); field 3 is the
+        # runs format's error count.
+        columns = [("writes per commit", 0, 1), ("mean commit ms", 1, 3), ("commits", 2, 0)]
         # A fifth field in newer results: the KiB the gateway sent to the
         # disk per write (/proc/PID/io write_bytes).
-        disk = all(len(c) > 4 for c in commits)
-        notes.append(table(["group commits during the embedded sets", "writes per commit", "mean commit ms",
-                            "commits"] + (["KiB written to disk per write"] if disk else []),
-                           [["from `shanhai_kv_commit_*`, per run", show(Stat.of([c[0] for c in commits]), 1),
-                             show(Stat.of([c[1] for c in commits]), 3), show(Stat.of([c[2] for c in commits]))]
-                            + ([show(Stat.of([c[4] for c in commits]), 1)] if disk else [])]))
+        if all(len(c) > 4 for c in commits):
+            columns.append(("KiB written to disk per write", 4, 1))
+        notes.append(table(["group commits during the embedded sets"] + [heading for heading, _, _ in columns],
+                           [["from `shanhai_kv_commit_*`, per run"]
+                            + [show(Stat.of([c[field] for c in commits]), digits) for _, field, digits in columns]]))
     options = wrk_options(runs["baseline"])
     text = (f"Every request through the HTTP trigger into the Go `stateprobe` fixture (one host call each); "
             f"`{options}`, {len(runs['baseline'])} run(s); redis-benchmark `-n 200000 -d 64` against the same "

@@ -262,6 +262,6 @@ echo "== native rusqlite (criterion, crates/state/benches/state.rs)" >&2
   done
   echo
   echo "commits: writes per group commit | mean commit ms | commits (embedded-set runs, from shanhai_kv_commit_*)"
-  echo "  KiB written to disk per write (/proc/PID/io write_bytes): $(awk '{ print $5 }' "$work/commits.runs" | sort -g | tr '\n' ' ')"
+  echo "  KiB written to disk per write (/proc/PID/io write_bytes): $(median commits 5)"
   echo "fsync: fdatasyncs/s of a 4 KiB write | p50 ms | p99 ms (beside the embedded store's file)"
 } | tee "$results/results.md"
