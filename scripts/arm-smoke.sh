@@ -13,10 +13,12 @@
 #   armv7:   qemu-arm in its own 32-bit address space (`ulimit -v` or
 #            qemu's -R below 4 GiB break qemu-arm itself); the engine must
 #            choose the Pulley interpreter.
-# Both also load code cross-compiled here, and refuse tampered code and
-# code for another memory layout (arm_smoke.py, precompiled_checks).
-# Under emulation only results count, never times: the first compile of
-# the nine Go modules takes minutes here.
+# The box compiles one Go module itself; the other eight are compiled
+# here for it and deployed with their code, which must load without
+# compiling (a Go module's compile takes over half a minute under qemu).
+# Both also refuse tampered code and code for another memory layout
+# (arm_smoke.py, refusal_checks). Under emulation only results count,
+# never times.
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
 cd "$root"
