@@ -22,6 +22,7 @@ use crate::host::{self, HostServices, HostState};
 use crate::limits::ModuleSettings;
 use crate::memory_plan::{AddressSpace, MemoryPlan, MemoryStrategy, PlanInput};
 use crate::module::LoadedModule;
+use crate::ticker::EpochTicker;
 
 /// Engine-wide settings, fixed for the life of the process.
 #[derive(Debug, Clone)]
@@ -304,13 +305,8 @@ pub(crate) struct RuntimeInner {
     /// Set once a compile worker could not be started: later compiles run
     /// in this process without trying again.
     compile_worker_unavailable: AtomicBool,
-    ticker_stop: Arc<AtomicBool>,
-}
-
-impl Drop for RuntimeInner {
-    fn drop(&mut self) {
-        self.ticker_stop.store(true, Ordering::Relaxed);
-    }
+    /// Advances the epoch while guest code runs; stops with the runtime.
+    pub(crate) ticker: EpochTicker,
 }
 
 impl Runtime {
@@ -342,8 +338,7 @@ impl Runtime {
             None => None,
         };
         let compile_turns = tokio::sync::Semaphore::new(config.compile_concurrency.max(1));
-        let ticker_stop = Arc::new(AtomicBool::new(false));
-        spawn_epoch_ticker(engine.weak(), config.epoch_tick, ticker_stop.clone());
+        let ticker = EpochTicker::spawn(engine.weak(), config.epoch_tick);
         Ok(Self {
             inner: Arc::new(RuntimeInner {
                 engine,
@@ -354,9 +349,15 @@ impl Runtime {
                 compile_turns,
                 compile_worker_unavailable: AtomicBool::new(false),
                 memory_plan,
-                ticker_stop,
+                ticker,
             }),
         })
+    }
+
+    /// The epoch ticker, for tests of its sleeping and waking.
+    #[cfg(test)]
+    pub(crate) fn ticker(&self) -> &EpochTicker {
+        &self.inner.ticker
     }
 
     /// Installs the connection hub behind the `ws_*` host functions. Only
@@ -683,24 +684,6 @@ pub(crate) fn map_large_allocations() {
 
 /// Unused pool slots kept warm (see `max_unused_warm_slots`).
 const WARM_SLOTS: u32 = 8;
-
-/// Advances the engine's epoch every `tick` until the engine is dropped.
-/// A plain thread: it must keep ticking even when every async worker is
-/// busy running guests.
-fn spawn_epoch_ticker(engine: wasmtime::EngineWeak, tick: Duration, stop: Arc<AtomicBool>) {
-    std::thread::Builder::new()
-        .name("shanhai-epoch".into())
-        .spawn(move || {
-            while !stop.load(Ordering::Relaxed) {
-                std::thread::sleep(tick);
-                match engine.upgrade() {
-                    Some(engine) => engine.increment_epoch(),
-                    None => return,
-                }
-            }
-        })
-        .expect("spawning the epoch ticker thread");
-}
 
 /// The version string of a module: the first 12 hex digits of its SHA-256,
 /// as [`LoadedModule::version`] reports it.

@@ -27,6 +27,7 @@ mod residency;
 pub mod secret_file;
 mod stdio;
 mod target;
+mod ticker;
 
 pub use cache::{CacheError, CompileCache};
 pub use compile_worker::{CompileWorker, run_compile_worker};

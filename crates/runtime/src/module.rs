@@ -561,6 +561,7 @@ impl LoadedModule {
     async fn instantiate(&self) -> Result<PooledInstance, String> {
         let deadline = self.runtime.config.init_deadline;
         let grace = self.runtime.config.epoch_tick * 2;
+        let _ticking = self.runtime.ticker.running();
         match tokio::time::timeout(deadline + grace, self.instantiate_within(deadline)).await {
             Ok(result) => result,
             Err(_elapsed) => Err(format!(
@@ -672,6 +673,7 @@ impl LoadedModule {
     ) -> Result<R, Fault> {
         let store = &mut instance.store;
         let started = Instant::now();
+        let _ticking = self.runtime.ticker.running();
         store.data_mut().begin_event(
             request_id,
             self.limits.max_response_bytes,
