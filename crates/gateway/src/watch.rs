@@ -60,8 +60,10 @@ impl ModuleWatcher {
         let task = tokio::spawn(async move {
             let names = FileNames::new(&config);
             let mut pending: HashMap<String, Instant> = HashMap::new();
-            let mut tick = tokio::time::interval(SETTLE / 3);
             loop {
+                // Woken when the first pending file has been quiet for
+                // SETTLE, not on a fixed tick: an idle box stays asleep.
+                let first_settled = pending.values().min().map(|last| *last + SETTLE);
                 tokio::select! {
                     path = changed.recv() => match path {
                         Some(path) => {
@@ -71,7 +73,7 @@ impl ModuleWatcher {
                         }
                         None => return,
                     },
-                    _ = tick.tick() => {
+                    () = sleep_until(first_settled) => {
                         let ready: Vec<String> = pending
                             .iter()
                             .filter(|(_, last)| last.elapsed() >= SETTLE)
@@ -90,6 +92,14 @@ impl ModuleWatcher {
             _watcher: watcher,
             task,
         })
+    }
+}
+
+/// Sleeps until `at`, or for ever when there is nothing to wait for.
+async fn sleep_until(at: Option<Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at.into()).await,
+        None => std::future::pending().await,
     }
 }
 

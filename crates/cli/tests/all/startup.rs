@@ -1,14 +1,15 @@
 //! Start-up as an edge box sees it: the listeners answer at once while
 //! modules load in the background, a module stuck in its initialisation is
 //! refused within the init deadline without holding anything else back, the
-//! engine fits the address space it is given, and idle instances go away.
+//! engine fits the address space it is given, idle instances go away, and
+//! an idle gateway leaves the cores alone.
 
 use std::io::Write;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use crate::util::{Gateway, Http, Launch, modules_with, version_module_with};
+use crate::util::{Gateway, Http, Launch, modules_with, version_module_with, write_wat};
 
 /// Polls `check` every 20 ms until it returns `Some`, for up to `secs`.
 async fn eventually<T, F: Future<Output = Option<T>>>(
@@ -328,6 +329,71 @@ fn runtime_threads(pid: u32) -> usize {
                 .is_ok_and(|comm| comm.trim_end() == "tokio-rt-worker")
         })
         .count()
+}
+
+/// Context switches (voluntary and not) of each of `pid`'s threads, by
+/// thread id.
+fn thread_switches(pid: u32) -> std::collections::HashMap<String, u64> {
+    std::fs::read_dir(format!("/proc/{pid}/task"))
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|task| {
+            let status = std::fs::read_to_string(task.path().join("status")).ok()?;
+            let switches = status
+                .lines()
+                .filter(|line| line.contains("ctxt_switches:"))
+                .filter_map(|line| line.split_whitespace().nth(1)?.parse::<u64>().ok())
+                .sum();
+            Some((task.file_name().to_string_lossy().into_owned(), switches))
+        })
+        .collect()
+}
+
+/// An idle gateway leaves the cores alone. The epoch ticker (a thread that
+/// wakes every 5 ms while a guest runs, to enforce deadlines) sleeps once
+/// the gateway has been idle for a second, and the modules folder's watcher
+/// wakes only for a file event: the whole process then switches a few times
+/// a second (its 1 s sweeps), where the ticker alone made 200. The next
+/// request wakes the ticker: a guest that computes for ever is still
+/// stopped at its deadline, and the gateway goes back to sleep.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_idle_gateway_sleeps_and_still_enforces_deadlines() {
+    let modules = modules_with(&["hello", "add"]);
+    write_wat(
+        modules.path(),
+        "spin",
+        r#"(module (func (export "spin") (result i32) (loop (br 0)) (i32.const 0)))"#,
+    );
+    let gw = Gateway::start(modules.path(), Some("[modules.spin]\ndeadline_ms = 300\n"));
+    hello_and_add_serve(&gw).await;
+    let pid = gw.pid();
+    let asleep = || async move {
+        let before = thread_switches(pid);
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        // Threads that ended meanwhile (the blocking pool's) count nothing;
+        // new ones count from zero.
+        let switches: u64 = thread_switches(pid)
+            .iter()
+            .map(|(tid, after)| after.saturating_sub(before.get(tid).copied().unwrap_or(0)))
+            .sum();
+        (switches < 10).then_some(())
+    };
+    eventually(
+        &gw,
+        30,
+        "the idle gateway sleeping (under 10 switches a second)",
+        asleep,
+    )
+    .await;
+    let http = Http::new();
+    let started = Instant::now();
+    let reply = http.post(&gw.url("/api/exec/spin/spin"), "[]").await;
+    assert_eq!(reply.status, 504, "{}", reply.text());
+    assert_eq!(reply.error_kind(), "timeout", "{}", reply.text());
+    assert!(started.elapsed() >= Duration::from_millis(300));
+    hello_and_add_serve(&gw).await;
+    eventually(&gw, 30, "the gateway sleeping again", asleep).await;
 }
 
 /// `runtime.worker_threads` sets how many threads run the gateway (3:
