@@ -352,7 +352,7 @@ fn thread_switches(pid: u32) -> std::collections::HashMap<String, u64> {
 
 /// An idle gateway leaves the cores alone. The epoch ticker (a thread that
 /// wakes every 5 ms while a guest runs, to enforce deadlines) sleeps once
-/// the gateway has been idle for a second, and the modules folder's watcher
+/// the gateway has been idle for 100 ms, and the modules folder's watcher
 /// wakes only for a file event: the whole process then switches a few times
 /// a second (its 1 s sweeps), where the ticker alone made 200. The next
 /// request wakes the ticker: a guest that computes for ever is still
