@@ -21,7 +21,7 @@ import threading
 import time
 import urllib.request
 
-from benchlib import free_port, status, write_json
+from benchlib import free_port, on_free_ports, status, write_json
 
 (shanhai, modules, config, reference, go_json2k, runs, load_seconds,
  idle_timeout_ms) = sys.argv[1:9]
@@ -104,21 +104,6 @@ class WorkerSampler(threading.Thread):
     def stop(self):
         self.stopped.set()
         self.join()
-
-
-def on_free_ports(text):
-    """The quick-start config with its fixed MQTT and Modbus ports (1883,
-    5020) replaced by ports the system picks, so that a broker or another
-    gateway on this machine does not make the run fail."""
-    fixed = {
-        "[mqtt]\n": '[mqtt]\nlisten = "127.0.0.1:0"\n',
-        'listen = "127.0.0.1:5020"': 'listen = "127.0.0.1:0"',
-    }
-    for old, new in fixed.items():
-        if text.count(old) != 1:
-            sys.exit(f"footprint.py: the quick-start config no longer has one {old.strip()!r}")
-        text = text.replace(old, new)
-    return text
 
 
 def gateway_run(cache, work, measure_load):

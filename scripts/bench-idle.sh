@@ -43,19 +43,14 @@ bash "$root/scripts/build-examples.sh" "$work/modules" >/dev/null
 export CRYPTO_AES_KEY="${CRYPTO_AES_KEY:-000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f}"
 export CRYPTO_ED25519_SEED="${CRYPTO_ED25519_SEED:-9d61b19deffd5a60ba844af492ec2cc44449c5697b326919703bac031cae7f60}"
 
-# The quick-start config on ports the system picks (as bench/footprint.py
-# does), with the admin API off the default port and socket.
-python3 - "$root/examples/shanhai.toml" "$work/shanhai.toml" "$work" <<'PY'
+# The quick-start config on ports the system picks (bench/benchlib.py, as
+# bench/footprint.py uses it), with the admin API off the default port and
+# socket.
+PYTHONPATH="$root/bench" python3 - "$root/examples/shanhai.toml" "$work/shanhai.toml" "$work" <<'PY'
 import sys
+from benchlib import on_free_ports
 source, target, work = sys.argv[1:]
-text = open(source).read()
-for old, new in {
-    "[mqtt]\n": '[mqtt]\nlisten = "127.0.0.1:0"\n',
-    'listen = "127.0.0.1:5020"': 'listen = "127.0.0.1:0"',
-}.items():
-    if text.count(old) != 1:
-        sys.exit(f"bench-idle.sh: the quick-start config no longer has one {old.strip()!r}")
-    text = text.replace(old, new)
+text = on_free_ports(open(source).read())
 text += f'\n[admin]\nlisten = "127.0.0.1:0"\nsocket = ""\ntoken_file = "{work}/admin.token"\n'
 open(target, "w").write(text)
 PY
