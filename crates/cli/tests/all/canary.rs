@@ -30,8 +30,8 @@ async fn canary_view(http: &Http, gw: &Gateway) -> Value {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_failing_canary_is_rolled_back_automatically() {
-    let stable = version_module("stable1");
-    let failing = version_module_with("failing1", &[("status", "500")]);
+    let stable = version_module("A");
+    let failing = version_module_with("failing", &[("status", "500")]);
     let modules = folder_with(&stable);
     let gw = Gateway::start(modules.path(), Some("[canary]\nmin_requests = 20\n"));
     let http = Http::new();
@@ -61,11 +61,11 @@ async fn a_failing_canary_is_rolled_back_automatically() {
     for _ in 0..400 {
         let reply = http.get(&gw.url("/version")).await;
         match reply.header("x-version") {
-            Some("stable1") => {
+            Some("A") => {
                 assert_eq!(reply.status, 200);
                 stable_served += 1;
             }
-            Some("failing1") => {
+            Some("failing") => {
                 assert_eq!(reply.status, 500);
                 canary_served += 1;
             }
@@ -91,7 +91,7 @@ async fn a_failing_canary_is_rolled_back_automatically() {
     for _ in 0..50 {
         let reply = http.get(&gw.url("/version")).await;
         assert_eq!(reply.status, 200);
-        assert_eq!(reply.header("x-version"), Some("stable1"));
+        assert_eq!(reply.header("x-version"), Some("A"));
     }
     // The stable file was never touched.
     assert_eq!(
@@ -122,8 +122,8 @@ async fn gw_version(http: &Http, gw: &Gateway) -> Value {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_slow_canary_is_rolled_back_for_latency() {
-    let stable = version_module("stable2");
-    let slow = version_module_with("slow2", &[("delayMs", "60")]);
+    let stable = version_module("A");
+    let slow = version_module_with("slow", &[("delayMs", "60")]);
     let modules = folder_with(&stable);
     let socket_config = "[canary]\nmin_requests = 10\nlatency_floor_ms = 10\n";
     let gw = Gateway::start(modules.path(), Some(socket_config));
@@ -143,7 +143,7 @@ async fn a_slow_canary_is_rolled_back_for_latency() {
     loop {
         let reply = http.get(&gw.url("/version")).await;
         assert_eq!(reply.status, 200, "{}", reply.text());
-        slow_served += usize::from(reply.header("x-version") == Some("slow2"));
+        slow_served += usize::from(reply.header("x-version") == Some("slow"));
         let view = rpc.result("canary.get", json!({"name": "version"}));
         if view["canary"].is_null() {
             assert_eq!(
@@ -173,8 +173,8 @@ async fn a_slow_canary_is_rolled_back_for_latency() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_healthy_canary_splits_traffic_and_is_promoted() {
-    let stable = version_module("stable3");
-    let healthy = version_module("healthy3");
+    let stable = version_module("A");
+    let healthy = version_module("B");
     let modules = folder_with(&stable);
     // This test is about the split and the promotion: a generous latency
     // floor keeps scheduling noise of a busy test machine from judging
@@ -238,7 +238,7 @@ async fn a_healthy_canary_splits_traffic_and_is_promoted() {
             .entry(reply.header("x-version").unwrap().to_owned())
             .or_default() += 1;
     }
-    let to_canary = served.get("healthy3").copied().unwrap_or(0);
+    let to_canary = served.get("B").copied().unwrap_or(0);
     assert!(
         (45..=135).contains(&to_canary),
         "30% of 300 went {served:?}"
@@ -267,7 +267,7 @@ async fn a_healthy_canary_splits_traffic_and_is_promoted() {
     // The split is the one every gateway of a fleet makes (the golden
     // buckets in crates/gateway/src/canary.rs): at 30%, "alice" (bucket
     // 1941) meets the canary and "user-7" (bucket 7532) the stable version.
-    for (key, version) in [("alice", "healthy3"), ("user-7", "stable3")] {
+    for (key, version) in [("alice", "B"), ("user-7", "A")] {
         let reply = http
             .send(
                 "GET",
@@ -309,7 +309,7 @@ async fn a_healthy_canary_splits_traffic_and_is_promoted() {
     assert_eq!(reply.json()["outcome"], "reweighted", "{}", reply.text());
     assert_eq!(
         http.get(&gw.url("/version")).await.header("x-version"),
-        Some("healthy3")
+        Some("B")
     );
 
     let admin = format!("http://{}", gw.admin.unwrap());
@@ -321,7 +321,7 @@ async fn a_healthy_canary_splits_traffic_and_is_promoted() {
     assert!(stdout.contains("is now stable"), "{stdout}");
     for _ in 0..20 {
         let reply = http.get(&gw.url("/version")).await;
-        assert_eq!(reply.header("x-version"), Some("healthy3"));
+        assert_eq!(reply.header("x-version"), Some("B"));
     }
     assert_eq!(
         std::fs::read(modules.path().join("version.wasm")).unwrap(),
@@ -351,14 +351,14 @@ async fn a_healthy_canary_splits_traffic_and_is_promoted() {
     let gw = Gateway::start(modules.path(), None);
     assert_eq!(
         http.get(&gw.url("/version")).await.header("x-version"),
-        Some("healthy3")
+        Some("B")
     );
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_configured_canary_starts_with_the_gateway() {
-    let stable = version_module("stable4");
-    let next = version_module("next4");
+    let stable = version_module("A");
+    let next = version_module("B");
     let modules = folder_with(&stable);
     std::fs::copy(&next, modules.path().join("version-next.wasm")).unwrap();
     let config = "[modules.version.canary]\nfile = \"version-next.wasm\"\nweight = 100\n";
@@ -366,7 +366,7 @@ async fn a_configured_canary_starts_with_the_gateway() {
     let http = Http::new();
     assert_eq!(
         http.get(&gw.url("/version")).await.header("x-version"),
-        Some("next4")
+        Some("B")
     );
     // The canary file is not a module of its own.
     assert_eq!(http.get(&gw.url("/version-next")).await.status, 404);

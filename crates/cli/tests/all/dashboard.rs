@@ -184,10 +184,10 @@ async fn deploy(
 async fn the_dashboard_shows_and_drives_a_real_gateway() {
     // First, so that a missing Chromium fails the test before the builds.
     let mut browser = Browser::launch().await;
-    let stable = version_module("dash1");
-    let upgrade = version_module("dash2");
-    let failing = version_module_with("dash-bad", &[("status", "500")]);
-    let healthy = version_module("dash3");
+    let stable = version_module("A");
+    let upgrade = version_module("B");
+    let failing = version_module_with("failing", &[("status", "500")]);
+    let healthy = version_module("C");
     let modules = tempfile::tempdir().unwrap();
     std::fs::copy(&stable, modules.path().join("version.wasm")).unwrap();
     std::fs::copy(
@@ -303,7 +303,7 @@ async fn the_dashboard_shows_and_drives_a_real_gateway() {
     deploy(&mut browser, &page, &gw, "version", &upgrade, None).await;
     assert_eq!(
         http.get(&gw.url("/version")).await.header("x-version"),
-        Some("dash2")
+        Some("B")
     );
     wait_until(
         &mut browser,
@@ -371,7 +371,7 @@ async fn the_dashboard_shows_and_drives_a_real_gateway() {
     for _ in 0..20 {
         assert_eq!(
             http.get(&gw.url("/version")).await.header("x-version"),
-            Some("dash3")
+            Some("C")
         );
     }
 

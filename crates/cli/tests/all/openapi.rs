@@ -352,7 +352,7 @@ async fn the_grafana_dashboard_queries_only_exported_metrics() {
     // publishing to the embedded broker since the start.)
     let idle = tokio::net::TcpStream::connect(gw.addr).await.unwrap();
     // A canary rolled back, then one promoted.
-    let canary = std::fs::read(version_module("grafana")).unwrap();
+    let canary = std::fs::read(version_module("A")).unwrap();
     let url = gw.admin_url("/admin/modules/hello/canary?weight=10");
     for step in ["rollback", "promote"] {
         let started = http.send("PUT", &url, &auth, canary.clone()).await;

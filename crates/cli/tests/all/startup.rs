@@ -201,13 +201,13 @@ async fn a_module_stuck_in_initialisation_holds_nothing_back() {
     )
     .unwrap();
     std::fs::copy(
-        version_module_with("after-stuck", &[]),
+        version_module_with("A", &[]),
         modules.path().join("after.wasm"),
     )
     .unwrap();
     eventually(&gw, 60, "/after serving", || async {
         let reply = http.get(&gw.url("/after")).await;
-        (reply.header("x-version") == Some("after-stuck")).then_some(())
+        (reply.header("x-version") == Some("A")).then_some(())
     })
     .await;
     let ready = eventually(&gw, 60, "stuck2 refused", || async {

@@ -2,11 +2,12 @@
 //! modules once, starting a real `shanhai serve` process on a free port, and
 //! a real HTTP client.
 
+use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::OnceLock;
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -61,20 +62,46 @@ pub fn version_module(version: &str) -> PathBuf {
     version_module_with(version, &[])
 }
 
-/// The `version` fixture with more of its settings (`status`, `delayMs`).
-/// `version` names the output file, so it must be unique per build.
+/// The `version` fixture with more of its settings (`status`, `delayMs`,
+/// `initDelayMs`). Tests that ask for the same version and settings share
+/// one build, so a test needs its own name only where two of its builds
+/// must differ.
 pub fn version_module_with(version: &str, settings: &[(&str, &str)]) -> PathBuf {
     let mut ldflags = format!("-X=main.version={version}");
+    let mut out = format!("version-{version}");
     for (name, value) in settings {
         ldflags.push_str(&format!(" -X=main.{name}={value}"));
+        out.push_str(&format!("-{name}{value}"));
     }
-    fixture("version", &format!("version-{version}"), &ldflags)
+    fixture("version", &out, &ldflags)
 }
 
 /// Builds the Go program in tests/fixtures/`dir` into
 /// target/test-fixtures/`out`.wasm with `ldflags`, and compiles it into the
-/// shared cache.
+/// shared cache, once per test run: a test asking for an output that
+/// another is building waits for it, so no two write the same file, and
+/// each Go module is compiled once (seconds of CPU each).
 pub fn fixture(dir: &str, out: &str, ldflags: &str) -> PathBuf {
+    type Builds = BTreeMap<String, (String, Arc<OnceLock<PathBuf>>)>;
+    static BUILDS: Mutex<Builds> = Mutex::new(BTreeMap::new());
+    let recipe = format!("{dir} {ldflags}");
+    let build = {
+        let mut builds = BUILDS.lock().unwrap_or_else(|e| e.into_inner());
+        let (built_from, build) = builds
+            .entry(out.to_owned())
+            .or_insert_with(|| (recipe.clone(), Arc::default()));
+        assert_eq!(
+            *built_from, recipe,
+            "two fixtures named {out} with different builds"
+        );
+        Arc::clone(build)
+    };
+    build
+        .get_or_init(|| build_fixture(dir, out, ldflags))
+        .clone()
+}
+
+fn build_fixture(dir: &str, out: &str, ldflags: &str) -> PathBuf {
     let out = repo_root().join(format!("target/test-fixtures/{out}.wasm"));
     let status = Command::new("go")
         .args(["build", "-buildmode=c-shared"])
