@@ -57,10 +57,7 @@ for triple in "${triples[@]}"; do
   started=$SECONDS
   # Only the binary's package: every target folder is built by this one
   # command, so its feature set (and wasmtime) never changes between runs.
-  # No debug info: release.sh strips the binaries anyway, and without it
-  # each architecture compiles and links less (CI builds two).
-  CARGO_PROFILE_RELEASE_DEBUG=false \
-    cargo zigbuild --release --locked --target "$triple.$GLIBC" -p shanhai-cli --bin shanhai
+  cargo zigbuild --release --locked --target "$triple.$GLIBC" -p shanhai-cli --bin shanhai
   binary="target/$triple/release/shanhai"
   # The newest glibc symbol version the binary asks for must not pass $GLIBC.
   newest="$(grep -aoE 'GLIBC_2\.[0-9]+(\.[0-9]+)?' "$binary" | sort -uV | tail -1)"

@@ -59,7 +59,7 @@ for arch in "${archs[@]}"; do
   name="shanhai-$version-${name_of[$arch]}"
   stage="$out/$name"
   mkdir -p "$stage"
-  # Line tables stay in target/ for backtraces; boxes get the small binary.
+  # The symbol table stays in target/ for profiling; boxes get the small binary.
   "$strip" -o "$stage/shanhai" "target/$triple/release/shanhai"
   cp dist/shanhai.service dist/shanhai.toml dist/INSTALL.md LICENSE "$stage/"
   tar -C "$out" --owner=0 --group=0 --numeric-owner -czf "$out/$name.tar.gz" "$name"

@@ -4,10 +4,14 @@
 
 # build_like_the_suite [CARGO-ARGS...]: the release build of the whole
 # workspace with its tests, which resolves the same feature set as the test
-# suite's `cargo test --release --workspace`, so after the suite it compiles
-# nothing. Building the binary alone (`--bin shanhai`, or `-p`) leaves the
-# dev-dependencies out, resolves other features for tokio, hyper and what
-# depends on them, and compiles those a second time: 3 minutes of CI.
+# suite's `cargo test --release --workspace`, so it shares every dependency
+# the suite built. Building the binary alone (`--bin shanhai`, or `-p`)
+# leaves the dev-dependencies out, resolves other features for tokio, hyper
+# and what depends on them, and compiles those a second time: 3 minutes of
+# CI. The suite compiles the workspace's own crates with clippy-driver
+# (scripts/test.sh); run inside it (schemathesis.sh) this build has the
+# same wrapper and compiles nothing, while a benchmark after it compiles
+# those crates once more with rustc alone, which is what it should measure.
 build_like_the_suite() {
   cargo build --release --quiet --manifest-path "$root/Cargo.toml" --workspace --bins --tests "$@"
 }
