@@ -9,7 +9,9 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use crate::util::{Gateway, Http, Launch, modules_with, version_module_with, write_wat};
+use crate::util::{
+    Gateway, Http, Launch, modules_with, version_module, version_module_with, write_wat,
+};
 
 /// Polls `check` every 20 ms until it returns `Some`, for up to `secs`.
 async fn eventually<T, F: Future<Output = Option<T>>>(
@@ -200,11 +202,7 @@ async fn a_module_stuck_in_initialisation_holds_nothing_back() {
         modules.path().join("stuck2.wasm"),
     )
     .unwrap();
-    std::fs::copy(
-        version_module_with("A", &[]),
-        modules.path().join("after.wasm"),
-    )
-    .unwrap();
+    std::fs::copy(version_module("A"), modules.path().join("after.wasm")).unwrap();
     eventually(&gw, 60, "/after serving", || async {
         let reply = http.get(&gw.url("/after")).await;
         (reply.header("x-version") == Some("A")).then_some(())
@@ -644,17 +642,21 @@ async fn a_compile_worker_that_dies_fails_its_module_alone() {
         ..Launch::new(modules.path(), None)
     });
     let http = Http::new();
-    // What the kernel's OOM killer would do to a compile on a full box.
-    let worker = eventually(&gw, 60, "a compile worker running", || async {
-        compile_workers(gw.pid()).first().copied()
-    })
+    // What the kernel's OOM killer would do to a compile on a full box. The
+    // worker raises its own score as the first thing it does, so one found
+    // just after its exec still reads 0: wait for one that has done it.
+    let worker = eventually(
+        &gw,
+        60,
+        "a compile worker first in the OOM killer's line (oom_score_adj 500)",
+        || async {
+            compile_workers(gw.pid()).into_iter().find(|worker| {
+                std::fs::read_to_string(format!("/proc/{worker}/oom_score_adj"))
+                    .is_ok_and(|adj| adj.trim() == "500")
+            })
+        },
+    )
     .await;
-    let adj = std::fs::read_to_string(format!("/proc/{worker}/oom_score_adj")).unwrap();
-    assert_eq!(
-        adj.trim(),
-        "500",
-        "the worker is not first in the OOM killer's line"
-    );
     // SAFETY: kill only sends a signal to the gateway's own child.
     #[allow(unsafe_code)]
     unsafe {
