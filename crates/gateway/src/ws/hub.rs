@@ -203,6 +203,16 @@ pub(crate) struct Hub {
     per_module: Mutex<HashMap<Arc<str>, usize>>,
     /// Woken when the last connection goes.
     empty: Notify,
+    /// Woken when the first connection comes (and when the hub is
+    /// dropped): the heartbeat sweeper sleeps on it while none is open.
+    occupied: Arc<Notify>,
+}
+
+impl Drop for Hub {
+    /// Wakes a parked sweeper, which finds the hub gone and ends.
+    fn drop(&mut self) {
+        self.occupied.notify_one();
+    }
 }
 
 /// Why a connection was not admitted.
@@ -225,6 +235,7 @@ impl Hub {
             total: AtomicUsize::new(0),
             per_module: Mutex::default(),
             empty: Notify::new(),
+            occupied: Arc::default(),
         })
     }
 
@@ -244,14 +255,16 @@ impl Hub {
         info: ConnInfo,
     ) -> Result<Arc<Connection>, Refusal> {
         let limit = self.settings.max_connections;
-        if self
+        let Ok(before) = self
             .total
             .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
                 (n < limit).then_some(n + 1)
             })
-            .is_err()
-        {
+        else {
             return Err(Refusal::Process(limit));
+        };
+        if before == 0 {
+            self.occupied.notify_one();
         }
         {
             let mut per_module = self.per_module.lock().unwrap();
@@ -320,6 +333,11 @@ impl Hub {
     /// Open connections.
     pub(crate) fn len(&self) -> usize {
         self.total.load(Ordering::Acquire)
+    }
+
+    /// What the heartbeat sweeper waits on while no connection is open.
+    pub(crate) fn occupied(&self) -> Arc<Notify> {
+        Arc::clone(&self.occupied)
     }
 
     fn get(&self, module: &str, id: u64) -> Result<Arc<Connection>, HostStatus> {

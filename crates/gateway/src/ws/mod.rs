@@ -91,8 +91,10 @@ impl WsTrigger {
     ) -> Arc<Self> {
         let hub = Hub::new(settings);
         let sweeper = Arc::downgrade(&hub);
+        let occupied = hub.occupied();
         // Sweeping every second keeps heartbeats within a second of their
-        // schedule without a timer per connection.
+        // schedule without a timer per connection. With no connection open
+        // it sleeps until one comes, so an idle gateway is not woken.
         let period = Duration::from_secs(1).min(hub.settings.ping_interval);
         tokio::spawn(async move {
             let mut tick = tokio::time::interval(period);
@@ -100,6 +102,14 @@ impl WsTrigger {
             loop {
                 tick.tick().await;
                 let Some(hub) = sweeper.upgrade() else { return };
+                if hub.len() == 0 {
+                    drop(hub);
+                    // A connection admitted since the check left its
+                    // wake-up stored: this returns at once.
+                    occupied.notified().await;
+                    tick.reset();
+                    continue;
+                }
                 hub.sweep();
             }
         });

@@ -13,20 +13,27 @@
 use std::fs;
 use std::ops::Bound;
 use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
 use redb::{Builder, Database, ReadableDatabase, ReadableTable, TableDefinition};
-use tokio::sync::oneshot;
+use tokio::sync::{Notify, oneshot};
 
 use super::{KeyPage, KvError, now_unix_ms, parse_counter, ttl_ms};
 
 const DATA: TableDefinition<&[u8], &[u8]> = TableDefinition::new("kv");
 const EXPIRY: TableDefinition<&[u8], ()> = TableDefinition::new("kv_expiry");
 
-/// How often the background task deletes expired keys.
+/// The least time between two sweeps of expired keys. Reclaiming their
+/// space is never urgent (they read as absent at once), so expiries close
+/// together share a sweep.
 const SWEEP_INTERVAL: Duration = Duration::from_secs(5);
+/// The longest the sweeper sleeps towards a far expiry before it looks
+/// again: a wall clock set forward while it sleeps (a box without a
+/// battery-backed clock, after NTP) delays a sweep by at most this.
+const SWEEP_RECHECK: Duration = Duration::from_secs(600);
 /// Keys deleted per sweep transaction, so writers never wait long behind it.
 const SWEEP_BATCH: usize = 1024;
 
@@ -40,13 +47,48 @@ pub(crate) struct Embedded {
 
 struct Shared {
     db: Database,
+    /// When the sweeper runs next; a write that stores an earlier expiry
+    /// wakes it.
+    sweeps: Arc<SweepSchedule>,
     /// The writes waiting for the next group commit, and whether a
     /// committer is running. One at a time, so that the cache learns of
     /// writes in the order they were committed.
     group: Mutex<GroupCommit>,
     /// Group commits so far, for the tests to compare with the writes.
     #[cfg(test)]
-    group_commits: std::sync::atomic::AtomicU64,
+    group_commits: AtomicU64,
+    /// Sweeps so far, for the tests.
+    #[cfg(test)]
+    sweep_runs: AtomicU64,
+}
+
+impl Drop for Shared {
+    /// Wakes the sweeper, which finds the store gone and ends.
+    fn drop(&mut self) {
+        self.sweeps.wake.notify_one();
+    }
+}
+
+/// The sweeper's plan, shared with the writers so that it sleeps until the
+/// earliest expiry instead of waking on a period: a store without expiring
+/// keys wakes nobody.
+#[derive(Default)]
+struct SweepSchedule {
+    /// A stored expiry (unix ms) earlier than this moves the next sweep
+    /// sooner, and its writer wakes the sweeper. `u64::MAX` while the
+    /// sweeper waits for the first expiring key or looks for the earliest;
+    /// 0 while its next sweep waits for [`SWEEP_INTERVAL`] to pass.
+    sooner_below: AtomicU64,
+    wake: Notify,
+}
+
+impl SweepSchedule {
+    /// Called once a write that expires at `at` has committed.
+    fn stored_expiry(&self, at: Option<u64>) {
+        if at.is_some_and(|at| at < self.sooner_below.load(Ordering::SeqCst)) {
+            self.wake.notify_one();
+        }
+    }
 }
 
 #[derive(Default)]
@@ -151,29 +193,74 @@ impl Embedded {
         Ok(Self {
             shared: Arc::new(Shared {
                 db,
+                sweeps: Arc::default(),
                 group: Mutex::default(),
                 #[cfg(test)]
-                group_commits: std::sync::atomic::AtomicU64::new(0),
+                group_commits: AtomicU64::new(0),
+                #[cfg(test)]
+                sweep_runs: AtomicU64::new(0),
             }),
         })
     }
 
-    /// Spawns the task that deletes expired keys every [`SWEEP_INTERVAL`].
-    /// It holds the file only weakly, and ends once the store is dropped.
+    /// Spawns the task that deletes expired keys: it sleeps until the
+    /// earliest expiry (at least [`SWEEP_INTERVAL`] after its last sweep),
+    /// and while no key expires, until a write stores one. It holds the
+    /// file only weakly, and ends once the store is dropped.
     pub(crate) fn start_sweeper(&self) {
+        self.start_sweeper_every(SWEEP_INTERVAL);
+    }
+
+    fn start_sweeper_every(&self, interval: Duration) {
         let shared = Arc::downgrade(&self.shared);
+        let schedule = Arc::clone(&self.shared.sweeps);
+        let interval_ms = u64::try_from(interval.as_millis()).unwrap_or(u64::MAX);
         tokio::spawn(async move {
-            let mut ticks = tokio::time::interval(SWEEP_INTERVAL);
-            ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
-            ticks.tick().await;
+            let mut last_sweep = now_unix_ms();
             loop {
-                ticks.tick().await;
-                let Some(shared) = shared.upgrade() else {
+                // While it looks, every expiring write wakes it again, so
+                // none stored after the look is missed.
+                schedule.sooner_below.store(u64::MAX, Ordering::SeqCst);
+                let Some(store) = shared.upgrade() else {
                     return;
                 };
+                // A failed look is retried at the interval.
+                let earliest = tokio::task::spawn_blocking(move || store.earliest_expiry())
+                    .await
+                    .map_or(Some(0), |found| found.unwrap_or(Some(0)));
+                let floor = last_sweep.saturating_add(interval_ms);
+                let (sweep_at, sooner_below) = match earliest {
+                    None => (None, u64::MAX),
+                    Some(at) if at > floor => (Some(at), at),
+                    Some(_) => (Some(floor), 0),
+                };
+                schedule.sooner_below.store(sooner_below, Ordering::SeqCst);
+                let due = match sweep_at {
+                    None => {
+                        schedule.wake.notified().await;
+                        false
+                    }
+                    Some(at) => {
+                        // Keys expire after their millisecond, not in it.
+                        let sleep = Duration::from_millis(
+                            at.saturating_add(1).saturating_sub(now_unix_ms()),
+                        );
+                        tokio::select! {
+                            () = tokio::time::sleep(sleep.min(SWEEP_RECHECK)) => true,
+                            () = schedule.wake.notified() => false,
+                        }
+                    }
+                };
+                if !due {
+                    continue;
+                }
+                let Some(store) = shared.upgrade() else {
+                    return;
+                };
+                last_sweep = now_unix_ms();
                 // A failed sweep only delays reclaiming space: reads already
-                // treat the keys as absent, and the next tick tries again.
-                let _ = tokio::task::spawn_blocking(move || shared.sweep(now_unix_ms())).await;
+                // treat the keys as absent, and the next sweep tries again.
+                let _ = tokio::task::spawn_blocking(move || store.sweep(last_sweep)).await;
             }
         });
     }
@@ -218,7 +305,7 @@ impl Embedded {
             |at| committed(*at),
         )
         .await
-        .map(|_| ())
+        .map(|at| self.shared.sweeps.stored_expiry(at))
     }
 
     /// Deletes `key`; returns whether it was live.
@@ -283,7 +370,10 @@ impl Embedded {
             },
         )
         .await
-        .map(|swapped| swapped.is_some())
+        .map(|swapped| {
+            self.shared.sweeps.stored_expiry(swapped.flatten());
+            swapped.is_some()
+        })
     }
 
     /// Adds `delta` in one write transaction, keeping the key's expiry;
@@ -485,8 +575,7 @@ impl Shared {
     /// write in it. One at a time (`GroupCommit::committing`).
     fn commit_batch(&self, batch: Vec<PendingWrite>) -> Vec<Reply> {
         #[cfg(test)]
-        self.group_commits
-            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        self.group_commits.fetch_add(1, Ordering::Relaxed);
         // Writes per commit, and how long the commit took (its fsync
         // included): what a durable write's latency is made of. Looked up
         // per commit, not kept: the store may open before the recorder is
@@ -517,10 +606,26 @@ impl Shared {
             .collect()
     }
 
+    /// The earliest expiry in the index (unix ms), if any key expires.
+    fn earliest_expiry(&self) -> Result<Option<u64>, Failure> {
+        let txn = self.db.begin_read()?;
+        let expiry = txn.open_table(EXPIRY)?;
+        let Some((entry, _)) = expiry.first()? else {
+            return Ok(None);
+        };
+        let at =
+            entry.value().first_chunk::<8>().copied().ok_or_else(|| {
+                Failure::Kv(KvError::Internal("an expiry entry is truncated".into()))
+            })?;
+        Ok(Some(u64::from_be_bytes(at)))
+    }
+
     /// Deletes keys expired at `now`, a batch per transaction; returns how
     /// many. Expired keys read as absent already, so the cache needs no
-    /// update.
+    /// update. Nothing due, nothing is written.
     fn sweep(&self, now: u64) -> Result<usize, Failure> {
+        #[cfg(test)]
+        self.sweep_runs.fetch_add(1, Ordering::Relaxed);
         let mut total = 0;
         loop {
             let txn = self.db.begin_write()?;
@@ -548,6 +653,11 @@ impl Shared {
                 }
                 due.len()
             };
+            if swept == 0 {
+                // A commit would write and sync the file's header for nothing.
+                txn.abort()?;
+                return Ok(total);
+            }
             txn.commit()?;
             total += swept;
             if swept < SWEEP_BATCH {
@@ -666,15 +776,60 @@ mod tests {
         assert_eq!(store.sweep_now().unwrap(), 0);
     }
 
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_sweeper_sleeps_until_a_key_expires() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Embedded::open(&dir.path().join("kv.redb"), 1 << 20).unwrap();
+        let interval = Duration::from_millis(100);
+        store.start_sweeper_every(interval);
+        let runs = || store.shared.sweep_runs.load(Ordering::Relaxed);
+        // Keys without a TTL: no sweep, for eight intervals and more.
+        for i in 0..5 {
+            let key = encode_key("ns", &format!("k{i}"));
+            store
+                .set(key, Bytes::from_static(b"v"), None, |_| {})
+                .await
+                .unwrap();
+        }
+        tokio::time::sleep(interval * 8).await;
+        assert_eq!(runs(), 0, "swept a store where nothing expires");
+
+        // A key stored with a TTL wakes it; one sweep, once the key has
+        // expired, deletes it.
+        let stored = std::time::Instant::now();
+        let ttl = Duration::from_millis(300);
+        store
+            .set(
+                encode_key("ns", "brief"),
+                Bytes::from_static(b"v"),
+                Some(ttl),
+                |_| {},
+            )
+            .await
+            .unwrap();
+        let deadline = stored + Duration::from_secs(10);
+        while count(&store.shared, EXPIRY) > 0 {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the expired key was not swept within 10 s ({} sweeps)",
+                runs()
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        assert!(stored.elapsed() >= ttl, "swept before the key expired");
+        assert_eq!(count(&store.shared, DATA), 5);
+        assert_eq!(runs(), 1);
+        // Nothing expires any more: no sweep after it.
+        tokio::time::sleep(interval * 8).await;
+        assert_eq!(runs(), 1, "swept again with nothing left to expire");
+    }
+
     type TestBody = Box<
         dyn FnOnce(&mut DataTable<'_>, &mut ExpiryTable<'_>, u64) -> Result<(), Failure> + Send,
     >;
 
     fn commits(store: &Embedded) -> u64 {
-        store
-            .shared
-            .group_commits
-            .load(std::sync::atomic::Ordering::Relaxed)
+        store.shared.group_commits.load(Ordering::Relaxed)
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

@@ -117,8 +117,9 @@ impl KvStore {
     /// folders.
     ///
     /// Expired keys read as absent at once. When called inside a tokio
-    /// runtime, a background task also deletes them from the file every few
-    /// seconds; it ends when the store is dropped. Outside a runtime nothing
+    /// runtime, a background task also deletes them from the file, at the
+    /// earliest expiry and at most every few seconds, sleeping while no key
+    /// expires; it ends when the store is dropped. Outside a runtime nothing
     /// is swept, and expired keys only cost disk space until overwritten.
     pub fn embedded(path: &Path, settings: KvSettings) -> Result<Self, KvError> {
         let embedded = Embedded::open(path, settings.store_cache_bytes)?;
