@@ -13,7 +13,8 @@
 # seconds, IDLE_RUNS [3] windows of IDLE_SECONDS [20] each count the
 # context switches (voluntary and involuntary) of every thread of both
 # servers, summed by thread name: per second, the median of the windows
-# and their lowest and highest. The quick start's timer runs sensor-poll
+# and their lowest and highest; and what each process sent to the disk
+# (/proc/PID/io write_bytes: each page it dirtied), in KiB per minute. The quick start's timer runs sensor-poll
 # every 10 s, so each window holds two of its runs: the box's own work,
 # counted as it would be on a box. BENCH_RESULTS [target/bench-idle]: where
 # idle.md is written.
@@ -78,29 +79,35 @@ by_name() {
     END { for (name in sum) printf "%s %.2f\n", name, sum[name] / seconds; printf "TOTAL %.2f\n", total / seconds }' "$1" "$2"
 }
 
+# written PID: the bytes PID has sent to the disk so far.
+written() { awk '$1 == "write_bytes:" { print $2 }' "/proc/$1/io"; }
+
 echo "== $runs windows of $seconds s, nothing sent" >&2
 for run in $(seq 1 "$runs"); do
   thread_switches "$gateway_pid" >"$work/gateway.before"
   thread_switches "$reference_pid" >"$work/reference.before"
+  gateway_written=$(written "$gateway_pid")
+  reference_written=$(written "$reference_pid")
   sleep "$seconds"
   thread_switches "$gateway_pid" >"$work/gateway.after"
   thread_switches "$reference_pid" >"$work/reference.after"
   by_name "$work/gateway.before" "$work/gateway.after" | sed 's/^/gateway /' >>"$work/windows"
   by_name "$work/reference.before" "$work/reference.after" | sed 's/^/reference /' >>"$work/windows"
+  for server in gateway:"$gateway_pid":"$gateway_written" reference:"$reference_pid":"$reference_written"; do
+    IFS=: read -r name pid before <<<"$server"
+    awk -v name="$name" -v bytes="$(($(written "$pid") - before))" -v seconds="$seconds" \
+      'BEGIN { printf "%s TOTAL %.1f\n", name, bytes / 1024 * 60 / seconds }' >>"$work/disk"
+  done
   echo "window $run: gateway $(awk '$1 == "gateway" && $2 == "TOTAL" { v = $3 } END { print v }' "$work/windows")/s," \
     "bench-reference $(awk '$1 == "reference" && $2 == "TOTAL" { v = $3 } END { print v }' "$work/windows")/s" >&2
 done
 
-commit="$(git -C "$root" rev-parse --short HEAD)$(git -C "$root" diff --quiet || echo '+changes')"
-{
-  echo "Commit \`$commit\`, $(date -u '+%Y-%m-%d %H:%M UTC'). Command: \`scripts/bench-idle.sh\`" \
-    "($runs windows of $seconds s, after $settle s quiet; the quick-start config, every example loaded)."
-  echo
-  echo "| server: thread | wake-ups per second, median (lowest–highest) |"
-  echo "| --- | ---: |"
-  # Medians over the windows; a name missing from a window counts 0 there.
-  awk -v runs="$runs" '
-    { key = $1 ": " ($2 == "TOTAL" ? "all threads" : $2); value[key, ++n[key]] = $3; keys[key] = 1 }
+# medians FILE WHOLE: a table row for each `SERVER NAME VALUE` key of FILE
+# (NAME TOTAL is the whole server, labelled WHOLE), the median over the
+# windows and their range; a key missing from a window counts 0 there.
+medians() {
+  awk -v runs="$runs" -v whole="$2" '
+    { key = $1 ": " ($2 == "TOTAL" ? whole : $2); value[key, ++n[key]] = $3; keys[key] = 1 }
     END {
       for (key in keys) {
         count = 0
@@ -109,9 +116,23 @@ commit="$(git -C "$root" rev-parse --short HEAD)$(git -C "$root" diff --quiet ||
         for (i = 1; i <= count; i++) for (j = i + 1; j <= count; j++) if (v[j] < v[i]) { t = v[i]; v[i] = v[j]; v[j] = t }
         median = count % 2 ? v[(count + 1) / 2] : (v[count / 2] + v[count / 2 + 1]) / 2
         # Threads that never woke in any window are left out.
-        if (v[count] == 0 && key !~ /all threads/) continue
+        if (v[count] == 0 && substr(key, length(key) - length(whole) + 1) != whole) continue
         printf "| %s | %.2f (%.2f–%.2f) |\n", key, median, v[1], v[count]
       }
-    }' "$work/windows" | sort
+    }' "$1" | sort
+}
+
+commit="$(git -C "$root" rev-parse --short HEAD)$(git -C "$root" diff --quiet || echo '+changes')"
+{
+  echo "Commit \`$commit\`, $(date -u '+%Y-%m-%d %H:%M UTC'). Command: \`scripts/bench-idle.sh\`" \
+    "($runs windows of $seconds s, after $settle s quiet; the quick-start config, every example loaded)."
+  echo
+  echo "| server: thread | wake-ups per second, median (lowest–highest) |"
+  echo "| --- | ---: |"
+  medians "$work/windows" "all threads"
+  echo
+  echo "| server | written to disk, KiB per minute, median (lowest–highest) |"
+  echo "| --- | ---: |"
+  medians "$work/disk" "the process"
 } | tee "$results/idle.md"
 echo "idle.md in $results" >&2

@@ -1737,3 +1737,48 @@ async fn the_embedded_broker_logs_no_error_for_a_port_probe() {
         .collect();
     assert!(errors.is_empty(), "errors logged:\n{}", errors.join("\n"));
 }
+
+/// Clients that disconnect cleanly, on MQTT 3.1.1 and 5, and a gateway
+/// stopped with SIGTERM (its triggers' clients disconnect from its own
+/// broker) leave no ERROR line in the log: rumqttd logged the router's end
+/// of each clean disconnect, and the second notice of one, as errors
+/// (vendored rumqttd, patch 10).
+#[tokio::test(flavor = "multi_thread")]
+async fn clean_disconnects_and_a_shutdown_log_no_error() {
+    let modules = probe_folder();
+    let config = format!("{}{ROUTING}", mqtt_section(None, "stopping"));
+    let mut gw = Gateway::start(modules.path(), Some(&config));
+    wait_subscribed(&gw, &["raw", "copy"]).await;
+    let (v4, v5) = gw.mqtt.unwrap();
+    let mut sub = Client::connect(v5, "stopping-sub").await;
+    sub.subscribe("copied/#").await;
+    for (addr, version) in [(v4, "mqttv311"), (v5, "mqttv5")] {
+        for i in 0..3 {
+            let payload = format!("{version}-{i}");
+            mosquitto_pub(
+                addr,
+                &["-V", version, "-q", "1", "-t", "copy/x", "-m", &payload],
+            );
+            let msg = sub.expect(&gw, "the copy trigger's output").await;
+            let expected = format!("copy/x|{payload}|");
+            assert!(msg.text().starts_with(&expected), "{}", msg.text());
+        }
+    }
+    gw.terminate();
+    assert!(
+        gw.wait_exit(Duration::from_secs(30))
+            .is_some_and(|status| status.success()),
+        "the gateway did not stop cleanly; logs:\n{}",
+        gw.logs()
+    );
+    let logs = gw.logs();
+    assert!(
+        logs.contains("draining connections"),
+        "no shutdown in the log:\n{logs}"
+    );
+    let errors: Vec<&str> = logs
+        .lines()
+        .filter(|line| line.contains("\"level\":\"ERROR\""))
+        .collect();
+    assert!(errors.is_empty(), "errors logged:\n{}", errors.join("\n"));
+}

@@ -618,7 +618,9 @@ impl Router {
         let client_id = match &self.obufs.get(id) {
             Some(v) => v.client_id.clone(),
             None => {
-                error!("no-connection id {} is already gone", id);
+                // Shanhai patch 10: the second of those two disconnects, as
+                // expected, so not an error.
+                debug!("no-connection id {} is already gone", id);
                 return;
             }
         };

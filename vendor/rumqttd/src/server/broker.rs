@@ -3,7 +3,7 @@ use crate::link::console::ConsoleLink;
 use crate::link::network::{self, Network, N};
 use crate::link::remote::{self, mqtt_connect, RemoteLink};
 use crate::link::{bridge, timer};
-use crate::local::LinkBuilder;
+use crate::local::{LinkBuilder, LinkError};
 use crate::protocol::v4::V4;
 use crate::protocol::v5::V5;
 use crate::protocol::{Packet, Protocol};
@@ -591,6 +591,13 @@ async fn remote<P: Protocol>(
         Ok(_) => error!("connection-stop"),
         // No need to send a disconnect message when disconnection
         // originated internally in the router.
+        // Shanhai patch 10: the router closes a link's channel when it ends
+        // the connection itself (the client's DISCONNECT, a takeover by the
+        // same client id): every clean disconnect, not an error.
+        Err(remote::Error::Link(LinkError::Recv(e))) => {
+            info!(error=?e, "disconnected by the router");
+            send_disconnect = false;
+        }
         Err(remote::Error::Link(e)) => {
             error!(error=?e, "router-drop");
             send_disconnect = false;
