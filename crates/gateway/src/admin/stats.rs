@@ -1,21 +1,39 @@
-//! The dashboard's figures: a sampler that reads the process's metrics once
-//! a second into a bounded ring ([`SAMPLES`] seconds, 15 minutes), behind
-//! `GET /admin/stats`.
+//! The dashboard's figures: a sampler that reads the process's metrics into
+//! a bounded ring of one sample a second ([`SAMPLES`] seconds, 15 minutes),
+//! behind `GET /admin/stats`.
 //!
 //! The sampler reads what `/metrics` exports (the one recorder the gateway
 //! and the runtime record into), so the dashboard and Prometheus never
 //! disagree, and no trigger needs a second counter on its hot path.
+//!
+//! It reads once a second while events come or a dashboard watches. A box
+//! that has handled nothing for [`QUIET_AFTER`] seconds is read every
+//! [`QUIET_PERIOD`] instead, so an idle gateway is not woken each second to
+//! render its metrics; the seconds between two readings get the events of
+//! the gap spread evenly over them, and a dashboard that asks for the
+//! figures brings the sampler back to once a second at once.
 
 use std::collections::{BTreeMap, VecDeque};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use metrics_exporter_prometheus::PrometheusHandle;
 use serde::Serialize;
-use tokio::sync::watch;
+use tokio::sync::{Notify, watch};
 
 /// Samples kept: one a second for 15 minutes.
 pub(crate) const SAMPLES: usize = 900;
+
+/// Readings without an event after which the sampler reads every
+/// [`QUIET_PERIOD`].
+const QUIET_AFTER: u32 = 10;
+
+/// How often a quiet gateway's metrics are read.
+const QUIET_PERIOD: Duration = Duration::from_secs(10);
+
+/// How long a request for the figures keeps the sampler at once a second.
+const WATCHED_FOR: Duration = Duration::from_secs(60);
 
 /// The window, in samples (seconds), of the error rates and p95s.
 const WINDOW: usize = 10;
@@ -135,6 +153,61 @@ pub(crate) struct StatsView {
     pub(crate) triggers: TriggerFigures,
 }
 
+impl Totals {
+    /// The totals `share` (0 to 1) of the way from these to `to`.
+    fn toward(&self, to: &Totals, share: f64) -> Totals {
+        let between = |from: f64, to: f64| from + (to - from) * share;
+        Totals {
+            requests: between(self.requests, to.requests),
+            errors: between(self.errors, to.errors),
+            mqtt: between(self.mqtt, to.mqtt),
+            buckets: to
+                .buckets
+                .iter()
+                .enumerate()
+                .map(|(i, &to)| between(self.buckets.get(i).copied().unwrap_or(0.0), to))
+                .collect(),
+        }
+    }
+}
+
+impl History {
+    /// Appends one second ending at `t`, with the totals at its end.
+    fn push_second(
+        &mut self,
+        t: u64,
+        total: Totals,
+        modules: ModuleTotals,
+        ws_connections: f64,
+        rss_bytes: u64,
+    ) {
+        let previous = self.totals.back().cloned().unwrap_or_default();
+        let oldest = self.totals.front().cloned().unwrap_or_default();
+        let sample = Sample {
+            t,
+            rps: (total.requests - previous.requests).max(0.0),
+            error_rate: rate(
+                total.errors - oldest.errors,
+                total.requests - oldest.requests,
+            ),
+            p95_ms: p95_ms(&total.buckets, &oldest.buckets),
+            ws_connections,
+            mqtt_rps: (total.mqtt - previous.mqtt).max(0.0),
+            rss_bytes,
+        };
+        if self.samples.len() == SAMPLES {
+            self.samples.pop_front();
+        }
+        self.samples.push_back(sample);
+        if self.totals.len() > WINDOW {
+            self.totals.pop_front();
+            self.modules.pop_front();
+        }
+        self.totals.push_back(total);
+        self.modules.push_back(modules);
+    }
+}
+
 #[derive(Default)]
 struct History {
     samples: VecDeque<Sample>,
@@ -149,27 +222,56 @@ struct History {
 #[derive(Clone)]
 pub(crate) struct Stats {
     history: Arc<Mutex<History>>,
+    watchers: Arc<Watchers>,
+}
+
+/// Whether a dashboard watches, for the sampler to read once a second.
+#[derive(Default)]
+struct Watchers {
+    /// When the figures were last asked for.
+    last_view: Mutex<Option<Instant>>,
+    /// Set while the sampler reads every [`QUIET_PERIOD`].
+    quiet: AtomicBool,
+    /// Wakes a quiet sampler.
+    wake: Notify,
 }
 
 impl Stats {
     pub(crate) fn new() -> Self {
         Self {
             history: Arc::new(Mutex::new(History::default())),
+            watchers: Arc::default(),
         }
     }
 
-    /// Samples `metrics` once a second until `stop` turns true.
+    /// Samples `metrics` until `stop` turns true: once a second, or every
+    /// [`QUIET_PERIOD`] while nothing happens and no dashboard watches.
     pub(crate) async fn run(self, metrics: PrometheusHandle, mut stop: watch::Receiver<bool>) {
-        let mut tick = tokio::time::interval(Duration::from_secs(1));
-        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut readings_without_events = 0;
         loop {
+            let quiet = readings_without_events >= QUIET_AFTER && !self.watched();
+            self.watchers.quiet.store(quiet, Ordering::SeqCst);
+            // A view after the check above either finds `quiet` set and
+            // wakes the sampler, or is seen here.
+            let quiet = quiet && !self.watched();
+            let period = if quiet {
+                QUIET_PERIOD
+            } else {
+                Duration::from_secs(1)
+            };
             tokio::select! {
-                _ = tick.tick() => {}
+                () = tokio::time::sleep(period) => {}
+                () = self.watchers.wake.notified(), if quiet => {}
                 _ = stop.changed() => return,
             }
             let started = Instant::now();
             let text = metrics.render();
-            self.record(&text, unix_ms(), rss_bytes());
+            let events = self.record(&text, unix_ms(), rss_bytes());
+            readings_without_events = if events {
+                0
+            } else {
+                readings_without_events.saturating_add(1)
+            };
             tracing::trace!(
                 elapsed_us = started.elapsed().as_micros() as u64,
                 "dashboard sample"
@@ -177,40 +279,60 @@ impl Stats {
         }
     }
 
-    fn record(&self, exposition: &str, t: u64, rss_bytes: u64) {
+    /// Whether the figures were asked for within [`WATCHED_FOR`].
+    fn watched(&self) -> bool {
+        let last_view = self
+            .watchers
+            .last_view
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        last_view.is_some_and(|at| at.elapsed() < WATCHED_FOR)
+    }
+
+    /// Adds the reading `exposition`, taken at `t` (Unix milliseconds), as
+    /// one sample a second since the last reading, the events between them
+    /// spread evenly; returns whether any event came since.
+    fn record(&self, exposition: &str, t: u64, rss_bytes: u64) -> bool {
         let parsed = parse(exposition);
         let mut history = self.history.lock().unwrap_or_else(|e| e.into_inner());
-        let previous = history.totals.back().cloned().unwrap_or_default();
-        let oldest = history.totals.front().cloned().unwrap_or_default();
-        let total = &parsed.total;
-        let sample = Sample {
-            t,
-            rps: (total.requests - previous.requests).max(0.0),
-            error_rate: rate(
-                total.errors - oldest.errors,
-                total.requests - oldest.requests,
-            ),
-            p95_ms: p95_ms(&total.buckets, &oldest.buckets),
-            ws_connections: parsed.triggers.websocket.values().sum(),
-            mqtt_rps: (total.mqtt - previous.mqtt).max(0.0),
-            rss_bytes,
-        };
-        if history.samples.len() == SAMPLES {
-            history.samples.pop_front();
+        let last_t = history.samples.back().map(|sample| sample.t);
+        let before = history.totals.back().cloned().unwrap_or_default();
+        let modules_before = history.modules.back().cloned().unwrap_or_default();
+        let events = parsed.total.requests != before.requests || parsed.total.mqtt != before.mqtt;
+        // The seconds this reading covers: one, unless the sampler was quiet.
+        let seconds = last_t.map_or(1, |last| {
+            (t.saturating_sub(last).saturating_add(500) / 1000).clamp(1, SAMPLES as u64)
+        });
+        let ws_connections = parsed.triggers.websocket.values().sum();
+        for second in 1..=seconds {
+            let share = second as f64 / seconds as f64;
+            let total = before.toward(&parsed.total, share);
+            let modules = parsed
+                .modules
+                .iter()
+                .map(|(name, now)| {
+                    let then = modules_before.get(name).cloned().unwrap_or_default();
+                    (name.clone(), then.toward(now, share))
+                })
+                .collect();
+            let at = last_t.map_or(t, |last| last + (t - last) * second / seconds);
+            history.push_second(at, total, modules, ws_connections, rss_bytes);
         }
-        history.samples.push_back(sample);
-        if history.totals.len() > WINDOW {
-            history.totals.pop_front();
-            history.modules.pop_front();
-        }
-        history.totals.push_back(parsed.total);
-        history.modules.push_back(parsed.modules);
         history.triggers = parsed.triggers;
+        events
     }
 
     /// The samples newer than `since` (Unix milliseconds), the figures by
-    /// module and by trigger.
+    /// module and by trigger. A quiet sampler goes back to once a second.
     pub(crate) fn view(&self, since: u64) -> StatsView {
+        *self
+            .watchers
+            .last_view
+            .lock()
+            .unwrap_or_else(|e| e.into_inner()) = Some(Instant::now());
+        if self.watchers.quiet.load(Ordering::SeqCst) {
+            self.watchers.wake.notify_one();
+        }
         let history = self.history.lock().unwrap_or_else(|e| e.into_inner());
         let seconds = history.modules.len().saturating_sub(1).max(1) as f64;
         let empty = ModuleTotals::new();
@@ -514,5 +636,34 @@ shanhai_timer_skipped_total{timer="t\"x"} 2
         assert_eq!(view.now.as_ref().unwrap().rps, 4.0);
         assert_eq!(view.modules["a"].rps, 4.0);
         assert_eq!(stats.view((SAMPLES as u64 + 2) * 1000).series.len(), 2);
+    }
+
+    #[test]
+    fn a_quiet_gap_becomes_one_sample_a_second_with_its_events_spread() {
+        let stats = Stats::new();
+        let reading = |requests: u64, slow: u64| {
+            format!(
+                "shanhai_requests_total{{module=\"a\",trigger=\"http\",status=\"200\"}} {requests}\n\
+                 shanhai_request_duration_seconds_bucket{{module=\"a\",trigger=\"http\",le=\"0.001\"}} {}\n\
+                 shanhai_request_duration_seconds_bucket{{module=\"a\",trigger=\"http\",le=\"+Inf\"}} {requests}\n",
+                requests - slow
+            )
+        };
+        assert!(stats.record(&reading(5, 0), 1_000, 1));
+        assert!(!stats.record(&reading(5, 0), 2_000, 1));
+        // Ten seconds later, 20 events, 10 of them slow: ten samples.
+        assert!(stats.record(&reading(25, 10), 12_000, 1));
+        let view = stats.view(2_000);
+        let times: Vec<u64> = view.series.iter().map(|sample| sample.t).collect();
+        assert_eq!(times, (3..=12).map(|s| s * 1000).collect::<Vec<_>>());
+        for sample in &view.series {
+            assert!((sample.rps - 2.0).abs() < 1e-9, "{sample:?}");
+        }
+        assert!((view.modules["a"].rps - 2.0).abs() < 1e-9);
+        // Half the window's events took more than 1 ms: the p95 is past it.
+        assert_eq!(view.now.unwrap().p95_ms, Some(10_000.0));
+        // A reading a second later, with no event, is one more sample.
+        assert!(!stats.record(&reading(25, 10), 13_000, 1));
+        assert_eq!(stats.view(12_000).series.len(), 1);
     }
 }
