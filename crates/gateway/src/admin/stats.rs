@@ -6,9 +6,10 @@
 //! and the runtime record into), so the dashboard and Prometheus never
 //! disagree, and no trigger needs a second counter on its hot path.
 //!
-//! It reads once a second while events come or a dashboard watches. A box
-//! that has handled nothing for [`QUIET_AFTER`] seconds is read every
-//! [`QUIET_PERIOD`] instead, so an idle gateway is not woken each second to
+//! It reads once a second while events come or a dashboard watches. A
+//! gateway that handled fewer than one event a second over the last
+//! [`WINDOW`] seconds (idle, or a timer every few seconds) is read every
+//! [`QUIET_PERIOD`] instead, so an idle box is not woken each second to
 //! render its metrics; the seconds between two readings get the events of
 //! the gap spread evenly over them, and a dashboard that asks for the
 //! figures brings the sampler back to once a second at once.
@@ -24,10 +25,6 @@ use tokio::sync::{Notify, watch};
 
 /// Samples kept: one a second for 15 minutes.
 pub(crate) const SAMPLES: usize = 900;
-
-/// Readings without an event after which the sampler reads every
-/// [`QUIET_PERIOD`].
-const QUIET_AFTER: u32 = 10;
 
 /// How often a quiet gateway's metrics are read.
 const QUIET_PERIOD: Duration = Duration::from_secs(10);
@@ -247,9 +244,8 @@ impl Stats {
     /// Samples `metrics` until `stop` turns true: once a second, or every
     /// [`QUIET_PERIOD`] while nothing happens and no dashboard watches.
     pub(crate) async fn run(self, metrics: PrometheusHandle, mut stop: watch::Receiver<bool>) {
-        let mut readings_without_events = 0;
         loop {
-            let quiet = readings_without_events >= QUIET_AFTER && !self.watched();
+            let quiet = self.quiet() && !self.watched();
             self.watchers.quiet.store(quiet, Ordering::SeqCst);
             // A view after the check above either finds `quiet` set and
             // wakes the sampler, or is seen here.
@@ -266,16 +262,22 @@ impl Stats {
             }
             let started = Instant::now();
             let text = metrics.render();
-            let events = self.record(&text, unix_ms(), rss_bytes());
-            readings_without_events = if events {
-                0
-            } else {
-                readings_without_events.saturating_add(1)
-            };
+            self.record(&text, unix_ms(), rss_bytes());
             tracing::trace!(
                 elapsed_us = started.elapsed().as_micros() as u64,
                 "dashboard sample"
             );
+        }
+    }
+
+    /// Whether the last [`WINDOW`] seconds held fewer events than seconds.
+    fn quiet(&self) -> bool {
+        let history = self.history.lock().unwrap_or_else(|e| e.into_inner());
+        match (history.totals.front(), history.totals.back()) {
+            (Some(oldest), Some(newest)) if history.totals.len() > WINDOW => {
+                newest.requests - oldest.requests < WINDOW as f64
+            }
+            _ => false,
         }
     }
 
@@ -291,14 +293,13 @@ impl Stats {
 
     /// Adds the reading `exposition`, taken at `t` (Unix milliseconds), as
     /// one sample a second since the last reading, the events between them
-    /// spread evenly; returns whether any event came since.
-    fn record(&self, exposition: &str, t: u64, rss_bytes: u64) -> bool {
+    /// spread evenly.
+    fn record(&self, exposition: &str, t: u64, rss_bytes: u64) {
         let parsed = parse(exposition);
         let mut history = self.history.lock().unwrap_or_else(|e| e.into_inner());
         let last_t = history.samples.back().map(|sample| sample.t);
         let before = history.totals.back().cloned().unwrap_or_default();
         let modules_before = history.modules.back().cloned().unwrap_or_default();
-        let events = parsed.total.requests != before.requests || parsed.total.mqtt != before.mqtt;
         // The seconds this reading covers: one, unless the sampler was quiet.
         let seconds = last_t.map_or(1, |last| {
             (t.saturating_sub(last).saturating_add(500) / 1000).clamp(1, SAMPLES as u64)
@@ -319,7 +320,6 @@ impl Stats {
             history.push_second(at, total, modules, ws_connections, rss_bytes);
         }
         history.triggers = parsed.triggers;
-        events
     }
 
     /// The samples newer than `since` (Unix milliseconds), the figures by
@@ -649,10 +649,11 @@ shanhai_timer_skipped_total{timer="t\"x"} 2
                 requests - slow
             )
         };
-        assert!(stats.record(&reading(5, 0), 1_000, 1));
-        assert!(!stats.record(&reading(5, 0), 2_000, 1));
+        stats.record(&reading(5, 0), 1_000, 1);
+        stats.record(&reading(5, 0), 2_000, 1);
+        assert!(!stats.quiet(), "quiet before a window of readings");
         // Ten seconds later, 20 events, 10 of them slow: ten samples.
-        assert!(stats.record(&reading(25, 10), 12_000, 1));
+        stats.record(&reading(25, 10), 12_000, 1);
         let view = stats.view(2_000);
         let times: Vec<u64> = view.series.iter().map(|sample| sample.t).collect();
         assert_eq!(times, (3..=12).map(|s| s * 1000).collect::<Vec<_>>());
@@ -662,8 +663,16 @@ shanhai_timer_skipped_total{timer="t\"x"} 2
         assert!((view.modules["a"].rps - 2.0).abs() < 1e-9);
         // Half the window's events took more than 1 ms: the p95 is past it.
         assert_eq!(view.now.unwrap().p95_ms, Some(10_000.0));
+        // Two events a second: not quiet.
+        assert!(!stats.quiet());
         // A reading a second later, with no event, is one more sample.
-        assert!(!stats.record(&reading(25, 10), 13_000, 1));
+        stats.record(&reading(25, 10), 13_000, 1);
         assert_eq!(stats.view(12_000).series.len(), 1);
+        // Five events in ten seconds are fewer than one a second: quiet.
+        stats.record(&reading(30, 10), 23_000, 1);
+        assert!(stats.quiet());
+        // Twenty in the next ten are more.
+        stats.record(&reading(50, 10), 33_000, 1);
+        assert!(!stats.quiet());
     }
 }
