@@ -244,6 +244,7 @@ impl Stats {
     /// Samples `metrics` until `stop` turns true: once a second, or every
     /// [`QUIET_PERIOD`] while nothing happens and no dashboard watches.
     pub(crate) async fn run(self, metrics: PrometheusHandle, mut stop: watch::Receiver<bool>) {
+        let mut last_reading: Option<Instant> = None;
         loop {
             let quiet = self.quiet() && !self.watched();
             self.watchers.quiet.store(quiet, Ordering::SeqCst);
@@ -261,8 +262,16 @@ impl Stats {
                 _ = stop.changed() => return,
             }
             let started = Instant::now();
+            // Counted on the monotonic clock: a wall clock stepped at boot
+            // (a box without a battery-backed clock, after NTP) only moves
+            // the samples' labels.
+            let seconds = last_reading.map_or(1, |at| {
+                let ms = started.duration_since(at).as_millis().saturating_add(500);
+                u64::try_from(ms / 1000).unwrap_or(u64::MAX)
+            });
+            last_reading = Some(started);
             let text = metrics.render();
-            self.record(&text, unix_ms(), rss_bytes());
+            self.record(&text, unix_ms(), seconds, rss_bytes());
             tracing::trace!(
                 elapsed_us = started.elapsed().as_micros() as u64,
                 "dashboard sample"
@@ -291,19 +300,15 @@ impl Stats {
         last_view.is_some_and(|at| at.elapsed() < WATCHED_FOR)
     }
 
-    /// Adds the reading `exposition`, taken at `t` (Unix milliseconds), as
-    /// one sample a second since the last reading, the events between them
-    /// spread evenly.
-    fn record(&self, exposition: &str, t: u64, rss_bytes: u64) {
+    /// Adds the reading `exposition`, taken at `t` (Unix milliseconds)
+    /// `seconds` after the last one, as one sample a second (ending at `t`),
+    /// the events between the two readings spread evenly.
+    fn record(&self, exposition: &str, t: u64, seconds: u64, rss_bytes: u64) {
         let parsed = parse(exposition);
         let mut history = self.history.lock().unwrap_or_else(|e| e.into_inner());
-        let last_t = history.samples.back().map(|sample| sample.t);
         let before = history.totals.back().cloned().unwrap_or_default();
         let modules_before = history.modules.back().cloned().unwrap_or_default();
-        // The seconds this reading covers: one, unless the sampler was quiet.
-        let seconds = last_t.map_or(1, |last| {
-            (t.saturating_sub(last).saturating_add(500) / 1000).clamp(1, SAMPLES as u64)
-        });
+        let seconds = seconds.clamp(1, SAMPLES as u64);
         let ws_connections = parsed.triggers.websocket.values().sum();
         for second in 1..=seconds {
             let share = second as f64 / seconds as f64;
@@ -316,7 +321,7 @@ impl Stats {
                     (name.clone(), then.toward(now, share))
                 })
                 .collect();
-            let at = last_t.map_or(t, |last| last + (t - last) * second / seconds);
+            let at = t.saturating_sub((seconds - second) * 1000);
             history.push_second(at, total, modules, ws_connections, rss_bytes);
         }
         history.triggers = parsed.triggers;
@@ -629,7 +634,7 @@ shanhai_timer_skipped_total{timer="t\"x"} 2
                 "shanhai_requests_total{{module=\"a\",trigger=\"http\",status=\"200\"}} {}\n",
                 second * 4
             );
-            stats.record(&text, second * 1000, 1);
+            stats.record(&text, second * 1000, 1, 1);
         }
         let view = stats.view(0);
         assert_eq!(view.series.len(), SAMPLES);
@@ -649,11 +654,11 @@ shanhai_timer_skipped_total{timer="t\"x"} 2
                 requests - slow
             )
         };
-        stats.record(&reading(5, 0), 1_000, 1);
-        stats.record(&reading(5, 0), 2_000, 1);
+        stats.record(&reading(5, 0), 1_000, 1, 1);
+        stats.record(&reading(5, 0), 2_000, 1, 1);
         assert!(!stats.quiet(), "quiet before a window of readings");
         // Ten seconds later, 20 events, 10 of them slow: ten samples.
-        stats.record(&reading(25, 10), 12_000, 1);
+        stats.record(&reading(25, 10), 12_000, 10, 1);
         let view = stats.view(2_000);
         let times: Vec<u64> = view.series.iter().map(|sample| sample.t).collect();
         assert_eq!(times, (3..=12).map(|s| s * 1000).collect::<Vec<_>>());
@@ -666,13 +671,20 @@ shanhai_timer_skipped_total{timer="t\"x"} 2
         // Two events a second: not quiet.
         assert!(!stats.quiet());
         // A reading a second later, with no event, is one more sample.
-        stats.record(&reading(25, 10), 13_000, 1);
+        stats.record(&reading(25, 10), 13_000, 1, 1);
         assert_eq!(stats.view(12_000).series.len(), 1);
         // Five events in ten seconds are fewer than one a second: quiet.
-        stats.record(&reading(30, 10), 23_000, 1);
+        stats.record(&reading(30, 10), 23_000, 10, 1);
         assert!(stats.quiet());
         // Twenty in the next ten are more.
-        stats.record(&reading(50, 10), 33_000, 1);
+        stats.record(&reading(50, 10), 33_000, 10, 1);
         assert!(!stats.quiet());
+        // A wall clock stepped a day ahead (NTP on a box without a
+        // battery-backed clock) labels the next second; it adds no more.
+        let day = 86_400_000;
+        stats.record(&reading(50, 10), 34_000 + day, 1, 1);
+        let series = stats.view(33_000).series;
+        assert_eq!(series.len(), 1);
+        assert_eq!(series[0].t, 34_000 + day);
     }
 }
