@@ -14,10 +14,10 @@
 # context switches (voluntary and involuntary) of every thread of both
 # servers, summed by thread name: per second, the median of the windows
 # and their lowest and highest; and what each process sent to the disk
-# (/proc/PID/io write_bytes: each page it dirtied), in KiB per minute. The quick start's timer runs sensor-poll
-# every 10 s, so each window holds two of its runs: the box's own work,
-# counted as it would be on a box. BENCH_RESULTS [target/bench-idle]: where
-# idle.md is written.
+# (/proc/PID/io write_bytes: each page it dirtied), in KiB per minute. The
+# quick start's timer runs sensor-poll every 10 s, so each window holds two
+# of its runs: the box's own work, counted as it would be on a box.
+# BENCH_RESULTS [target/bench-idle]: where idle.md is written.
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
 # shellcheck source=lib/build.sh

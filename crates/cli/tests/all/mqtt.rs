@@ -1729,13 +1729,16 @@ async fn the_embedded_broker_logs_no_error_for_a_port_probe() {
     // A client connecting after the probes has been handled after them.
     let client = Client::connect(v5, "after-probes").await;
     client.subscribe("probe/#").await;
-    let errors: Vec<String> = gw
-        .logs()
-        .lines()
-        .filter(|line| line.contains("\"level\":\"ERROR\""))
-        .map(str::to_owned)
-        .collect();
+    let logs = gw.logs();
+    let errors = error_lines(&logs);
     assert!(errors.is_empty(), "errors logged:\n{}", errors.join("\n"));
+}
+
+/// The lines of a gateway's JSON log at level ERROR.
+fn error_lines(logs: &str) -> Vec<&str> {
+    logs.lines()
+        .filter(|line| line.contains("\"level\":\"ERROR\""))
+        .collect()
 }
 
 /// Clients that disconnect cleanly, on MQTT 3.1.1 and 5, and a gateway
@@ -1776,9 +1779,6 @@ async fn clean_disconnects_and_a_shutdown_log_no_error() {
         logs.contains("draining connections"),
         "no shutdown in the log:\n{logs}"
     );
-    let errors: Vec<&str> = logs
-        .lines()
-        .filter(|line| line.contains("\"level\":\"ERROR\""))
-        .collect();
+    let errors = error_lines(&logs);
     assert!(errors.is_empty(), "errors logged:\n{}", errors.join("\n"));
 }

@@ -355,8 +355,8 @@ fn thread_switches(pid: u32) -> std::collections::HashMap<String, u64> {
 /// sleeps while no connection is open, the KV store's expiry sweep while
 /// no key expires (it committed, and synced, an empty transaction every
 /// 5 s), and the dashboard's sampler reads the metrics every 10 s while
-/// fewer than one event a second come. The process then switches about once a
-/// second, where the ticker alone made 200 switches a second. The next
+/// fewer than one event a second come. The process then switches about
+/// once a second, where the ticker alone made 200 a second. The next
 /// request wakes the ticker: a guest that computes for ever is still
 /// stopped at its deadline, and the gateway goes back to sleep.
 #[tokio::test(flavor = "multi_thread")]

@@ -15,7 +15,6 @@
 //! figures brings the sampler back to once a second at once.
 
 use std::collections::{BTreeMap, VecDeque};
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -227,8 +226,6 @@ pub(crate) struct Stats {
 struct Watchers {
     /// When the figures were last asked for.
     last_view: Mutex<Option<Instant>>,
-    /// Set while the sampler reads every [`QUIET_PERIOD`].
-    quiet: AtomicBool,
     /// Wakes a quiet sampler.
     wake: Notify,
 }
@@ -246,11 +243,9 @@ impl Stats {
     pub(crate) async fn run(self, metrics: PrometheusHandle, mut stop: watch::Receiver<bool>) {
         let mut last_reading: Option<Instant> = None;
         loop {
+            // Only the sampler changes the history, so a view after this
+            // check finds it quiet too and wakes the sampler.
             let quiet = self.quiet() && !self.watched();
-            self.watchers.quiet.store(quiet, Ordering::SeqCst);
-            // A view after the check above either finds `quiet` set and
-            // wakes the sampler, or is seen here.
-            let quiet = quiet && !self.watched();
             let period = if quiet {
                 QUIET_PERIOD
             } else {
@@ -335,7 +330,9 @@ impl Stats {
             .last_view
             .lock()
             .unwrap_or_else(|e| e.into_inner()) = Some(Instant::now());
-        if self.watchers.quiet.load(Ordering::SeqCst) {
+        // A watched sampler keeps the wake-up for when it goes quiet,
+        // which costs one early reading.
+        if self.quiet() {
             self.watchers.wake.notify_one();
         }
         let history = self.history.lock().unwrap_or_else(|e| e.into_inner());
@@ -686,5 +683,40 @@ shanhai_timer_skipped_total{timer="t\"x"} 2
         let series = stats.view(33_000).series;
         assert_eq!(series.len(), 1);
         assert_eq!(series[0].t, 34_000 + day);
+    }
+
+    /// A dashboard's request wakes a sampler asleep for its quiet period:
+    /// the next reading comes at once, not 10 s later (time is paused, so
+    /// the sampler's sleep cannot end while the test runs).
+    #[tokio::test(start_paused = true)]
+    async fn a_view_wakes_a_quiet_sampler() {
+        let stats = Stats::new();
+        let idle = "shanhai_requests_total{module=\"a\",trigger=\"http\",status=\"200\"} 0\n";
+        for second in 0..=WINDOW as u64 {
+            stats.record(idle, second * 1000, 1, 1);
+        }
+        assert!(stats.quiet());
+        let samples = || stats.history.lock().unwrap().samples.len();
+        let before = samples();
+        let metrics = metrics_exporter_prometheus::PrometheusBuilder::new()
+            .build_recorder()
+            .handle();
+        let (_stop, stop) = watch::channel(false);
+        let started = tokio::time::Instant::now();
+        tokio::spawn(stats.clone().run(metrics, stop));
+        // The sampler runs to its sleep on this thread while the test yields.
+        for _ in 0..10 {
+            tokio::task::yield_now().await;
+        }
+        assert_eq!(samples(), before, "the sampler read before its period");
+        let _ = stats.view(0);
+        for _ in 0..100 {
+            if samples() > before {
+                break;
+            }
+            tokio::task::yield_now().await;
+        }
+        assert!(samples() > before, "the view did not wake the sampler");
+        assert!(started.elapsed() < Duration::from_secs(1));
     }
 }
