@@ -106,7 +106,14 @@ impl AdminClient {
         let response = tokio::time::timeout(TIMEOUT, self.client.request(request))
             .await
             .map_err(|_| anyhow::anyhow!("{method} {url}: no answer within {TIMEOUT:?}"))?
-            .with_context(|| format!("{method} {url}"))?;
+            .map_err(|err| {
+                let hint = if err.is_connect() {
+                    " (is a gateway running at that address, with its admin API on?)"
+                } else {
+                    ""
+                };
+                anyhow::Error::new(err).context(format!("{method} {url}{hint}"))
+            })?;
         let status = response.status();
         let body = response
             .into_body()

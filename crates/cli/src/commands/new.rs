@@ -11,9 +11,12 @@ mod embedded {
 /// Create a new module project that builds with one command and runs.
 ///
 /// The project carries a copy of the SDK under third_party/, so it builds
-/// offline. Go:   GOOS=wasip1 GOARCH=wasm go build -buildmode=c-shared -o NAME.wasm .
-/// Rust: cargo build --release --target wasm32-wasip1
+/// offline, with one command.
 #[derive(clap::Args)]
+#[command(after_help = "\
+Build the new project in its folder:
+  Go:    GOOS=wasip1 GOARCH=wasm go build -buildmode=c-shared -o NAME.wasm .
+  Rust:  cargo build --release --target wasm32-wasip1")]
 pub(crate) struct Args {
     /// Module name (letters, digits, '-', '_'); also the folder created.
     name: String,

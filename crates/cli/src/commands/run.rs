@@ -10,13 +10,13 @@ use shanhai_gateway::{Config, HttpTrigger, ModuleRegistry};
 use shanhai_runtime::Runtime;
 
 /// Invoke a module once, exactly as the gateway would, and print the result.
-///
-/// Examples:
-///   shanhai run hello.wasm                      GET /hello, print the body
-///   shanhai run hello.wasm --path '/hello?name=edge' -i
-///   shanhai run add.wasm add 2.5 3.7            call a numeric export → 6.2
-///   echo -n abc | shanhai run hello.wasm upper  call a byte function with stdin
 #[derive(clap::Args)]
+#[command(after_help = "\
+Examples:
+  shanhai run hello.wasm                      GET /hello, print the body
+  shanhai run hello.wasm --path '/hello?name=edge' -i
+  shanhai run add.wasm add 2.5 3.7            call a numeric export → 6.2
+  echo -n abc | shanhai run hello.wasm upper  call a byte function with stdin")]
 pub(crate) struct Args {
     /// The module file.
     file: PathBuf,

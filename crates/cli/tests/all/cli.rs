@@ -70,6 +70,21 @@ fn version_and_help() {
         let (ok, out, _) = shanhai(&[command, "--help"], &dir);
         assert!(ok && out.contains("Usage: shanhai"), "{command}: {out}");
     }
+    // Examples and build commands keep a line each (clap joins the lines
+    // of a paragraph unless told not to).
+    for (command, line) in [
+        ("run", "  shanhai run add.wasm add 2.5 3.7"),
+        (
+            "new",
+            "  Rust:  cargo build --release --target wasm32-wasip1",
+        ),
+    ] {
+        let (ok, out, _) = shanhai(&[command, "--help"], &dir);
+        assert!(
+            ok && out.lines().any(|l| l.starts_with(line)),
+            "{command}: {out}"
+        );
+    }
 }
 
 #[test]
@@ -139,4 +154,22 @@ fn new_rust_module_builds_and_runs() {
     );
     assert!(ok, "{err}");
     assert_eq!(out, "Hello, crab, from rusty\n");
+}
+
+/// `status` against an address where no gateway listens says what to
+/// check, beside the socket's error.
+#[test]
+fn status_without_a_gateway_says_what_to_check() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.local_addr().unwrap().port()
+    };
+    let admin = format!("http://127.0.0.1:{port}");
+    let (ok, _, err) = shanhai(&["status", "--admin", &admin], dir.path());
+    assert!(!ok, "status succeeded without a gateway");
+    assert!(
+        err.contains(&admin) && err.contains("is a gateway running at that address"),
+        "{err}"
+    );
 }
