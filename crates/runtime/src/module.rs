@@ -466,6 +466,27 @@ impl LoadedModule {
         }
     }
 
+    /// Creates instances up to `min_instances`; `false` when one could not
+    /// be made now (every slot busy, or it failed), to be tried again.
+    async fn refill(&self) -> bool {
+        for _ in 0..self.pool.deficit() {
+            let Some(_slot) = self.pool.try_slot() else {
+                return false;
+            };
+            match self.instantiate().await {
+                Ok(instance) => {
+                    let pooled = self.pool.adopt(instance);
+                    self.pool.put_back(pooled, false);
+                }
+                Err(err) => {
+                    tracing::warn!(module = self.name(), error = %err, "could not refill the instance pool");
+                    return false;
+                }
+            }
+        }
+        true
+    }
+
     /// Pages the module's compiled code out of memory when the module is
     /// dormant (see [`InstancePool::take_dormancy`]) and
     /// `runtime.release_idle_code` is on; the next event reads it back.
@@ -828,40 +849,45 @@ fn from_val(value: &Val) -> Option<NumValue> {
     }
 }
 
-/// Reaps idle instances past their `idle_timeout` and keeps the pool at
-/// `min_instances`, until the module is dropped.
+/// Reaps idle instances past their `idle_timeout`, keeps the pool at
+/// `min_instances` and pages dormant code out, until the module is
+/// dropped. Between chores it sleeps until the pool's next one, or until
+/// the pool wakes it: a module whose pool has nothing to reap costs an
+/// idle box no wake-up.
 fn spawn_pool_keeper(module: &Arc<LoadedModule>) {
     let weak = Arc::downgrade(module);
-    let interval = module.pool.reap_interval();
+    let wake = module.pool.keeper();
+    let retry = module.pool.refill_retry();
     tokio::spawn(async move {
         loop {
-            tokio::time::sleep(interval).await;
-            let Some(module) = weak.upgrade() else {
-                return;
-            };
-            let reaped = module.pool.reap();
-            if reaped > 0 {
-                tracing::debug!(module = module.name(), reaped, "reaped idle instances");
-            }
-            module.release_code_if_dormant();
-            if module.kind == ModuleKind::Command {
-                // Commands run in a fresh instance each; none is kept.
-                continue;
-            }
-            for _ in 0..module.pool.deficit() {
-                let Some(_slot) = module.pool.try_slot() else {
-                    break;
+            let next = {
+                let Some(module) = weak.upgrade() else {
+                    return;
                 };
-                match module.instantiate().await {
-                    Ok(instance) => {
-                        let pooled = module.pool.adopt(instance);
-                        module.pool.put_back(pooled, false);
-                    }
-                    Err(err) => {
-                        tracing::warn!(module = module.name(), error = %err, "could not refill the instance pool");
-                        break;
+                let reaped = module.pool.reap();
+                if reaped > 0 {
+                    tracing::debug!(module = module.name(), reaped, "reaped idle instances");
+                }
+                module.release_code_if_dormant();
+                let refilled = module.kind == ModuleKind::Command || module.refill().await;
+                let next = module
+                    .pool
+                    .next_chore(module.runtime.config.release_idle_code);
+                if refilled {
+                    next
+                } else {
+                    let retry_at = Instant::now() + retry;
+                    Some(next.map_or(retry_at, |at| at.min(retry_at)))
+                }
+            };
+            match next {
+                Some(at) => {
+                    tokio::select! {
+                        () = tokio::time::sleep_until(at.into()) => {}
+                        () = wake.notified() => {}
                     }
                 }
+                None => wake.notified().await,
             }
         }
     });

@@ -10,6 +10,12 @@
 //! - Instances are recycled after `max_requests_per_instance` events, idle
 //!   ones above `min_instances` are reaped after `idle_timeout`, and a
 //!   failed instance is discarded.
+//! - The module's keeper task does the reaping, the refilling and the
+//!   paging out of dormant code. It sleeps until [`InstancePool::next_chore`]
+//!   and is woken ([`InstancePool::keeper`]) only by what that plan could
+//!   not foresee: a new instance, one lost, code read back in. A pool with
+//!   nothing to reap leaves its keeper asleep, so an idle box is not woken
+//!   for it.
 //!
 //! The pool does not know how to create instances; the module does, and
 //! hands them to [`InstancePool::adopt`].
@@ -93,6 +99,8 @@ pub(crate) struct InstancePool<I> {
     last_event: AtomicU64,
     /// Cleared when the module's code is paged out, set by the next event.
     code_resident: AtomicBool,
+    /// Wakes the keeper for work [`Self::next_chore`] did not plan.
+    keeper: Arc<Notify>,
     /// Metric handles, resolved once: looking them up by name and labels on
     /// every event would cost more than a small guest call.
     idle_gauge: metrics::Gauge,
@@ -128,6 +136,49 @@ impl<I> InstancePool<I> {
             born: Instant::now(),
             last_event: AtomicU64::new(0),
             code_resident: AtomicBool::new(true),
+            keeper: Arc::new(Notify::new()),
+        }
+    }
+
+    /// What wakes the keeper: a new instance (it may outlive
+    /// `idle_timeout`), one retired or discarded (below `min_instances`),
+    /// code read back in (it may go dormant again), the pool dropped.
+    pub(crate) fn keeper(&self) -> Arc<Notify> {
+        Arc::clone(&self.keeper)
+    }
+
+    /// When the keeper has work next, as far as the pool can tell now: the
+    /// oldest idle instance above `min_instances` reaching `idle_timeout`,
+    /// or, with `plan_dormancy` (`runtime.release_idle_code`), the code
+    /// going dormant. `None`: nothing until something wakes the keeper.
+    /// With the instances above `min_instances` all busy, `idle_timeout`
+    /// from now: none can expire sooner, and a look then plans anew; the
+    /// same for dormancy that is due but was declined (an event still
+    /// runs).
+    pub(crate) fn next_chore(&self, plan_dormancy: bool) -> Option<Instant> {
+        let now = Instant::now();
+        let live = self.live.load(Ordering::Acquire);
+        let expiry = (live > self.min_instances).then(|| {
+            let oldest = self.idle.lock().unwrap().first().map(|i| i.idle_since);
+            oldest.unwrap_or(now) + self.idle_timeout
+        });
+        let resident = self.code_resident.load(Ordering::Relaxed);
+        let dormancy = (plan_dormancy && live == 0 && resident).then(|| {
+            // `last_event` is whole milliseconds plus one: never before the
+            // event. A module never called is due at once (`take_dormancy`).
+            let due = match self.last_event.load(Ordering::Relaxed) {
+                0 => now,
+                at => self.born + Duration::from_millis(at) + self.idle_timeout,
+            };
+            if due > now {
+                due
+            } else {
+                now + self.idle_timeout
+            }
+        });
+        match (expiry, dormancy) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
         }
     }
 
@@ -140,6 +191,7 @@ impl<I> InstancePool<I> {
         // between the workers even when nothing changes.
         if !self.code_resident.load(Ordering::Relaxed) {
             self.code_resident.store(true, Ordering::Relaxed);
+            self.keeper.notify_one();
         }
         // A borrowed permit: an owned one clones the semaphore's `Arc` on
         // every event.
@@ -199,6 +251,7 @@ impl<I> InstancePool<I> {
         self.live.fetch_add(1, Ordering::AcqRel);
         self.created.fetch_add(1, Ordering::Relaxed);
         self.publish();
+        self.keeper.notify_one();
         Pooled {
             instance,
             uses: 0,
@@ -216,6 +269,7 @@ impl<I> InstancePool<I> {
             self.live.fetch_sub(1, Ordering::AcqRel);
             self.recycled.fetch_add(1, Ordering::Relaxed);
             self.publish();
+            self.keeper.notify_one();
         } else {
             instance.idle_since = Instant::now();
             let mut idle = self.idle.lock().unwrap();
@@ -233,6 +287,7 @@ impl<I> InstancePool<I> {
         self.live.fetch_sub(1, Ordering::AcqRel);
         self.discarded.fetch_add(1, Ordering::Relaxed);
         self.publish();
+        self.keeper.notify_one();
     }
 
     /// Drops idle instances above `min_instances` that have been idle longer
@@ -284,8 +339,9 @@ impl<I> InstancePool<I> {
             .saturating_sub(self.live.load(Ordering::Acquire))
     }
 
-    /// How often the reaper should look.
-    pub(crate) fn reap_interval(&self) -> Duration {
+    /// How long the keeper waits to try again after a refill it could not
+    /// make (every slot busy, or the instance failed).
+    pub(crate) fn refill_retry(&self) -> Duration {
         (self.idle_timeout / 2).clamp(Duration::from_millis(100), Duration::from_secs(30))
     }
 
@@ -316,5 +372,112 @@ impl<I> InstancePool<I> {
         let live = self.live.load(Ordering::Acquire);
         self.idle_gauge.set(idle as f64);
         self.busy_gauge.set(live.saturating_sub(idle) as f64);
+    }
+}
+
+impl<I> Drop for InstancePool<I> {
+    /// Wakes the keeper, which then finds the module gone and ends.
+    fn drop(&mut self) {
+        self.keeper.notify_one();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pool(min_instances: usize, idle_timeout_ms: u64) -> InstancePool<u32> {
+        InstancePool::new(
+            Arc::from("keeper-test"),
+            &ModuleLimits {
+                min_instances,
+                max_instances: 4,
+                idle_timeout: Duration::from_millis(idle_timeout_ms),
+                ..ModuleLimits::default()
+            },
+        )
+    }
+
+    /// The keeper's plan: an idle instance above `min_instances` is looked
+    /// at when it reaches `idle_timeout`; a pool at `min_instances` whose
+    /// code stays (or has gone) plans nothing, so its keeper sleeps until
+    /// woken.
+    #[tokio::test]
+    async fn the_keeper_plans_only_what_can_expire() {
+        let timeout = Duration::from_secs(60);
+        let kept = pool(1, 60_000);
+        let instance = kept.adopt(1);
+        kept.put_back(instance, false);
+        assert_eq!(kept.next_chore(true), None, "the one kept instance expires");
+
+        let spare = pool(0, 60_000);
+        let instance = spare.adopt(1);
+        let put_back = Instant::now();
+        spare.put_back(instance, false);
+        let at = spare.next_chore(false).expect("an idle instance to reap");
+        assert!(at >= put_back + timeout && at <= Instant::now() + timeout);
+
+        // All busy: none can expire before a full idle_timeout from now.
+        let busy = spare.pop_idle().unwrap();
+        let from = Instant::now();
+        let at = spare.next_chore(false).unwrap();
+        assert!(at >= from + timeout, "{:?}", at - from);
+        spare.discard(busy);
+
+        // No instance left: dormancy planned only when the code may go.
+        assert_eq!(spare.next_chore(false), None);
+        assert!(spare.next_chore(true).is_some());
+        // Never called: dormant at once; once paged out, nothing planned.
+        assert!(spare.take_dormancy());
+        assert_eq!(spare.next_chore(true), None);
+        // An event brings the code back: dormant idle_timeout after it.
+        let event = Instant::now();
+        drop(spare.acquire().await.unwrap());
+        let due = spare.next_chore(true).expect("the code's dormancy");
+        // (`last_event` counts whole milliseconds, rounded up here.)
+        let latest = Instant::now() + timeout + Duration::from_millis(1);
+        assert!(due >= event + timeout && due <= latest);
+        assert!(!spare.take_dormancy(), "dormant right after an event");
+    }
+
+    /// Due dormancy that `take_dormancy` declines (an event holds a slot)
+    /// is looked at again a full `idle_timeout` later, not at once: the
+    /// keeper must not spin.
+    #[test]
+    fn declined_dormancy_is_not_planned_in_the_past() {
+        let pool = pool(0, 20);
+        let slot = pool.try_slot().unwrap();
+        std::thread::sleep(Duration::from_millis(40));
+        assert!(!pool.take_dormancy(), "dormant while a slot is held");
+        let from = Instant::now();
+        let at = pool.next_chore(true).unwrap();
+        assert!(at >= from + Duration::from_millis(20), "{:?}", at - from);
+        drop(slot);
+        assert!(pool.take_dormancy());
+        assert_eq!(pool.next_chore(true), None, "paged out: nothing planned");
+    }
+
+    /// What the plan cannot foresee wakes the keeper: a new instance, one
+    /// discarded, code read back in by an event.
+    #[tokio::test]
+    async fn surprises_wake_the_keeper() {
+        let pool = pool(0, 20);
+        let wake = pool.keeper();
+        let woken = || {
+            let wake = Arc::clone(&wake);
+            async move {
+                tokio::time::timeout(Duration::from_secs(5), wake.notified())
+                    .await
+                    .is_ok()
+            }
+        };
+        let instance = pool.adopt(1);
+        assert!(woken().await, "adopt");
+        pool.discard(instance);
+        assert!(woken().await, "discard");
+        std::thread::sleep(Duration::from_millis(40));
+        assert!(pool.take_dormancy());
+        drop(pool.acquire().await.unwrap());
+        assert!(woken().await, "code read back in");
     }
 }
