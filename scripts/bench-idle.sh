@@ -38,6 +38,8 @@ done
 start_work idle
 server_pin=()
 mkdir -p "$results"
+# The tree as built, not as it is when the windows end.
+commit="$(git -C "$root" rev-parse --short HEAD)$(git -C "$root" diff --quiet HEAD || echo '+changes')"
 echo "== building" >&2
 build_for_bench
 bash "$root/scripts/build-examples.sh" "$work/modules" >/dev/null
@@ -122,7 +124,6 @@ medians() {
     }' "$1" | sort
 }
 
-commit="$(git -C "$root" rev-parse --short HEAD)$(git -C "$root" diff --quiet || echo '+changes')"
 {
   echo "Commit \`$commit\`, $(date -u '+%Y-%m-%d %H:%M UTC'). Command: \`scripts/bench-idle.sh\`" \
     "($runs windows of $seconds s, after $settle s quiet; the quick-start config, every example loaded)."

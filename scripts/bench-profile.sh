@@ -59,6 +59,8 @@ mkdir -p "$results/perf" "$results/wrk"
 results="$(cd "$results" && pwd)"
 started="$(date -u +%Y-%m-%dT%H:%M:%SZ)"
 
+# The tree as built, not as it is when the runs end.
+commit="$(git -C "$root" rev-parse --short HEAD)$(git -C "$root" diff --quiet HEAD || echo '+changes')"
 echo "== building" >&2
 build_for_bench
 "$root/scripts/build-examples.sh" "$work/modules" 2>/dev/null
@@ -105,6 +107,6 @@ profile native-readings "$native_pid" "$native/json2k/readings" readings.lua
 
 bench_python
 "$bench_python" "$root/bench/profile.py" --results "$results" --started "$started" --frequency "$frequency" \
-  --commit "$(git -C "$root" rev-parse --short HEAD)$(git -C "$root" diff --quiet HEAD || echo '+changes')" \
+  --commit "$commit" \
   >"$results/results.md"
 echo "bench-profile.sh: $results/results.md" >&2
