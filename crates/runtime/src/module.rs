@@ -869,6 +869,7 @@ fn spawn_pool_keeper(module: &Arc<LoadedModule>) {
                     tracing::debug!(module = module.name(), reaped, "reaped idle instances");
                 }
                 module.release_code_if_dormant();
+                // Commands run in a fresh instance each; none is kept.
                 let refilled = module.kind == ModuleKind::Command || module.refill().await;
                 let next = module
                     .pool
