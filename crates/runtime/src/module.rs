@@ -849,6 +849,28 @@ fn from_val(value: &Val) -> Option<NumValue> {
     }
 }
 
+/// The keeper looks no more often than this, whatever its pool plans: an
+/// `idle_timeout_ms` of 0 would otherwise have it spin while an instance
+/// above `min_instances` is busy.
+const KEEPER_MIN_GAP: Duration = Duration::from_millis(100);
+
+/// When the keeper looks next: at its pool's plan (`None`: only when
+/// woken), within `retry` when a refill could not be made, and never
+/// sooner than [`KEEPER_MIN_GAP`] after `now`.
+fn keeper_wake_at(
+    plan: Option<Instant>,
+    refilled: bool,
+    retry: Duration,
+    now: Instant,
+) -> Option<Instant> {
+    let retry_at = (!refilled).then(|| now + retry);
+    let at = match (plan, retry_at) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    };
+    at.map(|at| at.max(now + KEEPER_MIN_GAP))
+}
+
 /// Reaps idle instances past their `idle_timeout`, keeps the pool at
 /// `min_instances` and pages dormant code out, until the module is
 /// dropped. Between chores it sleeps until the pool's next one, or until
@@ -871,15 +893,10 @@ fn spawn_pool_keeper(module: &Arc<LoadedModule>) {
                 module.release_code_if_dormant();
                 // Commands run in a fresh instance each; none is kept.
                 let refilled = module.kind == ModuleKind::Command || module.refill().await;
-                let next = module
+                let plan = module
                     .pool
                     .next_chore(module.runtime.config.release_idle_code);
-                if refilled {
-                    next
-                } else {
-                    let retry_at = Instant::now() + retry;
-                    Some(next.map_or(retry_at, |at| at.min(retry_at)))
-                }
+                keeper_wake_at(plan, refilled, retry, Instant::now())
             };
             match next {
                 Some(at) => {
@@ -892,4 +909,35 @@ fn spawn_pool_keeper(module: &Arc<LoadedModule>) {
             }
         }
     });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The keeper sleeps without a plan, follows its pool's plan, retries
+    /// a refill it could not make, and never looks again sooner than
+    /// [`KEEPER_MIN_GAP`] (a plan due already, as with an `idle_timeout`
+    /// of 0, would have it spin).
+    #[test]
+    fn the_keeper_wakes_by_plan_retry_and_never_in_a_loop() {
+        let now = Instant::now();
+        let retry = Duration::from_secs(30);
+        let later = now + Duration::from_secs(60);
+        assert_eq!(keeper_wake_at(None, true, retry, now), None);
+        assert_eq!(keeper_wake_at(Some(later), true, retry, now), Some(later));
+        assert_eq!(keeper_wake_at(None, false, retry, now), Some(now + retry));
+        assert_eq!(
+            keeper_wake_at(Some(later), false, retry, now),
+            Some(now + retry)
+        );
+        assert_eq!(
+            keeper_wake_at(Some(now), true, retry, now),
+            Some(now + KEEPER_MIN_GAP)
+        );
+        assert_eq!(
+            keeper_wake_at(None, false, Duration::ZERO, now),
+            Some(now + KEEPER_MIN_GAP)
+        );
+    }
 }
