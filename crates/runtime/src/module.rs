@@ -864,11 +864,8 @@ fn keeper_wake_at(
     now: Instant,
 ) -> Option<Instant> {
     let retry_at = (!refilled).then(|| now + retry);
-    let at = match (plan, retry_at) {
-        (Some(a), Some(b)) => Some(a.min(b)),
-        (a, b) => a.or(b),
-    };
-    at.map(|at| at.max(now + KEEPER_MIN_GAP))
+    let earliest = plan.into_iter().chain(retry_at).min();
+    earliest.map(|at| at.max(now + KEEPER_MIN_GAP))
 }
 
 /// Reaps idle instances past their `idle_timeout`, keeps the pool at

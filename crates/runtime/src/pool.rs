@@ -176,10 +176,7 @@ impl<I> InstancePool<I> {
                 now + self.idle_timeout
             }
         });
-        match (expiry, dormancy) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        }
+        expiry.into_iter().chain(dormancy).min()
     }
 
     /// A slot for one event, waiting in the bounded queue when every slot

@@ -168,6 +168,16 @@ impl Totals {
 }
 
 impl History {
+    /// Whether the last [`WINDOW`] seconds held fewer events than seconds.
+    fn quiet(&self) -> bool {
+        match (self.totals.front(), self.totals.back()) {
+            (Some(oldest), Some(newest)) if self.totals.len() > WINDOW => {
+                newest.requests - oldest.requests < WINDOW as f64
+            }
+            _ => false,
+        }
+    }
+
     /// Appends one second ending at `t`, with the totals at its end.
     fn push_second(
         &mut self,
@@ -276,13 +286,10 @@ impl Stats {
 
     /// Whether the last [`WINDOW`] seconds held fewer events than seconds.
     fn quiet(&self) -> bool {
-        let history = self.history.lock().unwrap_or_else(|e| e.into_inner());
-        match (history.totals.front(), history.totals.back()) {
-            (Some(oldest), Some(newest)) if history.totals.len() > WINDOW => {
-                newest.requests - oldest.requests < WINDOW as f64
-            }
-            _ => false,
-        }
+        self.history
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .quiet()
     }
 
     /// Whether the figures were asked for within [`WATCHED_FOR`].
@@ -330,12 +337,12 @@ impl Stats {
             .last_view
             .lock()
             .unwrap_or_else(|e| e.into_inner()) = Some(Instant::now());
+        let history = self.history.lock().unwrap_or_else(|e| e.into_inner());
         // A watched sampler keeps the wake-up for when it goes quiet,
         // which costs one early reading.
-        if self.quiet() {
+        if history.quiet() {
             self.watchers.wake.notify_one();
         }
-        let history = self.history.lock().unwrap_or_else(|e| e.into_inner());
         let seconds = history.modules.len().saturating_sub(1).max(1) as f64;
         let empty = ModuleTotals::new();
         let oldest = history.modules.front().unwrap_or(&empty);
