@@ -566,7 +566,7 @@ mod tests {
         let module = runtime
             .load(
                 "m",
-                b"(module (func (export \"noop\")))".to_vec(),
+                wat::parse_str(r#"(module (func (export "noop")))"#).unwrap(),
                 shanhai_runtime::ModuleSettings::default(),
             )
             .await

@@ -161,7 +161,7 @@ mod tests {
             ..ModuleSettings::default()
         };
         let module = runtime
-            .load("spin", SPIN.as_bytes().to_vec(), settings)
+            .load("spin", wat::parse_str(SPIN).unwrap(), settings)
             .await
             .unwrap();
         let ticker = runtime.ticker();

@@ -32,7 +32,7 @@ async fn load(wat: &str, limits: ModuleLimits) -> Arc<LoadedModule> {
         ..ModuleSettings::default()
     };
     runtime
-        .load("m", wat.as_bytes().to_vec(), settings)
+        .load("m", wat::parse_str(wat).unwrap(), settings)
         .await
         .unwrap()
 }

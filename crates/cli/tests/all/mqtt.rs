@@ -338,53 +338,85 @@ fn mqtt_section(url: Option<&str>, client_id: &str) -> String {
     }
 }
 
+/// Writes one MQTT packet of type and flags `kind` (its first byte).
+fn write_packet(stream: &mut std::net::TcpStream, kind: u8, body: &[u8]) {
+    use std::io::Write;
+    let mut packet = vec![kind];
+    let mut len = body.len();
+    loop {
+        let byte = (len % 128) as u8;
+        len /= 128;
+        packet.push(if len > 0 { byte | 0x80 } else { byte });
+        if len == 0 {
+            break;
+        }
+    }
+    packet.extend_from_slice(body);
+    stream.write_all(&packet).unwrap();
+}
+
+/// Reads one MQTT packet: its first byte and its body.
+fn read_packet(stream: &mut std::net::TcpStream) -> std::io::Result<(u8, Vec<u8>)> {
+    use std::io::Read;
+    let mut byte = [0u8; 1];
+    stream.read_exact(&mut byte)?;
+    let kind = byte[0];
+    let (mut len, mut shift) = (0usize, 0);
+    loop {
+        stream.read_exact(&mut byte)?;
+        len |= usize::from(byte[0] & 0x7f) << shift;
+        shift += 7;
+        if byte[0] & 0x80 == 0 {
+            break;
+        }
+    }
+    let mut body = vec![0u8; len];
+    stream.read_exact(&mut body)?;
+    Ok((kind, body))
+}
+
+/// A CONNECT's body with clean start and keep-alive `keep_alive`: MQTT 5
+/// (no properties) or 3.1.1.
+fn connect_body(v5: bool, keep_alive: u16, client_id: &str) -> Vec<u8> {
+    let level = if v5 { 5 } else { 4 };
+    // Protocol name, level, flags (clean session), keep-alive.
+    let mut connect = vec![0, 4, b'M', b'Q', b'T', b'T', level, 0x02];
+    connect.extend_from_slice(&keep_alive.to_be_bytes());
+    if v5 {
+        connect.push(0); // properties: none
+    }
+    connect.extend_from_slice(&(client_id.len() as u16).to_be_bytes());
+    connect.extend_from_slice(client_id.as_bytes());
+    connect
+}
+
 /// Publishes one QoS 1 message as a device that switches keep-alive off
 /// (0 in its CONNECT), on MQTT 3.1.1 or 5, and returns once the broker
 /// acknowledged it. The packets are written here: mosquitto_pub refuses
 /// `-k 0`, and so does rumqttc's MQTT 5 client.
 fn publish_with_keep_alive_0(addr: SocketAddr, v5: bool, topic: &str, payload: &[u8]) {
-    use std::io::{Read, Write};
     let mut stream = std::net::TcpStream::connect(addr).unwrap();
     stream
         .set_read_timeout(Some(Duration::from_secs(10)))
         .unwrap();
-    // MQTT 5 packets carry properties: none here (length 0).
-    let properties: &[u8] = if v5 { &[0] } else { &[] };
     let client_id = format!("keep-alive-0-v{}", if v5 { 5 } else { 4 });
-    let level = if v5 { 5 } else { 4 };
-    // Protocol name, level, flags (clean session), keep-alive 0.
-    let mut connect = vec![0, 4, b'M', b'Q', b'T', b'T', level, 0x02, 0, 0];
-    connect.extend_from_slice(properties);
-    connect.extend_from_slice(&(client_id.len() as u16).to_be_bytes());
-    connect.extend_from_slice(client_id.as_bytes());
+    let connect = connect_body(v5, 0, &client_id);
     let mut publish = (topic.len() as u16).to_be_bytes().to_vec();
     publish.extend_from_slice(topic.as_bytes());
     publish.extend_from_slice(&[0, 1]); // packet id
-    publish.extend_from_slice(properties);
+    if v5 {
+        publish.push(0); // properties: none
+    }
     publish.extend_from_slice(payload);
     // CONNECT → CONNACK, PUBLISH (QoS 1) → PUBACK.
     for (kind, body, answer) in [(0x10u8, connect, 0x20u8), (0x32, publish, 0x40)] {
-        let mut packet = vec![kind];
-        let mut len = body.len();
-        loop {
-            let byte = (len % 128) as u8;
-            len /= 128;
-            packet.push(if len > 0 { byte | 0x80 } else { byte });
-            if len == 0 {
-                break;
-            }
-        }
-        packet.extend_from_slice(&body);
-        stream.write_all(&packet).unwrap();
-        let mut head = [0u8; 2];
-        stream.read_exact(&mut head).unwrap_or_else(|err| {
+        write_packet(&mut stream, kind, &body);
+        let (head, rest) = read_packet(&mut stream).unwrap_or_else(|err| {
             panic!(
                 "no answer to packet {kind:#x} of a client with keep-alive 0 (MQTT 5: {v5}): {err}"
             )
         });
-        let mut rest = vec![0u8; usize::from(head[1])];
-        stream.read_exact(&mut rest).unwrap();
-        assert_eq!(head[0] & 0xf0, answer, "answer {head:?} {rest:?}");
+        assert_eq!(head & 0xf0, answer, "answer {head:#x} {rest:?}");
         if answer == 0x20 {
             assert_eq!(rest[1], 0, "the CONNACK refuses: {rest:?}");
         }
@@ -392,7 +424,7 @@ fn publish_with_keep_alive_0(addr: SocketAddr, v5: bool, topic: &str, payload: &
             assert!(rest[2] < 0x80, "the PUBACK reports a failure: {rest:?}");
         }
     }
-    stream.write_all(&[0xe0, 0]).unwrap(); // DISCONNECT
+    write_packet(&mut stream, 0xe0, &[]); // DISCONNECT
 }
 
 /// `mosquitto_pub`, the way a device publishes (MQTT 3.1.1 unless told).
@@ -1732,6 +1764,56 @@ async fn the_embedded_broker_logs_no_error_for_a_port_probe() {
     let logs = gw.logs();
     let errors = error_lines(&logs);
     assert!(errors.is_empty(), "errors logged:\n{}", errors.join("\n"));
+}
+
+/// A client that connects with an empty client id (clean start) is given
+/// one: on MQTT 5 the CONNACK names it (Assigned Client Identifier),
+/// `rumqtt-` and 32 hex digits, a new one for each connection (vendored
+/// rumqttd, patch 11); on MQTT 3.1.1 it is accepted and named nowhere.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_client_without_an_id_is_given_one() {
+    let (_modules, gw, v5) = embedded_broker_gateway("unnamed");
+    let (v4, _) = gw.mqtt.unwrap();
+    let connect = |addr: SocketAddr, v5: bool| {
+        let mut stream = std::net::TcpStream::connect(addr).unwrap();
+        stream
+            .set_read_timeout(Some(Duration::from_secs(10)))
+            .unwrap();
+        write_packet(&mut stream, 0x10, &connect_body(v5, 30, ""));
+        let (kind, connack) = read_packet(&mut stream).expect("a CONNACK");
+        assert_eq!(kind, 0x20, "a CONNACK, got {kind:#x} {connack:?}");
+        assert_eq!(connack[1], 0, "the CONNACK refuses: {connack:?}");
+        // The connection is usable: PINGREQ → PINGRESP.
+        write_packet(&mut stream, 0xc0, &[]);
+        assert_eq!(read_packet(&mut stream).expect("a PINGRESP").0, 0xd0);
+        connack
+    };
+    let mut assigned = Vec::new();
+    for _ in 0..2 {
+        let connack = connect(v5, true);
+        // Flags, reason code, properties: (length < 128) id, value.
+        let properties = &connack[3..3 + usize::from(connack[2])];
+        let at = properties
+            .iter()
+            .position(|&id| id == 0x12)
+            .unwrap_or_else(|| panic!("no Assigned Client Identifier in {connack:?}"));
+        let len = usize::from(u16::from_be_bytes([properties[at + 1], properties[at + 2]]));
+        let id = std::str::from_utf8(&properties[at + 3..at + 3 + len]).unwrap();
+        let hex = id
+            .strip_prefix("rumqtt-")
+            .unwrap_or_else(|| panic!("assigned {id}"));
+        assert!(
+            hex.len() == 32 && hex.bytes().all(|b| b.is_ascii_hexdigit()),
+            "assigned {id}"
+        );
+        assigned.push(id.to_owned());
+    }
+    assert_ne!(assigned[0], assigned[1], "one id for two clients");
+    assert_eq!(
+        connect(v4, false).len(),
+        2,
+        "an MQTT 3.1.1 CONNACK is two bytes"
+    );
 }
 
 /// The lines of a gateway's JSON log at level ERROR.
