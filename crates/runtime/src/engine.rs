@@ -490,6 +490,9 @@ impl Runtime {
         wasm: Vec<u8>,
         sha256: &str,
     ) -> Result<(Module, bool), LoadError> {
+        if let Some(reason) = not_a_binary(&wasm) {
+            return Err(LoadError::Compile(reason));
+        }
         let from_cache = |inner: &RuntimeInner, sha256: &str| {
             inner
                 .cache
@@ -693,6 +696,30 @@ pub fn module_version(wasm: &[u8]) -> String {
 
 /// Bytes of the SHA-256 that make up a module version.
 pub(crate) const VERSION_BYTES: usize = 6;
+
+/// Why `bytes` are not a WebAssembly binary, or `None` when they start as
+/// one (`\0asm`). wasmparser would say it too, as two arrays of bytes on
+/// nine lines; this names the likely mistake in one line.
+pub(crate) fn not_a_binary(bytes: &[u8]) -> Option<String> {
+    if bytes.starts_with(b"\0asm") {
+        return None;
+    }
+    let what = if bytes.is_empty() {
+        "the file is empty"
+    } else if [&b"("[..], b";;"]
+        .iter()
+        .any(|start| bytes.trim_ascii_start().starts_with(start))
+    {
+        "it looks like WebAssembly text (WAT), which the gateway does not \
+         compile: convert it first, e.g. `wasm-tools parse FILE.wat -o FILE.wasm`"
+    } else if bytes.starts_with(b"\x7fELF") {
+        "it is an ELF file, such as compiled code from `shanhai compile`, \
+         which goes to a gateway with `shanhai deploy --precompiled`"
+    } else {
+        "it does not start with WebAssembly's magic number, \\0asm"
+    };
+    Some(format!("not a WebAssembly binary: {what}"))
+}
 
 pub(crate) fn hex(bytes: &[u8]) -> String {
     use std::fmt::Write;

@@ -157,6 +157,9 @@ impl CrossCompiler {
 
     /// Compiles `wasm`, returning wasmtime's serialized code.
     pub fn compile(&self, wasm: &[u8]) -> anyhow::Result<Vec<u8>> {
+        if let Some(reason) = crate::engine::not_a_binary(wasm) {
+            anyhow::bail!(reason);
+        }
         Ok(self.engine.precompile_module(wasm)?)
     }
 }

@@ -46,16 +46,39 @@ fn run_calls_exports_functions_and_handlers() {
     assert!(err.contains("400"), "{err}");
 }
 
+/// A file that is not a WebAssembly binary is refused in one line that
+/// names the file and what it looks like.
 #[test]
 fn run_refuses_broken_files_clearly() {
     let dir = tempfile::tempdir().unwrap();
-    std::fs::write(dir.path().join("junk.wasm"), b"definitely not wasm").unwrap();
-    let (ok, _, err) = shanhai(&["run", "junk.wasm", "--no-cache"], dir.path());
-    assert!(!ok);
-    assert!(
-        err.contains("junk.wasm") && err.contains("invalid module"),
-        "{err}"
-    );
+    let cases: [(&str, &[u8], &str); 4] = [
+        ("junk", b"definitely not wasm", "magic number, \\0asm"),
+        ("empty", b"", "the file is empty"),
+        (
+            "text",
+            b";; add\n(module (func (export \"add\") (param f64 f64) (result f64)))",
+            "WebAssembly text (WAT)",
+        ),
+        (
+            "code",
+            b"\x7fELF\x02\x01\x01",
+            "shanhai deploy --precompiled",
+        ),
+    ];
+    for (name, bytes, says) in cases {
+        let file = format!("{name}.wasm");
+        std::fs::write(dir.path().join(&file), bytes).unwrap();
+        let (ok, _, err) = shanhai(&["run", &file, "--no-cache"], dir.path());
+        assert!(!ok, "{file} ran");
+        let refusal: Vec<&str> = err.lines().filter(|l| l.starts_with("error:")).collect();
+        assert_eq!(refusal.len(), 1, "{file}: {err}");
+        assert!(
+            refusal[0].contains(&file)
+                && refusal[0].contains("invalid module: not a WebAssembly binary")
+                && refusal[0].contains(says),
+            "{file}: {err}"
+        );
+    }
 }
 
 #[test]
