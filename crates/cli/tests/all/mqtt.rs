@@ -1793,15 +1793,15 @@ async fn a_client_without_an_id_is_given_one() {
         let connack = connect(v5, true);
         // Flags, reason code, properties: (length < 128) id, value.
         let properties = &connack[3..3 + usize::from(connack[2])];
+        // The property: identifier 0x12, a two-byte length, the string.
         let at = properties
-            .iter()
-            .position(|&id| id == 0x12)
+            .windows(7)
+            .position(|w| w == b"rumqtt-")
+            .filter(|&at| at >= 3 && properties[at - 3] == 0x12)
             .unwrap_or_else(|| panic!("no Assigned Client Identifier in {connack:?}"));
-        let len = usize::from(u16::from_be_bytes([properties[at + 1], properties[at + 2]]));
-        let id = std::str::from_utf8(&properties[at + 3..at + 3 + len]).unwrap();
-        let hex = id
-            .strip_prefix("rumqtt-")
-            .unwrap_or_else(|| panic!("assigned {id}"));
+        let len = usize::from(u16::from_be_bytes([properties[at - 2], properties[at - 1]]));
+        let id = std::str::from_utf8(&properties[at..at + len]).unwrap();
+        let hex = &id["rumqtt-".len()..];
         assert!(
             hex.len() == 32 && hex.bytes().all(|b| b.is_ascii_hexdigit()),
             "assigned {id}"
