@@ -704,12 +704,10 @@ pub(crate) fn not_a_binary(bytes: &[u8]) -> Option<String> {
     if bytes.starts_with(b"\0asm") {
         return None;
     }
+    let text = bytes.trim_ascii_start();
     let what = if bytes.is_empty() {
         "the file is empty"
-    } else if [&b"("[..], b";;"]
-        .iter()
-        .any(|start| bytes.trim_ascii_start().starts_with(start))
-    {
+    } else if text.starts_with(b"(") || text.starts_with(b";;") {
         "it looks like WebAssembly text (WAT), which the gateway does not \
          compile: convert it first, e.g. `wasm-tools parse FILE.wat -o FILE.wasm`"
     } else if bytes.starts_with(b"\x7fELF") {
