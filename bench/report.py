@@ -988,6 +988,13 @@ def verbatim_section(folder):
     return f"Its tables, as the script wrote them; raw: `{rel(folder)}/`.\n\n{text}"
 
 
+def steal_cell(section):
+    """The host's steal during a section, as the sections table shows it;
+    "–" for a run recorded before bench-all.sh measured it."""
+    steal = section.get("steal_percent")
+    return "–" if steal is None else f"{steal:.1f}%"
+
+
 def build_block(run, results, charts, commit):
     """The Markdown block: header, sections' tables, charts (their folder
     written CHARTS/); returns (block, the chart files made)."""
@@ -1006,10 +1013,15 @@ def build_block(run, results, charts, commit):
              + ("CPU pinning as the command sets it." if re.search(r"BENCH_\w+_CPUS=\S", run["command"])
                 else "Nothing was pinned: the load generators and the servers share the cores."),
              "",
-             table(["section", "script (its command is under its heading)", "commit", "took"],
+             table(["section", "script (its command is under its heading)", "commit", "took",
+                    "cores taken by the host (steal)"],
                    [[name, f"`{s['script']}`", f"`{s.get('commit', commit)}`",
-                     f"{(s['seconds'] or 0) // 60}m{(s['seconds'] or 0) % 60:02d}s"]
-                    for name, s in sections.items()])]
+                     f"{(s['seconds'] or 0) // 60}m{(s['seconds'] or 0) % 60:02d}s", steal_cell(s)]
+                    for name, s in sections.items()]),
+             "",
+             "The last column is the share of the cores' time the virtual machine's host gave to others "
+             "during the section (`steal` in /proc/stat; `scripts/bench-all.sh` warns at 5% or more): a "
+             "section's figures lose that share unevenly, the gateway and its reference alike but not in step."]
     made, ratios, bodies = [], [], {}
     # The chart's caption names each section's commit that differs from the run's.
     rerun = []

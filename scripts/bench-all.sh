@@ -18,7 +18,8 @@
 # Any BENCH_*, FOOTPRINT_* or RELOAD_* variable set here reaches every section (so
 # BENCH_RUNS=5 means five runs of each), except BENCH_RESULTS, which is set
 # per section. run.json records the commit, the machine, the times, and each
-# section's command line (with the settings its script reads) and duration;
+# section's command line (with the settings its script reads), duration and
+# the share of the cores the virtual machine's host took meanwhile (steal);
 # logs/<section>.log holds what it printed.
 #
 # Environment (defaults in brackets):
@@ -116,7 +117,7 @@ versions_file="$out/logs/versions.txt"
 
 started_utc="$(date -u +%Y-%m-%dT%H:%M:%SZ)"
 # One line per section: name, script, command line, status, seconds, start,
-# end, commit.
+# end, commit, the host's steal in percent.
 sections_file="$out/logs/sections.tsv"
 if [[ "$keep" == 1 && -f "$out/run.json" && -f "$sections_file" ]]; then
   # The last run's other sections stay: their lines, its start, its
@@ -132,6 +133,8 @@ for line in open(tsv):
         continue
     if len(fields) == 7:
         fields.append(run["commit"])
+    if len(fields) == 8:
+        fields.append("")
     lines.append("\t".join(fields) + "\n")
 open(tsv, "w").writelines(lines)
 print(" ".join(name for name in run["selected"] if name not in rerun))
@@ -175,10 +178,10 @@ with open(versions) as f:
 runs = {}
 with open(done_file) as f:
     for line in f:
-        name, script, cmd, status, seconds, start, end, section_commit = line.rstrip("\n").split("\t")
+        name, script, cmd, status, seconds, start, end, section_commit, steal = line.rstrip("\n").split("\t")
         runs[name] = {"script": script, "command": cmd, "status": status,
                       "seconds": int(seconds) if seconds else None, "started": start, "ended": end or None,
-                      "commit": section_commit}
+                      "commit": section_commit, "steal_percent": float(steal) if steal else None}
 try:
     distro = platform.freedesktop_os_release().get("PRETTY_NAME")
 except OSError:
@@ -209,9 +212,25 @@ EOF
 
 elapsed() { printf '%dm%02ds' $(($1 / 60)) $(($1 % 60)); }
 
-# section_line NAME SCRIPT COMMAND STATUS SECONDS START END: one line of
-# sections.tsv, with this run's commit.
-section_line() { printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$@" "$commit"; }
+# cpu_ticks: "stolen total" from /proc/stat's cpu line, every core summed:
+# the ticks the hypervisor gave this machine's vCPUs to someone else
+# (steal), and all ticks (user nice system idle iowait irq softirq steal).
+cpu_ticks() { awk '$1 == "cpu" { print $9, $2 + $3 + $4 + $5 + $6 + $7 + $8 + $9; exit }' /proc/stat; }
+
+# steal_percent BEFORE: the share of the cores' time the host took since
+# BEFORE (a cpu_ticks line), in percent with one decimal. On a virtual
+# machine whose host is busy, a section's figures lose that share
+# unevenly, the gateway and its reference alike but not in step.
+steal_percent() {
+  local stolen0 total0 stolen1 total1
+  read -r stolen0 total0 <<<"$1"
+  read -r stolen1 total1 <<<"$(cpu_ticks)"
+  awk -v s=$((stolen1 - stolen0)) -v t=$((total1 - total0)) 'BEGIN { printf "%.1f", (t > 0 ? 100 * s / t : 0) }'
+}
+
+# section_line NAME SCRIPT COMMAND STATUS SECONDS START END [STEAL]: one
+# line of sections.tsv, with this run's commit before the steal.
+section_line() { printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "${@:1:7}" "$commit" "${8:-}"; }
 
 # A section stopped by Ctrl-C or a failure of this script is marked so.
 running=()
@@ -241,19 +260,24 @@ for section in "${sections[@]}"; do
   write_run_json
   echo "== [$i/${#sections[@]}] $section: $cmd (started $start_utc, $(elapsed $((SECONDS - total_start))) into the run)" >&2
   section_start=$SECONDS
+  ticks_before="$(cpu_ticks)"
   status=0
   BENCH_RESULTS="$results" bash "$root/$script" 2>&1 | tee "$out/logs/$section.log" >&2 || status=$?
   took=$((SECONDS - section_start))
+  steal="$(steal_percent "$ticks_before")"
   running=()
   sed -i '$d' "$sections_file"
   section_line "$section" "$script" "$cmd" "$( ((status == 0)) && echo ok || echo "failed ($status)")" \
-    "$took" "$start_utc" "$(date -u +%Y-%m-%dT%H:%M:%SZ)" >>"$sections_file"
+    "$took" "$start_utc" "$(date -u +%Y-%m-%dT%H:%M:%SZ)" "$steal" >>"$sections_file"
   write_run_json
   if ((status != 0)); then
     echo "bench-all.sh: $section failed (exit $status) after $(elapsed "$took"); its output is in $out/logs/$section.log" >&2
     exit "$status"
   fi
-  echo "== [$i/${#sections[@]}] $section done in $(elapsed "$took"), $(elapsed $((SECONDS - total_start))) in all" >&2
+  echo "== [$i/${#sections[@]}] $section done in $(elapsed "$took"), $(elapsed $((SECONDS - total_start))) in all; the host took $steal% of the cores (steal)" >&2
+  if awk -v p="$steal" 'BEGIN { exit !(p >= 5) }'; then
+    echo "bench-all.sh: warning: the host took $steal% of this machine's cores during $section (steal time in /proc/stat): its figures come from a contended sitting; rerun it when the host is quiet (BENCH_ALL_KEEP=1 BENCH_SECTIONS=$section)" >&2
+  fi
 done
 write_run_json "$(date -u +%Y-%m-%dT%H:%M:%SZ)"
 
