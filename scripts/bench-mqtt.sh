@@ -141,6 +141,10 @@ EOF
 # trigger's info lines, to see when it has subscribed.
 start_gateway() {
   local name="$1" config="$2"
+  # Each run starts NAME again: emptied before the background job's own
+  # redirection, which the loop below could outrun and read the last
+  # run's addresses (scripts/lib/work.sh, start_listening).
+  : >"$work/$name.out"
   SHANHAI_LOG="warn,shanhai_gateway::mqtt::trigger=info" "$shanhai" serve --config "$config" \
     --modules "$work/modules" --listen 127.0.0.1:0 --cache-dir "$work/cache" \
     >"$work/$name.out" 2>"$work/$name.err" &

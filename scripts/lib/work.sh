@@ -25,6 +25,10 @@ stop_work() {
 start_listening() {
   local name="$1"
   shift
+  # Emptied here, not only by the redirection below: that one runs in the
+  # background job, and the loop could read a stopped server's address
+  # from the last start of NAME before it does.
+  : >"$work/$name.out"
   "${server_pin[@]}" "$@" >"$work/$name.out" 2>"$work/$name.err" &
   local pid=$!
   pids+=("$pid")
