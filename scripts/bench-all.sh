@@ -212,19 +212,19 @@ EOF
 
 elapsed() { printf '%dm%02ds' $(($1 / 60)) $(($1 % 60)); }
 
-# cpu_ticks: "stolen total" from /proc/stat's cpu line, every core summed:
+# host_ticks: "stolen total" from /proc/stat's cpu line, every core summed:
 # the ticks the hypervisor gave this machine's vCPUs to someone else
 # (steal), and all ticks (user nice system idle iowait irq softirq steal).
-cpu_ticks() { awk '$1 == "cpu" { print $9, $2 + $3 + $4 + $5 + $6 + $7 + $8 + $9; exit }' /proc/stat; }
+host_ticks() { awk '$1 == "cpu" { print $9, $2 + $3 + $4 + $5 + $6 + $7 + $8 + $9; exit }' /proc/stat; }
 
 # steal_percent BEFORE: the share of the cores' time the host took since
-# BEFORE (a cpu_ticks line), in percent with one decimal. On a virtual
+# BEFORE (a host_ticks line), in percent with one decimal. On a virtual
 # machine whose host is busy, a section's figures lose that share
 # unevenly, the gateway and its reference alike but not in step.
 steal_percent() {
   local stolen0 total0 stolen1 total1
   read -r stolen0 total0 <<<"$1"
-  read -r stolen1 total1 <<<"$(cpu_ticks)"
+  read -r stolen1 total1 <<<"$(host_ticks)"
   awk -v s=$((stolen1 - stolen0)) -v t=$((total1 - total0)) 'BEGIN { printf "%.1f", (t > 0 ? 100 * s / t : 0) }'
 }
 
@@ -260,7 +260,7 @@ for section in "${sections[@]}"; do
   write_run_json
   echo "== [$i/${#sections[@]}] $section: $cmd (started $start_utc, $(elapsed $((SECONDS - total_start))) into the run)" >&2
   section_start=$SECONDS
-  ticks_before="$(cpu_ticks)"
+  ticks_before="$(host_ticks)"
   status=0
   BENCH_RESULTS="$results" bash "$root/$script" 2>&1 | tee "$out/logs/$section.log" >&2 || status=$?
   took=$((SECONDS - section_start))
