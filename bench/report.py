@@ -1023,8 +1023,9 @@ def build_block(run, results, charts, commit):
              "during the section (`steal` in /proc/stat; `scripts/bench-all.sh` warns at 5% or more): a "
              "section's figures lose that share unevenly, the gateway and its reference alike but not in step."]
     made, ratios, bodies = [], [], {}
-    # The chart's caption names each section's commit that differs from the run's.
-    rerun = []
+    # The chart's caption names the charted sections' commit, or, when they
+    # differ, the run's and each section's that differs from it.
+    rerun, charted = [], set()
     for name in SECTIONS:
         if name not in run["selected"]:
             bodies[name] = "Not run in this run (`BENCH_SECTIONS` left it out): no figures."
@@ -1037,10 +1038,15 @@ def build_block(run, results, charts, commit):
         ratios += found
         made += SECTION_CHARTS.get(name, [])
         own = sections[name].get("commit", commit)
-        if found and own != commit:
-            rerun.append(f"{SECTION_TITLES[name]} at {own}")
+        if found:
+            charted.add(own)
+            if own != commit:
+                rerun.append(f"{SECTION_TITLES[name]} at {own}")
     if ratios:
-        commits = f"{commit} ({'; '.join(rerun)})" if rerun else commit
+        if len(charted) == 1:
+            commits = charted.pop()
+        else:
+            commits = f"{commit} ({'; '.join(rerun)})" if rerun else commit
         ratio_chart(ratios, charts / "throughput-ratios.svg", commits)
         made.append("throughput-ratios.svg")
         lines += ["", f"![Throughput ratios, gateway ÷ reference, with the issue targets, commit {commits}]"
