@@ -11,6 +11,9 @@
 #   git worktree add /tmp/old a9c8543
 #   (cd /tmp/old && CARGO_TARGET_DIR=/tmp/old-target cargo build --release --locked -p shanhai-cli --bin shanhai)
 #   scripts/bench-compare.sh /tmp/old-target/release/shanhai target/release/shanhai
+# Build both the same way: the benchmarks' build of the workspace
+# (scripts/lib/build.sh) resolves other features (tokio's test-util, from
+# the tests) than a build of the binary alone.
 #
 # Both gateways serve the add and json2k examples (built here by
 # scripts/build-examples.sh) on their own compile caches, with the admin API
