@@ -1043,10 +1043,8 @@ def build_block(run, results, charts, commit):
             if own != commit:
                 rerun.append(f"{SECTION_TITLES[name]} at {own}")
     if ratios:
-        if len(charted) == 1:
-            commits = charted.pop()
-        else:
-            commits = f"{commit} ({'; '.join(rerun)})" if rerun else commit
+        # Sections charted at two commits: one of them is not the run's.
+        commits = charted.pop() if len(charted) == 1 else f"{commit} ({'; '.join(rerun)})"
         ratio_chart(ratios, charts / "throughput-ratios.svg", commits)
         made.append("throughput-ratios.svg")
         lines += ["", f"![Throughput ratios, gateway ÷ reference, with the issue targets, commit {commits}]"

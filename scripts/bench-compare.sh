@@ -16,8 +16,8 @@
 # the tests) than a build of the binary alone.
 #
 # Both gateways serve the add and json2k examples (built here by
-# scripts/build-examples.sh) on their own compile caches, with the admin API
-# off. For each of COMPARE_RUNS [3] rounds and each path, wrk -t2 -c64 runs
+# scripts/build-examples.sh) on their own compile caches, with bench.sh's
+# config (scripts/lib/http-servers.sh). For each of COMPARE_RUNS [3] rounds and each path, wrk -t2 -c64 runs
 # COMPARE_SECONDS [8] against one and then the other, the first alternating
 # between rounds, so that a drift in the machine's speed reaches both. Each
 # line gives the requests/s and the server's CPU time per request
@@ -27,10 +27,8 @@ set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
 # shellcheck source=lib/proc.sh
 . "$root/scripts/lib/proc.sh"
-# shellcheck source=lib/ready.sh
-. "$root/scripts/lib/ready.sh"
-# shellcheck source=lib/work.sh
-. "$root/scripts/lib/work.sh"
+# shellcheck source=lib/http-servers.sh
+. "$root/scripts/lib/http-servers.sh"
 runs="${COMPARE_RUNS:-3}"
 seconds="${COMPARE_SECONDS:-8}"
 
@@ -47,12 +45,8 @@ start_work bench-compare
 mkdir -p "$work/all" "$work/modules"
 "$root/scripts/build-examples.sh" "$work/all" >/dev/null 2>&1
 cp "$work/all/add.wasm" "$work/all/json2k.wasm" "$work/modules/"
-printf '[admin]\nenabled = false\n' >"$work/gateway.toml"
-cat >"$work/add.lua" <<'LUA'
-wrk.method = "POST"
-wrk.body = "[2.5,3.7]"
-wrk.headers["Content-Type"] = "application/json"
-LUA
+# bench.sh's request bodies and gateway config.
+write_http_loads
 
 declare -A url pid
 for side in old new; do

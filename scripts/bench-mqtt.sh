@@ -141,26 +141,13 @@ EOF
 # trigger's info lines, to see when it has subscribed.
 start_gateway() {
   local name="$1" config="$2"
-  # Each run starts NAME again: emptied before the background job's own
-  # redirection, which the loop below could outrun and read the last
-  # run's addresses (scripts/lib/work.sh, start_listening).
-  : >"$work/$name.out"
-  SHANHAI_LOG="warn,shanhai_gateway::mqtt::trigger=info" "$shanhai" serve --config "$config" \
-    --modules "$work/modules" --listen 127.0.0.1:0 --cache-dir "$work/cache" \
-    >"$work/$name.out" 2>"$work/$name.err" &
-  gw_pid=$!
-  pids+=("$gw_pid")
-  for _ in $(seq 1 6000); do
-    grep -q '^listening on http://' "$work/$name.out" && break
-    kill -0 "$gw_pid" 2>/dev/null || { cat "$work/$name.err" >&2; exit 1; }
-    sleep 0.01
-  done
+  SHANHAI_LOG="warn,shanhai_gateway::mqtt::trigger=info" start_listening "$name" "$shanhai" serve \
+    --config "$config" --modules "$work/modules" --listen 127.0.0.1:0 --cache-dir "$work/cache"
+  gw_pid=$server_pid
   plc="$(sed -n 's|^tcp plc listening on ||p' "$work/$name.out")"
   v5="$(sed -n 's|^mqtt v5 listening on ||p' "$work/$name.out")"
   # The listeners open before the modules compile: wait until they have.
-  local http
-  http="$(sed -n 's|^listening on ||p' "$work/$name.out")"
-  wait_ready "$http" "$gw_pid" "$work/$name.err"
+  wait_ready "http://$addr" "$gw_pid" "$work/$name.err"
   for _ in $(seq 1 2000); do
     [ "$(grep -c 'MQTT trigger subscribed' "$work/$name.err")" -ge 2 ] && return
     sleep 0.01
