@@ -21,8 +21,10 @@
 # COMPARE_SECONDS [8] against one and then the other, the first alternating
 # between rounds, so that a drift in the machine's speed reaches both. Each
 # line gives the requests/s and the server's CPU time per request
-# (/proc/PID/stat, user + system); the summary, the medians and the ratio
-# of the new build's median to the old one's.
+# (/proc/PID/stat, user + system); the summary, the medians, the ratio
+# of the new build's median to the old one's, and the median of each
+# round's new ÷ old (its two runs back to back), which a slow spell that
+# spans rounds moves less.
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
 # shellcheck source=lib/proc.sh
@@ -89,19 +91,28 @@ python3 - "$work/runs.tsv" "$runs" "$seconds" "$1" "$2" <<'EOF'
 import statistics, sys
 from collections import defaultdict
 tsv, runs, seconds, old, new = sys.argv[1:]
-rows = defaultdict(lambda: defaultdict(list))
+# rows[path][side][round] = (requests/s, CPU µs per request)
+rows = defaultdict(lambda: defaultdict(dict))
 for line in open(tsv):
-    path, side, _, rps, cpu = line.rstrip("\n").split("\t")
-    rows[path][side].append((float(rps), float(cpu)))
+    path, side, n, rps, cpu = line.rstrip("\n").split("\t")
+    rows[path][side][int(n)] = (float(rps), float(cpu))
 print(f"{runs} rounds of wrk -t2 -c64 -d{seconds}s per path, old and new alternating; "
-      f"old: `{old}`, new: `{new}`. Medians, the lowest and highest run in brackets.\n")
-print("| path | old req/s | new req/s | new ÷ old | old CPU µs per request | new CPU µs per request |")
-print("| --- | ---: | ---: | ---: | ---: | ---: |")
+      f"old: `{old}`, new: `{new}`. Medians, the lowest and highest run in brackets. "
+      "\"By round\" divides each round's new run by its old one (they ran back to back) "
+      "and gives the median of those ratios: a drift in the machine's speed between "
+      "rounds cancels out of it.\n")
+print("| path | old req/s | new req/s | new ÷ old | by round | old CPU µs per request "
+      "| new CPU µs per request | new ÷ old by round |")
+print("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
 def cell(values, fmt):
     return f"{format(statistics.median(values), fmt)} ({format(min(values), fmt)}–{format(max(values), fmt)})"
 for path, sides in rows.items():
     o, n = sides["old"], sides["new"]
-    ratio = statistics.median(r for r, _ in n) / statistics.median(r for r, _ in o)
-    print(f"| {path} | {cell([r for r, _ in o], ',.0f')} | {cell([r for r, _ in n], ',.0f')} | {ratio:.2f}× | "
-          f"{cell([c for _, c in o], '.1f')} | {cell([c for _, c in n], '.1f')} |")
+    rounds = sorted(o.keys() & n.keys())
+    ratio = statistics.median(r for r, _ in n.values()) / statistics.median(r for r, _ in o.values())
+    rps_pairs = [n[k][0] / o[k][0] for k in rounds]
+    cpu_pairs = [n[k][1] / o[k][1] for k in rounds]
+    print(f"| {path} | {cell([r for r, _ in o.values()], ',.0f')} | {cell([r for r, _ in n.values()], ',.0f')} "
+          f"| {ratio:.2f}× | {cell(rps_pairs, '.3f')} | {cell([c for _, c in o.values()], '.1f')} "
+          f"| {cell([c for _, c in n.values()], '.1f')} | {cell(cpu_pairs, '.3f')} |")
 EOF

@@ -702,15 +702,14 @@ where
                 let expired = Arc::new(AtomicBool::new(false));
                 let request =
                     request.map(|body| TimedBody::new(body, limits.body_timeout, expired.clone()));
-                let response = handler(request, remote);
-                let limits = limits.clone();
-                async move {
-                    let mut response = response.await;
-                    if expired.load(Ordering::Relaxed) {
-                        response = body_timeout_response(&response, &limits, remote);
-                    }
-                    drop(guard);
-                    Ok::<_, std::convert::Infallible>(response)
+                Served {
+                    response: handler(request, remote),
+                    finish: Some(Finish {
+                        guard,
+                        expired,
+                        limits: limits.clone(),
+                        remote,
+                    }),
                 }
             })
         };
@@ -731,6 +730,43 @@ where
                 }
             }
         });
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// A request's handler future, and what the listener does once it is
+    /// answered. A named future rather than an `async` block: a block that
+    /// awaits a future it captured stores it twice (the capture and the
+    /// await), and hyper moves this future once per request: the gateway's
+    /// was 6,992 bytes as a block, and is the handler's 3,464 and 56 here.
+    struct Served<R> {
+        #[pin]
+        response: R,
+        finish: Option<Finish>,
+    }
+}
+
+/// What [`Served`] needs once the handler has answered.
+struct Finish {
+    guard: RequestGuard,
+    expired: Arc<AtomicBool>,
+    limits: Arc<ConnectionLimits>,
+    remote: SocketAddr,
+}
+
+impl<R: Future<Output = Response<Full<Bytes>>>> Future for Served<R> {
+    type Output = Result<Response<Full<Bytes>>, std::convert::Infallible>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.project();
+        let mut response = std::task::ready!(this.response.poll(cx));
+        let finish = this.finish.take().expect("Served polled after it answered");
+        if finish.expired.load(Ordering::Relaxed) {
+            response = body_timeout_response(&response, &finish.limits, finish.remote);
+        }
+        // The guard drops here, as the response is about to be written.
+        drop(finish.guard);
+        Poll::Ready(Ok(response))
     }
 }
 
@@ -779,6 +815,29 @@ mod tests {
             }
             .resolve("test", 1),
         )
+    }
+
+    /// hyper moves the service's future once per request: it holds the
+    /// handler's future once, beside what the listener needs after it (an
+    /// `async` block awaiting a captured future held it twice).
+    #[test]
+    fn a_served_request_holds_its_handler_future_once() {
+        let handler = async {
+            let held = [7u8; 2048];
+            tokio::task::yield_now().await;
+            Response::new(Full::new(Bytes::copy_from_slice(&held)))
+        };
+        let handler_size = std::mem::size_of_val(&handler);
+        assert!(handler_size >= 2048);
+        let served = Served {
+            response: handler,
+            finish: None,
+        };
+        assert!(
+            std::mem::size_of_val(&served) <= handler_size + std::mem::size_of::<Finish>() + 8,
+            "{} bytes around a {handler_size}-byte handler future",
+            std::mem::size_of_val(&served)
+        );
     }
 
     #[test]
