@@ -158,6 +158,26 @@ def thread_switches(wrk_log, requests):
     return {key: count / requests for key, count in totals.items()}
 
 
+def syscalls(path, wrk_log):
+    """System calls per request by name during the short run after a
+    sampled one, from `perf stat -x, -e 'syscalls:sys_enter_*'`
+    (LABEL.syscalls, lines `COUNT,UNIT,EVENT,...`) and that run's wrk log:
+    {name: per request}. None where either is missing or nothing was
+    counted (a kernel without the tracepoints)."""
+    if not (path.is_file() and wrk_log.is_file()):
+        return None
+    requests = parse_wrk(wrk_log)["requests"]
+    if not requests:
+        return None
+    counts = {}
+    for line in path.read_text().splitlines():
+        fields = line.split(",")
+        if len(fields) < 3 or not fields[0].isdigit() or not fields[2].startswith("syscalls:sys_enter_"):
+            continue
+        counts[fields[2].removeprefix("syscalls:sys_enter_")] = int(fields[0]) / requests
+    return counts if any(counts.values()) else None
+
+
 def number(value, digits=1):
     return f"{value:,.{digits}f}"
 
@@ -178,6 +198,8 @@ def main():
         threads = thread_switches(args.results / "wrk" / f"{label}.txt", run["requests"])
         runs[label] = dict(heading=heading, rps=run["rps"], cpu=run["cpu_us"], threads=threads,
                            switches=sum(threads.values()) if threads is not None else None,
+                           syscalls=syscalls(args.results / "perf" / f"{label}.syscalls",
+                                            args.results / "perf" / f"{label}.syscalls-wrk.txt"),
                            samples=samples, parts=parts, wrk=run)
 
     # Every run has the same wrk options; only the script and the URL differ.
@@ -210,32 +232,67 @@ def main():
                    + " | ".join(number(runs[l]["switches"], 2) for l in labels) + " |")
     out.append("")
 
-    if all(runs[l]["threads"] is not None for l in labels):
-        # Rows for the threads that switched at least once per thousand
-        # requests in some run, in the order of their largest count.
-        keys = collections.Counter()
+    def per_request_table(field, threshold, first_column, row_name, intro):
+        """A table of `field` (per-request counts by key) for every run,
+        with a row for each key counted at least `threshold` times per
+        request in some run, the largest first; nothing where a run lacks
+        the counts."""
+        if not all(runs[l][field] is not None for l in labels):
+            return
+        most = collections.Counter()
         for label in labels:
-            for key, per_request in runs[label]["threads"].items():
-                keys[key] = max(keys[key], per_request)
-        rows = [key for key, most in keys.most_common() if most >= 0.001]
-        out.append("Context switches per request by the server's threads (by name), in the same runs: "
-                   "\"waited\" counts a thread's voluntary switches (it blocked: no work, a lock, a sleep), "
-                   "\"preempted\" its involuntary ones (the kernel gave its core to another runnable thread, "
-                   "wrk's included). From each thread's `/proc/PID/task/TID/status` before and after the run "
-                   "(`wrk/LABEL.threads-before`, `-after`).")
+            for key, per_request in runs[label][field].items():
+                most[key] = max(most[key], per_request)
+        out.append(intro)
         out.append("")
-        out.append("| thread | " + " | ".join(runs[l]["heading"] for l in labels) + " |")
+        out.append(f"| {first_column} | " + " | ".join(runs[l]["heading"] for l in labels) + " |")
         out.append("| --- |" + " ---: |" * len(labels))
-        for name, kind in rows:
-            values = [number(runs[l]["threads"][(name, kind)], 3) if (name, kind) in runs[l]["threads"] else ""
-                      for l in labels]
-            out.append(f"| `{name}`, {kind} | " + " | ".join(values) + " |")
+        for key, largest in most.most_common():
+            if largest >= threshold:
+                values = [number(runs[l][field][key], 3) if key in runs[l][field] else "" for l in labels]
+                out.append(f"| {row_name(key)} | " + " | ".join(values) + " |")
         out.append("")
+
+    per_request_table(
+        "threads", 0.001, "thread", lambda key: f"`{key[0]}`, {key[1]}",
+        "Context switches per request by the server's threads (by name), in the same runs: "
+        "\"waited\" counts a thread's voluntary switches (it blocked: no work, a lock, a sleep), "
+        "\"preempted\" its involuntary ones (the kernel gave its core to another runnable thread, "
+        "wrk's included). From each thread's `/proc/PID/task/TID/status` before and after the run "
+        "(`wrk/LABEL.threads-before`, `-after`); threads that switched less than once per thousand "
+        "requests are left out.")
+    per_request_table(
+        "syscalls", 0.01, "system call", lambda name: f"`{name}`",
+        "System calls per request by the server, by name, each in a short wrk run of its own right after "
+        "the sampled one (`perf stat -e 'syscalls:sys_enter_*' -p PID`, which would make the sampled "
+        "run's context switches dearer; `perf/LABEL.syscalls` and `perf/LABEL.syscalls-wrk.txt`); calls "
+        "made less than once per hundred requests are left out.")
+
+    # The kernel's functions where the gateway's add requests spend the
+    # most beyond bare hyper's, per request.
+    kernel = {}
+    for label in ("gw-add", "ref-add"):
+        run = runs[label]
+        counts = collections.Counter(sym for sym, dso in run["samples"] if dso == "[kernel.kallsyms]")
+        kernel[label] = {sym: n / max(len(run["samples"]), 1) * run["cpu"] for sym, n in counts.items()}
+    gap = sorted(kernel["gw-add"].keys() | kernel["ref-add"].keys(),
+                 key=lambda sym: kernel["ref-add"].get(sym, 0) - kernel["gw-add"].get(sym, 0))
+    out.append("The 10 kernel functions with the largest difference between the gateway's `add` requests "
+               "and bare hyper's, CPU µs per request (the kernel's whole share: "
+               f"{number(sum(kernel['gw-add'].values()))} against {number(sum(kernel['ref-add'].values()))}):")
+    out.append("")
+    out.append("| kernel function | add, gateway | add, bare hyper | difference |")
+    out.append("| --- | ---: | ---: | ---: |")
+    for sym in gap[:10]:
+        ours, theirs = kernel["gw-add"].get(sym, 0), kernel["ref-add"].get(sym, 0)
+        out.append(f"| `{sym}` | {number(ours, 2)} | {number(theirs, 2)} | {ours - theirs:+.2f} |")
+    out.append("")
 
     for label, what, wanted in (
         ("gw-text", "the Go guest's functions, GET /json2k/text", is_go),
         ("gw-json2k", "the Go guest's functions, GET /json2k", is_go),
-        ("gw-add", "the gateway's own functions, POST /api/exec/add/add", lambda dso: Path(dso).name == "shanhai"),
+        ("gw-add", "the gateway's own functions and the C library's, POST /api/exec/add/add",
+         lambda dso: Path(dso).name == "shanhai" or part_of("", dso).startswith("C library")),
     ):
         run = runs[label]
         functions = collections.Counter(WASM_PREFIX.sub("", sym) for sym, dso in run["samples"] if wanted(dso))

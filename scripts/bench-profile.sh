@@ -4,7 +4,9 @@
 # costs into the code that spent it (the Go guest's packages, the gateway's
 # crates, the C library, the kernel), beside the same handler built as a
 # native Go server and bare hyper, and counts each server's context switches
-# per request by thread and kind (waited or preempted). The breakdown in
+# per request by thread and kind (waited or preempted) and, in a short run
+# of its own, its system calls per request by name (perf stat on the
+# syscalls tracepoints). The breakdown in
 # docs/benchmarks.md ("Where the time goes") comes from this script.
 #
 #   scripts/bench-profile.sh          # about 3 minutes on 2 cores
@@ -24,6 +26,7 @@
 #   BENCH_WARMUP [2s]      untimed wrk run before each endpoint
 #   BENCH_THREADS [2]      wrk threads     BENCH_CONNECTIONS [64]
 #   PROFILE_FREQUENCY [1999]  perf samples per second per busy thread
+#   PROFILE_SYSCALL_SECONDS [3]  the run after each sampled one that counts system calls
 #   BENCH_RESULTS [target/bench-profile]  perf data, wrk logs and results.md
 set -euo pipefail
 
@@ -42,6 +45,7 @@ warmup="${BENCH_WARMUP:-2s}"
 threads="${BENCH_THREADS:-2}"
 connections="${BENCH_CONNECTIONS:-64}"
 frequency="${PROFILE_FREQUENCY:-1999}"
+syscall_seconds="${PROFILE_SYSCALL_SECONDS:-3}"
 results="${BENCH_RESULTS:-$root/target/bench-profile}"
 
 for tool in perf wrk curl go python3 cargo; do
@@ -91,6 +95,17 @@ profile() {
   echo "$(($(cpu_ticks "$pid") - before)) $(getconf CLK_TCK)" >"$results/wrk/$label.cpu"
   thread_switches "$pid" >"$results/wrk/$label.threads-after"
   wait "$perf_pid"
+  # The system calls by name, in a short run of their own: counting them
+  # (a tracepoint per call, on every thread) makes each context switch
+  # dearer, which would show in the sampled run's kernel share. A kernel
+  # without the tracepoints leaves the counts out, and the table.
+  local count_log="$results/perf/$label.syscalls-wrk.txt"
+  echo "\$ wrk -t$threads -c$connections -d${syscall_seconds}s ${script[*]} $url" >"$count_log"
+  perf stat -x, -e 'syscalls:sys_enter_*' -p "$pid" -o "$results/perf/$label.syscalls" -- sleep "$syscall_seconds" \
+    2>/dev/null &
+  local stat_pid=$!
+  wrk -t"$threads" -c"$connections" -d"${syscall_seconds}s" "${script[@]}" "$url" >>"$count_log"
+  wait "$stat_pid" || true
   kill -0 "$pid" 2>/dev/null || { echo "bench-profile.sh: the server of $label exited" >&2; exit 1; }
   # perf reads the symbols now, while the modules' cache files exist.
   perf script -i "$results/perf/$label.data" -F ip,sym,dso 2>/dev/null | gzip >"$results/perf/$label.samples.gz"
